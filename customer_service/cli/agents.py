@@ -1,0 +1,219 @@
+"""``customer-service agents ...``: the people who answer visitors."""
+
+# Heavy modules (trio, rich, storage, server) are imported inside the functions that
+# use them, so `customer-service --help` does not pay for them.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from customer_service.auth import hash_password, new_token, password_problem, token_hash
+from customer_service.cli.common import (
+    agent_dict,
+    console,
+    current_config,
+    echo_json,
+    esc,
+    json_option,
+    short_time,
+    with_store,
+)
+from customer_service.errors import BadRequest, Conflict, NotFound
+
+if TYPE_CHECKING:
+    from customer_service.core.models import Agent
+    from customer_service.storage.base import Store
+
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def _check_username(username: str) -> str:
+    if not USERNAME.match(username):
+        raise BadRequest(f"invalid username {username!r}: 1-64 letters, digits or _ . @ -, "
+                         "starting with a letter or digit")
+    return username
+
+
+def _check_password(value: str) -> str:
+    """``click.prompt`` value check: a refused password is asked again."""
+    problem = password_problem(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
+
+
+def _read_password(password_stdin: bool) -> str:
+    """The new password: one line from stdin, or asked twice with hidden input."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise BadRequest("--password-stdin: no password on stdin")
+    else:
+        password = click.prompt("Password", hide_input=True,
+                                confirmation_prompt="Repeat password",
+                                value_proc=_check_password)
+    problem = password_problem(password)
+    if problem:
+        raise BadRequest(problem)
+    return password
+
+
+async def _agent(store: Store, username: str) -> Agent:
+    agent = await store.get_agent_by_username(username)
+    if agent is None:
+        raise NotFound(f"no agent named {username!r} (see 'customer-service agents list')")
+    return agent
+
+
+password_stdin_option = click.option(
+    "--password-stdin", is_flag=True,
+    help="Read the password from the first line of stdin instead of prompting.")
+
+
+@click.group()
+def agents() -> None:
+    """Manage agents: add, list, disable, enable, passwd, token."""
+
+
+@agents.command("add")
+@click.argument("username")
+@click.option("--name", help="Name shown to visitors (default: the username).")
+@password_stdin_option
+def add(username: str, name: str | None, password_stdin: bool) -> None:
+    """Add an agent (asks for the password twice, hidden).
+
+    With --password-stdin the password is the first line of stdin, for scripts.
+
+    \b
+        customer-service agents add alice --name "Alice Martin"
+        printf '%s\\n' "$PASSWORD" | customer-service agents add bob --password-stdin
+    """
+    _check_username(username)
+    config = current_config()
+
+    async def free(store: Store) -> None:
+        if await store.get_agent_by_username(username) is not None:
+            raise Conflict(f"an agent named {username!r} exists already")
+
+    with_store(config, free)  # fail before asking for a password nobody can use
+    password = _read_password(password_stdin)
+    hashed = hash_password(password)
+
+    async def work(store: Store) -> Agent:
+        return await store.create_agent(username, name or username, hashed)
+
+    agent = with_store(config, work)
+    console().print(f"Added agent [bold]{agent.username}[/bold] (id {agent.id}, "
+                    f"name {esc(repr(agent.name))}).")
+
+
+@agents.command("list")
+@json_option
+def list_agents(as_json: bool) -> None:
+    """List agents, enabled and disabled."""
+
+    async def work(store: Store) -> list[Agent]:
+        return await store.list_agents()
+
+    found = with_store(current_config(), work)
+    if as_json:
+        echo_json([agent_dict(a) for a in found])
+        return
+    from rich.table import Table
+
+    table = Table("id", "username", "name", "status", "created (UTC)",
+                  title=f"{len(found)} agent(s)", title_justify="left")
+    for agent in found:
+        status = "[red]disabled[/red]" if agent.disabled else "[green]enabled[/green]"
+        table.add_row(str(agent.id), agent.username, esc(agent.name), status,
+                      short_time(agent.created_at))
+    console().print(table)
+
+
+def _set_disabled(username: str, disabled: bool) -> None:
+    async def work(store: Store) -> Agent:
+        return await store.set_agent_disabled(username, disabled)
+
+    agent = with_store(current_config(), work)
+    if disabled:
+        console().print(f"Disabled agent [bold]{agent.username}[/bold]; "
+                        "their tokens are revoked.")
+    else:
+        console().print(f"Enabled agent [bold]{agent.username}[/bold].")
+
+
+@agents.command()
+@click.argument("username")
+def disable(username: str) -> None:
+    """Stop an agent from signing in; revokes their tokens."""
+    _set_disabled(username, True)
+
+
+@agents.command()
+@click.argument("username")
+def enable(username: str) -> None:
+    """Let a disabled agent sign in again."""
+    _set_disabled(username, False)
+
+
+@agents.command()
+@click.argument("username")
+@password_stdin_option
+def passwd(username: str, password_stdin: bool) -> None:
+    """Set an agent's password (asks twice, hidden, unless --password-stdin)."""
+    config = current_config()
+
+    async def exists(store: Store) -> Agent:
+        return await _agent(store, username)
+
+    with_store(config, exists)  # fail before asking for a password nobody can use
+    hashed = hash_password(_read_password(password_stdin))
+
+    async def work(store: Store) -> Agent:
+        return await store.set_agent_password(username, hashed)
+
+    agent = with_store(config, work)
+    console().print(f"Password changed for [bold]{agent.username}[/bold].")
+
+
+@agents.command()
+@click.argument("username")
+@click.option("--label", default="cli", show_default=True,
+              help="What the token is for, to recognise it later.")
+@click.option("--ttl-hours", type=click.FloatRange(min=0),
+              help="Lifetime in hours; 0 never expires [default: [auth] token_ttl_hours].")
+def token(username: str, label: str, ttl_hours: float | None) -> None:
+    """Issue a bearer token for an agent's socket and API access.
+
+    The token is printed once on stdout (details on stderr) and only its hash is
+    stored, so capture it:
+
+    \b
+        TOKEN=$(customer-service agents token alice --label ops-script)
+    """
+    from customer_service.core.models import utc_now
+
+    config = current_config()
+    hours = config.auth.token_ttl_hours if ttl_hours is None else ttl_hours
+    expires_at: datetime | None = utc_now() + timedelta(hours=hours) if hours > 0 else None
+    secret = new_token()
+
+    async def work(store: Store) -> Agent:
+        agent = await _agent(store, username)
+        if agent.disabled:
+            raise Conflict(f"agent {username!r} is disabled "
+                           f"(enable it with 'customer-service agents enable {username}')")
+        await store.add_agent_token(agent.id, token_hash(secret), label, expires_at)
+        return agent
+
+    agent = with_store(config, work)
+    click.echo(secret)
+    until = f"until {short_time(expires_at)} UTC" if expires_at else "with no expiry"
+    click.echo(f"Token for {agent.username} (label {label!r}), valid {until}. "
+               "It is shown only this once.", err=True)

@@ -1,0 +1,113 @@
+"""The root ``customer-service`` group, ``serve``, and the one place errors are converted."""
+
+# Heavy modules (trio, rich, storage, server) are imported inside the functions that
+# use them, so `customer-service --help` does not pay for them.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from customer_service import __version__
+from customer_service.cli.agents import agents
+from customer_service.cli.common import CONFIG_ENV, DEFAULT_CONFIG_FILE, State, current_config
+from customer_service.cli.config_cmd import config_group
+from customer_service.cli.conversations import conversations
+from customer_service.cli.db import db, stats
+from customer_service.errors import CustomerServiceError
+
+
+def _single_error(exc: BaseException) -> CustomerServiceError | None:
+    """The ``CustomerServiceError`` behind ``exc``, unwrapping one-error exception groups.
+
+    trio wraps an error raised inside a nursery (the store's, the server's) in an
+    ``ExceptionGroup``; a group of one is still that one error to the user.
+    """
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, CustomerServiceError) else None
+
+
+class CliGroup(click.Group):
+    """The root group. Every ``CustomerServiceError`` becomes a click error here, and only here.
+
+    Subcommands (and the group callback) run inside ``Group.invoke``, so one
+    ``try`` covers them all: a bad config file, a duplicate agent, a database
+    that cannot be reached all print ``Error: <message>`` and exit 1, without a
+    traceback. Anything else is a bug and keeps its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (CustomerServiceError, BaseExceptionGroup) as exc:
+            error = _single_error(exc)
+            if error is None:
+                raise
+            raise click.ClickException(error.message) from exc
+
+
+@click.group(cls=CliGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", metavar="PATH", envvar=CONFIG_ENV,
+              type=click.Path(dir_okay=False, path_type=str),
+              help=f"TOML config file [env: {CONFIG_ENV}; default: ./{DEFAULT_CONFIG_FILE} "
+                   "if it exists, else the embedded defaults].")
+@click.version_option(__version__, "--version", "-V", prog_name="customer-service",
+                      message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Live customer-service chat server: visitors, agents and an AI over WebSocket.
+
+    Without a command it runs the server, like 'serve':
+
+        customer-service --config=prod.toml
+
+    Start with 'customer-service config init' to write a commented config file,
+    then 'customer-service agents add USERNAME' for the first agent.
+    """
+    ctx.obj = State.from_option(config_path)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve)
+
+
+@cli.command()
+@click.option("--host", metavar="ADDRESS", help="Listen on this address instead of [server] host.")
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="Listen on this port instead of [server] port (0 picks a free one).")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the server (what the bare command does).
+
+    Runs until SIGINT or SIGTERM. Prints a banner with the URLs once the port is
+    bound; logs go to stderr.
+    """
+    config = current_config()
+    if host is not None:
+        config = config.with_changes(server__host=host)
+    if port is not None:
+        config = config.with_changes(server__port=port)
+
+    from customer_service.cli.banner import print_banner
+    from customer_service.logs import configure_logging
+    from customer_service.server.run import run_server
+
+    configure_logging(config.log)
+
+    def banner(base_url: str) -> None:
+        print_banner(config, base_url)
+
+    run_server(config, banner=banner)
+
+
+cli.add_command(config_group)
+cli.add_command(agents)
+cli.add_command(conversations)
+cli.add_command(db)
+cli.add_command(stats)
+
+
+def main() -> None:
+    """Console entry point (``customer-service``, ``python -m customer_service``, the zipapp)."""
+    cli.main(prog_name="customer-service")

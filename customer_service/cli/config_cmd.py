@@ -1,0 +1,112 @@
+"""``customer-service config init|check|docs``."""
+
+# Heavy modules (trio, rich, storage, server) are imported inside the functions that
+# use them, so `customer-service --help` does not pay for them.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from customer_service.cli.common import (
+    DEFAULT_CONFIG_FILE,
+    console,
+    describe_database,
+    esc,
+    get_state,
+)
+from customer_service.config import Config, load_config
+
+
+@click.group("config")
+def config_group() -> None:
+    """Write, check and document the TOML config file."""
+
+
+@config_group.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@click.option("--production", is_flag=True,
+              help="Add notes on what to change for production (how prod.toml is made).")
+def init(path: Path | None, force: bool, production: bool) -> None:
+    """Write a commented config file with every key at its default.
+
+    PATH defaults to the --config file if one was given, else
+    ./customer-service.toml, which the other commands then use without --config.
+
+    \b
+        customer-service config init
+        customer-service config init /etc/customer-service.toml --production
+    """
+    from customer_service.config_template import render_template
+
+    if path is None:
+        path = Path(get_state().config_path or DEFAULT_CONFIG_FILE)
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} exists; use --force to overwrite it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_template(production=production), encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from exc
+    click.echo(f"Wrote {path}. Check it with: customer-service config check {path}")
+
+
+def _env_overrides() -> list[str]:
+    from customer_service.config_template import env_var, iter_keys
+
+    names = {env_var(section, key) for section, key, _, _ in iter_keys()}
+    return sorted(name for name in os.environ if name in names)
+
+
+def _summary(config: Config) -> list[tuple[str, str]]:
+    server = config.server
+    rows = [
+        ("listen", f"{server.host}:{server.port}"),
+        ("public URL", server.public_url or f"http://{server.host}:{server.port}"),
+        ("database", describe_database(config)),
+        ("AI", "on" if config.ai.enabled else "off"),
+        ("log", f"{config.log.level}, {config.log.format}"),
+    ]
+    overrides = _env_overrides()
+    rows.append(("environment", ", ".join(overrides) if overrides else "no overrides"))
+    return rows
+
+
+@config_group.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=str))
+def check(path: str | None) -> None:
+    """Validate a config file (default: the one --config chose); print a summary.
+
+    On an error it prints the file, line and key, and exits with status 1.
+
+    \b
+        customer-service config check prod.toml
+    """
+    source = path if path is not None else get_state().config_path
+    config = load_config(source)  # ConfigError -> "Error: FILE:LINE: ..." (exit 1)
+    from rich.table import Table
+
+    out = console()
+    out.print(f"[green]ok[/green]: {esc(source or 'no config file; the embedded defaults')}")
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in _summary(config):
+        table.add_row(label, esc(value))
+    out.print(table)
+
+
+@config_group.command()
+def docs() -> None:
+    """Print the configuration reference (Markdown) generated from the code.
+
+    \b
+        customer-service config docs > docs/configuration.md
+    """
+    from customer_service.config_template import render_reference_markdown
+
+    click.echo(render_reference_markdown(), nl=False)

@@ -1,0 +1,135 @@
+"""``customer-service conversations ...``: read what visitors and agents said."""
+
+# Heavy modules (trio, rich, storage, server) are imported inside the functions that
+# use them, so `customer-service --help` does not pay for them.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from customer_service.cli.common import (
+    console,
+    conversation_dict,
+    current_config,
+    echo_json,
+    esc,
+    json_option,
+    message_dict,
+    short_time,
+    visitor_dict,
+    with_store,
+)
+from customer_service.core.models import ConversationStatus
+from customer_service.errors import NotFound
+
+if TYPE_CHECKING:
+    from customer_service.core.models import (
+        Conversation,
+        ConversationSummary,
+        StoredMessage,
+        Visitor,
+    )
+    from customer_service.storage.base import Store
+
+PAGE = 1000
+
+
+def _excerpt(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+@click.group()
+def conversations() -> None:
+    """List conversations and show their messages."""
+
+
+@conversations.command("list")
+@click.option("--status", type=click.Choice([s.value for s in ConversationStatus]),
+              help="Only conversations in this state.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
+              help="At most this many, newest activity first.")
+@json_option
+def list_conversations(status: str | None, limit: int, as_json: bool) -> None:
+    """List conversations, newest activity first.
+
+    \b
+        customer-service conversations list --status open --limit 20
+        customer-service conversations list --json | jq '.[].id'
+    """
+    wanted = ConversationStatus(status) if status else None
+
+    async def work(store: Store) -> list[ConversationSummary]:
+        return await store.list_conversations(wanted, limit)
+
+    found = with_store(current_config(), work)
+    if as_json:
+        echo_json([{**conversation_dict(s.conversation), "visitor": visitor_dict(s.visitor),
+                    "last_message": message_dict(s.last_message) if s.last_message else None}
+                   for s in found])
+        return
+    from rich.table import Table
+
+    table = Table("id", "status", "visitor", "agent", "msgs", "unread", "updated (UTC)",
+                  "last message", title=f"{len(found)} conversation(s)", title_justify="left")
+    for summary in found:
+        conv, visitor, last = summary.conversation, summary.visitor, summary.last_message
+        who = visitor.name or visitor.email or f"visitor {visitor.id}"
+        table.add_row(str(conv.id), str(conv.status), esc(who),
+                      "" if conv.assigned_to is None else str(conv.assigned_to),
+                      str(conv.last_seq), str(conv.unread), short_time(conv.updated_at),
+                      esc(f"{last.sender_name}: {_excerpt(last.content)}") if last else "")
+    console().print(table)
+
+
+@conversations.command()
+@click.argument("conversation_id", metavar="ID", type=int)
+@json_option
+def show(conversation_id: int, as_json: bool) -> None:
+    """Show one conversation and all its messages.
+
+    \b
+        customer-service conversations show 42
+        customer-service conversations show 42 --json
+    """
+
+    async def work(store: Store) -> tuple[Conversation, Visitor | None, list[StoredMessage]]:
+        conv = await store.get_conversation(conversation_id)
+        if conv is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        visitor = await store.get_visitor(conv.visitor_id)
+        messages: list[StoredMessage] = []
+        while True:
+            page = await store.messages_after(conversation_id,
+                                              messages[-1].seq if messages else 0, PAGE)
+            messages += page
+            if len(page) < PAGE:
+                return conv, visitor, messages
+
+    conv, visitor, messages = with_store(current_config(), work)
+    if as_json:
+        data: dict[str, Any] = {**conversation_dict(conv),
+                                "visitor": visitor_dict(visitor) if visitor else None,
+                                "messages": [message_dict(m) for m in messages]}
+        echo_json(data)
+        return
+    from rich.table import Table
+
+    out = console()
+    who = "unknown visitor"
+    if visitor:
+        who = " ".join(part for part in (visitor.name, f"<{visitor.email}>" if visitor.email
+                                         else "", f"on {visitor.page}" if visitor.page else "")
+                       if part) or f"visitor {visitor.id}"
+    assigned = f", agent {conv.assigned_to}" if conv.assigned_to is not None else ""
+    out.print(f"[bold]Conversation {conv.id}[/bold]: {conv.status}{assigned}, {esc(who)}, "
+              f"started {short_time(conv.created_at)} UTC")
+    table = Table("seq", "time (UTC)", "from", "message", title=f"{len(messages)} message(s)",
+                  title_justify="left")
+    for m in messages:
+        table.add_row(str(m.seq), short_time(m.created_at),
+                      esc(f"{m.sender_name} ({m.sender_role})"), esc(m.content))
+    out.print(table)

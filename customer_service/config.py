@@ -1,0 +1,299 @@
+"""The one typed, frozen configuration object, built from a TOML file.
+
+Every key is a dataclass field with a default and a ``doc`` in its metadata: the
+defaults run the server with nothing else installed (SQLite next to the config
+file, port 8080, AI off), and the docs feed ``config init`` and the README's
+configuration reference, so the three cannot drift apart.
+
+Any key may also come from the environment as ``CUSTOMER_SERVICE_<SECTION>_<KEY>``
+(for example ``CUSTOMER_SERVICE_STORAGE_MYSQL_PASSWORD``), which is how secrets
+are kept out of the file. The environment wins over the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from customer_service.errors import ConfigError
+
+ENV_PREFIX = "CUSTOMER_SERVICE_"
+
+
+def _doc(text: str, *, gt: float | None = None, ge: float | None = None,
+         le: float | None = None) -> dict[str, Any]:
+    """Field metadata: the doc shown in ``config init`` and the reference, plus bounds."""
+    return {"doc": text, "gt": gt, "ge": ge, "le": le}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = field(default="127.0.0.1", metadata=_doc(
+        "Address to listen on. 0.0.0.0 (or ::) to accept connections from other machines."))
+    port: int = field(default=8080, metadata=_doc(
+        "TCP port for HTTP and WebSocket (0 picks a free one).", ge=0, le=65535))
+    public_url: str = field(default="", metadata=_doc(
+        "URL visitors reach the server at, shown in the banner (default: http://host:port)."))
+    max_frame_bytes: int = field(default=65536, metadata=_doc(
+        "Largest WebSocket message accepted; a larger one closes the socket with 1009.", ge=1))
+    max_message_chars: int = field(default=4000, metadata=_doc(
+        "Longest chat message content, in characters; longer gets a too_large error.", ge=1))
+    message_timeout: float = field(default=3.0, metadata=_doc(
+        "Seconds to handle one inbound frame; past it the client gets a timeout error.", gt=0))
+    outbound_queue: int = field(default=256, metadata=_doc(
+        "Frames queued per connection; a client that lets this fill up is closed (1008).", ge=1))
+    rate_limit_per_second: float = field(default=20.0, metadata=_doc(
+        "Frames per second one connection may send on average.", gt=0))
+    rate_limit_burst: int = field(default=60, metadata=_doc(
+        "Frames one connection may send in a burst before rate_limited errors start.", ge=1))
+    rate_limit_strikes: int = field(default=20, metadata=_doc(
+        "rate_limited errors a connection may collect before it is closed with 1008.", ge=0))
+    shutdown_timeout: float = field(default=5.0, metadata=_doc(
+        "Seconds a graceful shutdown (SIGINT/SIGTERM) may take before it is forced.", gt=0))
+    hello_timeout: float = field(default=10.0, metadata=_doc(
+        "Seconds a new visitor socket has to send its hello frame.", gt=0))
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    backend: Literal["sqlite", "mysql"] = field(default="sqlite", metadata=_doc(
+        "sqlite (embedded, one file) or mysql (MySQL/MariaDB, for production and several instances)."))
+    sqlite_path: str = field(default="customer-service.db", metadata=_doc(
+        "SQLite database file; a relative path is relative to the config file."))
+    mysql_host: str = field(default="127.0.0.1", metadata=_doc("MySQL/MariaDB host."))
+    mysql_port: int = field(default=3306, metadata=_doc("MySQL/MariaDB port.", ge=1, le=65535))
+    mysql_user: str = field(default="root", metadata=_doc("MySQL/MariaDB user."))
+    mysql_password: str = field(default="", metadata=_doc(
+        "MySQL/MariaDB password; better set CUSTOMER_SERVICE_STORAGE_MYSQL_PASSWORD."))
+    mysql_database: str = field(default="customer_service", metadata=_doc("MySQL/MariaDB database."))
+    mysql_pool_size: int = field(default=4, metadata=_doc(
+        "Connections kept open to MySQL/MariaDB.", ge=1))
+    group_commit_max: int = field(default=512, metadata=_doc(
+        "Most messages committed in one transaction when many arrive together.", ge=1))
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    token_ttl_hours: float = field(default=720.0, metadata=_doc(
+        "Lifetime of an agent login token, in hours.", gt=0))
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_doc(
+        "Log level."))
+    format: Literal["text", "json"] = field(default="text", metadata=_doc(
+        "text for people, json (one object per line) for log collectors."))
+
+
+@dataclass(frozen=True, slots=True)
+class AiConfig:
+    enabled: bool = field(default=False, metadata=_doc("Answer visitors with an AI (needs [ai] settings)."))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    ai: AiConfig = field(default_factory=AiConfig)
+    source: str | None = field(default=None, compare=False, metadata={"internal": True})
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the file, relative to the file's folder when not absolute."""
+        path = Path(value).expanduser()
+        if path.is_absolute() or self.source is None:
+            return path
+        return Path(self.source).resolve().parent / path
+
+    def with_changes(self, **sections: Any) -> Config:
+        """A copy with whole sections or ``section__key`` values replaced (used by tests)."""
+        grouped: dict[str, dict[str, Any]] = {}
+        direct: dict[str, Any] = {}
+        for name, value in sections.items():
+            if "__" in name:
+                section, key = name.split("__", 1)
+                grouped.setdefault(section, {})[key] = value
+            else:
+                direct[name] = value
+        for section, values in grouped.items():
+            direct[section] = dataclasses.replace(getattr(self, section), **values)
+        return dataclasses.replace(self, **direct)
+
+
+def sections() -> Iterator[tuple[str, type[Any]]]:
+    """The config sections in file order, as (name, dataclass)."""
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if f.metadata.get("internal"):
+            continue
+        yield f.name, hints[f.name]
+
+
+def section_fields(cls: type[Any]) -> Iterator[tuple[dataclasses.Field[Any], Any]]:
+    """The fields of one section with their resolved type hints."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        yield f, hints[f.name]
+
+
+def describe_type(hint: Any) -> str:
+    """A short human name for a field's type: int, float, one of "a", "b"..."""
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(f'"{v}"' for v in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return f"list of {describe_type(typing.get_args(hint)[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _line_of(text: str, section: str, key: str | None) -> int | None:
+    """Best-effort line number of ``[section] key`` (or the section header) in TOML text."""
+    current = ""
+    header = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\"]+)\s*\]")
+    for number, line in enumerate(text.splitlines(), start=1):
+        found = header.match(line)
+        if found:
+            current = found.group(1).strip('"')
+            if key is None and current == section:
+                return number
+            continue
+        if key is not None and current == section and re.match(
+                rf"^\s*\"?{re.escape(key)}\"?\s*=", line):
+            return number
+    return None
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ValueError(f"{where} must be {describe_type(hint)}, not {value!r}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ValueError(f"{where} must be a list, not {type(value).__name__}")
+        return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, not {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, not {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} must be a number, not {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, not {value!r}")
+        return value
+    raise ValueError(f"{where}: unsupported type {hint!r}")
+
+
+def _from_env(raw: str, hint: Any) -> Any:
+    """Parse an environment value as a TOML value, falling back to a bare string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if hint is str or typing.get_origin(hint) is Literal:
+            return raw
+        raise
+
+
+def _check_value(f: dataclasses.Field[Any], value: Any, where: str) -> None:
+    """Enforce the bounds a field declares in its metadata (gt, ge, le)."""
+    gt, ge, le = f.metadata.get("gt"), f.metadata.get("ge"), f.metadata.get("le")
+    if gt is not None and not value > gt:
+        raise ValueError(f"{where} must be greater than {gt:g}, not {value!r}")
+    if ge is not None and not value >= ge:
+        raise ValueError(f"{where} must be at least {ge:g}, not {value!r}")
+    if le is not None and not value <= le:
+        raise ValueError(f"{where} must be at most {le:g}, not {value!r}")
+
+
+def build_config(data: Mapping[str, Any], *, path: str | None = None, text: str = "",
+                 environ: Mapping[str, str] | None = None) -> Config:
+    """Validate parsed TOML (plus environment overrides) into a ``Config``."""
+    environ = os.environ if environ is None else environ
+    known = dict(sections())
+    for name, value in data.items():
+        if name not in known:
+            raise ConfigError(f"unknown section [{name}] (known: {', '.join(known)})",
+                              path=path, key=name, line=_line_of(text, name, None))
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{name}] must be a table", path=path, key=name,
+                              line=_line_of(text, name, None))
+    built: dict[str, Any] = {}
+    for name, cls in known.items():
+        given: dict[str, Any] = dict(data.get(name, {}))
+        fields = {f.name: (f, hint) for f, hint in section_fields(cls)}
+        for key in given:
+            if key not in fields:
+                raise ConfigError(
+                    f"unknown key '{key}' in [{name}] (known: {', '.join(fields)})",
+                    path=path, key=f"{name}.{key}", line=_line_of(text, name, key))
+        values: dict[str, Any] = {}
+        for key, (f, hint) in fields.items():
+            env_name = f"{ENV_PREFIX}{name}_{key}".upper()
+            line = None
+            if env_name in environ:
+                where = f"{env_name} (environment)"
+                try:
+                    raw: Any = _from_env(environ[env_name], hint)
+                except tomllib.TOMLDecodeError as exc:
+                    raise ConfigError(f"{where}: {exc}", key=f"{name}.{key}") from exc
+            elif key in given:
+                where = f"[{name}] {key}"
+                raw = given[key]
+                line = _line_of(text, name, key)
+            else:
+                continue
+            try:
+                values[key] = _convert(raw, hint, where)
+                _check_value(f, values[key], where)
+            except ValueError as exc:
+                raise ConfigError(str(exc), path=None if env_name in environ else path,
+                                  key=f"{name}.{key}", line=line) from exc
+        built[name] = cls(**values)
+    return Config(**built, source=path)
+
+
+def load_config(path: str | os.PathLike[str] | None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML file; ``None`` gives the embedded defaults (plus environment)."""
+    if path is None:
+        return build_config({}, environ=environ)
+    name = os.fspath(path)
+    try:
+        text = Path(name).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("file not found (create one with 'customer-service config init')",
+                          path=name) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path=name) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("not UTF-8 text", path=name) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(f"invalid TOML: {exc}", path=name,
+                          line=int(found.group(1)) if found else None) from exc
+    return build_config(data, path=name, text=text, environ=environ)

@@ -1,0 +1,289 @@
+"""Wire frames of protocol v1: typed client events in, encoded server frames out.
+
+Parsing is one msgspec call per frame against a tagged union on ``"type"``; only
+when it fails does a slower second look classify the failure, so that every
+input gives either a typed event or a ``ProtocolError`` with the right code and
+the client's ``id`` (when it had one). No I/O here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
+
+ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Seq = Annotated[int, msgspec.Meta(ge=0)]
+EntityId = Annotated[int, msgspec.Meta(ge=1)]
+ShortText = Annotated[str, msgspec.Meta(max_length=512)]
+
+
+class _In(msgspec.Struct, tag_field="type", forbid_unknown_fields=False):
+    """Base of client frames. Unknown fields are ignored, for forward compatibility."""
+
+
+# ---- visitor → server -------------------------------------------------------
+
+class Hello(_In, tag="hello"):
+    visitor_token: str | None = None
+    last_seq: Seq | None = None
+    name: ShortText | None = None
+    email: ShortText | None = None
+    page: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+
+
+class VisitorText(_In, tag="text"):
+    id: ClientId
+    content: str
+
+
+class VisitorTyping(_In, tag="typing"):
+    active: bool
+
+
+class VisitorRead(_In, tag="read"):
+    seq: Seq
+    id: ClientId | None = None
+
+
+class Ping(_In, tag="ping"):
+    id: ClientId | None = None
+
+
+# ---- agent → server ---------------------------------------------------------
+
+class Accept(_In, tag="accept"):
+    id: ClientId
+    conversation_id: EntityId
+
+
+class AgentText(_In, tag="text"):
+    id: ClientId
+    conversation_id: EntityId
+    content: str
+
+
+class Transfer(_In, tag="transfer"):
+    id: ClientId
+    conversation_id: EntityId
+    to_agent: EntityId | Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Close(_In, tag="close"):
+    id: ClientId
+    conversation_id: EntityId
+
+
+class History(_In, tag="history"):
+    id: ClientId
+    conversation_id: EntityId
+    before_seq: Seq | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 50
+
+
+class AgentTyping(_In, tag="typing"):
+    conversation_id: EntityId
+    active: bool
+
+
+class AgentRead(_In, tag="read"):
+    conversation_id: EntityId
+    seq: Seq
+    id: ClientId | None = None
+
+
+VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping
+AgentFrame = Accept | AgentText | Transfer | Close | History | AgentTyping | AgentRead | Ping
+
+VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping"})
+AGENT_TYPES: Final = frozenset(
+    {"accept", "text", "transfer", "close", "history", "typing", "read", "ping"})
+
+_visitor_decoder = msgspec.json.Decoder(VisitorFrame)
+_agent_decoder = msgspec.json.Decoder(AgentFrame)
+_any_decoder = msgspec.json.Decoder()
+
+
+def _client_id(obj: Any) -> str | None:
+    if isinstance(obj, dict):
+        value = obj.get("id")
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    return None
+
+
+def _classify(raw: str | bytes, own: frozenset[str], other: frozenset[str],
+              error: msgspec.ValidationError) -> ProtocolError:
+    """Turn a failed decode into the error a client author would expect."""
+    try:
+        obj = _any_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return BadRequest("invalid JSON")
+    if not isinstance(obj, dict):
+        return BadRequest("a frame must be a JSON object")
+    kind = obj.get("type")
+    failure: ProtocolError
+    if "type" not in obj:
+        failure = BadRequest("missing field 'type'")
+    elif not isinstance(kind, str):
+        failure = BadRequest("field 'type' must be a string")
+    elif kind not in own and kind in other:
+        failure = Forbidden(f"frame type '{kind}' is not allowed on this socket")
+    elif kind not in own:
+        failure = BadRequest(f"unknown frame type '{kind}'")
+    else:
+        failure = BadRequest(f"invalid '{kind}' frame: {error}")
+    failure.client_id = _client_id(obj)
+    return failure
+
+
+def parse_visitor_frame(raw: str | bytes) -> VisitorFrame:
+    """Decode one visitor frame or raise a ``ProtocolError`` carrying ``client_id``."""
+    if isinstance(raw, bytes):
+        raise BadRequest("binary frames are not supported; send JSON in a text frame")
+    try:
+        return _visitor_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _classify(raw, VISITOR_TYPES, AGENT_TYPES - VISITOR_TYPES, exc) from None
+    except msgspec.DecodeError:
+        raise BadRequest("invalid JSON") from None
+
+
+def parse_agent_frame(raw: str | bytes) -> AgentFrame:
+    """Decode one agent frame or raise a ``ProtocolError`` carrying ``client_id``."""
+    if isinstance(raw, bytes):
+        raise BadRequest("binary frames are not supported; send JSON in a text frame")
+    try:
+        return _agent_decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise _classify(raw, AGENT_TYPES, VISITOR_TYPES - AGENT_TYPES, exc) from None
+    except msgspec.DecodeError:
+        raise BadRequest("invalid JSON") from None
+
+
+def check_content(content: str, max_chars: int) -> str:
+    """Validate chat content: not blank, not longer than ``max_chars``."""
+    if len(content) > max_chars:
+        raise TooLarge(f"content is {len(content)} characters; the limit is {max_chars}")
+    if not content.strip():
+        raise BadRequest("content is empty")
+    return content
+
+
+# ---- server → client --------------------------------------------------------
+
+class _Out(msgspec.Struct, tag_field="type", omit_defaults=True):
+    pass
+
+
+class Sender(msgspec.Struct, omit_defaults=True):
+    role: str
+    id: int | None = None
+    name: str = ""
+
+
+class MessageOut(_Out, tag="message"):
+    conversation_id: int
+    seq: int
+    sender: Sender
+    content: str
+    ts: str
+    stream_id: str | None = None
+
+
+class AckOut(_Out, tag="ack"):
+    id: str
+    seq: int | None = None
+    ts: str | None = None
+
+
+class ErrorOut(_Out, tag="error"):
+    error: str
+    message: str
+    id: str | None = None
+
+
+class VisitorWelcomeOut(_Out, tag="welcome"):
+    visitor_id: int
+    visitor_token: str
+    conversation_id: int
+    last_seq: int
+    status: str
+
+
+class AgentInfo(msgspec.Struct):
+    id: int
+    username: str
+    name: str
+
+
+class VisitorInfo(msgspec.Struct, omit_defaults=True):
+    id: int
+    name: str = ""
+    email: str = ""
+    page: str = ""
+    online: bool = False
+
+
+class ConversationInfo(msgspec.Struct, omit_defaults=False):
+    conversation_id: int
+    status: str
+    assigned_to: int | None
+    visitor: VisitorInfo
+    last_seq: int
+    unread: int
+    updated_at: str
+    last_message: MessageOut | None = None
+
+
+class AgentWelcomeOut(_Out, tag="welcome"):
+    agent: AgentInfo
+    conversations: list[ConversationInfo]
+
+
+class ConversationOut(_Out, tag="conversation"):
+    conversation: ConversationInfo
+
+
+class HistoryOut(_Out, tag="history"):
+    id: str
+    conversation_id: int
+    messages: list[MessageOut]
+
+
+class TypingOut(_Out, tag="typing"):
+    active: bool
+    conversation_id: int | None = None
+    sender: Sender | None = None
+
+
+class ReadOut(_Out, tag="read"):
+    seq: int
+    conversation_id: int | None = None
+    by: str | None = None
+
+
+class PongOut(_Out, tag="pong"):
+    id: str | None = None
+
+
+class AiDeltaOut(_Out, tag="ai_delta"):
+    conversation_id: int
+    stream_id: str
+    delta: str
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode(frame: _Out) -> str:
+    """Encode a server frame to the JSON text sent in one WebSocket text frame."""
+    return _encoder.encode(frame).decode()
+
+
+def error_frame(error: ProtocolError | Exception, client_id: str | None = None) -> str:
+    code = getattr(error, "code", "internal")
+    message = getattr(error, "message", None) or "internal error"
+    return encode(ErrorOut(error=code, message=message, id=client_id))

@@ -1,0 +1,122 @@
+"""Plain records shared by the core, the storage backends and the server.
+
+They hold no behaviour beyond small derived values; the storage backends build
+them from rows and the core reasons about them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    VISITOR = "visitor"
+    AGENT = "agent"
+    AI = "ai"
+    SYSTEM = "system"
+
+
+class ConversationStatus(StrEnum):
+    OPEN = "open"
+    ASSIGNED = "assigned"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: int
+    username: str
+    name: str
+    password_hash: str
+    disabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    id: int
+    name: str
+    email: str
+    page: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    id: int
+    visitor_id: int
+    status: ConversationStatus
+    assigned_to: int | None
+    last_seq: int
+    agent_read_seq: int
+    visitor_read_seq: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def unread(self) -> int:
+        """Messages an agent has not marked read yet."""
+        return max(0, self.last_seq - self.agent_read_seq)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """A conversation with what a listing shows of its visitor and last message."""
+
+    conversation: Conversation
+    visitor: Visitor
+    last_message: StoredMessage | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to store. ``client_id`` makes a resend idempotent per sender."""
+
+    conversation_id: int
+    sender_role: Role
+    sender_id: int | None
+    sender_name: str
+    content: str
+    client_id: str | None = None
+    stream_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    conversation_id: int
+    seq: int
+    sender_role: Role
+    sender_id: int | None
+    sender_name: str
+    content: str
+    created_at: datetime
+    client_id: str | None = None
+    stream_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What storing one ``NewMessage`` gave: the stored row, and whether it existed already."""
+
+    message: StoredMessage
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    agents: int
+    agents_disabled: int
+    visitors: int
+    conversations_by_status: dict[str, int]
+    messages: int
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_ts(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, as the protocol's ``ts``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,95 @@
+"""The one exception tree of customer-service.
+
+Every error the core or an edge raises on purpose is a ``CustomerServiceError``.
+Each edge converts it in exactly one place: the socket handler turns it into an
+``error`` frame (``code`` is the protocol's ``error`` field), the HTTP layer into
+a JSON body with ``http_status``, the CLI into a ``click`` error.
+"""
+
+from __future__ import annotations
+
+
+class CustomerServiceError(Exception):
+    """Base of every error raised on purpose by customer-service."""
+
+    code: str = "internal"
+    http_status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProtocolError(CustomerServiceError):
+    """A client broke the wire contract or asked for what it may not do.
+
+    Answered with an ``error`` frame echoing ``client_id`` (the frame's ``id``).
+    """
+
+    def __init__(self, message: str, *, client_id: str | None = None) -> None:
+        super().__init__(message)
+        self.client_id = client_id
+
+
+class BadRequest(ProtocolError):
+    code = "bad_request"
+    http_status = 400
+
+
+class TooLarge(ProtocolError):
+    code = "too_large"
+    http_status = 413
+
+
+class RateLimited(ProtocolError):
+    code = "rate_limited"
+    http_status = 429
+
+
+class Unauthorized(ProtocolError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(ProtocolError):
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(ProtocolError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(ProtocolError):
+    code = "conflict"
+    http_status = 409
+
+
+class DeadlineExceeded(ProtocolError):
+    code = "timeout"
+    http_status = 504
+
+
+class Unavailable(CustomerServiceError):
+    code = "unavailable"
+    http_status = 503
+
+
+class StorageError(Unavailable):
+    """The database failed or could not be reached."""
+
+
+class ConfigError(CustomerServiceError):
+    """The configuration file is wrong; the message names the file, line and key."""
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None,
+                 line: int | None = None) -> None:
+        where = path or "<config>"
+        if line is not None:
+            where = f"{where}:{line}"
+        full = f"{where}: {message}" if path or line is not None else message
+        super().__init__(full)
+        self.path = path
+        self.key = key
+        self.line = line

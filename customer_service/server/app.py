@@ -1,0 +1,305 @@
+"""The ASGI application: HTTP routes and the two WebSocket endpoints on one port.
+
+HTTP errors are converted here, in one place: a ``CustomerServiceError`` becomes
+``{"error": code, "message": …}`` with its ``http_status``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import msgspec
+import trio
+
+from customer_service import __version__, auth
+from customer_service.core.models import Agent, ConversationStatus, utc_now
+from customer_service.core.ratelimit import TokenBucket
+from customer_service.errors import (
+    BadRequest,
+    CustomerServiceError,
+    NotFound,
+    RateLimited,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from customer_service.server.service import ChatService, message_frame
+from customer_service.server.sockets import AgentSession, VisitorSession
+from customer_service.server.transport import AsgiWebSocket, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+LOGIN_RATE_PER_MINUTE = 10
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+
+
+def json_response(status: int, payload: Any) -> Response:
+    return Response(status, _json.encode(payload))
+
+
+def error_response(error: CustomerServiceError) -> Response:
+    return json_response(error.http_status, {"error": error.code, "message": error.message})
+
+
+class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+def agent_json(agent: Agent) -> dict[str, Any]:
+    return {"id": agent.id, "username": agent.username, "name": agent.name,
+            "disabled": agent.disabled}
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return {k: v[-1] for k, v in parsed.items()}
+
+
+def _int_param(query: dict[str, str], name: str, default: int | None, low: int,
+               high: int) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter '{name}' must be an integer") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter '{name}' must be between {low} and {high}")
+    return value
+
+
+class App:
+    def __init__(self, service: ChatService, *, ai_status: Callable[[], str]) -> None:
+        self.service = service
+        self.store = service.store
+        self.metrics = service.metrics
+        self.ai_status = ai_status
+        self._login_buckets: dict[str, TokenBucket] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "websocket":
+            await self.websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    @staticmethod
+    async def lifespan(receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- HTTP ---------------------------------------------------------------
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self.route(scope, receive)
+        except CustomerServiceError as exc:
+            if exc.http_status >= 500:
+                log.warning("%s %s failed: %s", scope["method"], scope["path"], exc)
+            response = error_response(exc)
+        await send({"type": "http.response.start", "status": response.status, "headers": [
+            (b"content-type", response.content_type),
+            (b"content-length", str(len(response.body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+        ]})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def route(self, scope: Scope, receive: Receive) -> Response:
+        method, path = scope["method"], scope["path"]
+        routes: dict[str, dict[str, Callable[[], Awaitable[Response]]]] = {
+            "/healthz": {"GET": self.healthz},
+            "/metrics": {"GET": self.metrics_page},
+            "/api/v1/login": {"POST": lambda: self.login(scope, receive)},
+            "/api/v1/me": {"GET": lambda: self.me(scope)},
+            "/api/v1/agents": {"GET": lambda: self.agents(scope)},
+            "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
+        }
+        if path.startswith("/api/v1/conversations/"):
+            return await self.conversation_path(scope, method, path)
+        handlers = routes.get(path)
+        if handlers is None:
+            raise NotFound(f"no route {path}")
+        handler = handlers.get(method)
+        if handler is None:
+            return json_response(405, {"error": "method_not_allowed",
+                                       "message": f"{path} accepts {', '.join(handlers)}"})
+        return await handler()
+
+    async def healthz(self) -> Response:
+        db = "ok"
+        with trio.move_on_after(2) as waited:
+            try:
+                await self.store.ping()
+            except CustomerServiceError:
+                db = "error"
+        if waited.cancelled_caught:
+            db = "timeout"
+        body = {"status": "ok" if db == "ok" else "error", "version": __version__, "db": db,
+                "ai": self.ai_status(), "connections": self.service.hub.connection_count()}
+        return json_response(200 if db == "ok" else 503, body)
+
+    async def metrics_page(self) -> Response:
+        return Response(200, self.metrics.exposition(), self.metrics.content_type.encode())
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise TooLarge(f"request body over {MAX_BODY} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        return b"".join(chunks)
+
+    async def login(self, scope: Scope, receive: Receive) -> Response:
+        client = (scope.get("client") or ("?", 0))[0]
+        bucket = self._login_buckets.get(client)
+        if bucket is None:
+            if len(self._login_buckets) > 10_000:
+                self._login_buckets.clear()
+            bucket = self._login_buckets[client] = TokenBucket(LOGIN_RATE_PER_MINUTE / 60,
+                                                               LOGIN_RATE_PER_MINUTE)
+        if not bucket.allow(trio.current_time()):
+            raise RateLimited("too many login attempts; wait a minute")
+        body = await self._read_body(receive)
+        try:
+            data = msgspec.json.decode(body, type=LoginBody)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"invalid login body: {exc}") from None
+        except msgspec.DecodeError:
+            raise BadRequest('body must be JSON: {"username": …, "password": …}') from None
+        agent = await self.store.get_agent_by_username(data.username)
+        valid = agent is not None and not agent.disabled and await trio.to_thread.run_sync(
+            auth.verify_password, data.password, agent.password_hash)
+        if not valid or agent is None:
+            log.info("login refused for %r from %s", data.username, client)
+            raise Unauthorized("wrong username or password")
+        token = auth.new_token()
+        ttl = self.service.config.auth.token_ttl_hours
+        await self.store.add_agent_token(agent.id, auth.token_hash(token), "login",
+                                         utc_now() + timedelta(hours=ttl))
+        log.info("agent %s logged in from %s", agent.username, client)
+        return json_response(200, {"token": token, "agent": agent_json(agent)})
+
+    async def authenticate(self, scope: Scope) -> Agent:
+        headers = _headers(scope)
+        token = _query(scope).get("token")
+        authorization = headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            token = authorization[7:].strip()
+        if not token:
+            raise Unauthorized("a token is needed: Authorization: Bearer <token> or ?token=")
+        agent = await self.store.agent_for_token(auth.token_hash(token), utc_now())
+        if agent is None:
+            raise Unauthorized("invalid or expired token")
+        return agent
+
+    async def me(self, scope: Scope) -> Response:
+        return json_response(200, agent_json(await self.authenticate(scope)))
+
+    async def agents(self, scope: Scope) -> Response:
+        await self.authenticate(scope)
+        return json_response(200, {"agents": [agent_json(a) for a in await self.store.list_agents()]})
+
+    async def conversations(self, scope: Scope) -> Response:
+        await self.authenticate(scope)
+        query = _query(scope)
+        status = query.get("status")
+        if status is not None and status not in {s.value for s in ConversationStatus}:
+            raise BadRequest("status must be open, assigned or closed")
+        limit = _int_param(query, "limit", 100, 1, 1000) or 100
+        summaries = await self.store.list_conversations(
+            ConversationStatus(status) if status else None, limit)
+        infos = [self.service.conversation_info(s.conversation, s.visitor, s.last_message)
+                 for s in summaries]
+        return Response(200, _json.encode({"conversations": infos}))
+
+    async def conversation_path(self, scope: Scope, method: str, path: str) -> Response:
+        parts = path.removeprefix("/api/v1/conversations/").split("/")
+        if len(parts) != 2 or parts[1] != "messages" or not parts[0].isdigit():
+            raise NotFound(f"no route {path}")
+        if method != "GET":
+            return json_response(405, {"error": "method_not_allowed",
+                                       "message": f"{path} accepts GET"})
+        await self.authenticate(scope)
+        conversation_id = int(parts[0])
+        if await self.store.get_conversation(conversation_id) is None:
+            raise NotFound(f"no conversation {conversation_id}")
+        query = _query(scope)
+        before = _int_param(query, "before_seq", None, 0, 2**62)
+        limit = _int_param(query, "limit", 50, 1, 500) or 50
+        messages = await self.store.messages_before(conversation_id, before, limit)
+        return Response(200, _json.encode(
+            {"conversation_id": conversation_id,
+             "messages": [message_frame(m) for m in messages]}))
+
+    # ---- WebSocket ----------------------------------------------------------
+    async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        path = scope["path"]
+        hub = self.service.hub
+        if hub.draining:
+            await self._refuse(scope, send, Unavailable("the server is shutting down; retry"))
+            return
+        if path == "/ws/visitor":
+            await send({"type": "websocket.accept"})
+            session = VisitorSession(AsgiWebSocket(scope, receive, send), self.service)
+            await session.run(session.start)
+        elif path == "/ws/agent":
+            try:
+                agent = await self.authenticate(scope)
+            except CustomerServiceError as exc:
+                await self._refuse(scope, send, exc)
+                return
+            await send({"type": "websocket.accept"})
+            agent_session = AgentSession(AsgiWebSocket(scope, receive, send), self.service,
+                                         agent)
+            await agent_session.run(agent_session.start)
+        else:
+            await self._refuse(scope, send, NotFound(f"no WebSocket endpoint {path}"))
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, error: CustomerServiceError) -> None:
+        """Refuse the handshake with an HTTP status (401, 404, 503) and a JSON body."""
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        response = error_response(error)
+        await send({"type": "websocket.http.response.start", "status": response.status,
+                    "headers": [(b"content-type", response.content_type),
+                                (b"content-length", str(len(response.body)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": response.body})

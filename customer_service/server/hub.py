@@ -1,0 +1,172 @@
+"""The hub: every live connection of this instance, and fan-out to them.
+
+Each connection is a ``Peer`` with a bounded outbound queue drained by its own
+writer task. Fan-out never waits: a frame that does not fit in a peer's queue
+closes that peer (1008, "slow consumer") instead of letting memory grow.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import trio
+
+from customer_service.core.models import Conversation
+
+log = logging.getLogger(__name__)
+
+Outbound = tuple[int, int, str]
+"""(conversation_id, seq, frame text); seq 0 for frames that are not stored messages."""
+
+_peer_numbers = itertools.count(1)
+
+
+@dataclass(eq=False, slots=True)
+class Peer:
+    role: str
+    identity: int
+    """The visitor's or the agent's id."""
+    outbound: trio.MemorySendChannel[Outbound]
+    scope: trio.CancelScope
+    conn_id: str = field(default_factory=lambda: f"c{next(_peer_numbers)}")
+    conversation_id: int | None = None
+    close_code: int = 1000
+    close_reason: str = ""
+    kicked: bool = False
+    on_slow: Callable[[], None] | None = None
+    """Called when this peer is closed for not reading (metrics)."""
+
+    def push(self, item: Outbound) -> bool:
+        """Queue a frame without waiting; a full queue closes the peer. False when not queued."""
+        if self.kicked:
+            return False
+        try:
+            self.outbound.send_nowait(item)
+        except trio.WouldBlock:
+            log.warning("[%s] %s %s does not read its frames; closing it", self.conn_id,
+                        self.role, self.identity)
+            self.kick(1008, "slow consumer: outbound queue full")
+            if self.on_slow is not None:
+                self.on_slow()
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+    def kick(self, code: int, reason: str) -> None:
+        """Close this connection with ``code`` (its handler does the closing)."""
+        if not self.kicked:
+            self.kicked = True
+            self.close_code = code
+            self.close_reason = reason
+            self.scope.cancel()
+
+
+class ConversationCache:
+    """The newest known state of recently active conversations, bounded (LRU)."""
+
+    def __init__(self, capacity: int = 50_000) -> None:
+        self._items: OrderedDict[int, Conversation] = OrderedDict()
+        self.capacity = capacity
+
+    def get(self, conversation_id: int) -> Conversation | None:
+        found = self._items.get(conversation_id)
+        if found is not None:
+            self._items.move_to_end(conversation_id)
+        return found
+
+    def put(self, conversation: Conversation) -> None:
+        self._items[conversation.id] = conversation
+        self._items.move_to_end(conversation.id)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.visitors: dict[int, set[Peer]] = {}
+        """conversation id → the visitor's open sockets (one per tab)."""
+        self.agents: dict[int, set[Peer]] = {}
+        """agent id → that agent's open sockets."""
+        self.watchers: dict[int, set[int]] = {}
+        """conversation id → agents who opened it without being assigned."""
+        self.conversations = ConversationCache()
+        self.draining = False
+
+    # ---- membership ------------------------------------------------------
+    def add_visitor(self, peer: Peer, conversation_id: int) -> bool:
+        """Register; True when this is the visitor's first open socket."""
+        peer.conversation_id = conversation_id
+        peers = self.visitors.setdefault(conversation_id, set())
+        peers.add(peer)
+        return len(peers) == 1
+
+    def remove_visitor(self, peer: Peer) -> bool:
+        """Unregister; True when the visitor has no open socket left."""
+        if peer.conversation_id is None:
+            return False
+        peers = self.visitors.get(peer.conversation_id)
+        if peers is None:
+            return False
+        peers.discard(peer)
+        if not peers:
+            del self.visitors[peer.conversation_id]
+            return True
+        return False
+
+    def add_agent(self, peer: Peer) -> None:
+        self.agents.setdefault(peer.identity, set()).add(peer)
+
+    def remove_agent(self, peer: Peer) -> None:
+        peers = self.agents.get(peer.identity)
+        if peers is None:
+            return
+        peers.discard(peer)
+        if not peers:
+            del self.agents[peer.identity]
+            for watching in self.watchers.values():
+                watching.discard(peer.identity)
+
+    def watch(self, conversation_id: int, agent_id: int) -> None:
+        self.watchers.setdefault(conversation_id, set()).add(agent_id)
+
+    def visitor_online(self, conversation_id: int) -> bool:
+        return conversation_id in self.visitors
+
+    def online_agents(self) -> dict[int, set[Peer]]:
+        return self.agents
+
+    def connection_count(self) -> int:
+        return sum(len(p) for p in self.visitors.values()) + sum(
+            len(p) for p in self.agents.values())
+
+    # ---- fan-out -----------------------------------------------------------
+    def to_visitor(self, conversation_id: int, item: Outbound) -> int:
+        sent = 0
+        for peer in tuple(self.visitors.get(conversation_id, ())):
+            sent += peer.push(item)
+        return sent
+
+    def to_agents(self, agent_ids: Iterable[int], item: Outbound) -> int:
+        sent = 0
+        for agent_id in agent_ids:
+            for peer in tuple(self.agents.get(agent_id, ())):
+                sent += peer.push(item)
+        return sent
+
+    def to_all_agents(self, item: Outbound) -> int:
+        return self.to_agents(tuple(self.agents), item)
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Ask every connection to close with ``code`` (their handlers close them)."""
+        self.draining = True
+        for peers in (*self.visitors.values(), *self.agents.values()):
+            for peer in tuple(peers):
+                peer.kick(code, reason)

@@ -1,0 +1,45 @@
+"""Prometheus metrics, one registry per server (no process globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge("cs_connections_open", "Open WebSocket connections.",
+                                 ["role"], registry=r)
+        self.frames_in = Counter("cs_frames_in", "WebSocket frames received.", ["role"],
+                                 registry=r)
+        self.frames_out = Counter("cs_frames_out", "WebSocket frames sent.", ["role"],
+                                  registry=r)
+        self.errors_sent = Counter("cs_error_frames", "Error frames sent, by error code.",
+                                   ["error"], registry=r)
+        self.message_latency = Histogram(
+            "cs_message_latency_seconds",
+            "From a text frame's arrival to its commit and hand-off to every recipient.",
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.messages_stored = Counter("cs_messages_stored", "Messages committed.",
+                                       registry=r)
+        self.commit_batch = Histogram("cs_commit_batch_size", "Messages per group commit.",
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+                                      registry=r)
+        self.db_errors = Counter("cs_db_errors", "Database operations that failed.",
+                                 registry=r)
+        self.slow_consumers = Counter(
+            "cs_slow_consumers_closed",
+            "Connections closed because they did not read their outbound queue.", registry=r)
+        self.in_role = {role: self.frames_in.labels(role) for role in ("visitor", "agent")}
+        self.out_role = {role: self.frames_out.labels(role) for role in ("visitor", "agent")}
+        self.open_role = {role: self.connections.labels(role) for role in ("visitor", "agent")}
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,134 @@
+"""Start, serve and stop: the store, the committer, the hub and hypercorn, in one nursery.
+
+``open_server`` gives a ready ``Server`` (store migrated, committer running);
+``Server.serve`` runs hypercorn until ``Server.shutdown`` is called, then closes
+every socket with 1001 and lets the committer finish before returning.
+``run_server`` is the blocking entry point the CLI uses; it turns SIGINT/SIGTERM
+into a graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any, cast
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from customer_service.config import Config
+from customer_service.server.app import App
+from customer_service.server.hub import Hub
+from customer_service.server.metrics import Metrics
+from customer_service.server.service import ChatService
+from customer_service.storage import Store, open_store
+from customer_service.storage.committer import open_group_committer
+
+log = logging.getLogger(__name__)
+
+StoreWrapper = Callable[[Store], Store]
+
+
+class Server:
+    def __init__(self, config: Config, service: ChatService, app: App) -> None:
+        self.config = config
+        self.service = service
+        self.app = app
+        self.hub = service.hub
+        self.urls: list[str] = []
+        self._shutdown = trio.Event()
+
+    @property
+    def port(self) -> int:
+        return int(self.urls[0].rsplit(":", 1)[1]) if self.urls else self.config.server.port
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutdown.is_set()
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown (idempotent, callable from any task)."""
+        self._shutdown.set()
+
+    def _hypercorn_config(self) -> HypercornConfig:
+        cfg = HypercornConfig()
+        server = self.config.server
+        host = f"[{server.host}]" if ":" in server.host else server.host
+        cfg.bind = [f"{host}:{server.port}"]
+        cfg.websocket_max_message_size = server.max_frame_bytes
+        cfg.graceful_timeout = server.shutdown_timeout
+        cfg.accesslog = None
+        cfg.errorlog = logging.getLogger("hypercorn.error")
+        cfg.backlog = 4096
+        cfg.keep_alive_timeout = 30
+        return cfg
+
+    async def serve(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        """Serve until ``shutdown()``; report the bound URLs through ``task_status``.
+
+        Returns once every connection has closed (or ``shutdown_timeout`` has passed).
+        """
+
+        async def stop_accepting() -> None:
+            await self._shutdown.wait()
+            log.info("shutting down: refusing new connections, closing sockets with 1001")
+            self.hub.close_all(1001, "server going away; reconnect")
+
+        async with trio.open_nursery() as nursery:
+            self.urls = await nursery.start(partial(
+                hypercorn_serve, cast(Any, self.app), self._hypercorn_config(),
+                shutdown_trigger=stop_accepting))
+            log.info("serving on %s", ", ".join(self.urls))
+            task_status.started(self.urls)
+
+
+@asynccontextmanager
+async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None
+                      ) -> AsyncIterator[Server]:
+    """Open the store (migrated) and the committer; yield a Server ready to ``serve``."""
+    async with open_store(config) as raw_store:
+        applied = await raw_store.migrate()
+        if applied:
+            log.info("database migrated to version %s", applied[-1])
+        store = wrap_store(raw_store) if wrap_store else raw_store
+        metrics = Metrics()
+        hub = Hub()
+        service = ChatService(config, store, hub, metrics)
+        app = App(service, ai_status=lambda: "ok" if config.ai.enabled else "off")
+        async with open_group_committer(store, config.storage.group_commit_max,
+                                        on_commit=service.on_committed) as committer:
+            service.committer = committer
+            yield Server(config, service, app)
+        log.info("all messages committed; database closed")
+
+
+async def _watch_signals(server: Server, force: trio.CancelScope) -> None:
+    """First SIGINT/SIGTERM: graceful shutdown. A second one: stop at once."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if server.shutting_down:
+                log.warning("second %s: stopping now", signal.Signals(signum).name)
+                force.cancel()
+                return
+            log.info("%s received: graceful shutdown", signal.Signals(signum).name)
+            server.shutdown()
+
+
+async def main(config: Config, banner: Callable[[str], None] | None = None) -> None:
+    async with open_server(config) as server, trio.open_nursery() as outer:
+        outer.start_soon(_watch_signals, server, outer.cancel_scope)
+        async with trio.open_nursery() as inner:
+            urls = await inner.start(server.serve)
+            if banner is not None:
+                banner(urls[0])
+        outer.cancel_scope.cancel()
+
+
+def run_server(config: Config, banner: Callable[[str], None] | None = None) -> None:
+    """Run the server in this thread until SIGINT/SIGTERM; return after a clean shutdown."""
+    trio.run(main, config, banner)

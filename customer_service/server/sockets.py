@@ -1,0 +1,391 @@
+"""The visitor and agent socket sessions.
+
+A session reads frames, hands each typed event to the chat service under the
+``message_timeout`` deadline, and turns every ``CustomerServiceError`` into an
+error frame here, in one place. Outbound frames go through the peer's bounded
+queue and one writer task, so replies and fan-out keep one order per socket.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from customer_service import auth
+from customer_service.core import conversation as machine
+from customer_service.core import frames
+from customer_service.core.models import (
+    Agent,
+    ConversationStatus,
+    NewMessage,
+    Role,
+    Visitor,
+    format_ts,
+)
+from customer_service.core.ratelimit import TokenBucket
+from customer_service.errors import (
+    BadRequest,
+    CustomerServiceError,
+    DeadlineExceeded,
+    NotFound,
+    ProtocolError,
+    RateLimited,
+    Unavailable,
+)
+from customer_service.server.hub import Outbound, Peer
+from customer_service.server.service import ChatService, message_frame
+from customer_service.server.transport import Connection, ConnectionClosed
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 500
+
+
+class Session:
+    """What both socket kinds share: the peer, its writer, the read loop and error handling."""
+
+    role = "?"
+
+    def __init__(self, conn: Connection, service: ChatService, identity: int) -> None:
+        self.conn = conn
+        self.service = service
+        self.config = service.config.server
+        self.metrics = service.metrics
+        send, self._outbound = trio.open_memory_channel[Outbound](self.config.outbound_queue)
+        self.peer = Peer(self.role, identity, send, trio.CancelScope(),
+                         on_slow=self.metrics.slow_consumers.inc)
+        self.floor: dict[int, int] = {}
+        """Per conversation, the newest seq already sent by replay; the writer skips up to it."""
+        self._bucket = TokenBucket(self.config.rate_limit_per_second, self.config.rate_limit_burst)
+        self._strikes = 0
+        self._writer_done = trio.Event()
+
+    # ---- output -------------------------------------------------------------
+    def reply(self, frame: Any) -> None:
+        self.peer.push((0, 0, frames.encode(frame)))
+
+    def reply_error(self, error: CustomerServiceError, client_id: str | None) -> None:
+        self.metrics.errors_sent.labels(error.code).inc()
+        self.peer.push((0, 0, frames.error_frame(error, client_id)))
+
+    async def send_now(self, frame: Any) -> None:
+        """Send directly, before the writer runs (welcome and replay)."""
+        await self.conn.send(frames.encode(frame))
+        self.metrics.out_role[self.role].inc()
+
+    async def _writer(self) -> None:
+        """Send queued frames in order; after the read loop ends, flush what is left."""
+        counter = self.metrics.out_role[self.role]
+        try:
+            async for conversation_id, seq, text in self._outbound:
+                if seq and seq <= self.floor.get(conversation_id, 0):
+                    continue
+                await self.conn.send(text)
+                counter.inc()
+        except ConnectionClosed:
+            self.peer.kick(1006, "gone")
+        finally:
+            self._writer_done.set()
+
+    # ---- input --------------------------------------------------------------
+    def parse(self, raw: str | bytes) -> Any:
+        raise NotImplementedError
+
+    async def handle(self, frame: Any) -> None:
+        raise NotImplementedError
+
+    def _rate_limited(self) -> bool:
+        if self._bucket.allow(trio.current_time()):
+            return False
+        self._strikes += 1
+        if self._strikes > self.config.rate_limit_strikes:
+            log.warning("[%s] %s %s keeps exceeding its rate limit; closing", self.peer.conn_id,
+                        self.role, self.peer.identity)
+            self._closing(1008, "rate limit exceeded")
+        return True
+
+    async def read_loop(self) -> None:
+        counter = self.metrics.in_role[self.role]
+        timeout = self.config.message_timeout
+        while True:
+            try:
+                raw = await self.conn.receive()
+            except ConnectionClosed as exc:
+                self._closing(exc.close_code, "")
+                return
+            counter.inc()
+            client_id: str | None = None
+            with trio.move_on_after(timeout) as deadline:
+                try:
+                    if self._rate_limited():
+                        raise RateLimited("too many frames; slow down")
+                    frame = self.parse(raw)
+                    client_id = getattr(frame, "id", None)
+                    await self.handle(frame)
+                except ProtocolError as exc:
+                    self.reply_error(exc, exc.client_id or client_id)
+                except Unavailable as exc:
+                    self.metrics.db_errors.inc()
+                    log.warning("[%s] unavailable: %s", self.peer.conn_id, exc)
+                    self.reply_error(exc, client_id)
+                except CustomerServiceError as exc:
+                    log.exception("[%s] failed handling a frame", self.peer.conn_id)
+                    self.reply_error(exc, client_id)
+            if self.peer.kicked:
+                return
+            if deadline.cancelled_caught:
+                log.warning("[%s] frame handling missed its %ss deadline", self.peer.conn_id,
+                            timeout)
+                self.reply_error(DeadlineExceeded(
+                    f"not handled within {timeout:g} s; nothing was stored, try again"),
+                    client_id)
+
+    async def run(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run the session until the peer leaves or is kicked; then close the socket."""
+        self.metrics.open_role[self.role].inc()
+        try:
+            with self.peer.scope:
+                try:
+                    await start()
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._writer)
+                        await self.read_loop()
+                        await self.peer.outbound.aclose()
+                        with trio.move_on_after(1):
+                            await self._writer_done.wait()
+                        nursery.cancel_scope.cancel()
+                except ConnectionClosed as exc:
+                    log.debug("[%s] peer closed (%s)", self.peer.conn_id, exc.close_code)
+                    self._closing(exc.close_code, "")
+                except trio.TooSlowError:
+                    log.info("[%s] %s did not complete its start in time", self.peer.conn_id,
+                             self.role)
+                    self._closing(1008, "no hello in time")
+                except CustomerServiceError as exc:
+                    log.warning("[%s] could not start the session: %s", self.peer.conn_id, exc)
+                    self._closing(1011, "unavailable; reconnect later")
+                except Exception:
+                    log.exception("[%s] session failed", self.peer.conn_id)
+                    self._closing(1011, "internal error")
+        finally:
+            self.metrics.open_role[self.role].dec()
+            await self.leave()
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                if self.peer.close_code not in (1005, 1006):
+                    await self.conn.close(self.peer.close_code, self.peer.close_reason)
+
+    def _closing(self, code: int, reason: str) -> None:
+        if not self.peer.kicked:
+            self.peer.kicked = True
+            self.peer.close_code = code
+            self.peer.close_reason = reason
+
+    async def leave(self) -> None:
+        """Unregister from the hub (sessions add their own goodbyes)."""
+
+
+class VisitorSession(Session):
+    role = "visitor"
+
+    def __init__(self, conn: Connection, service: ChatService) -> None:
+        super().__init__(conn, service, 0)
+        self.visitor: Visitor | None = None
+        self.conversation_id = 0
+
+    def parse(self, raw: str | bytes) -> Any:
+        return frames.parse_visitor_frame(raw)
+
+    async def start(self) -> None:
+        """Wait for hello (answering anything else with an error), then welcome and replay."""
+        with trio.fail_after(self.config.hello_timeout):
+            while True:
+                raw = await self.conn.receive()
+                self.metrics.in_role[self.role].inc()
+                try:
+                    frame = frames.parse_visitor_frame(raw)
+                    if not isinstance(frame, frames.Hello):
+                        raise BadRequest("the first frame must be hello",
+                                         client_id=getattr(frame, "id", None))
+                except ProtocolError as exc:
+                    self.metrics.errors_sent.labels(exc.code).inc()
+                    await self.conn.send(frames.error_frame(exc, exc.client_id))
+                    continue
+                break
+        with trio.fail_after(self.config.message_timeout):
+            await self._welcome(frame)
+
+    async def _welcome(self, hello: frames.Hello) -> None:
+        store = self.service.store
+        visitor = None
+        token = hello.visitor_token
+        if token:
+            visitor = await store.visitor_for_token(auth.token_hash(token))
+            if visitor is None:
+                log.info("[%s] unknown visitor token; starting a new visitor", self.peer.conn_id)
+        if visitor is None:
+            token = auth.new_token()
+            visitor = await store.create_visitor(auth.token_hash(token), hello.name or "",
+                                                 hello.email or "", hello.page or "")
+        elif any(v is not None for v in (hello.name, hello.email, hello.page)):
+            visitor = await store.update_visitor(visitor.id, hello.name, hello.email, hello.page)
+        assert token is not None
+        conversation = await store.current_conversation(visitor.id)
+        self.service.hub.conversations.put(conversation)
+        self.visitor = visitor
+        self.conversation_id = conversation.id
+        self.peer.identity = visitor.id
+        first = self.service.hub.add_visitor(self.peer, conversation.id)
+        log.info("[%s] visitor %s joined conversation %s", self.peer.conn_id, visitor.id,
+                 conversation.id)
+        await self.send_now(frames.VisitorWelcomeOut(
+            visitor_id=visitor.id, visitor_token=token, conversation_id=conversation.id,
+            last_seq=conversation.last_seq, status=str(conversation.status)))
+        after = hello.last_seq or 0
+        while True:
+            page = await store.messages_after(conversation.id, after, REPLAY_PAGE)
+            for message in page:
+                await self.send_now(message_frame(message))
+            if page:
+                after = page[-1].seq
+            if len(page) < REPLAY_PAGE:
+                break
+        self.floor[conversation.id] = after
+        if first:
+            await self.service.announce(conversation, visitor)
+
+    async def leave(self) -> None:
+        if self.visitor is None:
+            return
+        if self.service.hub.remove_visitor(self.peer):
+            log.info("[%s] visitor %s left conversation %s", self.peer.conn_id, self.visitor.id,
+                     self.conversation_id)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                try:
+                    conversation = await self.service.conversation(self.conversation_id)
+                    await self.service.announce(conversation, self.visitor)
+                except CustomerServiceError:
+                    log.warning("[%s] could not announce the visitor left", self.peer.conn_id)
+
+    async def handle(self, frame: Any) -> None:
+        service = self.service
+        assert self.visitor is not None
+        match frame:
+            case frames.VisitorText(id=client_id, content=content):
+                frames.check_content(content, self.config.max_message_chars)
+                started = trio.current_time()
+                conversation = await service.conversation(self.conversation_id)
+                if conversation.status is ConversationStatus.CLOSED:
+                    await service.transition(conversation.id, machine.visitor_writes, None)
+                result = await service.post(NewMessage(
+                    self.conversation_id, Role.VISITOR, self.visitor.id,
+                    self.visitor.name or "Visitor", content, client_id=client_id))
+                self.metrics.message_latency.observe(trio.current_time() - started)
+                self.reply(frames.AckOut(id=client_id, seq=result.message.seq,
+                                         ts=format_ts(result.message.created_at)))
+            case frames.VisitorTyping(active=active):
+                conversation = await service.conversation(self.conversation_id)
+                service.to_conversation(conversation, frames.encode(frames.TypingOut(
+                    active=active, conversation_id=conversation.id,
+                    sender=frames.Sender(role="visitor", id=self.visitor.id,
+                                         name=self.visitor.name))), visitor=False)
+            case frames.VisitorRead(seq=seq, id=client_id):
+                conversation = await service.store.mark_read(self.conversation_id, True, seq)
+                service.hub.conversations.put(conversation)
+                service.to_conversation(conversation, frames.encode(frames.ReadOut(
+                    seq=conversation.visitor_read_seq, conversation_id=conversation.id,
+                    by="visitor")), visitor=False)
+                if client_id:
+                    self.reply(frames.AckOut(id=client_id))
+            case frames.Ping(id=client_id):
+                self.reply(frames.PongOut(id=client_id))
+            case frames.Hello():
+                raise BadRequest("hello was already received on this socket")
+
+
+class AgentSession(Session):
+    role = "agent"
+
+    def __init__(self, conn: Connection, service: ChatService, agent: Agent) -> None:
+        super().__init__(conn, service, agent.id)
+        self.agent = agent
+
+    def parse(self, raw: str | bytes) -> Any:
+        return frames.parse_agent_frame(raw)
+
+    async def start(self) -> None:
+        hub = self.service.hub
+        hub.add_agent(self.peer)
+        log.info("[%s] agent %s (%s) connected", self.peer.conn_id, self.agent.id,
+                 self.agent.username)
+        with trio.fail_after(self.config.message_timeout * 3):
+            summaries = await self.service.store.list_conversations(None, 500)
+        infos = []
+        for summary in summaries:
+            conversation = hub.conversations.get(summary.conversation.id) or summary.conversation
+            infos.append(self.service.conversation_info(conversation, summary.visitor,
+                                                        summary.last_message))
+        await self.send_now(frames.AgentWelcomeOut(
+            agent=frames.AgentInfo(id=self.agent.id, username=self.agent.username,
+                                   name=self.agent.name),
+            conversations=infos))
+
+    async def leave(self) -> None:
+        self.service.hub.remove_agent(self.peer)
+        log.info("[%s] agent %s disconnected", self.peer.conn_id, self.agent.id)
+
+    async def handle(self, frame: Any) -> None:
+        service = self.service
+        agent = self.agent
+        match frame:
+            case frames.AgentText(id=client_id, conversation_id=cid, content=content):
+                frames.check_content(content, self.config.max_message_chars)
+                started = trio.current_time()
+                conversation = await service.conversation(cid)
+                machine.agent_may_write(conversation, agent)
+                result = await service.post(NewMessage(
+                    cid, Role.AGENT, agent.id, agent.name, content, client_id=client_id))
+                self.metrics.message_latency.observe(trio.current_time() - started)
+                self.reply(frames.AckOut(id=client_id, seq=result.message.seq,
+                                         ts=format_ts(result.message.created_at)))
+            case frames.Accept(id=client_id, conversation_id=cid):
+                await service.transition(cid, lambda c: machine.accept(c, agent), agent)
+                self.reply(frames.AckOut(id=client_id))
+            case frames.Transfer(id=client_id, conversation_id=cid, to_agent=target_ref):
+                target = await (service.store.get_agent(target_ref) if isinstance(target_ref, int)
+                                else service.store.get_agent_by_username(target_ref))
+                if target is None:
+                    raise NotFound(f"no agent {target_ref!r}")
+                await service.transition(cid, lambda c: machine.transfer(c, agent, target), agent)
+                self.reply(frames.AckOut(id=client_id))
+            case frames.Close(id=client_id, conversation_id=cid):
+                await service.transition(cid, lambda c: machine.close(c, agent), agent)
+                self.reply(frames.AckOut(id=client_id))
+            case frames.History(id=client_id, conversation_id=cid, before_seq=before,
+                                limit=limit):
+                await service.conversation(cid)
+                messages = await service.store.messages_before(cid, before, limit)
+                service.hub.watch(cid, agent.id)
+                self.reply(frames.HistoryOut(id=client_id, conversation_id=cid,
+                                             messages=[message_frame(m) for m in messages]))
+            case frames.AgentTyping(conversation_id=cid, active=active):
+                conversation = await service.conversation(cid)
+                service.to_conversation(conversation, frames.encode(frames.TypingOut(
+                    active=active, conversation_id=cid,
+                    sender=frames.Sender(role="agent", id=agent.id, name=agent.name))),
+                    except_agent=agent.id)
+            case frames.AgentRead(conversation_id=cid, seq=seq, id=client_id):
+                await service.conversation(cid)
+                conversation = await service.store.mark_read(cid, False, seq)
+                service.hub.conversations.put(conversation)
+                service.to_conversation(conversation, frames.encode(frames.ReadOut(
+                    seq=conversation.agent_read_seq, conversation_id=cid, by="agent")),
+                    except_agent=agent.id)
+                if client_id:
+                    self.reply(frames.AckOut(id=client_id))
+            case frames.Ping(id=client_id):
+                self.reply(frames.PongOut(id=client_id))

@@ -1,0 +1,35 @@
+"""Storage: the ``Store`` protocol and the backend the configuration chooses.
+
+``open_store`` only connects. Schema migrations are the caller's to run
+(``await store.migrate()``; the server does it on start-up), so that a command
+such as ``db status`` can look at a database without changing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from customer_service.config import Config
+from customer_service.errors import ConfigError
+from customer_service.storage.base import Store
+
+__all__ = ["Store", "open_store"]
+
+
+@asynccontextmanager
+async def open_store(config: Config) -> AsyncIterator[Store]:
+    """Open the configured backend; close it at exit. Backends are imported lazily."""
+    backend = config.storage.backend
+    if backend == "sqlite":
+        from customer_service.storage.sqlite import open_sqlite_store  # noqa: PLC0415
+
+        async with open_sqlite_store(config.resolve_path(config.storage.sqlite_path)) as store:
+            yield store
+    elif backend == "mysql":
+        from customer_service.storage.mysql import open_mysql_store  # noqa: PLC0415
+
+        async with open_mysql_store(config.storage) as mysql_store:
+            yield mysql_store
+    else:
+        raise ConfigError(f"unknown storage backend {backend!r}", key="storage.backend")

@@ -1,0 +1,112 @@
+"""The one storage interface; SQLite and MySQL implement it.
+
+Every method is one unit of work: one thread hop and, where it writes, one
+transaction. Backends raise ``StorageError`` when the database fails and the
+``errors`` tree (``NotFound``, ``Conflict``) for what the caller got wrong;
+driver exceptions never leave a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from customer_service.core.models import (
+    Agent,
+    AppendResult,
+    Conversation,
+    ConversationStatus,
+    ConversationSummary,
+    NewMessage,
+    Stats,
+    StoredMessage,
+    Visitor,
+)
+
+
+class Store(Protocol):
+    # --- schema -------------------------------------------------------------
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations in order; return the versions applied now."""
+
+    async def schema_version(self) -> int:
+        """The newest applied migration (0 for an empty database)."""
+
+    async def ping(self) -> None:
+        """Raise ``StorageError`` when the database cannot answer."""
+
+    # --- agents -------------------------------------------------------------
+    async def create_agent(self, username: str, name: str, password_hash: str) -> Agent:
+        """Raise ``Conflict`` when the username is taken."""
+
+    async def get_agent(self, agent_id: int) -> Agent | None: ...
+
+    async def get_agent_by_username(self, username: str) -> Agent | None: ...
+
+    async def list_agents(self) -> list[Agent]:
+        """All agents, by id."""
+
+    async def set_agent_disabled(self, username: str, disabled: bool) -> Agent:
+        """Raise ``NotFound`` for an unknown username. Disabling also revokes its tokens."""
+
+    async def set_agent_password(self, username: str, password_hash: str) -> Agent:
+        """Raise ``NotFound`` for an unknown username."""
+
+    async def add_agent_token(self, agent_id: int, token_hash: str, label: str,
+                              expires_at: datetime | None) -> None: ...
+
+    async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
+        """The enabled agent owning an unexpired token with this hash, or None."""
+
+    # --- visitors -----------------------------------------------------------
+    async def create_visitor(self, token_hash: str, name: str, email: str,
+                             page: str) -> Visitor: ...
+
+    async def visitor_for_token(self, token_hash: str) -> Visitor | None: ...
+
+    async def update_visitor(self, visitor_id: int, name: str | None, email: str | None,
+                             page: str | None) -> Visitor:
+        """Change the given (not None) fields; raise ``NotFound`` for an unknown id."""
+
+    async def get_visitor(self, visitor_id: int) -> Visitor | None: ...
+
+    # --- conversations ------------------------------------------------------
+    async def current_conversation(self, visitor_id: int) -> Conversation:
+        """The visitor's newest conversation, created (status open) when there is none."""
+
+    async def get_conversation(self, conversation_id: int) -> Conversation | None: ...
+
+    async def list_conversations(self, status: ConversationStatus | None = None,
+                                 limit: int = 100) -> list[ConversationSummary]:
+        """Newest activity first, with visitor and last message."""
+
+    async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
+                                     assigned_to: int | None) -> Conversation:
+        """Raise ``NotFound`` for an unknown id."""
+
+    async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
+        """Raise the read mark (never lower it, never past ``last_seq``)."""
+
+    # --- messages -----------------------------------------------------------
+    async def append_messages(self, batch: Sequence[NewMessage]) -> list[AppendResult]:
+        """Store a batch in ONE transaction, in order; results line up with the batch.
+
+        Each message gets the next ``seq`` of its conversation. A message whose
+        (sender_role, sender_id, client_id) was stored before is not stored again:
+        its result is the original row with ``duplicate=True``. A message for an
+        unknown conversation raises ``NotFound`` and nothing of the batch is stored.
+        """
+
+    async def messages_after(self, conversation_id: int, after_seq: int,
+                             limit: int = 1000) -> list[StoredMessage]:
+        """Messages with seq > after_seq, oldest first."""
+
+    async def messages_before(self, conversation_id: int, before_seq: int | None,
+                              limit: int = 50) -> list[StoredMessage]:
+        """The newest ``limit`` messages with seq < before_seq (all when None), oldest first."""
+
+    async def stats(self) -> Stats: ...
+
+    async def aclose(self) -> None:
+        """Close connections and the worker thread; idempotent."""

@@ -1,0 +1,433 @@
+"""The production backend: MySQL or MariaDB through PyMySQL, in worker threads.
+
+A small pool of ``mysql_pool_size`` connections lives in a bounded trio
+channel; a unit of work takes a free connection (waiting at most
+``ACQUIRE_TIMEOUT``), runs its whole transaction in one thread hop under that
+connection's own ``CapacityLimiter(1)`` and puts the connection back.
+
+Several server instances may share the database: sequence numbers come from
+the conversation row locked with ``SELECT ... FOR UPDATE`` (see
+``_sql.append_messages``), deadlocks are retried, and a resend racing in from
+another instance is caught by the unique dedupe index and retried, when it
+then reads as a duplicate.
+
+Lost connections (a restarted database, an idle timeout) are replaced
+transparently. Reads run in autocommit mode and are simply run again on a
+fresh connection. A write starts with ``BEGIN``: when that first round trip
+fails nothing has run yet, so it too is retried on a fresh connection. A
+connection lost later, mid-transaction, fails only that request (retrying a
+half-done, maybe committed, unit is not safe; clients resend with their ids)
+and is replaced before its next use.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, TypeAlias, TypeVar
+
+import pymysql
+import pymysql.cursors
+import trio
+from pymysql.constants import CR, ER
+
+from customer_service.config import StorageConfig
+from customer_service.core.models import (
+    Agent,
+    AppendResult,
+    Conversation,
+    ConversationStatus,
+    ConversationSummary,
+    NewMessage,
+    Stats,
+    StoredMessage,
+    Visitor,
+)
+from customer_service.errors import Conflict, StorageError
+from customer_service.storage import _sql
+from customer_service.storage._sql import Tx
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Connection: TypeAlias = "pymysql.connections.Connection[pymysql.cursors.Cursor]"
+
+ACQUIRE_TIMEOUT = 10.0
+"""Seconds to wait for a free pooled connection before failing with StorageError."""
+CLOSE_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 10
+IO_TIMEOUT = 30
+"""Socket read/write timeout: a hung server fails a request instead of a thread forever."""
+LOCK_WAIT_TIMEOUT = 10
+ATTEMPTS = 3
+MIGRATION_LOCK = "customer_service.migrate"
+MIGRATION_LOCK_TIMEOUT = 60
+SQL_MODE = ("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
+            "NO_ENGINE_SUBSTITUTION")
+
+_DRIVER_ERRORS = (pymysql.MySQLError, OSError)
+_LOST = {CR.CR_CONN_HOST_ERROR, CR.CR_SERVER_GONE_ERROR, CR.CR_SERVER_LOST,
+         CR.CR_SERVER_LOST_EXTENDED}
+
+Mode: TypeAlias = Literal["read", "write", "schema"]
+READ: Mode = "read"
+"""Autocommit statements; safe to run again after a lost connection."""
+WRITE: Mode = "write"
+"""One transaction."""
+SCHEMA: Mode = "schema"
+"""Autocommit statements that change things (migrations: DDL commits implicitly anyway)."""
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    return (isinstance(exc, (pymysql.err.InterfaceError, OSError))
+            or _error_code(exc) in _LOST)
+
+
+def _error_code(exc: BaseException) -> int | None:
+    if exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def _connect(cfg: StorageConfig, database: str | None) -> Connection:
+    return pymysql.connect(
+        host=cfg.mysql_host, port=cfg.mysql_port, user=cfg.mysql_user,
+        password=cfg.mysql_password, database=database, charset="utf8mb4",
+        autocommit=True, connect_timeout=CONNECT_TIMEOUT, read_timeout=IO_TIMEOUT,
+        write_timeout=IO_TIMEOUT, sql_mode=SQL_MODE,
+        init_command=f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_TIMEOUT}")
+
+
+def _quote_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _connect_creating_database(cfg: StorageConfig) -> Connection:
+    """Connect to the configured database, creating it first when it does not exist.
+
+    Connecting first and creating only on "unknown database" lets an account
+    without the CREATE privilege use a database made for it.
+    """
+    try:
+        return _connect(cfg, cfg.mysql_database)
+    except pymysql.err.OperationalError as exc:
+        if _error_code(exc) != ER.BAD_DB_ERROR:
+            raise
+    server = _connect(cfg, None)
+    try:
+        with server.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {_quote_identifier(cfg.mysql_database)}"
+                           " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        logger.info("created MySQL database %s", cfg.mysql_database)
+    finally:
+        server.close()
+    return _connect(cfg, cfg.mysql_database)
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except _DRIVER_ERRORS as exc:
+        logger.debug("closing a MySQL connection failed: %s", exc)
+
+
+@dataclass(eq=False, slots=True)
+class _Pooled:
+    conn: Connection
+    limiter: trio.CapacityLimiter
+    suspect: bool = False
+
+
+class _StaleConnection(Exception):
+    """The first round trip of a unit of work failed: nothing ran, so it may be retried."""
+
+
+class MysqlStore:
+    """``Store`` on MySQL/MariaDB; build it with ``open_mysql_store``."""
+
+    def __init__(self, cfg: StorageConfig) -> None:
+        self._cfg = cfg
+        self._send, self._receive = trio.open_memory_channel[_Pooled](max(1, cfg.mysql_pool_size))
+        self._size = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        cfg = self._cfg
+        return (f"MysqlStore({cfg.mysql_user}@{cfg.mysql_host}:{cfg.mysql_port}"
+                f"/{cfg.mysql_database})")
+
+    async def _open_pool(self, first: Connection) -> None:
+        self._add(first)
+        for _ in range(self._cfg.mysql_pool_size - 1):
+            self._add(await trio.to_thread.run_sync(_connect, self._cfg, self._cfg.mysql_database))
+
+    def _add(self, conn: Connection) -> None:
+        self._send.send_nowait(_Pooled(conn, trio.CapacityLimiter(1)))
+        self._size += 1
+
+    async def _run(self, work: Callable[[Tx], T], *, mode: Mode) -> T:
+        if self._closed:
+            raise StorageError("the MySQL store is closed")
+        try:
+            with trio.fail_after(ACQUIRE_TIMEOUT):
+                pooled = await self._receive.receive()
+        except trio.TooSlowError as exc:
+            raise StorageError(
+                f"no free MySQL connection within {ACQUIRE_TIMEOUT:g} s") from exc
+        except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
+            raise StorageError("the MySQL store is closed") from exc
+        try:
+            return await trio.to_thread.run_sync(self._transact, pooled, work, mode,
+                                                 limiter=pooled.limiter)
+        finally:
+            try:
+                self._send.send_nowait(pooled)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                logger.warning("MySQL connection returned after the store closed; dropped")
+
+    def _transact(self, pooled: _Pooled, work: Callable[[Tx], T], mode: Mode) -> T:
+        """Run ``work`` in the worker thread, retrying what is safe to retry.
+
+        A deadlock, or a duplicate dedupe key from a resend racing in another
+        instance, rolls the whole transaction back, so running it again is safe;
+        so is running a unit on a fresh connection when the old one was found
+        dead before anything ran, and running a read again after any lost
+        connection.
+        """
+        attempt = 1
+        while True:
+            try:
+                self._ensure_alive(pooled)
+                return self._attempt(pooled.conn, work, mode)
+            except _StaleConnection as stale:
+                pooled.suspect = True
+                cause = stale.__cause__
+                if attempt < ATTEMPTS:
+                    logger.info("MySQL connection lost (%s); reconnecting", cause)
+                    attempt += 1
+                    continue
+                logger.warning("MySQL unreachable: %s", cause)
+                raise StorageError(f"MySQL: {cause}") from cause
+            except pymysql.err.IntegrityError as exc:
+                if _error_code(exc) == ER.DUP_ENTRY and attempt < ATTEMPTS:
+                    logger.info("MySQL duplicate key, retrying: %s", exc)
+                    attempt += 1
+                    continue
+                raise Conflict(f"conflicting write: {exc.args[-1]}") from exc
+            except _DRIVER_ERRORS as exc:
+                if _error_code(exc) == ER.LOCK_DEADLOCK and attempt < ATTEMPTS:
+                    logger.info("MySQL deadlock, retrying: %s", exc)
+                    attempt += 1
+                    continue
+                pooled.suspect = True
+                if mode == READ and _connection_lost(exc) and attempt < ATTEMPTS:
+                    logger.info("MySQL connection lost (%s); reconnecting", exc)
+                    attempt += 1
+                    continue
+                logger.warning("MySQL error: %s", exc)
+                raise StorageError(f"MySQL: {exc}") from exc
+
+    def _ensure_alive(self, pooled: _Pooled) -> None:
+        """Replace a connection that failed last time and does not answer a ping."""
+        if not pooled.suspect:
+            return
+        try:
+            pooled.conn.ping()
+        except _DRIVER_ERRORS:
+            _close_quietly(pooled.conn)
+            pooled.conn = _connect(self._cfg, self._cfg.mysql_database)
+        pooled.suspect = False
+
+    @staticmethod
+    def _attempt(conn: Connection, work: Callable[[Tx], T], mode: Mode) -> T:
+        """Reads run in autocommit mode (one statement, no BEGIN/COMMIT round trips);
+        writes in a transaction whose BEGIN doubles as the liveness probe."""
+        if mode != READ:
+            try:
+                if mode == WRITE:
+                    conn.begin()
+                else:
+                    conn.ping()
+            except _DRIVER_ERRORS as exc:
+                raise _StaleConnection from exc
+        with conn.cursor() as cursor:
+            if mode != WRITE:
+                return work(Tx(cursor, _sql.MYSQL))
+            committed = False
+            try:
+                result = work(Tx(cursor, _sql.MYSQL))
+                conn.commit()
+                committed = True
+            finally:
+                if not committed:
+                    try:
+                        conn.rollback()
+                    except _DRIVER_ERRORS as exc:
+                        logger.warning("MySQL rollback failed: %s", exc)
+            return result
+
+    # --- schema -------------------------------------------------------------
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations under a named lock, so instances starting together
+        take turns. MySQL DDL commits implicitly: each migration file is written to
+        be re-runnable, and its version row is written after its statements."""
+        migrations = _sql.load_migrations(_sql.MYSQL)
+
+        def work(tx: Tx) -> list[int]:
+            locked = tx.one("SELECT GET_LOCK(?, ?)", (MIGRATION_LOCK, MIGRATION_LOCK_TIMEOUT))
+            if locked is None or locked[0] != 1:
+                raise StorageError("another instance holds the migration lock")
+            try:
+                applied = _sql.applied_versions(tx)
+                done: list[int] = []
+                for migration in migrations:
+                    if migration.version not in applied:
+                        _sql.apply_migration(tx, migration)
+                        done.append(migration.version)
+                return done
+            finally:
+                tx.one("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
+
+        done = await self._run(work, mode=SCHEMA)
+        if done:
+            logger.info("MySQL %s: applied migrations %s", self._cfg.mysql_database, done)
+        return done
+
+    async def schema_version(self) -> int:
+        return await self._run(_sql.schema_version, mode=READ)
+
+    async def ping(self) -> None:
+        def work(tx: Tx) -> None:
+            tx.one("SELECT 1")
+
+        await self._run(work, mode=READ)
+
+    # --- agents -------------------------------------------------------------
+
+    async def create_agent(self, username: str, name: str, password_hash: str) -> Agent:
+        return await self._run(
+            lambda tx: _sql.create_agent(tx, username, name, password_hash), mode=WRITE)
+
+    async def get_agent(self, agent_id: int) -> Agent | None:
+        return await self._run(lambda tx: _sql.get_agent(tx, agent_id), mode=READ)
+
+    async def get_agent_by_username(self, username: str) -> Agent | None:
+        return await self._run(lambda tx: _sql.get_agent_by_username(tx, username), mode=READ)
+
+    async def list_agents(self) -> list[Agent]:
+        return await self._run(_sql.list_agents, mode=READ)
+
+    async def set_agent_disabled(self, username: str, disabled: bool) -> Agent:
+        return await self._run(
+            lambda tx: _sql.set_agent_disabled(tx, username, disabled), mode=WRITE)
+
+    async def set_agent_password(self, username: str, password_hash: str) -> Agent:
+        return await self._run(
+            lambda tx: _sql.set_agent_password(tx, username, password_hash), mode=WRITE)
+
+    async def add_agent_token(self, agent_id: int, token_hash: str, label: str,
+                              expires_at: datetime | None) -> None:
+        await self._run(
+            lambda tx: _sql.add_agent_token(tx, agent_id, token_hash, label, expires_at),
+            mode=WRITE)
+
+    async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
+        return await self._run(lambda tx: _sql.agent_for_token(tx, token_hash, now), mode=READ)
+
+    # --- visitors -----------------------------------------------------------
+
+    async def create_visitor(self, token_hash: str, name: str, email: str,
+                             page: str) -> Visitor:
+        return await self._run(
+            lambda tx: _sql.create_visitor(tx, token_hash, name, email, page), mode=WRITE)
+
+    async def visitor_for_token(self, token_hash: str) -> Visitor | None:
+        return await self._run(lambda tx: _sql.visitor_for_token(tx, token_hash), mode=READ)
+
+    async def update_visitor(self, visitor_id: int, name: str | None, email: str | None,
+                             page: str | None) -> Visitor:
+        return await self._run(
+            lambda tx: _sql.update_visitor(tx, visitor_id, name, email, page), mode=WRITE)
+
+    async def get_visitor(self, visitor_id: int) -> Visitor | None:
+        return await self._run(lambda tx: _sql.get_visitor(tx, visitor_id), mode=READ)
+
+    # --- conversations ------------------------------------------------------
+
+    async def current_conversation(self, visitor_id: int) -> Conversation:
+        return await self._run(lambda tx: _sql.current_conversation(tx, visitor_id), mode=WRITE)
+
+    async def get_conversation(self, conversation_id: int) -> Conversation | None:
+        return await self._run(lambda tx: _sql.get_conversation(tx, conversation_id), mode=READ)
+
+    async def list_conversations(self, status: ConversationStatus | None = None,
+                                 limit: int = 100) -> list[ConversationSummary]:
+        return await self._run(lambda tx: _sql.list_conversations(tx, status, limit), mode=READ)
+
+    async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
+                                     assigned_to: int | None) -> Conversation:
+        return await self._run(
+            lambda tx: _sql.set_conversation_state(tx, conversation_id, status, assigned_to),
+            mode=WRITE)
+
+    async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
+        return await self._run(
+            lambda tx: _sql.mark_read(tx, conversation_id, by_visitor, seq), mode=WRITE)
+
+    # --- messages -----------------------------------------------------------
+
+    async def append_messages(self, batch: Sequence[NewMessage]) -> list[AppendResult]:
+        if not batch:
+            return []
+        items = list(batch)
+        return await self._run(lambda tx: _sql.append_messages(tx, items), mode=WRITE)
+
+    async def messages_after(self, conversation_id: int, after_seq: int,
+                             limit: int = 1000) -> list[StoredMessage]:
+        return await self._run(
+            lambda tx: _sql.messages_after(tx, conversation_id, after_seq, limit), mode=READ)
+
+    async def messages_before(self, conversation_id: int, before_seq: int | None,
+                              limit: int = 50) -> list[StoredMessage]:
+        return await self._run(
+            lambda tx: _sql.messages_before(tx, conversation_id, before_seq, limit), mode=READ)
+
+    async def stats(self) -> Stats:
+        return await self._run(_sql.stats, mode=READ)
+
+    async def aclose(self) -> None:
+        """Wait (bounded) for in-flight work to hand its connection back, then close all."""
+        if self._closed:
+            return
+        self._closed = True
+        collected: list[_Pooled] = []
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            while len(collected) < self._size:
+                collected.append(await self._receive.receive())
+        if len(collected) < self._size:
+            logger.warning("closing MySQL store: %d connections still busy after %g s",
+                           self._size - len(collected), CLOSE_TIMEOUT)
+        self._receive.close()
+        for pooled in collected:
+            await trio.to_thread.run_sync(_close_quietly, pooled.conn, limiter=pooled.limiter)
+
+
+@asynccontextmanager
+async def open_mysql_store(cfg: StorageConfig) -> AsyncIterator[MysqlStore]:
+    """Connect the pool (creating the database when missing) and close it at exit."""
+    store = MysqlStore(cfg)
+    try:
+        try:
+            first = await trio.to_thread.run_sync(_connect_creating_database, cfg)
+            await store._open_pool(first)
+        except _DRIVER_ERRORS as exc:
+            raise StorageError(f"cannot connect to MySQL at {cfg.mysql_host}:{cfg.mysql_port}"
+                               f" (database {cfg.mysql_database}): {exc}") from exc
+        yield store
+    finally:
+        with trio.move_on_after(CLOSE_TIMEOUT, shield=True):
+            await store.aclose()

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from customer_service.config import Config
+from customer_service.server.run import Server, open_server
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config().with_changes(
+        server__host="127.0.0.1", server__port=0, server__shutdown_timeout=3.0,
+        storage__sqlite_path=str(tmp_path / "cs.db"))
+
+
+@pytest.fixture
+async def server(config: Config) -> AsyncIterator[Server]:
+    async with open_server(config) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        yield srv
+        srv.shutdown()

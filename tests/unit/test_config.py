@@ -1,0 +1,260 @@
+"""The config loader: defaults, errors that name file/line/key, environment, paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from customer_service.config import Config, load_config
+from customer_service.config_template import (
+    env_var,
+    iter_keys,
+    render_reference_markdown,
+    render_template,
+    toml_value,
+)
+from customer_service.errors import ConfigError, CustomerServiceError
+
+
+def write(tmp_path: Path, text: str, name: str = "cs.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_error(path: Path | None, environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={} if environ is None else environ)
+    return info.value
+
+
+# --- defaults ---------------------------------------------------------------------------
+
+def test_defaults_run_with_nothing_installed() -> None:
+    config = load_config(None, environ={})
+    assert config == Config()
+    assert config.source is None
+    assert config.storage.backend == "sqlite"
+    assert config.storage.sqlite_path == "customer-service.db"
+    assert config.server.port == 8080
+    assert config.server.host == "127.0.0.1"
+    assert config.ai.enabled is False
+
+
+def test_an_empty_file_is_the_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""), environ={})
+    assert config == Config()
+    assert config.source == str(tmp_path / "cs.toml")
+
+
+def test_config_is_frozen() -> None:
+    config = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.server.port = 1  # type: ignore[misc]
+
+
+def test_values_are_read_and_typed(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = 9000\nmessage_timeout = 2\n'
+                           '[log]\nformat = "json"\n[ai]\nenabled = true\n')
+    config = load_config(path, environ={})
+    assert config.server.port == 9000
+    assert config.server.message_timeout == 2.0
+    assert isinstance(config.server.message_timeout, float)  # an int is accepted for a float
+    assert config.log.format == "json"
+    assert config.ai.enabled is True
+
+
+# --- errors name the file, the line and the key ---------------------------------------------
+
+def test_unknown_section(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = 1\n\n[sever]\nport = 2\n')
+    error = load_error(path)
+    assert error.path == str(path) and error.line == 4 and error.key == "sever"
+    assert str(error).startswith(f"{path}:4: ")
+    assert "unknown section [sever]" in str(error)
+    assert "server" in str(error)  # lists the known sections
+
+
+def test_unknown_key_names_key_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, '# comment\n[storage]\nbackend = "sqlite"\nsqlite_pth = "x.db"\n')
+    error = load_error(path)
+    assert (error.path, error.line, error.key) == (str(path), 4, "storage.sqlite_pth")
+    assert str(error).startswith(f"{path}:4: ")
+    assert "unknown key 'sqlite_pth' in [storage]" in str(error)
+    assert "sqlite_path" in str(error)  # lists the known keys
+
+
+@pytest.mark.parametrize(("text", "key", "line", "words"), [
+    ('[server]\nhost = "h"\nport = "80"\n', "server.port", 3, "integer"),
+    ('[server]\nport = 80.5\n', "server.port", 2, "integer"),
+    ('[server]\nport = true\n', "server.port", 2, "integer"),
+    ('[server]\nmessage_timeout = "3"\n', "server.message_timeout", 2, "number"),
+    ('[ai]\nenabled = "yes"\n', "ai.enabled", 2, "true or false"),
+    ('[storage]\n\nsqlite_path = 5\n', "storage.sqlite_path", 3, "string"),
+], ids=["str-for-int", "float-for-int", "bool-for-int", "str-for-float", "str-for-bool",
+        "int-for-str"])
+def test_wrong_type_names_key_and_line(tmp_path: Path, text: str, key: str, line: int,
+                                       words: str) -> None:
+    path = write(tmp_path, text)
+    error = load_error(path)
+    assert (error.key, error.line) == (key, line)
+    assert str(error).startswith(f"{path}:{line}: ")
+    assert words in str(error)
+    assert key.split(".")[1] in str(error)
+
+
+def test_a_section_that_is_not_a_table(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, 'server = 1\n'))
+    assert error.key == "server"
+    assert "must be a table" in str(error)
+
+
+@pytest.mark.parametrize(("section", "key", "good", "bad"), [
+    ("storage", "backend", ["sqlite", "mysql"], "postgres"),
+    ("log", "level", ["debug", "info", "warning", "error"], "verbose"),
+    ("log", "format", ["text", "json"], "xml"),
+])
+def test_literal_values(tmp_path: Path, section: str, key: str, good: list[str],
+                        bad: str) -> None:
+    for value in good:
+        config = load_config(write(tmp_path, f'[{section}]\n{key} = "{value}"\n'), environ={})
+        assert getattr(getattr(config, section), key) == value
+    path = write(tmp_path, f'[{section}]\n{key} = "{bad}"\n')
+    error = load_error(path)
+    assert error.key == f"{section}.{key}" and error.line == 2
+    assert bad in str(error)
+    for value in good:
+        assert f'"{value}"' in str(error)  # says what is allowed
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[server]\nport = 70000\n', "server.port"),
+    ('[server]\nmessage_timeout = 0\n', "server.message_timeout"),
+    ('[server]\nmax_frame_bytes = 0\n', "server.max_frame_bytes"),
+    ('[auth]\ntoken_ttl_hours = -1\n', "auth.token_ttl_hours"),
+])
+def test_out_of_range_values(tmp_path: Path, text: str, key: str) -> None:
+    error = load_error(write(tmp_path, text))
+    assert error.key == key and error.line == 2
+
+
+def test_invalid_toml_gives_the_line_number(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = 8080\n\nhost = "unterminated\n')
+    error = load_error(path)
+    assert error.line == 4
+    assert str(error).startswith(f"{path}:4: invalid TOML")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    error = load_error(path)
+    assert error.path == str(path)
+    assert str(error) == f"{path}: file not found (create one with 'customer-service config init')"
+
+
+def test_config_error_is_a_customer_service_error() -> None:
+    assert issubclass(ConfigError, CustomerServiceError)
+
+
+# --- environment --------------------------------------------------------------------------
+
+def test_env_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[server]\nport = 9000\n[storage]\nmysql_password = "in-file"\n')
+    config = load_config(path, environ={
+        "CUSTOMER_SERVICE_SERVER_PORT": "9100",
+        "CUSTOMER_SERVICE_STORAGE_MYSQL_PASSWORD": "s3cr=t with spaces",  # bare string
+        "CUSTOMER_SERVICE_AI_ENABLED": "true",
+        "CUSTOMER_SERVICE_LOG_LEVEL": "debug",
+        "CUSTOMER_SERVICE_SERVER_HOST": '"0.0.0.0"',  # or as a quoted TOML string
+        "UNRELATED": "x",
+    })
+    assert config.server.port == 9100
+    assert config.storage.mysql_password == "s3cr=t with spaces"
+    assert config.ai.enabled is True
+    assert config.log.level == "debug"
+    assert config.server.host == "0.0.0.0"
+
+
+def test_env_applies_to_the_embedded_defaults() -> None:
+    config = load_config(None, environ={"CUSTOMER_SERVICE_STORAGE_BACKEND": "mysql"})
+    assert config.storage.backend == "mysql"
+
+
+def test_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMER_SERVICE_SERVER_PORT", "8181")
+    assert load_config(None).server.port == 8181
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("CUSTOMER_SERVICE_SERVER_PORT", "eighty"),
+    ("CUSTOMER_SERVICE_SERVER_PORT", "80.5"),
+    ("CUSTOMER_SERVICE_AI_ENABLED", "yes"),
+    ("CUSTOMER_SERVICE_LOG_LEVEL", "loud"),
+])
+def test_env_bad_value_names_the_variable(tmp_path: Path, name: str, value: str) -> None:
+    path = write(tmp_path, "")
+    error = load_error(path, environ={name: value})
+    assert name in str(error)
+    assert "environment" in str(error)
+    assert error.line is None  # the value is not in the file
+
+
+# --- paths ----------------------------------------------------------------------------------
+
+def test_relative_sqlite_path_resolves_next_to_the_file(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    path = write(tmp_path / "etc", '[storage]\nsqlite_path = "data/cs.db"\n')
+    config = load_config(path, environ={})
+    assert config.resolve_path(config.storage.sqlite_path) == tmp_path / "etc" / "data" / "cs.db"
+
+
+def test_relative_config_path_resolves_against_the_file_not_the_cwd(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "etc").mkdir()
+    write(tmp_path / "etc", "")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("etc/cs.toml"), environ={})
+    resolved = config.resolve_path(config.storage.sqlite_path)
+    assert resolved == tmp_path / "etc" / "customer-service.db"
+
+
+def test_absolute_sqlite_path_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "abs.db"
+    config = load_config(write(tmp_path, f'[storage]\nsqlite_path = "{target}"\n'), environ={})
+    assert config.resolve_path(config.storage.sqlite_path) == target
+
+
+def test_defaults_resolve_against_the_current_directory() -> None:
+    assert Config().resolve_path("x.db") == Path("x.db")
+
+
+# --- the generated template and reference -------------------------------------------------
+
+def test_template_has_every_key_at_its_default() -> None:
+    text = render_template()
+    data = tomllib.loads(text)
+    for section, key, _, _ in iter_keys():
+        assert key in data[section], f"[{section}] {key} missing from the template"
+        assert env_var(section, key) in text
+    assert load_config(None, environ={}) == Config()
+    sections = {section for section, _, _, _ in iter_keys()}
+    assert set(data) == sections
+
+
+def test_template_loads_to_the_defaults(tmp_path: Path) -> None:
+    for production in (False, True):
+        path = write(tmp_path, render_template(production=production))
+        assert load_config(path, environ={}) == Config()
+
+
+def test_reference_shows_type_default_and_env() -> None:
+    text = render_reference_markdown()
+    assert '| `port` | integer | `8080` | `CUSTOMER_SERVICE_SERVER_PORT` |' in text
+    assert '| `backend` | one of "sqlite", "mysql" | `"sqlite"` |' in text
+    assert toml_value(False) == "false" and toml_value(3.0) == "3.0"
