@@ -190,8 +190,7 @@ def test_serve_prints_the_banner(run: CliRun, fake_server: list[Config], config_
     assert result.exit_code == 0, result.output
     assert len(fake_server) == 1
     assert fake_server[0].source == str(config_path)
-    for url in ("http://127.0.0.1:43210/", "http://127.0.0.1:43210/agent",
-                "http://127.0.0.1:43210/healthz", "http://127.0.0.1:43210/metrics",
+    for url in ("http://127.0.0.1:43210/healthz", "http://127.0.0.1:43210/metrics",
                 "ws://127.0.0.1:43210/ws/visitor", "ws://127.0.0.1:43210/ws/agent"):
         assert url in result.output
     assert str(config_path.parent / "test.db") in result.output
