@@ -96,7 +96,61 @@ class LogConfig:
 
 @dataclass(frozen=True, slots=True)
 class AiConfig:
-    enabled: bool = field(default=False, metadata=_doc("Answer visitors with an AI (needs [ai] settings)."))
+    enabled: bool = field(default=False, metadata=_doc(
+        "Answer visitors with an AI that streams from an OpenAI-compatible API."))
+    base_url: str = field(default="https://api.openai.com/v1", metadata=_doc(
+        "The API's base URL including /v1 (OpenAI, vLLM, Ollama, llama.cpp, LiteLLM...)."))
+    api_key: str = field(default="", metadata=_doc(
+        "API key (Authorization: Bearer). Better: CUSTOMER_SERVICE_AI_API_KEY or api_key_env."))
+    api_key_env: str = field(default="", metadata=_doc(
+        "Name of an environment variable holding the API key (used when api_key is empty)."))
+    model: str = field(default="gpt-4o-mini", metadata=_doc("Model name sent with each request."))
+    name: str = field(default="Assistant", metadata=_doc("The name visitors see on AI replies."))
+    system_prompt: str = field(default=(
+        "You are a friendly, concise customer-service assistant. Answer the visitor's questions; "
+        "when you cannot help, say that a human agent will follow up."), metadata=_doc(
+        "The system prompt that starts every request."))
+    mode: Literal["off", "when_no_agent", "always"] = field(default="when_no_agent", metadata=_doc(
+        "off; when_no_agent: answer while no agent has accepted the conversation; always."))
+    max_context_tokens: int = field(default=3000, metadata=_doc(
+        "Approximate tokens sent upstream: the system prompt plus the newest messages that fit.",
+        ge=64))
+    max_reply_tokens: int = field(default=512, metadata=_doc(
+        "max_tokens of each reply.", ge=1))
+    temperature: float = field(default=0.3, metadata=_doc("Sampling temperature.", ge=0, le=2))
+    connect_timeout: float = field(default=5.0, metadata=_doc(
+        "Seconds to open a connection to the API.", gt=0))
+    first_token_timeout: float = field(default=20.0, metadata=_doc(
+        "Seconds from the request to the first token (retries included).", gt=0))
+    idle_timeout: float = field(default=20.0, metadata=_doc(
+        "Seconds the stream may stay silent between chunks before it counts as stalled.", gt=0))
+    total_timeout: float = field(default=120.0, metadata=_doc(
+        "Seconds one reply may take in all.", gt=0))
+    max_concurrent_streams: int = field(default=256, metadata=_doc(
+        "Replies streaming at once; more wait for a slot (within first_token_timeout).", ge=1))
+    max_retries: int = field(default=2, metadata=_doc(
+        "Retries of a request that failed before its first token (429, 5xx, network).", ge=0))
+    retry_base_delay: float = field(default=0.5, metadata=_doc(
+        "First retry delay in seconds; doubles each retry, with jitter. Retry-After wins.", gt=0))
+    retry_max_delay: float = field(default=8.0, metadata=_doc(
+        "Longest delay between retries, in seconds.", gt=0))
+    breaker_failures: int = field(default=5, metadata=_doc(
+        "Failed replies in a row that open the circuit breaker (no calls while open).", ge=1))
+    breaker_cooldown: float = field(default=30.0, metadata=_doc(
+        "Seconds the breaker stays open before one trial request.", gt=0))
+    prewarm_connections: int = field(default=2, metadata=_doc(
+        "Connections opened at start-up (GET /models): no TCP/TLS setup for the first visitor.",
+        ge=0))
+    http2: bool = field(default=True, metadata=_doc(
+        "Use HTTP/2 when the upstream offers it (TLS only); HTTP/1.1 keep-alive otherwise."))
+    unavailable_message: str = field(default=(
+        "The assistant is unavailable right now. An agent will reply as soon as possible."),
+        metadata=_doc("What visitors are told when the AI fails; the conversation is flagged."))
+
+    def resolved_api_key(self, environ: Mapping[str, str] | None = None) -> str:
+        if self.api_key or not self.api_key_env:
+            return self.api_key
+        return (os.environ if environ is None else environ).get(self.api_key_env, "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +326,23 @@ def build_config(data: Mapping[str, Any], *, path: str | None = None, text: str 
                 raise ConfigError(str(exc), path=None if env_name in environ else path,
                                   key=f"{name}.{key}", line=line) from exc
         built[name] = cls(**values)
-    return Config(**built, source=path)
+    config = Config(**built, source=path)
+    _check_sections(config, path, text, environ)
+    return config
+
+
+def _check_sections(config: Config, path: str | None, text: str,
+                    environ: Mapping[str, str]) -> None:
+    """Rules that involve more than one key."""
+    ai = config.ai
+    if ai.enabled:
+        if not re.match(r"^https?://[^/\s]+", ai.base_url):
+            raise ConfigError(f"[ai] base_url must be an http:// or https:// URL, not {ai.base_url!r}",
+                              path=path, key="ai.base_url", line=_line_of(text, "ai", "base_url"))
+        if ai.api_key_env and not ai.api_key and ai.api_key_env not in environ:
+            raise ConfigError(f"[ai] api_key_env names {ai.api_key_env}, which is not set",
+                              path=path, key="ai.api_key_env",
+                              line=_line_of(text, "ai", "api_key_env"))
 
 
 def load_config(path: str | os.PathLike[str] | None,

@@ -93,3 +93,47 @@ class ConfigError(CustomerServiceError):
         self.path = path
         self.key = key
         self.line = line
+
+
+class AiError(Unavailable):
+    """The AI upstream could not give a reply. ``kind`` labels it in metrics."""
+
+    kind = "error"
+
+
+class AiTimeout(AiError):
+    kind = "timeout"
+
+
+class AiRateLimited(AiError):
+    kind = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class AiUpstreamError(AiError):
+    """An HTTP error status from the upstream (``status`` says which)."""
+
+    kind = "http_error"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.status >= 500 or self.status in (408, 409)
+
+
+class AiConnectionError(AiError):
+    kind = "connection"
+
+
+class AiBadResponse(AiError):
+    kind = "malformed"
+
+
+class AiCircuitOpen(AiError):
+    kind = "circuit_open"

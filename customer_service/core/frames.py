@@ -139,6 +139,14 @@ def _classify(raw: str | bytes, own: frozenset[str], other: frozenset[str],
     return failure
 
 
+def peek_client_id(raw: str | bytes) -> str | None:
+    """The ``id`` of a frame that will not be parsed (rate-limited), when it has one."""
+    try:
+        return _client_id(_any_decoder.decode(raw))
+    except msgspec.DecodeError:
+        return None
+
+
 def parse_visitor_frame(raw: str | bytes) -> VisitorFrame:
     """Decode one visitor frame or raise a ``ProtocolError`` carrying ``client_id``."""
     if isinstance(raw, bytes):
@@ -235,6 +243,8 @@ class ConversationInfo(msgspec.Struct, omit_defaults=False):
     last_seq: int
     unread: int
     updated_at: str
+    needs_agent: bool = False
+    ai_streaming: bool = False
     last_message: MessageOut | None = None
 
 

@@ -54,6 +54,8 @@ class Conversation:
     visitor_read_seq: int
     created_at: datetime
     updated_at: datetime
+    needs_agent: bool = False
+    """Flagged for agents: the AI could not answer (cleared when an agent accepts)."""
 
     @property
     def unread(self) -> int:

@@ -7,6 +7,7 @@ HTTP errors are converted here, in one place: a ``CustomerServiceError`` becomes
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 LOGIN_RATE_PER_MINUTE = 10
+LOGIN_BUCKETS = 10_000
 _json = msgspec.json.Encoder()
 
 
@@ -94,6 +96,9 @@ class App:
         self.metrics = service.metrics
         self.ai_status = ai_status
         self._login_buckets: dict[str, TokenBucket] = {}
+        """Per client address, oldest first; the oldest are forgotten past LOGIN_BUCKETS."""
+        self._dummy_hash: str | None = None
+        """Checked against for unknown users, so a login takes as long whether or not they exist."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -122,6 +127,9 @@ class App:
             if exc.http_status >= 500:
                 log.warning("%s %s failed: %s", scope["method"], scope["path"], exc)
             response = error_response(exc)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            response = json_response(500, {"error": "internal", "message": "internal error"})
         await send({"type": "http.response.start", "status": response.status, "headers": [
             (b"content-type", response.content_type),
             (b"content-length", str(len(response.body)).encode()),
@@ -185,12 +193,12 @@ class App:
 
     async def login(self, scope: Scope, receive: Receive) -> Response:
         client = (scope.get("client") or ("?", 0))[0]
-        bucket = self._login_buckets.get(client)
+        bucket = self._login_buckets.pop(client, None)
         if bucket is None:
-            if len(self._login_buckets) > 10_000:
-                self._login_buckets.clear()
-            bucket = self._login_buckets[client] = TokenBucket(LOGIN_RATE_PER_MINUTE / 60,
-                                                               LOGIN_RATE_PER_MINUTE)
+            bucket = TokenBucket(LOGIN_RATE_PER_MINUTE / 60, LOGIN_RATE_PER_MINUTE)
+        self._login_buckets[client] = bucket
+        while len(self._login_buckets) > LOGIN_BUCKETS:
+            del self._login_buckets[next(iter(self._login_buckets))]
         if not bucket.allow(trio.current_time()):
             raise RateLimited("too many login attempts; wait a minute")
         body = await self._read_body(receive)
@@ -201,9 +209,12 @@ class App:
         except msgspec.DecodeError:
             raise BadRequest('body must be JSON: {"username": …, "password": …}') from None
         agent = await self.store.get_agent_by_username(data.username)
-        valid = agent is not None and not agent.disabled and await trio.to_thread.run_sync(
-            auth.verify_password, data.password, agent.password_hash)
-        if not valid or agent is None:
+        usable = agent is not None and not agent.disabled
+        if self._dummy_hash is None:
+            self._dummy_hash = await trio.to_thread.run_sync(auth.hash_password, "not a password")
+        stored = agent.password_hash if agent is not None and usable else self._dummy_hash
+        matches = await trio.to_thread.run_sync(auth.verify_password, data.password, stored)
+        if not (usable and matches) or agent is None:
             log.info("login refused for %r from %s", data.username, client)
             raise Unauthorized("wrong username or password")
         token = auth.new_token()
@@ -214,6 +225,11 @@ class App:
         return json_response(200, {"token": token, "agent": agent_json(agent)})
 
     async def authenticate(self, scope: Scope) -> Agent:
+        agent, _ = await self.authenticate_token(scope)
+        return agent
+
+    async def authenticate_token(self, scope: Scope) -> tuple[Agent, str]:
+        """The agent owning the request's bearer token, and that token's hash."""
         headers = _headers(scope)
         token = _query(scope).get("token")
         authorization = headers.get("authorization", "")
@@ -221,10 +237,11 @@ class App:
             token = authorization[7:].strip()
         if not token:
             raise Unauthorized("a token is needed: Authorization: Bearer <token> or ?token=")
-        agent = await self.store.agent_for_token(auth.token_hash(token), utc_now())
+        hashed = auth.token_hash(token)
+        agent = await self.store.agent_for_token(hashed, utc_now())
         if agent is None:
             raise Unauthorized("invalid or expired token")
-        return agent
+        return agent, hashed
 
     async def me(self, scope: Scope) -> Response:
         return json_response(200, agent_json(await self.authenticate(scope)))
@@ -247,14 +264,14 @@ class App:
         return Response(200, _json.encode({"conversations": infos}))
 
     async def conversation_path(self, scope: Scope, method: str, path: str) -> Response:
-        parts = path.removeprefix("/api/v1/conversations/").split("/")
-        if len(parts) != 2 or parts[1] != "messages" or not parts[0].isdigit():
+        found = re.fullmatch(r"/api/v1/conversations/([0-9]{1,18})/messages", path)
+        if found is None:
             raise NotFound(f"no route {path}")
         if method != "GET":
             return json_response(405, {"error": "method_not_allowed",
                                        "message": f"{path} accepts GET"})
         await self.authenticate(scope)
-        conversation_id = int(parts[0])
+        conversation_id = int(found.group(1))
         if await self.store.get_conversation(conversation_id) is None:
             raise NotFound(f"no conversation {conversation_id}")
         query = _query(scope)
@@ -281,13 +298,13 @@ class App:
             await session.run(session.start)
         elif path == "/ws/agent":
             try:
-                agent = await self.authenticate(scope)
+                agent, token_hash = await self.authenticate_token(scope)
             except CustomerServiceError as exc:
                 await self._refuse(scope, send, exc)
                 return
             await send({"type": "websocket.accept"})
             agent_session = AgentSession(AsgiWebSocket(scope, receive, send), self.service,
-                                         agent)
+                                         agent, token_hash)
             await agent_session.run(agent_session.start)
         else:
             await self._refuse(scope, send, NotFound(f"no WebSocket endpoint {path}"))

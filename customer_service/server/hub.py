@@ -97,10 +97,22 @@ class Hub:
         """agent id → that agent's open sockets."""
         self.watchers: dict[int, set[int]] = {}
         """conversation id → agents who opened it without being assigned."""
+        self._watching: dict[int, set[int]] = {}
+        """agent id → the conversations it watches (to forget them when it leaves)."""
         self.conversations = ConversationCache()
+        self.sessions: set[Peer] = set()
+        """Every accepted socket, registered or not yet (before hello): shutdown reaches all."""
         self.draining = False
 
     # ---- membership ------------------------------------------------------
+    def track(self, peer: Peer) -> None:
+        self.sessions.add(peer)
+        if self.draining:
+            peer.kick(1001, "server going away; reconnect")
+
+    def untrack(self, peer: Peer) -> None:
+        self.sessions.discard(peer)
+
     def add_visitor(self, peer: Peer, conversation_id: int) -> bool:
         """Register; True when this is the visitor's first open socket."""
         peer.conversation_id = conversation_id
@@ -131,11 +143,19 @@ class Hub:
         peers.discard(peer)
         if not peers:
             del self.agents[peer.identity]
-            for watching in self.watchers.values():
-                watching.discard(peer.identity)
+            for conversation_id in self._watching.pop(peer.identity, ()):
+                watchers = self.watchers.get(conversation_id)
+                if watchers is not None:
+                    watchers.discard(peer.identity)
+                    if not watchers:
+                        del self.watchers[conversation_id]
 
     def watch(self, conversation_id: int, agent_id: int) -> None:
+        """An online agent follows a conversation until its last socket closes."""
+        if agent_id not in self.agents:
+            return
         self.watchers.setdefault(conversation_id, set()).add(agent_id)
+        self._watching.setdefault(agent_id, set()).add(conversation_id)
 
     def visitor_online(self, conversation_id: int) -> bool:
         return conversation_id in self.visitors
@@ -167,6 +187,5 @@ class Hub:
     def close_all(self, code: int, reason: str) -> None:
         """Ask every connection to close with ``code`` (their handlers close them)."""
         self.draining = True
-        for peers in (*self.visitors.values(), *self.agents.values()):
-            for peer in tuple(peers):
-                peer.kick(code, reason)
+        for peer in tuple(self.sessions):
+            peer.kick(code, reason)

@@ -37,6 +37,23 @@ class Metrics:
         self.slow_consumers = Counter(
             "cs_slow_consumers_closed",
             "Connections closed because they did not read their outbound queue.", registry=r)
+        self.ai_first_token = Histogram(
+            "cs_ai_first_token_seconds", "From an AI request to its first token, retries included.",
+            buckets=(*LATENCY_BUCKETS, 10.0, 30.0), registry=r)
+        self.ai_tokens = Counter("cs_ai_tokens", "AI stream chunks received (about a token each).",
+                                 registry=r)
+        self.ai_tokens_per_second = Histogram(
+            "cs_ai_reply_tokens_per_second", "Tokens per second of each completed AI reply.",
+            buckets=(5, 10, 20, 40, 80, 160, 320, 640, 1280), registry=r)
+        self.ai_streams = Gauge("cs_ai_streams_in_flight", "AI replies streaming now.", registry=r)
+        self.ai_replies = Counter("cs_ai_replies", "AI replies by outcome.", ["outcome"],
+                                  registry=r)
+        self.ai_errors = Counter("cs_ai_errors", "Failed AI requests, by kind.", ["kind"],
+                                 registry=r)
+        self.ai_retries = Counter("cs_ai_retries", "AI requests retried before a first token.",
+                                  registry=r)
+        self.ai_breaker = Gauge("cs_ai_breaker_open",
+                                "1 while the AI circuit breaker is open or half-open.", registry=r)
         self.in_role = {role: self.frames_in.labels(role) for role in ("visitor", "agent")}
         self.out_role = {role: self.frames_out.labels(role) for role in ("visitor", "agent")}
         self.open_role = {role: self.connections.labels(role) for role in ("visitor", "agent")}

@@ -20,6 +20,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from customer_service.ai.responder import open_ai_responder
 from customer_service.config import Config
 from customer_service.server.app import App
 from customer_service.server.hub import Hub
@@ -99,11 +100,15 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None
         metrics = Metrics()
         hub = Hub()
         service = ChatService(config, store, hub, metrics)
-        app = App(service, ai_status=lambda: "ok" if config.ai.enabled else "off")
+        app = App(service, ai_status=service.ai_status)
         async with open_group_committer(store, config.storage.group_commit_max,
-                                        on_commit=service.on_committed) as committer:
+                                        on_commit=service.on_committed,
+                                        drain_timeout=config.server.shutdown_timeout) as committer:
             service.committer = committer
-            yield Server(config, service, app)
+            async with open_ai_responder(config, service) as responder:
+                service.ai = responder
+                yield Server(config, service, app)
+            service.ai = None
         log.info("all messages committed; database closed")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -27,13 +28,19 @@ from customer_service.core.models import (
     format_ts,
 )
 from customer_service.core.routing import agents_for_conversation
-from customer_service.errors import NotFound
+from customer_service.errors import Conflict, NotFound
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
 from customer_service.storage import Store
 from customer_service.storage.committer import GroupCommitter
 
+if TYPE_CHECKING:
+    from customer_service.ai.responder import AiResponder
+
 log = logging.getLogger(__name__)
+
+AFTER_TRANSITION_DEADLINE = 5.0
+"""Seconds to record and announce a stored state change, whatever the caller's deadline."""
 
 
 def message_frame(message: StoredMessage) -> frames.MessageOut:
@@ -55,6 +62,7 @@ class ChatService:
         self.hub = hub
         self.metrics = metrics
         self.committer: GroupCommitter | None = None
+        self.ai: AiResponder | None = None
         self._transitions = trio.Lock()
         """State changes (accept, transfer, close, reopen) are rare: one lock serialises them."""
 
@@ -71,17 +79,43 @@ class ChatService:
 
     async def transition(self, conversation_id: int,
                          decide: machine.Decision, actor: Agent | None) -> Conversation:
-        """Apply a state-machine decision under the transitions lock, store it, announce it."""
+        """Apply a state-machine decision, store it, then record and announce it.
+
+        The store only applies it when the stored state is still the one decided on
+        (compare-and-set); when another instance changed it meanwhile, the decision is
+        made again once on the fresh state. Once stored, the system note and the
+        announcement are completed even if the caller's deadline passes (shielded,
+        bounded), so a change is never left half-done.
+        """
         async with self._transitions:
             current = await self.conversation(conversation_id)
-            change = decide(current)
-            if change.status == current.status and change.assigned_to == current.assigned_to:
-                return current
-            updated = await self.store.set_conversation_state(
-                conversation_id, change.status, change.assigned_to)
+            for attempt in range(2):
+                change = decide(current)
+                if change.status == current.status and change.assigned_to == current.assigned_to:
+                    return current
+                try:
+                    updated = await self.store.set_conversation_state(
+                        conversation_id, change.status, change.assigned_to,
+                        expected=(current.status, current.assigned_to))
+                    break
+                except Conflict:
+                    fresh = await self.store.get_conversation(conversation_id)
+                    if fresh is None or attempt:
+                        raise
+                    self.hub.conversations.put(fresh)
+                    current = fresh
             self.hub.conversations.put(updated)
+        with trio.CancelScope(shield=True), trio.move_on_after(AFTER_TRANSITION_DEADLINE):
+            return await self._after_transition(conversation_id, current, updated, change, actor)
+        return updated
+
+    async def _after_transition(self, conversation_id: int, current: Conversation,
+                                updated: Conversation, change: machine.Transition,
+                                actor: Agent | None) -> Conversation:
         log.info("[conv %s] %s → %s (assigned to %s) by %s", conversation_id, current.status,
                  updated.status, updated.assigned_to, actor.username if actor else "visitor")
+        if self.ai is not None and updated.assigned_to is not None:
+            self.ai.cancel(conversation_id, "an agent took over")
         if change.note:
             await self.post(NewMessage(conversation_id, Role.SYSTEM, None, "system", change.note))
             updated = await self.conversation(conversation_id)
@@ -128,6 +162,10 @@ class ChatService:
             recipients.discard(except_agent or 0)
             self.hub.to_agents(recipients, item)
 
+    def ai_status(self) -> str:
+        """``off`` when no AI answers; else the client's ``ok`` or ``degraded``."""
+        return self.ai.status if self.ai is not None else "off"
+
     # ---- conversation events -----------------------------------------------
     def conversation_info(self, conversation: Conversation, visitor: Visitor | None,
                           last: StoredMessage | None = None) -> frames.ConversationInfo:
@@ -145,6 +183,8 @@ class ChatService:
             visitor=visitor_info,
             last_seq=conversation.last_seq,
             unread=conversation.unread,
+            needs_agent=conversation.needs_agent,
+            ai_streaming=self.ai is not None and conversation.id in self.ai.live,
             updated_at=format_ts(conversation.updated_at),
             last_message=message_frame(last) if last else None,
         )

@@ -24,6 +24,7 @@ from customer_service.core.models import (
     Role,
     Visitor,
     format_ts,
+    utc_now,
 )
 from customer_service.core.ratelimit import TokenBucket
 from customer_service.errors import (
@@ -42,6 +43,7 @@ from customer_service.server.transport import Connection, ConnectionClosed
 log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
+TOKEN_RECHECK_SECONDS = 30.0
 
 
 class Session:
@@ -121,7 +123,8 @@ class Session:
             with trio.move_on_after(timeout) as deadline:
                 try:
                     if self._rate_limited():
-                        raise RateLimited("too many frames; slow down")
+                        raise RateLimited("too many frames; slow down",
+                                          client_id=frames.peek_client_id(raw))
                     frame = self.parse(raw)
                     client_id = getattr(frame, "id", None)
                     await self.handle(frame)
@@ -140,18 +143,21 @@ class Session:
                 log.warning("[%s] frame handling missed its %ss deadline", self.peer.conn_id,
                             timeout)
                 self.reply_error(DeadlineExceeded(
-                    f"not handled within {timeout:g} s; nothing was stored, try again"),
-                    client_id)
+                    f"not handled within {timeout:g} s; resend it with the same id (a message "
+                    "that was stored meanwhile is acked, not stored twice)"), client_id)
 
     async def run(self, start: Callable[[], Awaitable[None]]) -> None:
         """Run the session until the peer leaves or is kicked; then close the socket."""
         self.metrics.open_role[self.role].inc()
+        hub = self.service.hub
+        hub.track(self.peer)
         try:
             with self.peer.scope:
                 try:
                     await start()
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._writer)
+                        nursery.start_soon(self.watch)
                         await self.read_loop()
                         await self.peer.outbound.aclose()
                         with trio.move_on_after(1):
@@ -171,12 +177,27 @@ class Session:
                     log.exception("[%s] session failed", self.peer.conn_id)
                     self._closing(1011, "internal error")
         finally:
+            hub.untrack(self.peer)
+            if hub.draining and self.peer.close_code == 1000:
+                self.peer.close_code = 1001
             self.metrics.open_role[self.role].dec()
             await self.leave()
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 if self.peer.close_code not in (1005, 1006):
                     await self.conn.close(self.peer.close_code, self.peer.close_reason)
+
+    async def acked_before(self, role: Role, sender_id: int, client_id: str) -> bool:
+        """A resend of a message stored earlier: ack it again with its original seq.
+
+        Checked only where a fresh message would be refused or would change state (the
+        conversation was closed meanwhile), so the common path costs no extra query.
+        """
+        earlier = await self.service.store.find_message(role, sender_id, client_id)
+        if earlier is None:
+            return False
+        self.reply(frames.AckOut(id=client_id, seq=earlier.seq, ts=format_ts(earlier.created_at)))
+        return True
 
     def _closing(self, code: int, reason: str) -> None:
         if not self.peer.kicked:
@@ -186,6 +207,9 @@ class Session:
 
     async def leave(self) -> None:
         """Unregister from the hub (sessions add their own goodbyes)."""
+
+    async def watch(self) -> None:
+        """Background checks for as long as the session runs (none by default)."""
 
 
 class VisitorSession(Session):
@@ -215,17 +239,21 @@ class VisitorSession(Session):
                     await self.conn.send(frames.error_frame(exc, exc.client_id))
                     continue
                 break
-        with trio.fail_after(self.config.message_timeout):
+        with trio.move_on_after(self.config.message_timeout) as welcoming:
             await self._welcome(frame)
+        if welcoming.cancelled_caught:
+            raise Unavailable("the database did not answer in time")
 
     async def _welcome(self, hello: frames.Hello) -> None:
         store = self.service.store
         visitor = None
         token = hello.visitor_token
+        resumed = False
         if token:
             visitor = await store.visitor_for_token(auth.token_hash(token))
             if visitor is None:
                 log.info("[%s] unknown visitor token; starting a new visitor", self.peer.conn_id)
+            resumed = visitor is not None
         if visitor is None:
             token = auth.new_token()
             visitor = await store.create_visitor(auth.token_hash(token), hello.name or "",
@@ -244,7 +272,7 @@ class VisitorSession(Session):
         await self.send_now(frames.VisitorWelcomeOut(
             visitor_id=visitor.id, visitor_token=token, conversation_id=conversation.id,
             last_seq=conversation.last_seq, status=str(conversation.status)))
-        after = hello.last_seq or 0
+        after = min(hello.last_seq or 0, conversation.last_seq) if resumed else 0
         while True:
             page = await store.messages_after(conversation.id, after, REPLAY_PAGE)
             for message in page:
@@ -280,6 +308,8 @@ class VisitorSession(Session):
                 started = trio.current_time()
                 conversation = await service.conversation(self.conversation_id)
                 if conversation.status is ConversationStatus.CLOSED:
+                    if await self.acked_before(Role.VISITOR, self.visitor.id, client_id):
+                        return
                     await service.transition(conversation.id, machine.visitor_writes, None)
                 result = await service.post(NewMessage(
                     self.conversation_id, Role.VISITOR, self.visitor.id,
@@ -287,6 +317,9 @@ class VisitorSession(Session):
                 self.metrics.message_latency.observe(trio.current_time() - started)
                 self.reply(frames.AckOut(id=client_id, seq=result.message.seq,
                                          ts=format_ts(result.message.created_at)))
+                if service.ai is not None and not result.duplicate:
+                    service.ai.visitor_wrote(
+                        service.hub.conversations.get(self.conversation_id) or conversation)
             case frames.VisitorTyping(active=active):
                 conversation = await service.conversation(self.conversation_id)
                 service.to_conversation(conversation, frames.encode(frames.TypingOut(
@@ -310,9 +343,32 @@ class VisitorSession(Session):
 class AgentSession(Session):
     role = "agent"
 
-    def __init__(self, conn: Connection, service: ChatService, agent: Agent) -> None:
+    def __init__(self, conn: Connection, service: ChatService, agent: Agent,
+                 token_hash: str) -> None:
         super().__init__(conn, service, agent.id)
         self.agent = agent
+        self.token_hash = token_hash
+
+    async def watch(self) -> None:
+        """Close the socket (1008) once its token is revoked or the agent disabled.
+
+        Another process (the CLI, another instance) may do either, so the token is
+        looked up again every ``TOKEN_RECHECK_SECONDS`` rather than only at the handshake.
+        """
+        store = self.service.store
+        while True:
+            await trio.sleep(TOKEN_RECHECK_SECONDS)
+            with trio.move_on_after(self.config.message_timeout):
+                try:
+                    current = await store.agent_for_token(self.token_hash, utc_now())
+                except CustomerServiceError as exc:
+                    log.warning("[%s] token check failed, will retry: %s", self.peer.conn_id, exc)
+                    continue
+                if current is None:
+                    log.info("[%s] agent %s: token revoked or agent disabled; closing",
+                             self.peer.conn_id, self.agent.username)
+                    self.peer.kick(1008, "token revoked or agent disabled")
+                    return
 
     def parse(self, raw: str | bytes) -> Any:
         return frames.parse_agent_frame(raw)
@@ -322,8 +378,10 @@ class AgentSession(Session):
         hub.add_agent(self.peer)
         log.info("[%s] agent %s (%s) connected", self.peer.conn_id, self.agent.id,
                  self.agent.username)
-        with trio.fail_after(self.config.message_timeout * 3):
+        with trio.move_on_after(self.config.message_timeout * 3) as listing:
             summaries = await self.service.store.list_conversations(None, 500)
+        if listing.cancelled_caught:
+            raise Unavailable("the database did not answer in time")
         infos = []
         for summary in summaries:
             conversation = hub.conversations.get(summary.conversation.id) or summary.conversation
@@ -346,7 +404,12 @@ class AgentSession(Session):
                 frames.check_content(content, self.config.max_message_chars)
                 started = trio.current_time()
                 conversation = await service.conversation(cid)
-                machine.agent_may_write(conversation, agent)
+                try:
+                    machine.agent_may_write(conversation, agent)
+                except ProtocolError:
+                    if await self.acked_before(Role.AGENT, agent.id, client_id):
+                        return
+                    raise
                 result = await service.post(NewMessage(
                     cid, Role.AGENT, agent.id, agent.name, content, client_id=client_id))
                 self.metrics.message_latency.observe(trio.current_time() - started)

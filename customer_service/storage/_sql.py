@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
@@ -170,11 +170,12 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 AGENT_COLUMNS = "a.id, a.username, a.name, a.password_hash, a.disabled, a.created_at"
 VISITOR_COLUMNS = "v.id, v.name, v.email, v.page, v.created_at"
 CONVERSATION_COLUMNS = ("c.id, c.visitor_id, c.status, c.assigned_to, c.last_seq,"
-                        " c.agent_read_seq, c.visitor_read_seq, c.created_at, c.updated_at")
+                        " c.agent_read_seq, c.visitor_read_seq, c.created_at, c.updated_at,"
+                        " c.needs_agent")
 MESSAGE_COLUMNS = ("m.conversation_id, m.seq, m.sender_role, m.sender_id, m.sender_name,"
                    " m.content, m.created_at, m.client_id, m.stream_id")
 _VISITOR_WIDTH = 5
-_CONVERSATION_WIDTH = 9
+_CONVERSATION_WIDTH = 10
 
 
 def agent_from(row: Row) -> Agent:
@@ -192,7 +193,7 @@ def conversation_from(row: Row) -> Conversation:
         id=int(row[0]), visitor_id=int(row[1]), status=ConversationStatus(row[2]),
         assigned_to=None if row[3] is None else int(row[3]), last_seq=int(row[4]),
         agent_read_seq=int(row[5]), visitor_read_seq=int(row[6]),
-        created_at=from_ms(row[7]), updated_at=from_ms(row[8]))
+        created_at=from_ms(row[7]), updated_at=from_ms(row[8]), needs_agent=bool(row[9]))
 
 
 def message_from(row: Row) -> StoredMessage:
@@ -440,19 +441,37 @@ def list_conversations(tx: Tx, status: ConversationStatus | None,
 
 
 def set_conversation_state(tx: Tx, conversation_id: int, status: ConversationStatus,
-                           assigned_to: int | None) -> Conversation:
+                           assigned_to: int | None,
+                           expected: tuple[ConversationStatus, int | None] | None = None
+                           ) -> Conversation:
     conversation = _existing_conversation(tx, conversation_id)
+    if expected is not None and (conversation.status, conversation.assigned_to) != expected:
+        raise Conflict(f"conversation {conversation_id} changed meanwhile; look again")
     if assigned_to is not None and get_agent(tx, assigned_to) is None:
         raise NotFound(f"no agent with id {assigned_to}")
     updated = now_ms()
-    tx.execute("UPDATE conversations SET status = ?, assigned_to = ?, updated_at = ? WHERE id = ?",
-               (status.value, assigned_to, updated, conversation_id))
-    return Conversation(
-        id=conversation.id, visitor_id=conversation.visitor_id, status=status,
-        assigned_to=assigned_to, last_seq=conversation.last_seq,
-        agent_read_seq=conversation.agent_read_seq,
-        visitor_read_seq=conversation.visitor_read_seq,
-        created_at=conversation.created_at, updated_at=from_ms(updated))
+    needs_agent = conversation.needs_agent and status is not ConversationStatus.ASSIGNED
+    tx.execute("UPDATE conversations SET status = ?, assigned_to = ?, updated_at = ?,"
+               " needs_agent = ? WHERE id = ?",
+               (status.value, assigned_to, updated, int(needs_agent), conversation_id))
+    return replace(conversation, status=status, assigned_to=assigned_to,
+                   updated_at=from_ms(updated), needs_agent=needs_agent)
+
+
+def set_needs_agent(tx: Tx, conversation_id: int, needs_agent: bool) -> Conversation:
+    conversation = _existing_conversation(tx, conversation_id)
+    if conversation.needs_agent == needs_agent:
+        return conversation
+    tx.execute("UPDATE conversations SET needs_agent = ? WHERE id = ?",
+               (int(needs_agent), conversation_id))
+    return replace(conversation, needs_agent=needs_agent)
+
+
+def find_message(tx: Tx, sender_role: Role, sender_id: int | None,
+                 client_id: str) -> StoredMessage | None:
+    key = dedupe_key(NewMessage(0, sender_role, sender_id, "", "", client_id=client_id))
+    row = tx.one(f"SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.dedupe_key = ?", (key,))
+    return None if row is None else message_from(row)
 
 
 def mark_read(tx: Tx, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
@@ -464,12 +483,9 @@ def mark_read(tx: Tx, conversation_id: int, by_visitor: bool, seq: int) -> Conve
         return conversation
     column = "visitor_read_seq" if by_visitor else "agent_read_seq"
     tx.execute(f"UPDATE conversations SET {column} = ? WHERE id = ?", (wanted, conversation_id))
-    return Conversation(
-        id=conversation.id, visitor_id=conversation.visitor_id, status=conversation.status,
-        assigned_to=conversation.assigned_to, last_seq=conversation.last_seq,
-        agent_read_seq=conversation.agent_read_seq if by_visitor else wanted,
-        visitor_read_seq=wanted if by_visitor else conversation.visitor_read_seq,
-        created_at=conversation.created_at, updated_at=conversation.updated_at)
+    if by_visitor:
+        return replace(conversation, visitor_read_seq=wanted)
+    return replace(conversation, agent_read_seq=wanted)
 
 
 # --- messages ---------------------------------------------------------------

@@ -19,6 +19,7 @@ from customer_service.core.models import (
     ConversationStatus,
     ConversationSummary,
     NewMessage,
+    Role,
     Stats,
     StoredMessage,
     Visitor,
@@ -82,11 +83,17 @@ class Store(Protocol):
         """Newest activity first, with visitor and last message."""
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
-                                     assigned_to: int | None) -> Conversation:
-        """Raise ``NotFound`` for an unknown id."""
+                                     assigned_to: int | None,
+                                     expected: tuple[ConversationStatus, int | None] | None = None
+                                     ) -> Conversation:
+        """Raise ``NotFound`` for an unknown id; ``Conflict`` when ``expected`` (status,
+        assigned_to) is given and the stored state differs (another instance changed it)."""
 
     async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
         """Raise the read mark (never lower it, never past ``last_seq``)."""
+
+    async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
+        """Flag (or unflag) a conversation for agents' attention. Assigning it clears the flag."""
 
     # --- messages -----------------------------------------------------------
     async def append_messages(self, batch: Sequence[NewMessage]) -> list[AppendResult]:
@@ -97,6 +104,10 @@ class Store(Protocol):
         its result is the original row with ``duplicate=True``. A message for an
         unknown conversation raises ``NotFound`` and nothing of the batch is stored.
         """
+
+    async def find_message(self, sender_role: Role, sender_id: int | None,
+                           client_id: str) -> StoredMessage | None:
+        """The message a sender stored with this client id, if any (idempotent resends)."""
 
     async def messages_after(self, conversation_id: int, after_seq: int,
                              limit: int = 1000) -> list[StoredMessage]:

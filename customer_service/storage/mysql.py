@@ -42,6 +42,7 @@ from customer_service.core.models import (
     ConversationStatus,
     ConversationSummary,
     NewMessage,
+    Role,
     Stats,
     StoredMessage,
     Visitor,
@@ -369,14 +370,26 @@ class MysqlStore:
         return await self._run(lambda tx: _sql.list_conversations(tx, status, limit), mode=READ)
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
-                                     assigned_to: int | None) -> Conversation:
+                                     assigned_to: int | None,
+                                     expected: tuple[ConversationStatus, int | None] | None = None
+                                     ) -> Conversation:
         return await self._run(
-            lambda tx: _sql.set_conversation_state(tx, conversation_id, status, assigned_to),
+            lambda tx: _sql.set_conversation_state(tx, conversation_id, status, assigned_to,
+                                                   expected),
             mode=WRITE)
+
+    async def find_message(self, sender_role: Role, sender_id: int | None,
+                           client_id: str) -> StoredMessage | None:
+        return await self._run(
+            lambda tx: _sql.find_message(tx, sender_role, sender_id, client_id), mode=READ)
 
     async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
         return await self._run(
             lambda tx: _sql.mark_read(tx, conversation_id, by_visitor, seq), mode=WRITE)
+
+    async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
+        return await self._run(
+            lambda tx: _sql.set_needs_agent(tx, conversation_id, needs_agent), mode=WRITE)
 
     # --- messages -----------------------------------------------------------
 

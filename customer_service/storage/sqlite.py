@@ -33,6 +33,7 @@ from customer_service.core.models import (
     ConversationStatus,
     ConversationSummary,
     NewMessage,
+    Role,
     Stats,
     StoredMessage,
     Visitor,
@@ -206,14 +207,26 @@ class SqliteStore:
                                write=False)
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
-                                     assigned_to: int | None) -> Conversation:
+                                     assigned_to: int | None,
+                                     expected: tuple[ConversationStatus, int | None] | None = None
+                                     ) -> Conversation:
         return await self._run(
-            lambda tx: _sql.set_conversation_state(tx, conversation_id, status, assigned_to),
+            lambda tx: _sql.set_conversation_state(tx, conversation_id, status, assigned_to,
+                                                   expected),
             write=True)
+
+    async def find_message(self, sender_role: Role, sender_id: int | None,
+                           client_id: str) -> StoredMessage | None:
+        return await self._run(
+            lambda tx: _sql.find_message(tx, sender_role, sender_id, client_id), write=False)
 
     async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
         return await self._run(
             lambda tx: _sql.mark_read(tx, conversation_id, by_visitor, seq), write=True)
+
+    async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
+        return await self._run(
+            lambda tx: _sql.set_needs_agent(tx, conversation_id, needs_agent), write=True)
 
     # --- messages -----------------------------------------------------------
 

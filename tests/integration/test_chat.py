@@ -94,6 +94,9 @@ async def test_a_resent_id_is_acked_with_the_original_seq_and_stored_once(
         await vis.send(type="text", id="other", content="next")
         third = await vis.recv_type("ack", id="other")
         assert third["seq"] == first["seq"] + 1
+        delivered = [f["seq"] for f in vis.seen if f["type"] == "message"]
+        assert delivered == [first["seq"], third["seq"]]
+        await vis.nothing_more()
     stored = await server.service.store.messages_after(conversation_id, 0)
     assert [m.content for m in stored] == ["only once", "next"]
 
@@ -129,7 +132,8 @@ async def test_transfer_close_and_reopen(server: Server) -> None:
         assert reopened["conversation"]["assigned_to"] is None
         assert closed["sender"]["role"] == "system"
         assert reopened["conversation"]["visitor"]["name"] == "Pat"
-        assert alice.id != bob.id
+        note = await vis.recv_type("message", content="Alice transferred the conversation to Bob")
+        assert note["sender"]["role"] == "system" and alice.id != bob.id
 
 
 async def test_typing_read_ping_and_history(server: Server) -> None:

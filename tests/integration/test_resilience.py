@@ -16,36 +16,57 @@ from customer_service.storage import Store, open_store
 from tests.integration.helpers import refused_upgrade, visitor
 
 
-class StallingStore:
-    """Delegates to a real store, but commits of messages containing 'stall' hang."""
+class GatedStore:
+    """Delegates to a real store, but a batch containing 'hold' waits for ``gate``."""
 
     def __init__(self, inner: Store) -> None:
         self._inner = inner
+        self.gate = trio.Event()
+        self.holding = trio.Event()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def append_messages(self, batch: Sequence[NewMessage]) -> list[AppendResult]:
-        if any("stall" in m.content for m in batch):
-            await trio.sleep(30)
+        if any("hold" in m.content for m in batch):
+            self.holding.set()
+            await self.gate.wait()
         return await self._inner.append_messages(batch)
 
 
-async def test_a_stalled_frame_answers_timeout_and_stores_nothing(config: Config) -> None:
+async def test_timeouts_store_a_queued_message_never_and_a_started_one_exactly_once(
+        config: Config) -> None:
     config = config.with_changes(server__message_timeout=0.3)
-    async with open_server(config, wrap_store=StallingStore) as srv,  \
-            trio.open_nursery() as nursery:
+    gated: list[GatedStore] = []
+
+    def wrap(inner: Store) -> Store:
+        gated.append(GatedStore(inner))
+        return gated[0]  # type: ignore[return-value]
+
+    async with open_server(config, wrap_store=wrap) as srv, trio.open_nursery() as nursery:
         await nursery.start(srv.serve)
-        async with visitor(srv) as (vis, welcome):
-            await vis.send(type="text", id="slow", content="please stall")
+        store = gated[0]
+        async with visitor(srv) as (first, first_welcome), visitor(srv) as (second, second_welcome):
+            await first.send(type="text", id="h1", content="please hold")
+            await store.holding.wait()
+            await second.send(type="text", id="q1", content="queued behind it")
+            assert (await first.recv_type("error", id="h1"))["error"] == "timeout"
+            assert (await second.recv_type("error", id="q1"))["error"] == "timeout"
+            store.gate.set()
             with trio.fail_after(3):
-                reply = await vis.recv_type("error", id="slow")
-            assert reply["error"] == "timeout"
-            await vis.send(type="ping", id="alive")
-            await vis.recv_type("pong", id="alive")
-        stored = await srv.service.store.messages_after(welcome["conversation_id"], 0)
-        assert stored == []
-        nursery.cancel_scope.cancel()
+                while not await store.messages_after(first_welcome["conversation_id"], 0):
+                    await trio.sleep(0.01)
+            assert await store.messages_after(second_welcome["conversation_id"], 0) == []
+
+            await first.send(type="text", id="h1", content="please hold")
+            resent = await first.recv_type("ack", id="h1")
+            await second.send(type="text", id="q1", content="queued behind it")
+            await second.recv_type("ack", id="q1")
+        held = await store.messages_after(first_welcome["conversation_id"], 0)
+        queued = await store.messages_after(second_welcome["conversation_id"], 0)
+        assert [(m.seq, m.content) for m in held] == [(resent["seq"], "please hold")]
+        assert [m.content for m in queued] == ["queued behind it"]
+        srv.shutdown()
 
 
 async def test_graceful_shutdown_closes_with_1001_and_keeps_acked_messages(

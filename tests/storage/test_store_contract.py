@@ -43,10 +43,10 @@ def seqs(results: list[AppendResult]) -> list[int]:
 
 async def test_migrate_reports_versions_and_is_idempotent(fresh_store: Store) -> None:
     assert await fresh_store.schema_version() == 0
-    assert await fresh_store.migrate() == [1]
-    assert await fresh_store.schema_version() == 1
+    assert await fresh_store.migrate() == [1, 2]
+    assert await fresh_store.schema_version() == 2
     assert await fresh_store.migrate() == []
-    assert await fresh_store.schema_version() == 1
+    assert await fresh_store.schema_version() == 2
     await fresh_store.ping()
 
 
@@ -528,3 +528,21 @@ async def test_open_store_chooses_the_configured_backend(
         assert await opened.schema_version() == 0
         await opened.ping()
     assert (tmp_path / "relative.db").exists() == (backend == "sqlite")
+
+
+async def test_needs_agent_flag_is_set_and_cleared_by_assignment(store: Store) -> None:
+    visitor = await store.create_visitor("flag-token", "", "", "")
+    conversation = await store.current_conversation(visitor.id)
+    assert conversation.needs_agent is False
+    flagged = await store.set_needs_agent(conversation.id, True)
+    assert flagged.needs_agent is True
+    assert (await store.get_conversation(conversation.id)).needs_agent is True  # type: ignore[union-attr]
+    listed = await store.list_conversations(None, 10)
+    assert [s.conversation.needs_agent for s in listed] == [True]
+    agent = await store.create_agent("flagger", "Flagger", "x")
+    assigned = await store.set_conversation_state(conversation.id, ConversationStatus.ASSIGNED,
+                                                  agent.id)
+    assert assigned.needs_agent is False
+    assert (await store.get_conversation(conversation.id)).needs_agent is False  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        await store.set_needs_agent(999_999, True)

@@ -1,0 +1,191 @@
+"""AI replies inside conversations: when to answer, streaming deltas, storing the result.
+
+A visitor message that the mode routes to the AI starts one reply task in the
+responder's nursery (the conversations' scope, not the visitor's socket: a
+visitor who disconnects still gets the reply stored). Deltas go out as
+``ai_delta`` frames to everyone who follows the conversation; the whole reply
+is then stored as one ``message`` (role ``ai``) with the same ``stream_id``.
+
+- An agent accepting the conversation cancels its live reply at once; what had
+  been streamed is stored (it is what the visitor saw), nothing more is sent.
+- A visitor message that arrives while a reply streams is queued: the reply
+  finishes, then one follow-up reply answers everything the visitor added.
+- A reply that fails stores what it had streamed, then a system message
+  (``[ai] unavailable_message``), and flags the conversation for agents.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from customer_service.ai.client import AiClient, open_ai_client
+from customer_service.config import Config
+from customer_service.core import frames
+from customer_service.core.ai_context import CONTEXT_MESSAGES, build_context
+from customer_service.core.models import Conversation, NewMessage, Role
+from customer_service.errors import AiError, CustomerServiceError
+
+if TYPE_CHECKING:
+    from customer_service.server.service import ChatService
+
+log = logging.getLogger(__name__)
+
+STORE_DEADLINE = 5.0
+"""Seconds to store a reply's outcome, even while the server shuts down."""
+
+
+@dataclass(eq=False, slots=True)
+class LiveReply:
+    conversation_id: int
+    stream_id: str
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    parts: list[str] = field(default_factory=list)
+    size: int = 0
+    stopped_by: str | None = None
+
+
+class AiResponder:
+    def __init__(self, config: Config, client: AiClient, service: ChatService,
+                 nursery: trio.Nursery) -> None:
+        self.config = config.ai
+        self.client = client
+        self.service = service
+        self._nursery = nursery
+        self.live: dict[int, LiveReply] = {}
+        self._follow_up: set[int] = set()
+        self._max_chars = config.ai.max_reply_tokens * 16
+
+    @property
+    def status(self) -> str:
+        return self.client.status
+
+    def wants(self, conversation: Conversation) -> bool:
+        """Does the mode route this conversation's visitor messages to the AI?"""
+        if self.config.mode == "always":
+            return True
+        if self.config.mode == "when_no_agent":
+            return conversation.assigned_to is None
+        return False
+
+    def visitor_wrote(self, conversation: Conversation) -> None:
+        """A visitor message was stored: answer it, or queue a follow-up if a reply streams."""
+        if not self.wants(conversation):
+            return
+        if conversation.id in self.live:
+            self._follow_up.add(conversation.id)
+            return
+        self._start(conversation.id)
+
+    def cancel(self, conversation_id: int, reason: str) -> None:
+        """Stop a live reply now (an agent took over); its streamed part is stored."""
+        self._follow_up.discard(conversation_id)
+        reply = self.live.get(conversation_id)
+        if reply is not None:
+            reply.stopped_by = reason
+            reply.scope.cancel()
+
+    def _start(self, conversation_id: int) -> None:
+        reply = LiveReply(conversation_id, f"ai-{conversation_id}-{secrets.token_hex(6)}")
+        self.live[conversation_id] = reply
+        self._nursery.start_soon(self._run, reply)
+
+    async def _run(self, reply: LiveReply) -> None:
+        cid = reply.conversation_id
+        metrics = self.service.metrics
+        failure: CustomerServiceError | None = None
+        metrics.ai_streams.inc()
+        try:
+            with reply.scope:
+                history = await self.service.store.messages_before(cid, None, CONTEXT_MESSAGES)
+                context = build_context(self.config.system_prompt, history,
+                                        self.config.max_context_tokens)
+                await self.client.stream_reply(context, lambda text: self._delta(reply, text))
+        except AiError as exc:
+            failure = exc
+            log.warning("[conv %s] AI reply %s failed: %s", cid, reply.stream_id, exc)
+        except CustomerServiceError as exc:
+            failure = exc
+            log.warning("[conv %s] AI reply %s could not start: %s", cid, reply.stream_id, exc)
+        finally:
+            metrics.ai_streams.dec()
+            if self.live.get(cid) is reply:
+                del self.live[cid]
+        outcome = "failed" if failure else ("cancelled" if reply.stopped_by else "completed")
+        metrics.ai_replies.labels(outcome).inc()
+        with trio.CancelScope(shield=True), trio.move_on_after(STORE_DEADLINE):
+            await self._store_outcome(reply, failure)
+        if cid in self._follow_up and failure is None and reply.stopped_by is None:
+            self._follow_up.discard(cid)
+            conversation = self.service.hub.conversations.get(cid)
+            if conversation is not None and self.wants(conversation):
+                self._start(cid)
+        self._follow_up.discard(cid)
+
+    def _delta(self, reply: LiveReply, text: str) -> None:
+        if reply.size + len(text) > self._max_chars:
+            log.warning("[conv %s] AI reply %s passed %d characters; cut there",
+                        reply.conversation_id, reply.stream_id, self._max_chars)
+            reply.stopped_by = "length"
+            reply.scope.cancel()
+            return
+        reply.parts.append(text)
+        reply.size += len(text)
+        conversation = self.service.hub.conversations.get(reply.conversation_id)
+        frame = frames.encode(frames.AiDeltaOut(conversation_id=reply.conversation_id,
+                                                stream_id=reply.stream_id, delta=text))
+        if conversation is None:
+            self.service.hub.to_visitor(reply.conversation_id, (reply.conversation_id, 0, frame))
+        else:
+            self.service.to_conversation(conversation, frame)
+
+    async def _store_outcome(self, reply: LiveReply, failure: CustomerServiceError | None) -> None:
+        cid = reply.conversation_id
+        try:
+            text = "".join(reply.parts)
+            if text.strip():
+                await self.service.post(NewMessage(cid, Role.AI, None, self.config.name, text,
+                                                   stream_id=reply.stream_id))
+            if failure is not None:
+                await self.service.post(NewMessage(cid, Role.SYSTEM, None, "system",
+                                                   self.config.unavailable_message))
+                flagged = await self.service.store.set_needs_agent(cid, True)
+                self.service.hub.conversations.put(flagged)
+                await self.service.announce(flagged)
+        except CustomerServiceError as exc:
+            log.error("[conv %s] could not store the AI reply %s: %s", cid, reply.stream_id, exc)
+
+
+@asynccontextmanager
+async def open_ai_responder(config: Config, service: ChatService
+                            ) -> AsyncIterator[AiResponder | None]:
+    """The responder (None when the AI is off).
+
+    At exit live replies are cancelled, not cancelled *into*: each stores what it
+    streamed (within ``STORE_DEADLINE``) before the committer behind it closes.
+    """
+    if not config.ai.enabled or config.ai.mode == "off":
+        yield None
+        return
+    async with open_ai_client(config.ai, service.metrics) as client, \
+            trio.open_nursery() as nursery:
+        prewarming = trio.CancelScope()
+
+        async def prewarm() -> None:
+            with prewarming:
+                await client.prewarm()
+
+        nursery.start_soon(prewarm)
+        responder = AiResponder(config, client, service, nursery)
+        try:
+            yield responder
+        finally:
+            prewarming.cancel()
+            for cid in list(responder.live):
+                responder.cancel(cid, "shutdown")
