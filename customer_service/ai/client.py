@@ -205,29 +205,44 @@ class AiClient:
 
     async def _read_stream(self, source: EventSource, deliver: Callable[[str], None],
                            first_deadline: float) -> None:
+        """Read events until ``[DONE]``, the end of the body, an error, or a deadline.
+
+        Reading stops by cancelling ``reading`` rather than by ``break`` or ``raise``:
+        the cancellation surfaces inside httpx's and httpx-sse's async generators and
+        unwinds them, where leaving the loop would leave them suspended.
+        """
         finished = False
+        failure: AiError | None = None
         tokens = 0
         first_at = 0.0
-        with trio.CancelScope(deadline=first_deadline) as first_token:
+        with trio.CancelScope(deadline=first_deadline) as reading:
             async for event in source.aiter_sse():
+                if finished or failure is not None or not event.data:
+                    continue
                 if event.data == DONE:
                     finished = True
-                    break
-                if not event.data:
+                    reading.cancel()
                     continue
-                chunk = parse_chunk(event.data)
+                try:
+                    chunk = parse_chunk(event.data)
+                except AiBadResponse as exc:
+                    failure = exc
+                    reading.cancel()
+                    continue
                 if chunk.text:
                     if tokens == 0:
-                        first_token.deadline = math.inf
+                        reading.deadline = math.inf
                         first_at = trio.current_time()
                     tokens += 1
                     self._metrics.ai_tokens.inc()
                     deliver(chunk.text)
-                if chunk.finish_reason is not None:
+                if chunk.finish_reason:
                     finished = True
-        if first_token.cancelled_caught:
-            raise AiTimeout("no first token within first_token_timeout")
+        if failure is not None:
+            raise failure
         if not finished:
+            if reading.cancelled_caught:
+                raise AiTimeout("no first token within first_token_timeout")
             raise AiConnectionError("the stream ended before the reply was finished")
         elapsed = trio.current_time() - first_at
         if tokens > 1 and elapsed > 0:

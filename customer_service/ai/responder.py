@@ -119,6 +119,8 @@ class AiResponder:
                 del self.live[cid]
         outcome = "failed" if failure else ("cancelled" if reply.stopped_by else "completed")
         metrics.ai_replies.labels(outcome).inc()
+        log.info("[conv %s] AI reply %s %s (%d characters%s)", cid, reply.stream_id, outcome,
+                 reply.size, f"; {reply.stopped_by}" if reply.stopped_by else "")
         with trio.CancelScope(shield=True), trio.move_on_after(STORE_DEADLINE):
             await self._store_outcome(reply, failure)
         if cid in self._follow_up and failure is None and reply.stopped_by is None:

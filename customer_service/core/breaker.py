@@ -60,10 +60,11 @@ class CircuitBreaker:
 
 def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None = None,
                 rng: random.Random | None = None) -> float:
-    """Delay before retry ``attempt`` (1, 2...): Retry-After when given, else exponential
-    backoff with jitter: a uniform draw between half and all of min(cap, base·2^(attempt-1))."""
+    """Delay before retry ``attempt`` (1, 2...): Retry-After when given (the upstream's word
+    wins over ``cap``; the caller's deadline bounds it), else exponential backoff with jitter:
+    a uniform draw between half and all of min(cap, base·2^(attempt-1))."""
     if retry_after is not None:
-        return min(max(0.0, retry_after), cap)
+        return max(0.0, retry_after)
     ceiling = min(cap, base * 2.0 ** (attempt - 1))
     return ceiling * (rng or _jitter).uniform(0.5, 1.0)
 

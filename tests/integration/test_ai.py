@@ -1,0 +1,271 @@
+"""AI replies end to end: the real server, real sockets, a fake OpenAI-compatible upstream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from customer_service.config import Config
+from customer_service.server.run import Server, open_server
+from tests.fakes.openai_server import FakeOpenAI, Script, open_fake_openai
+from tests.integration.helpers import Client, agent_socket, http_url, make_agent, visitor
+
+API_KEY = "sk-test-key"
+UNAVAILABLE = "The assistant is unavailable right now. An agent will reply as soon as possible."
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOpenAI]:
+    async with open_fake_openai(api_key=API_KEY) as upstream:
+        yield upstream
+
+
+def ai_config(config: Config, fake: FakeOpenAI, **ai: Any) -> Config:
+    settings = {"enabled": True, "base_url": fake.base_url, "api_key": API_KEY,
+                "model": "test-model", "system_prompt": "You help.", "first_token_timeout": 3.0,
+                "idle_timeout": 0.5, "retry_base_delay": 0.01, "retry_max_delay": 0.2,
+                "max_retries": 1, "breaker_failures": 50, "prewarm_connections": 1,
+                "http2": False} | ai
+    return config.with_changes(**{f"ai__{k}": v for k, v in settings.items()})
+
+
+@pytest.fixture
+async def ai_server(config: Config, fake: FakeOpenAI) -> AsyncIterator[Server]:
+    async with open_server(ai_config(config, fake)) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        yield srv
+        srv.shutdown()
+
+
+async def collect_reply(client: Client, timeout: float = 5) -> tuple[list[dict[str, Any]],
+                                                                      dict[str, Any]]:
+    """The ai_delta frames of one reply, then its stored message; other frames stay queued."""
+    deltas: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                frame = await client.recv(timeout)
+                if frame["type"] == "ai_delta":
+                    deltas.append(frame)
+                elif frame["type"] == "message" and frame["sender"]["role"] == "ai":
+                    return deltas, frame
+                else:
+                    skipped.append(frame)
+    finally:
+        client.backlog[0:0] = skipped
+
+
+async def test_a_reply_streams_in_order_and_is_stored_whole(ai_server: Server,
+                                                            fake: FakeOpenAI) -> None:
+    fake.script(Script(tokens=["Our", " prices", " start", " at", " $5."], chunk_delay=0.01))
+    _, token = await make_agent(ai_server, "alice")
+    async with visitor(ai_server) as (vis, welcome), agent_socket(ai_server, token) as (agent, _):
+        await vis.send(type="text", id="q", content="How much is it?")
+        deltas, final = await collect_reply(vis)
+        assert [d["delta"] for d in deltas] == ["Our", " prices", " start", " at", " $5."]
+        assert {d["stream_id"] for d in deltas} == {final["stream_id"]}
+        assert final["content"] == "Our prices start at $5."
+        assert final["sender"] == {"role": "ai", "name": "Assistant"}
+        agent_deltas, agent_final = await collect_reply(agent)
+        assert "".join(d["delta"] for d in agent_deltas) == agent_final["content"]
+    (request,) = fake.requests
+    assert request.headers["authorization"] == f"Bearer {API_KEY}"
+    assert request.body["stream"] is True and request.body["model"] == "test-model"
+    assert request.body["messages"] == [{"role": "system", "content": "You help."},
+                                        {"role": "user", "content": "How much is it?"}]
+    stored = await ai_server.service.store.messages_after(welcome["conversation_id"], 0)
+    assert [(m.sender_role.value, m.content) for m in stored] == [
+        ("visitor", "How much is it?"), ("ai", "Our prices start at $5.")]
+
+
+async def test_health_reports_ai_ok_after_prewarming(ai_server: Server, fake: FakeOpenAI) -> None:
+    with trio.fail_after(3):
+        while ai_server.service.ai is None or ai_server.service.ai.client.prewarmed is None:
+            await trio.sleep(0.01)
+    async with httpx.AsyncClient() as http:
+        health = (await http.get(http_url(ai_server, "/healthz"))).json()
+    assert health["ai"] == "ok"
+    assert fake.models_requests >= 1
+
+
+async def test_a_visitor_who_leaves_mid_stream_gets_the_reply_by_replay(
+        ai_server: Server, fake: FakeOpenAI) -> None:
+    tokens = [f"t{n} " for n in range(15)]
+    fake.script(Script(tokens=tokens, chunk_delay=0.03))
+    async with visitor(ai_server) as (vis, welcome):
+        await vis.send(type="text", id="q", content="tell me a story")
+        ack = await vis.recv_type("ack", id="q")
+        await vis.recv_type("ai_delta")
+    (request,) = await fake.wait_for_requests(1)
+    with trio.fail_after(5):
+        await request.finished.wait()
+    assert request.completed
+    async with visitor(ai_server, visitor_token=welcome["visitor_token"],
+                       last_seq=ack["seq"]) as (back, _):
+        replayed = await back.recv_type("message")
+        assert replayed["sender"]["role"] == "ai" and replayed["content"] == "".join(tokens)
+
+
+async def test_an_agent_accepting_cancels_the_stream_and_keeps_what_was_shown(
+        ai_server: Server, fake: FakeOpenAI) -> None:
+    fake.script(Script(tokens=[f"w{n} " for n in range(100)], chunk_delay=0.05))
+    _, token = await make_agent(ai_server, "alice")
+    async with visitor(ai_server) as (vis, welcome), agent_socket(ai_server, token) as (agent, _):
+        cid = welcome["conversation_id"]
+        await vis.send(type="text", id="q", content="hello?")
+        await vis.recv_type("ai_delta")
+        await vis.recv_type("ai_delta")
+        await agent.send(type="accept", id="take", conversation_id=cid)
+        await agent.recv_type("ack", id="take")
+        (request,) = fake.requests
+        with trio.fail_after(2):
+            await request.finished.wait()
+        assert request.cancelled
+        _, final = await collect_reply(vis)
+        shown = "".join(f["delta"] for f in vis.seen if f["type"] == "ai_delta")
+        assert final["content"] == shown and 0 < len(shown) < len("w0 ") * 100
+        await vis.recv_type("message", content="Alice joined the conversation")
+        await vis.send(type="text", id="q2", content="thanks")
+        await vis.recv_type("ack", id="q2")
+        await trio.sleep(0.2)
+        assert len(fake.requests) == 1, "no AI reply once an agent has the conversation"
+        assert not [f for f in vis.backlog if f["type"] == "ai_delta"]
+
+
+async def test_a_message_during_a_stream_gets_one_follow_up_reply(
+        ai_server: Server, fake: FakeOpenAI) -> None:
+    fake.script(Script(tokens=["first ", "answer"], chunk_delay=0.1), Script(tokens=["second"]))
+    async with visitor(ai_server) as (vis, _):
+        await vis.send(type="text", id="a", content="question one")
+        await vis.recv_type("ai_delta")
+        await vis.send(type="text", id="b", content="question two")
+        await vis.send(type="text", id="c", content="question three")
+        _, first = await collect_reply(vis)
+        _, second = await collect_reply(vis)
+    assert (first["content"], second["content"]) == ("first answer", "second")
+    assert len(fake.requests) == 2
+    follow_up = [m["content"] for m in fake.requests[1].body["messages"]]
+    assert follow_up[1:] == ["question one", "question two", "question three", "first answer"]
+
+
+async def expect_unavailable(vis: Client) -> dict[str, Any]:
+    note = await vis.recv_type("message", content=UNAVAILABLE, timeout=8)
+    assert note["sender"]["role"] == "system"
+    return note
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(Script(status=500), id="5xx twice"),
+    pytest.param(Script(status=401), id="4xx"),
+    pytest.param(Script(first_token_delay=5.0), id="no first token in time"),
+    pytest.param(Script(garbage_after=0), id="malformed SSE"),
+    pytest.param(Script(reset_after=0), id="connection reset"),
+    pytest.param(Script(send_done=False, finish_reason="", tokens=[]), id="stream ends early"),
+])
+async def test_failures_before_any_text_tell_the_visitor_and_flag_the_conversation(
+        config: Config, fake: FakeOpenAI, script: Script) -> None:
+    fake.script(script, script)
+    cfg = ai_config(config, fake, first_token_timeout=1.0)
+    async with open_server(cfg) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        _, token = await make_agent(srv, "alice")
+        async with visitor(srv) as (vis, welcome), agent_socket(srv, token) as (agent, _):
+            await vis.send(type="text", id="q", content="hello")
+            await vis.recv_type("ack", id="q")
+            await expect_unavailable(vis)
+            flagged = await agent.recv_type(
+                "conversation", where=lambda f: f["conversation"]["needs_agent"], timeout=8)
+            assert flagged["conversation"]["conversation_id"] == welcome["conversation_id"]
+            assert not [f for f in vis.seen if f["type"] == "message"
+                        and f["sender"]["role"] == "ai"]
+        stored = await srv.service.store.messages_after(welcome["conversation_id"], 0)
+        assert [m.content for m in stored] == ["hello", UNAVAILABLE]
+        assert (await srv.service.store.get_conversation(welcome["conversation_id"])
+                ).needs_agent  # type: ignore[union-attr]
+        srv.shutdown()
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(Script(tokens=["a ", "b ", "c "], stall_after=2), id="stall mid-stream"),
+    pytest.param(Script(tokens=["a ", "b ", "c "], reset_after=2), id="reset mid-stream"),
+    pytest.param(Script(tokens=["a ", "b ", "c "], garbage_after=2), id="garbage mid-stream"),
+])
+async def test_failures_mid_stream_keep_the_partial_reply_then_explain(
+        ai_server: Server, fake: FakeOpenAI, script: Script) -> None:
+    fake.script(script)
+    async with visitor(ai_server) as (vis, welcome):
+        await vis.send(type="text", id="q", content="hello")
+        deltas, partial = await collect_reply(vis)
+        assert partial["content"] == "a b " == "".join(d["delta"] for d in deltas)
+        await expect_unavailable(vis)
+    assert len(fake.requests) == 1, "no retry after the first token"
+    stored = await ai_server.service.store.messages_after(welcome["conversation_id"], 0)
+    assert [m.sender_role.value for m in stored] == ["visitor", "ai", "system"]
+
+
+async def test_429_with_retry_after_is_retried_then_answered(ai_server: Server,
+                                                           fake: FakeOpenAI) -> None:
+    fake.script(Script(status=429, retry_after="0.3"), Script(tokens=["ok"]))
+    async with visitor(ai_server) as (vis, _):
+        await vis.send(type="text", id="q", content="hello")
+        _, final = await collect_reply(vis)
+    assert final["content"] == "ok"
+    first, second = fake.requests
+    assert second.started_at - first.started_at >= 0.3
+
+
+async def test_context_is_trimmed_to_the_newest_messages_that_fit(config: Config,
+                                                                  fake: FakeOpenAI) -> None:
+    fake.default = Script(tokens=["k"])
+    cfg = ai_config(config, fake, max_context_tokens=120, mode="always")
+    async with open_server(cfg) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        async with visitor(srv) as (vis, _):
+            for n in range(12):
+                await vis.send(type="text", id=f"m{n}", content=f"message number {n:02d} " * 3)
+                await collect_reply(vis)
+        last = fake.requests[-1].body["messages"]
+        assert last[0] == {"role": "system", "content": "You help."}
+        assert last[-1]["content"].startswith("message number 11")
+        assert 3 <= len(last) < 24
+        contents = [m["content"] for m in last[1:]]
+        assert "message number 00 " * 3 not in contents
+        srv.shutdown()
+
+
+async def test_the_breaker_opens_reports_degraded_then_recovers(config: Config,
+                                                               fake: FakeOpenAI) -> None:
+    cfg = ai_config(config, fake, breaker_failures=2, breaker_cooldown=0.5, max_retries=0,
+                    mode="always")
+    fake.script(Script(status=503), Script(status=503))
+    async with open_server(cfg) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        async with visitor(srv) as (vis, _), httpx.AsyncClient() as http:
+            for n in range(2):
+                await vis.send(type="text", id=f"f{n}", content="hello")
+                await expect_unavailable(vis)
+            health = (await http.get(http_url(srv, "/healthz"))).json()
+            assert health["ai"] == "degraded"
+            metrics = (await http.get(http_url(srv, "/metrics"))).text
+            assert "cs_ai_breaker_open 1.0" in metrics
+            assert 'cs_ai_errors_total{kind="circuit_open"}' not in metrics
+            await vis.send(type="text", id="blocked", content="hello")
+            await expect_unavailable(vis)
+            assert len(fake.requests) == 2, "no call while the breaker is open"
+            await trio.sleep(0.6)
+            await vis.send(type="text", id="trial", content="hello")
+            _, final = await collect_reply(vis)
+            assert final["content"] == "Hello from the fake!"
+            health = (await http.get(http_url(srv, "/healthz"))).json()
+            assert health["ai"] == "ok"
+            metrics = (await http.get(http_url(srv, "/metrics"))).text
+            assert "cs_ai_breaker_open 0.0" in metrics
+            assert 'cs_ai_errors_total{kind="circuit_open"} 1.0' in metrics
+            assert "cs_ai_first_token_seconds_count" in metrics
+            assert 'cs_ai_replies_total{outcome="completed"} 1.0' in metrics
+        srv.shutdown()
