@@ -159,9 +159,11 @@ class AiClient:
                 raise AiCircuitOpen("the AI upstream is failing; calls are paused for "
                                     f"{self.breaker.retry_in(trio.current_time()):.0f} s")
             delivery = _Delivery(on_delta, started, self._metrics)
+            settled = False
             try:
                 await self._attempt(body, delivery.deliver, first_deadline)
             except AiError as exc:
+                settled = True
                 self._failed(exc)
                 if delivery.started or attempt >= self.config.max_retries or not _retryable(exc):
                     raise
@@ -175,9 +177,14 @@ class AiClient:
                 self._metrics.ai_retries.inc()
                 await trio.sleep(delay)
                 continue
-            self.breaker.record_success()
-            self._metrics.ai_breaker.set(0)
-            return
+            else:
+                settled = True
+                self.breaker.record_success()
+                self._metrics.ai_breaker.set(0)
+                return
+            finally:
+                if not settled:
+                    self.breaker.abandon()
 
     async def _attempt(self, body: dict[str, Any], deliver: Callable[[str], None],
                        first_deadline: float) -> None:

@@ -115,14 +115,16 @@ class AiResponder:
             log.warning("[conv %s] AI reply %s could not start: %s", cid, reply.stream_id, exc)
         finally:
             metrics.ai_streams.dec()
-            if self.live.get(cid) is reply:
-                del self.live[cid]
         outcome = "failed" if failure else ("cancelled" if reply.stopped_by else "completed")
         metrics.ai_replies.labels(outcome).inc()
         log.info("[conv %s] AI reply %s %s (%d characters%s)", cid, reply.stream_id, outcome,
                  reply.size, f"; {reply.stopped_by}" if reply.stopped_by else "")
         with trio.CancelScope(shield=True), trio.move_on_after(STORE_DEADLINE):
-            await self._store_outcome(reply, failure)
+            try:
+                await self._store_outcome(reply, failure)
+            finally:
+                if self.live.get(cid) is reply:
+                    del self.live[cid]
         if cid in self._follow_up and failure is None and reply.stopped_by is None:
             self._follow_up.discard(cid)
             conversation = self.service.hub.conversations.get(cid)

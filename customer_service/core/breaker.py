@@ -39,6 +39,10 @@ class CircuitBreaker:
             return True
         return False
 
+    def abandon(self) -> None:
+        """A call that ended with neither success nor failure (cancelled): free the trial."""
+        self.trial_running = False
+
     def record_success(self) -> None:
         self.state = BreakerState.CLOSED
         self.failures = 0

@@ -85,6 +85,9 @@ class Script:
     finish_reason: str = "stop"
     send_done: bool = True  # end with "data: [DONE]"
     role_chunk: bool = True  # first chunk is {"delta": {"role": "assistant"}}
+    # Benchmarks: the first token's text starts with "@<time.monotonic()> " taken as it is sent
+    # (CLOCK_MONOTONIC is system-wide on Linux: another local process can subtract it).
+    stamp_first_token: bool = False
 
 
 @dataclass
@@ -144,6 +147,11 @@ class _ChunkEncoder:
     def usage(self, usage: dict[str, int]) -> bytes:
         """The extra last chunk sent for ``"stream_options": {"include_usage": true}``."""
         return b"data: " + _dumps({**self._head, "choices": [], "usage": usage}).encode() + b"\n\n"
+
+
+def _stamped(text: str) -> str:
+    """``text`` behind the sender's ``time.monotonic()``: ``"@1234.567890123 Hello"``."""
+    return f"@{time.monotonic():.9f} {text}"
 
 
 def _error_body(status: int, message: str) -> bytes:
@@ -364,6 +372,9 @@ class FakeOpenAI:
         if script.garbage_after is not None:
             payload = b'{"id": "chatcmpl-garbage", {not json'
         else:
+            content = "".join(script.tokens)
+            if script.stamp_first_token and script.tokens:
+                content = _stamped(content)
             payload = _dumps({
                 "id": completion_id,
                 "object": "chat.completion",
@@ -371,7 +382,7 @@ class FakeOpenAI:
                 "model": model,
                 "choices": [{
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(script.tokens)},
+                    "message": {"role": "assistant", "content": content},
                     "finish_reason": script.finish_reason,
                 }],
                 "usage": _usage(body, len(script.tokens)),
@@ -413,7 +424,8 @@ class FakeOpenAI:
             if i < len(tokens):
                 if i > 0 and script.chunk_delay > 0:
                     await trio.sleep(script.chunk_delay)
-                parts.append(encoder.content(tokens[i]))
+                token = _stamped(tokens[i]) if i == 0 and script.stamp_first_token else tokens[i]
+                parts.append(encoder.content(token))
                 if script.keepalive_comments:
                     parts.append(_KEEPALIVE)
                 await stream.send_all(conn.send(h11.Data(data=b"".join(parts))))
@@ -493,10 +505,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before the first chunk")
     parser.add_argument("--no-keepalive-comments", action="store_true")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer <key>'")
+    parser.add_argument("--stamp-first-token", action="store_true",
+                        help='start each first token with "@<time.monotonic()> " (benchmarks)')
     args = parser.parse_args(argv)
     script = Script(tokens=_cli_tokens(args.tokens), chunk_delay=args.chunk_delay,
                     first_token_delay=args.first_token_delay,
-                    keepalive_comments=not args.no_keepalive_comments)
+                    keepalive_comments=not args.no_keepalive_comments,
+                    stamp_first_token=args.stamp_first_token)
     _raise_fd_limit()
     trio.run(_serve_until_signal, FakeOpenAI(script, api_key=args.api_key), args.host, args.port)
 

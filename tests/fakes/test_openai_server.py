@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -232,6 +233,25 @@ async def test_keepalive_comments_in_the_raw_stream() -> None:
     assert with_comments.count(": keep-alive\n\n") == 6  # after the headers and after each token
     assert ": keep-alive" not in without
     assert without.endswith("data: [DONE]\n\n")
+
+
+async def test_stamp_first_token_carries_the_senders_monotonic_clock() -> None:
+    async with open_fake_openai(script=Script(stamp_first_token=True)) as fake, \
+            httpx.AsyncClient() as client:
+        before = time.monotonic()
+        streamed = contents(await sse_data(client, fake))
+        between = time.monotonic()
+        whole = (await client.post(url(fake), json=chat_body(stream=False))).json()
+        after = time.monotonic()
+        fake.default = Script()
+        plain = contents(await sse_data(client, fake))
+    stamp, _, first = streamed[0].partition(" ")
+    assert stamp.startswith("@") and first == "Hello"
+    assert before <= float(stamp[1:]) <= between
+    assert streamed[1:] == plain[1:] and not plain[0].startswith("@")  # only the first token
+    stamp, _, text = whole["choices"][0]["message"]["content"].partition(" ")
+    assert between <= float(stamp[1:]) <= after
+    assert text == DEFAULT_TEXT
 
 
 async def test_non_stream_json_completion() -> None:

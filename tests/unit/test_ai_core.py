@@ -92,6 +92,14 @@ def test_breaker_opens_after_n_failures_then_allows_one_trial() -> None:
     assert breaker.state is BreakerState.CLOSED and breaker.allow(23.6)
 
 
+def test_a_cancelled_trial_frees_the_half_open_breaker() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=1)
+    breaker.record_failure(0.0)
+    assert breaker.allow(2.0) and not breaker.allow(2.1)
+    breaker.abandon()
+    assert breaker.allow(2.2)
+
+
 def test_a_success_resets_the_failure_count() -> None:
     breaker = CircuitBreaker(failure_threshold=2, cooldown=10)
     breaker.record_failure(0.0)
