@@ -135,7 +135,8 @@ class AiConfig:
     retry_max_delay: float = field(default=8.0, metadata=_doc(
         "Longest delay between retries, in seconds.", gt=0))
     breaker_failures: int = field(default=5, metadata=_doc(
-        "Failed replies in a row that open the circuit breaker (no calls while open).", ge=1))
+        "Failed upstream requests in a row, retries included, that open the circuit breaker.",
+        ge=1))
     breaker_cooldown: float = field(default=30.0, metadata=_doc(
         "Seconds the breaker stays open before one trial request.", gt=0))
     prewarm_connections: int = field(default=2, metadata=_doc(

@@ -11,20 +11,22 @@ failing. httpx and SSE errors become ``AiError``s here, in one place.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import msgspec
 import trio
-from httpx_sse import EventSource, SSEError
 
 from customer_service.config import AiConfig
 from customer_service.core.ai_context import ChatMessage
 from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_delay
 from customer_service.core.openai_stream import DONE, parse_chunk
+from customer_service.core.sse import SseDecoder
 from customer_service.errors import (
     AiBadResponse,
     AiCircuitOpen,
@@ -39,16 +41,47 @@ from customer_service.server.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 4096
+MAX_EVENT_BYTES = 1 << 20
+FINISH_GRACE = 1.0
+"""Seconds to read the end of a body after the reply finished (for connection reuse)."""
+
+
+async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a body, without reading an endless one to the end."""
+    body = bytearray()
+    with trio.CancelScope() as enough:
+        async for piece in response.aiter_raw():
+            if len(body) < limit:
+                body += piece[:limit - len(body)]
+            if len(body) >= limit:
+                enough.cancel()
+    return bytes(body)
+
+
+def _redacted(url: str) -> str:
+    """A URL safe to log: any user:password part removed."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.hostname or ""))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds: a number, or an HTTP date; None when absent or unreadable."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _error_detail(body: bytes) -> str:
@@ -72,7 +105,8 @@ def _retryable(error: AiError) -> bool:
 
 
 class _Delivery:
-    """Passes deltas on, and notes the first one (time to first token; no retry after it)."""
+    """One attempt's progress: passes deltas on, notes the first (time to first token; no
+    retry after it) and whether the reply finished."""
 
     def __init__(self, on_delta: Callable[[str], None], requested_at: float,
                  metrics: Metrics) -> None:
@@ -80,12 +114,24 @@ class _Delivery:
         self._requested_at = requested_at
         self._metrics = metrics
         self.started = False
+        self.finished = False
+        self.tokens = 0
+        self.first_at = 0.0
 
     def deliver(self, text: str) -> None:
+        now = trio.current_time()
         if not self.started:
             self.started = True
-            self._metrics.ai_first_token.observe(trio.current_time() - self._requested_at)
+            self.first_at = now
+            self._metrics.ai_first_token.observe(now - self._requested_at)
+        self.tokens += 1
+        self._metrics.ai_tokens.inc()
         self._on_delta(text)
+
+    def report_rate(self) -> None:
+        elapsed = trio.current_time() - self.first_at
+        if self.tokens > 1 and elapsed > 0:
+            self._metrics.ai_tokens_per_second.observe(self.tokens / elapsed)
 
 
 class AiClient:
@@ -125,7 +171,7 @@ class AiClient:
                 for _ in range(count):
                     nursery.start_soon(one)
         self.prewarmed = bool(results) and all(results)
-        log.info("AI upstream %s: %d connection(s) pre-warmed%s", self.config.base_url,
+        log.info("AI upstream %s: %d connection(s) pre-warmed%s", _redacted(self.config.base_url),
                  sum(results), "" if self.prewarmed else " (upstream not answering; degraded)")
 
     async def stream_reply(self, messages: list[ChatMessage],
@@ -141,7 +187,9 @@ class AiClient:
                 with trio.move_on_at(first_deadline) as waiting:
                     await self._slots.acquire()
                 if waiting.cancelled_caught:
-                    raise AiTimeout(f"all {cfg.max_concurrent_streams} AI streams are busy")
+                    busy = AiTimeout(f"all {cfg.max_concurrent_streams} AI streams are busy")
+                    self._count_error(busy)
+                    raise busy
                 try:
                     await self._with_retries(body, on_delta, started, first_deadline)
                 finally:
@@ -161,7 +209,11 @@ class AiClient:
             delivery = _Delivery(on_delta, started, self._metrics)
             settled = False
             try:
-                await self._attempt(body, delivery.deliver, first_deadline)
+                with trio.CancelScope(deadline=first_deadline) as deadline:
+                    await self._attempt(body, delivery, deadline)
+                if deadline.cancelled_caught and not delivery.finished:
+                    raise AiTimeout("the stream stalled (idle_timeout)" if delivery.started
+                                    else "no first token within first_token_timeout")
             except AiError as exc:
                 settled = True
                 self._failed(exc)
@@ -180,80 +232,93 @@ class AiClient:
             else:
                 settled = True
                 self.breaker.record_success()
+                self.prewarmed = True
                 self._metrics.ai_breaker.set(0)
                 return
             finally:
                 if not settled:
                     self.breaker.abandon()
 
-    async def _attempt(self, body: dict[str, Any], deliver: Callable[[str], None],
-                       first_deadline: float) -> None:
-        """One HTTP request; httpx and SSE errors are converted to ``AiError`` here."""
+    async def _attempt(self, body: dict[str, Any], delivery: _Delivery,
+                       deadline: trio.CancelScope) -> None:
+        """One HTTP request under ``deadline``; every httpx error becomes an ``AiError`` here."""
         try:
             async with self._http.stream(
                     "POST", "chat/completions", json=body,
                     headers={"Accept": "text/event-stream"}) as response:
                 if response.status_code != 200:
-                    detail = _error_detail(await response.aread())
+                    detail = _error_detail(await _read_at_most(response, MAX_ERROR_BODY))
                     if response.status_code == 429:
                         raise AiRateLimited(f"rate limited by the upstream: {detail}",
                                             _retry_after(response))
                     raise AiUpstreamError(
                         f"the upstream answered {response.status_code}: {detail}",
                         response.status_code)
-                await self._read_stream(EventSource(response), deliver, first_deadline)
+                kind = response.headers.get("content-type", "").partition(";")[0].strip()
+                if kind != "text/event-stream":
+                    raise AiBadResponse(f"expected an event stream, got {kind or 'no type'!r}")
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    raise AiBadResponse(f"the event stream came {encoding}-encoded; "
+                                        "identity was asked for")
+                await self._read_stream(response, delivery, deadline)
         except httpx.TimeoutException as exc:
-            raise AiTimeout(f"the upstream stalled ({type(exc).__name__})") from None
+            raise AiTimeout(f"the upstream did not answer in time ({type(exc).__name__})"
+                            ) from None
         except httpx.TransportError as exc:
             raise AiConnectionError(
                 f"connection to the upstream failed ({type(exc).__name__}: {exc})") from None
-        except SSEError as exc:
-            raise AiBadResponse(f"not an event stream: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise AiBadResponse(f"unusable response ({type(exc).__name__}: {exc})") from None
 
-    async def _read_stream(self, source: EventSource, deliver: Callable[[str], None],
-                           first_deadline: float) -> None:
-        """Read events until ``[DONE]``, the end of the body, an error, or a deadline.
+    async def _read_stream(self, response: httpx.Response, delivery: _Delivery,
+                           deadline: trio.CancelScope) -> None:
+        """Read events until the body ends, moving ``deadline`` as the stream goes.
 
-        Reading stops by cancelling ``reading`` rather than by ``break`` or ``raise``:
-        the cancellation surfaces inside httpx's and httpx-sse's async generators and
-        unwinds them, where leaving the loop would leave them suspended.
+        Until the first token the deadline is first_token_timeout; after each token it
+        is idle_timeout from then; once the reply is finished ([DONE] or a
+        finish_reason) the rest of the body gets FINISH_GRACE seconds, so the
+        connection can go back to the pool. Reading stops by cancelling a scope, never
+        by ``break``: the cancellation unwinds httpx's async generators from inside.
+        The body is read raw (``Accept-Encoding: identity`` is asked for): httpx decodes
+        content-encodings in an outer generator whose errors would leave the inner ones
+        suspended.
         """
-        finished = False
+        decoder = SseDecoder(MAX_EVENT_BYTES)
         failure: AiError | None = None
-        tokens = 0
-        first_at = 0.0
-        with trio.CancelScope(deadline=first_deadline) as reading:
-            async for event in source.aiter_sse():
-                if finished or failure is not None or not event.data:
-                    continue
-                if event.data == DONE:
-                    finished = True
-                    reading.cancel()
-                    continue
+        idle = self.config.idle_timeout
+        with trio.CancelScope() as reading:
+            async for piece in response.aiter_raw():
                 try:
-                    chunk = parse_chunk(event.data)
+                    events = decoder.feed(piece)
                 except AiBadResponse as exc:
                     failure = exc
                     reading.cancel()
                     continue
-                if chunk.text:
-                    if tokens == 0:
-                        reading.deadline = math.inf
-                        first_at = trio.current_time()
-                    tokens += 1
-                    self._metrics.ai_tokens.inc()
-                    deliver(chunk.text)
-                if chunk.finish_reason:
-                    finished = True
-        if failure is not None:
+                for data in events:
+                    if delivery.finished or failure is not None:
+                        break
+                    if data == DONE:
+                        delivery.finished = True
+                    else:
+                        try:
+                            chunk = parse_chunk(data)
+                        except AiBadResponse as exc:
+                            failure = exc
+                            reading.cancel()
+                            break
+                        if chunk.text:
+                            delivery.deliver(chunk.text)
+                            deadline.deadline = trio.current_time() + idle
+                        if chunk.finish_reason:
+                            delivery.finished = True
+                    if delivery.finished:
+                        deadline.deadline = trio.current_time() + FINISH_GRACE
+        if failure is not None and not delivery.finished:
             raise failure
-        if not finished:
-            if reading.cancelled_caught:
-                raise AiTimeout("no first token within first_token_timeout")
+        if not delivery.finished:
             raise AiConnectionError("the stream ended before the reply was finished")
-        elapsed = trio.current_time() - first_at
-        if tokens > 1 and elapsed > 0:
-            self._metrics.ai_tokens_per_second.observe(tokens / elapsed)
+        delivery.report_rate()
 
     def _count_error(self, error: AiError) -> None:
         self._metrics.ai_errors.labels(error.kind).inc()
@@ -268,12 +333,13 @@ class AiClient:
 @asynccontextmanager
 async def open_ai_client(config: AiConfig, metrics: Metrics) -> AsyncIterator[AiClient]:
     """One ``httpx.AsyncClient`` for every reply, closed at exit."""
-    timeout = httpx.Timeout(connect=config.connect_timeout, read=config.idle_timeout,
+    timeout = httpx.Timeout(connect=config.connect_timeout,
+                            read=max(config.idle_timeout, config.first_token_timeout),
                             write=config.connect_timeout, pool=config.first_token_timeout)
     limits = httpx.Limits(max_connections=config.max_concurrent_streams + config.prewarm_connections,
                           max_keepalive_connections=config.max_concurrent_streams,
                           keepalive_expiry=60)
-    headers = {"User-Agent": "customer-service"}
+    headers = {"User-Agent": "customer-service", "Accept-Encoding": "identity"}
     key = config.resolved_api_key()
     if key:
         headers["Authorization"] = f"Bearer {key}"

@@ -49,6 +49,8 @@ class LiveReply:
     parts: list[str] = field(default_factory=list)
     size: int = 0
     stopped_by: str | None = None
+    stored: trio.Event = field(default_factory=trio.Event)
+    """Set once the reply's outcome is stored (or storing gave up)."""
 
 
 class AiResponder:
@@ -83,13 +85,22 @@ class AiResponder:
             return
         self._start(conversation.id)
 
-    def cancel(self, conversation_id: int, reason: str) -> None:
+    def cancel(self, conversation_id: int, reason: str) -> LiveReply | None:
         """Stop a live reply now (an agent took over); its streamed part is stored."""
         self._follow_up.discard(conversation_id)
         reply = self.live.get(conversation_id)
         if reply is not None:
             reply.stopped_by = reason
             reply.scope.cancel()
+        return reply
+
+    async def stop(self, conversation_id: int, reason: str, timeout: float = 2.0) -> None:
+        """Cancel a live reply and wait (bounded) until its part is stored, so that what
+        is recorded next (an agent joining) comes after it, as the visitor saw it."""
+        reply = self.cancel(conversation_id, reason)
+        if reply is not None:
+            with trio.move_on_after(timeout):
+                await reply.stored.wait()
 
     def _start(self, conversation_id: int) -> None:
         reply = LiveReply(conversation_id, f"ai-{conversation_id}-{secrets.token_hex(6)}")
@@ -113,6 +124,9 @@ class AiResponder:
         except CustomerServiceError as exc:
             failure = exc
             log.warning("[conv %s] AI reply %s could not start: %s", cid, reply.stream_id, exc)
+        except Exception:
+            log.exception("[conv %s] AI reply %s failed unexpectedly", cid, reply.stream_id)
+            failure = AiError("internal error while streaming the reply")
         finally:
             metrics.ai_streams.dec()
         outcome = "failed" if failure else ("cancelled" if reply.stopped_by else "completed")
@@ -123,9 +137,10 @@ class AiResponder:
             try:
                 await self._store_outcome(reply, failure)
             finally:
+                reply.stored.set()
                 if self.live.get(cid) is reply:
                     del self.live[cid]
-        if cid in self._follow_up and failure is None and reply.stopped_by is None:
+        if cid in self._follow_up and failure is None and reply.stopped_by in (None, "length"):
             self._follow_up.discard(cid)
             conversation = self.service.hub.conversations.get(cid)
             if conversation is not None and self.wants(conversation):
@@ -161,7 +176,8 @@ class AiResponder:
                                                    self.config.unavailable_message))
                 flagged = await self.service.store.set_needs_agent(cid, True)
                 self.service.hub.conversations.put(flagged)
-                await self.service.announce(flagged)
+                if flagged.needs_agent:
+                    await self.service.announce(flagged)
         except CustomerServiceError as exc:
             log.error("[conv %s] could not store the AI reply %s: %s", cid, reply.stream_id, exc)
 

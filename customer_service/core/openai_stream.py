@@ -21,7 +21,7 @@ class _Delta(msgspec.Struct):
 
 
 class _Choice(msgspec.Struct):
-    delta: _Delta = msgspec.field(default_factory=_Delta)
+    delta: _Delta | None = None
     finish_reason: str | None = None
 
 
@@ -61,4 +61,5 @@ def parse_chunk(data: str) -> ChunkText:
         detail = failure.error if isinstance(failure.error, str) else failure.error.message
         raise AiBadResponse(f"the upstream reported an error mid-stream: {detail}")
     choice = chunk.choices[0]
-    return ChunkText(choice.delta.content or "", choice.finish_reason)
+    text = choice.delta.content if choice.delta is not None else None
+    return ChunkText(text or "", choice.finish_reason)

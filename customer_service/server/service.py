@@ -115,7 +115,7 @@ class ChatService:
         log.info("[conv %s] %s → %s (assigned to %s) by %s", conversation_id, current.status,
                  updated.status, updated.assigned_to, actor.username if actor else "visitor")
         if self.ai is not None and updated.assigned_to is not None:
-            self.ai.cancel(conversation_id, "an agent took over")
+            await self.ai.stop(conversation_id, "an agent took over")
         if change.note:
             await self.post(NewMessage(conversation_id, Role.SYSTEM, None, "system", change.note))
             updated = await self.conversation(conversation_id)

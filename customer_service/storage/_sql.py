@@ -459,7 +459,10 @@ def set_conversation_state(tx: Tx, conversation_id: int, status: ConversationSta
 
 
 def set_needs_agent(tx: Tx, conversation_id: int, needs_agent: bool) -> Conversation:
+    """An assigned conversation is never flagged: it has its agent already."""
     conversation = _existing_conversation(tx, conversation_id)
+    if needs_agent and conversation.status is ConversationStatus.ASSIGNED:
+        return conversation
     if conversation.needs_agent == needs_agent:
         return conversation
     tx.execute("UPDATE conversations SET needs_agent = ? WHERE id = ?",

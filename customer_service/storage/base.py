@@ -93,7 +93,8 @@ class Store(Protocol):
         """Raise the read mark (never lower it, never past ``last_seq``)."""
 
     async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
-        """Flag (or unflag) a conversation for agents' attention. Assigning it clears the flag."""
+        """Flag (or unflag) a conversation for agents' attention. Assigning it clears the flag,
+        and an assigned conversation is not flagged (it has its agent)."""
 
     # --- messages -----------------------------------------------------------
     async def append_messages(self, batch: Sequence[NewMessage]) -> list[AppendResult]:

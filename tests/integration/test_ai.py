@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -269,3 +270,100 @@ async def test_the_breaker_opens_reports_degraded_then_recovers(config: Config,
             assert "cs_ai_first_token_seconds_count" in metrics
             assert 'cs_ai_replies_total{outcome="completed"} 1.0' in metrics
         srv.shutdown()
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(Script(first_token_delay=4.0), id="silent before the first token"),
+    pytest.param(Script(headers_delay=4.0), id="no response headers"),
+])
+async def test_first_token_timeout_bounds_the_wait_whatever_idle_timeout_says(
+        config: Config, fake: FakeOpenAI, script: Script) -> None:
+    fake.script(script)
+    cfg = ai_config(config, fake, first_token_timeout=1.0, idle_timeout=10.0, max_retries=0)
+    async with open_server(cfg) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        async with visitor(srv) as (vis, _):
+            started = trio.current_time()
+            await vis.send(type="text", id="q", content="hello")
+            await expect_unavailable(vis)
+            assert trio.current_time() - started < 2.5
+        srv.shutdown()
+
+
+async def test_accepting_stores_the_partial_reply_before_the_join_note(
+        ai_server: Server, fake: FakeOpenAI) -> None:
+    fake.script(Script(tokens=[f"w{n} " for n in range(100)], chunk_delay=0.05))
+    _, token = await make_agent(ai_server, "alice")
+    async with visitor(ai_server) as (vis, welcome), agent_socket(ai_server, token) as (agent, _):
+        cid = welcome["conversation_id"]
+        await vis.send(type="text", id="q", content="hello?")
+        await vis.recv_type("ai_delta")
+        await agent.send(type="accept", id="take", conversation_id=cid)
+        await agent.recv_type("ack", id="take")
+    stored = await ai_server.service.store.messages_after(cid, 0)
+    assert [m.sender_role.value for m in stored] == ["visitor", "ai", "system"]
+
+
+async def test_a_reply_cut_at_the_length_cap_still_answers_the_queued_message(
+        config: Config, fake: FakeOpenAI) -> None:
+    fake.script(Script(tokens=["0123456789"] * 5, chunk_delay=0.05), Script(tokens=["short"]))
+    cfg = ai_config(config, fake, max_reply_tokens=1)
+    async with open_server(cfg) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        async with visitor(srv) as (vis, _):
+            await vis.send(type="text", id="a", content="question one")
+            await vis.recv_type("ai_delta")
+            await vis.send(type="text", id="b", content="question two")
+            _, cut = await collect_reply(vis)
+            _, follow_up = await collect_reply(vis)
+        assert cut["content"] == "0123456789" and follow_up["content"] == "short"
+        srv.shutdown()
+
+
+async def test_health_recovers_from_a_failed_prewarm_after_a_good_reply(
+        ai_server: Server, fake: FakeOpenAI) -> None:
+    responder = ai_server.service.ai
+    assert responder is not None
+    with trio.fail_after(3):
+        while responder.client.prewarmed is None:
+            await trio.sleep(0.01)
+    responder.client.prewarmed = False
+    async with httpx.AsyncClient() as http, visitor(ai_server) as (vis, _):
+        assert (await http.get(http_url(ai_server, "/healthz"))).json()["ai"] == "degraded"
+        await vis.send(type="text", id="q", content="hello")
+        await collect_reply(vis)
+        assert (await http.get(http_url(ai_server, "/healthz"))).json()["ai"] == "ok"
+
+
+async def serve_undecodable(stream: trio.SocketStream) -> None:
+    """An upstream that claims gzip and sends bytes that are not gzip."""
+    async with stream:
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return
+            received += chunk
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                              b"content-encoding: gzip\r\ncontent-length: 10\r\n\r\n0123456789")
+
+
+async def test_an_undecodable_upstream_body_fails_the_reply_not_the_server(
+        config: Config) -> None:
+    async with trio.open_nursery() as upstream:
+        (listener,) = await upstream.start(
+            partial(trio.serve_tcp, serve_undecodable, 0, host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        cfg = config.with_changes(
+            ai__enabled=True, ai__base_url=f"http://127.0.0.1:{port}/v1", ai__max_retries=0,
+            ai__prewarm_connections=0, ai__http2=False, ai__first_token_timeout=3.0)
+        async with open_server(cfg) as srv, trio.open_nursery() as nursery:
+            await nursery.start(srv.serve)
+            async with visitor(srv) as (vis, _):
+                await vis.send(type="text", id="q", content="hello")
+                await expect_unavailable(vis)
+            async with visitor(srv) as (other, _):
+                await other.send(type="ping", id="still-up")
+                await other.recv_type("pong", id="still-up")
+            srv.shutdown()
+        upstream.cancel_scope.cancel()

@@ -544,5 +544,6 @@ async def test_needs_agent_flag_is_set_and_cleared_by_assignment(store: Store) -
                                                   agent.id)
     assert assigned.needs_agent is False
     assert (await store.get_conversation(conversation.id)).needs_agent is False  # type: ignore[union-attr]
+    assert (await store.set_needs_agent(conversation.id, True)).needs_agent is False
     with pytest.raises(NotFound):
         await store.set_needs_agent(999_999, True)
