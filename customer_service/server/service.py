@@ -129,7 +129,12 @@ class ChatService:
         return await self.committer.append(message)
 
     def on_committed(self, results: Sequence[AppendResult]) -> None:
-        """Called by the committer's writer after each batch, in commit order."""
+        """Called by the committer's writer after each batch, in commit order.
+
+        AI replies start here too, not in the socket handler: a visitor message whose
+        handler missed its deadline after the commit is answered all the same (its
+        resend is a duplicate and starts nothing).
+        """
         self.metrics.commit_batch.observe(len(results))
         for result in results:
             if result.duplicate:
@@ -149,6 +154,8 @@ class ChatService:
             recipients = agents_for_conversation(
                 conversation, self.hub.agents, self.hub.watchers.get(conversation.id, set()))
             self.hub.to_agents(recipients, item)
+            if self.ai is not None and message.sender_role is Role.VISITOR:
+                self.ai.visitor_wrote(conversation)
 
     def to_conversation(self, conversation: Conversation, text: str, *, visitor: bool = True,
                         agents: bool = True, except_agent: int | None = None) -> None:

@@ -317,9 +317,6 @@ class VisitorSession(Session):
                 self.metrics.message_latency.observe(trio.current_time() - started)
                 self.reply(frames.AckOut(id=client_id, seq=result.message.seq,
                                          ts=format_ts(result.message.created_at)))
-                if service.ai is not None and not result.duplicate:
-                    service.ai.visitor_wrote(
-                        service.hub.conversations.get(self.conversation_id) or conversation)
             case frames.VisitorTyping(active=active):
                 conversation = await service.conversation(self.conversation_id)
                 service.to_conversation(conversation, frames.encode(frames.TypingOut(

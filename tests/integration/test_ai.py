@@ -367,3 +367,36 @@ async def test_an_undecodable_upstream_body_fails_the_reply_not_the_server(
                 await other.recv_type("pong", id="still-up")
             srv.shutdown()
         upstream.cancel_scope.cancel()
+
+
+class SlowCommits:
+    """Visitor messages take 0.6 s to commit."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def append_messages(self, batch: Any) -> Any:
+        if any(m.content == "slow question" for m in batch):
+            await trio.sleep(0.6)
+        return await self._inner.append_messages(batch)
+
+
+async def test_a_message_whose_handler_timed_out_after_commit_is_still_answered(
+        config: Config, fake: FakeOpenAI) -> None:
+    cfg = ai_config(config, fake).with_changes(server__message_timeout=0.3)
+    async with open_server(cfg, wrap_store=SlowCommits) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        async with visitor(srv) as (vis, _):
+            await vis.send(type="text", id="q", content="slow question")
+            assert (await vis.recv_type("error", id="q"))["error"] == "timeout"
+            _, reply = await collect_reply(vis)
+            assert reply["content"] == "Hello from the fake!"
+            await vis.send(type="text", id="q", content="slow question")
+            resent = await vis.recv_type("ack", id="q")
+            await trio.sleep(0.3)
+        assert len(fake.requests) == 1, "the duplicate starts no second reply"
+        assert resent["seq"] == 1
+        srv.shutdown()
