@@ -370,16 +370,18 @@ async def test_an_undecodable_upstream_body_fails_the_reply_not_the_server(
 
 
 class SlowCommits:
-    """Visitor messages take 0.6 s to commit."""
+    """The first commit of "slow question" takes 0.6 s."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self._slowed = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     async def append_messages(self, batch: Any) -> Any:
-        if any(m.content == "slow question" for m in batch):
+        if not self._slowed and any(m.content == "slow question" for m in batch):
+            self._slowed = True
             await trio.sleep(0.6)
         return await self._inner.append_messages(batch)
 
