@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import certifi
@@ -45,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 4096
 POOL_SHARD_SIZE = 16
+STREAM_HEADERS = {"Accept": "text/event-stream", "Content-Type": "application/json"}
+_json = msgspec.json.Encoder()
 MAX_EVENT_BYTES = 1 << 20
 FINISH_GRACE = 1.0
 """Seconds to read the end of a body after the reply finished (for connection reuse)."""
@@ -194,8 +195,9 @@ class AiClient:
         cfg = self.config
         started = trio.current_time()
         first_deadline = started + cfg.first_token_timeout
-        body = {"model": cfg.model, "messages": messages, "stream": True,
-                "max_tokens": cfg.max_reply_tokens, "temperature": cfg.temperature}
+        body = _json.encode({"model": cfg.model, "messages": messages, "stream": True,
+                             "max_tokens": cfg.max_reply_tokens,
+                             "temperature": cfg.temperature})
         try:
             with trio.fail_after(cfg.total_timeout):
                 with trio.move_on_at(first_deadline) as waiting:
@@ -212,7 +214,7 @@ class AiClient:
             self._failed(AiTimeout("the reply took longer than total_timeout"))
             raise AiTimeout(f"the reply took longer than {cfg.total_timeout:g} s") from None
 
-    async def _with_retries(self, body: dict[str, Any], on_delta: Callable[[str], None],
+    async def _with_retries(self, body: bytes, on_delta: Callable[[str], None],
                             started: float, first_deadline: float) -> None:
         attempt = 0
         while True:
@@ -253,15 +255,15 @@ class AiClient:
                 if not settled:
                     self.breaker.abandon()
 
-    async def _attempt(self, body: dict[str, Any], delivery: _Delivery,
+    async def _attempt(self, body: bytes, delivery: _Delivery,
                        deadline: trio.CancelScope) -> None:
         """One HTTP request under ``deadline``; every httpx error becomes an ``AiError`` here."""
         shard = min(self._shards, key=lambda s: s.busy)
         shard.busy += 1
         try:
             async with shard.http.stream(
-                    "POST", "chat/completions", json=body,
-                    headers={"Accept": "text/event-stream"}) as response:
+                    "POST", "chat/completions", content=body,
+                    headers=STREAM_HEADERS) as response:
                 if response.status_code != 200:
                     detail = _error_detail(await _read_at_most(response, MAX_ERROR_BODY))
                     if response.status_code == 429:
