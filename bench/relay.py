@@ -101,7 +101,7 @@ async def run_pair(port: int, token: str, start_at: float, stop_at: float, hard_
                latencies: list[float], counters: dict[str, int]) -> None:
     base = f"ws://{HOST}:{port}"
     async with open_websocket_url(f"{base}/ws/visitor") as vis, \
-            open_websocket_url(f"{base}/ws/agent?token={token}") as agent:
+            open_websocket_url(f"{base}/ws/agent?token={token}&queue=off") as agent:
         await vis.send_message('{"type":"hello"}')
         welcome = json.loads(await vis.get_message())
         cid = welcome["conversation_id"]

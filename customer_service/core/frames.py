@@ -227,7 +227,7 @@ class AgentInfo(msgspec.Struct):
     name: str
 
 
-class VisitorInfo(msgspec.Struct, omit_defaults=True):
+class VisitorInfo(msgspec.Struct):
     id: int
     name: str = ""
     email: str = ""

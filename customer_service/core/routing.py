@@ -1,11 +1,18 @@
 """Routing decisions: which agents receive what happens in a conversation.
 
+Agents either follow the waiting queue (the default: a dashboard) or not (an
+integration or a load generator that only handles its own conversations,
+``?queue=off`` on the agent socket).
+
 - A conversation's messages, AI deltas and typing go to its visitor's sockets
-  and to: every online agent while nobody is assigned to it, or else only the
-  assigned agent (who keeps a conversation they closed), plus any agent
-  watching it (an agent watches a conversation after asking for its history).
-- ``conversation`` events (opened, assigned, transferred, closed, visitor came
-  or went) go to every online agent, so each dashboard's list stays live.
+  and to: the agents following the queue while nobody is assigned to it, or
+  else only the assigned agent (who keeps a conversation they closed), plus any
+  agent watching it (an agent watches a conversation after asking for its
+  history).
+- ``conversation`` events (opened, assigned, transferred, closed, reopened,
+  flagged, visitor came or went) go to the agents it concerns (assignee before
+  and after, watchers) and, while it is waiting or as it leaves the queue, to
+  every agent following the queue, so each queue view stays live.
 """
 
 from __future__ import annotations
@@ -16,10 +23,30 @@ from customer_service.core.models import Conversation
 
 
 def agents_for_conversation(conversation: Conversation, online_agents: Collection[int],
-                            watchers: Set[int] = frozenset()) -> set[int]:
+                            watchers: Set[int] = frozenset(),
+                            queue: Collection[int] | None = None) -> set[int]:
+    """Who receives a conversation's messages. ``queue``: the agents following the waiting
+    queue (all ``online_agents`` when None)."""
     if conversation.assigned_to is None:
-        return set(online_agents)
+        chosen = set(online_agents if queue is None else queue)
+        chosen.update(a for a in watchers if a in online_agents)
+        return chosen
     chosen = {a for a in watchers if a in online_agents}
     if conversation.assigned_to in online_agents:
         chosen.add(conversation.assigned_to)
+    return chosen
+
+
+def agents_for_event(before: Conversation | None, after: Conversation,
+                     online_agents: Collection[int], queue: Collection[int],
+                     watchers: Set[int] = frozenset()) -> set[int]:
+    """Who receives a ``conversation`` event about ``after`` (``before``: its state before
+    the change, when the event is a change of state)."""
+    concerned = set(watchers)
+    previous = before.assigned_to if before is not None else None
+    concerned.update(a for a in (after.assigned_to, previous) if a is not None)
+    chosen = {a for a in concerned if a in online_agents}
+    was_waiting = before is not None and before.assigned_to is None
+    if after.assigned_to is None or was_waiting:
+        chosen.update(queue)
     return chosen

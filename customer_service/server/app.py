@@ -89,6 +89,17 @@ def _int_param(query: dict[str, str], name: str, default: int | None, low: int,
     return value
 
 
+def _switch(query: dict[str, str], name: str, *, default: bool) -> bool:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("on", "true", "1", "yes"):
+        return True
+    if raw.lower() in ("off", "false", "0", "no"):
+        return False
+    raise BadRequest(f"query parameter '{name}' must be on or off")
+
+
 class App:
     def __init__(self, service: ChatService, *, ai_status: Callable[[], str]) -> None:
         self.service = service
@@ -299,12 +310,13 @@ class App:
         elif path == "/ws/agent":
             try:
                 agent, token_hash = await self.authenticate_token(scope)
+                follows_queue = _switch(_query(scope), "queue", default=True)
             except CustomerServiceError as exc:
                 await self._refuse(scope, send, exc)
                 return
             await send({"type": "websocket.accept"})
             agent_session = AgentSession(AsgiWebSocket(scope, receive, send), self.service,
-                                         agent, token_hash)
+                                         agent, token_hash, follows_queue)
             await agent_session.run(agent_session.start)
         else:
             await self._refuse(scope, send, NotFound(f"no WebSocket endpoint {path}"))

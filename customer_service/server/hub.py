@@ -37,6 +37,8 @@ class Peer:
     close_code: int = 1000
     close_reason: str = ""
     kicked: bool = False
+    follows_queue: bool = False
+    """An agent socket that receives the waiting queue's conversations and events."""
     on_slow: Callable[[], None] | None = None
     """Called when this peer is closed for not reading (metrics)."""
 
@@ -97,6 +99,8 @@ class Hub:
         """agent id → that agent's open sockets."""
         self.watchers: dict[int, set[int]] = {}
         """conversation id → agents who opened it without being assigned."""
+        self.queue: dict[int, int] = {}
+        """agent id → how many of its sockets follow the waiting queue (only those > 0)."""
         self._watching: dict[int, set[int]] = {}
         """agent id → the conversations it watches (to forget them when it leaves)."""
         self.conversations = ConversationCache()
@@ -133,14 +137,25 @@ class Hub:
             return True
         return False
 
-    def add_agent(self, peer: Peer) -> None:
+    def add_agent(self, peer: Peer, follows_queue: bool = True) -> None:
         self.agents.setdefault(peer.identity, set()).add(peer)
+        peer.follows_queue = follows_queue
+        if follows_queue:
+            self.queue[peer.identity] = self.queue.get(peer.identity, 0) + 1
 
     def remove_agent(self, peer: Peer) -> None:
         peers = self.agents.get(peer.identity)
         if peers is None:
             return
+        if peer not in peers:
+            return
         peers.discard(peer)
+        if peer.follows_queue:
+            left = self.queue[peer.identity] - 1
+            if left:
+                self.queue[peer.identity] = left
+            else:
+                del self.queue[peer.identity]
         if not peers:
             del self.agents[peer.identity]
             for conversation_id in self._watching.pop(peer.identity, ()):
@@ -180,9 +195,6 @@ class Hub:
             for peer in tuple(self.agents.get(agent_id, ())):
                 sent += peer.push(item)
         return sent
-
-    def to_all_agents(self, item: Outbound) -> int:
-        return self.to_agents(tuple(self.agents), item)
 
     def close_all(self, code: int, reason: str) -> None:
         """Ask every connection to close with ``code`` (their handlers close them)."""

@@ -27,7 +27,7 @@ from customer_service.core.models import (
     Visitor,
     format_ts,
 )
-from customer_service.core.routing import agents_for_conversation
+from customer_service.core.routing import agents_for_conversation, agents_for_event
 from customer_service.errors import Conflict, NotFound
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
@@ -119,7 +119,7 @@ class ChatService:
         if change.note:
             await self.post(NewMessage(conversation_id, Role.SYSTEM, None, "system", change.note))
             updated = await self.conversation(conversation_id)
-        await self.announce(updated)
+        await self.announce(updated, before=current)
         return updated
 
     # ---- messages ------------------------------------------------------------
@@ -146,13 +146,14 @@ class ChatService:
             item = (message.conversation_id, message.seq, text)
             self.hub.to_visitor(message.conversation_id, item)
             if conversation is None:
-                self.hub.to_all_agents(item)
+                self.hub.to_agents(tuple(self.hub.queue), item)
                 continue
             if message.seq > conversation.last_seq:
                 conversation = _with_last_seq(conversation, message.seq)
                 self.hub.conversations.put(conversation)
             recipients = agents_for_conversation(
-                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, set()))
+                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, set()),
+                self.hub.queue)
             self.hub.to_agents(recipients, item)
             if self.ai is not None and message.sender_role is Role.VISITOR:
                 self.ai.visitor_wrote(conversation)
@@ -165,7 +166,8 @@ class ChatService:
             self.hub.to_visitor(conversation.id, item)
         if agents:
             recipients = agents_for_conversation(
-                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, set()))
+                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, set()),
+                self.hub.queue)
             recipients.discard(except_agent or 0)
             self.hub.to_agents(recipients, item)
 
@@ -196,14 +198,19 @@ class ChatService:
             last_message=message_frame(last) if last else None,
         )
 
-    async def announce(self, conversation: Conversation, visitor: Visitor | None = None) -> None:
-        """Tell every online agent what a conversation looks like now."""
-        if not self.hub.agents:
+    async def announce(self, conversation: Conversation, visitor: Visitor | None = None,
+                       before: Conversation | None = None) -> None:
+        """Tell the agents it concerns what a conversation looks like now (``before``: its
+        state before a change, so agents leaving or losing it hear of it too)."""
+        recipients = agents_for_event(before, conversation, self.hub.agents, self.hub.queue,
+                                      self.hub.watchers.get(conversation.id, set()))
+        if not recipients:
             return
         if visitor is None:
             visitor = await self.store.get_visitor(conversation.visitor_id)
         info = self.conversation_info(conversation, visitor)
-        self.hub.to_all_agents(
+        self.hub.to_agents(
+            recipients,
             (conversation.id, 0, frames.encode(frames.ConversationOut(conversation=info))))
 
 

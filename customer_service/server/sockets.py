@@ -20,6 +20,7 @@ from customer_service.core import frames
 from customer_service.core.models import (
     Agent,
     ConversationStatus,
+    ConversationSummary,
     NewMessage,
     Role,
     Visitor,
@@ -43,6 +44,9 @@ from customer_service.server.transport import Connection, ConnectionClosed
 log = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
+WELCOME_MINE = 200
+WELCOME_WAITING = 200
+WELCOME_RECENT = 50
 TOKEN_RECHECK_SECONDS = 30.0
 
 
@@ -341,10 +345,11 @@ class AgentSession(Session):
     role = "agent"
 
     def __init__(self, conn: Connection, service: ChatService, agent: Agent,
-                 token_hash: str) -> None:
+                 token_hash: str, follows_queue: bool = True) -> None:
         super().__init__(conn, service, agent.id)
         self.agent = agent
         self.token_hash = token_hash
+        self.follows_queue = follows_queue
 
     async def watch(self) -> None:
         """Close the socket (1008) once its token is revoked or the agent disabled.
@@ -372,11 +377,11 @@ class AgentSession(Session):
 
     async def start(self) -> None:
         hub = self.service.hub
-        hub.add_agent(self.peer)
-        log.info("[%s] agent %s (%s) connected", self.peer.conn_id, self.agent.id,
-                 self.agent.username)
+        hub.add_agent(self.peer, self.follows_queue)
+        log.info("[%s] agent %s (%s) connected%s", self.peer.conn_id, self.agent.id,
+                 self.agent.username, "" if self.follows_queue else " (not following the queue)")
         with trio.move_on_after(self.config.message_timeout * 3) as listing:
-            summaries = await self.service.store.list_conversations(None, 500)
+            summaries = await self._welcome_list()
         if listing.cancelled_caught:
             raise Unavailable("the database did not answer in time")
         infos = []
@@ -388,6 +393,19 @@ class AgentSession(Session):
             agent=frames.AgentInfo(id=self.agent.id, username=self.agent.username,
                                    name=self.agent.name),
             conversations=infos))
+
+    async def _welcome_list(self) -> list[ConversationSummary]:
+        """Mine (assigned to me), and when following the queue also the waiting ones and
+        the most recent others; newest activity first. Older ones: REST or history."""
+        store = self.service.store
+        found = await store.list_conversations(ConversationStatus.ASSIGNED, WELCOME_MINE,
+                                               assigned_to=self.agent.id)
+        if self.follows_queue:
+            found += await store.list_conversations(ConversationStatus.OPEN, WELCOME_WAITING)
+            found += await store.list_conversations(None, WELCOME_RECENT)
+        unique = {s.conversation.id: s for s in found}
+        return sorted(unique.values(), key=lambda s: (s.conversation.updated_at,
+                                                       s.conversation.id), reverse=True)
 
     async def leave(self) -> None:
         self.service.hub.remove_agent(self.peer)

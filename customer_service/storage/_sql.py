@@ -419,10 +419,18 @@ def get_conversation(tx: Tx, conversation_id: int) -> Conversation | None:
     return _conversation(tx, conversation_id)
 
 
-def list_conversations(tx: Tx, status: ConversationStatus | None,
-                       limit: int) -> list[ConversationSummary]:
+def list_conversations(tx: Tx, status: ConversationStatus | None, limit: int,
+                       assigned_to: int | None = None) -> list[ConversationSummary]:
     """The last message is the row at ``seq = last_seq``: one primary-key lookup each."""
-    where, params = ("WHERE c.status = ?", [status.value]) if status is not None else ("", [])
+    conditions: list[str] = []
+    params: list[Any] = []
+    if status is not None:
+        conditions.append("c.status = ?")
+        params.append(status.value)
+    if assigned_to is not None:
+        conditions.append("c.assigned_to = ?")
+        params.append(assigned_to)
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = tx.all(
         f"SELECT {CONVERSATION_COLUMNS}, {VISITOR_COLUMNS}, {MESSAGE_COLUMNS}"
         " FROM conversations c JOIN visitors v ON v.id = c.visitor_id"

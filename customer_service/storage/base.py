@@ -79,8 +79,10 @@ class Store(Protocol):
     async def get_conversation(self, conversation_id: int) -> Conversation | None: ...
 
     async def list_conversations(self, status: ConversationStatus | None = None,
-                                 limit: int = 100) -> list[ConversationSummary]:
-        """Newest activity first, with visitor and last message."""
+                                 limit: int = 100, assigned_to: int | None = None
+                                 ) -> list[ConversationSummary]:
+        """Newest activity first, with visitor and last message; filtered by status and by
+        assigned agent when those are given."""
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
                                      assigned_to: int | None,

@@ -366,8 +366,10 @@ class MysqlStore:
         return await self._run(lambda tx: _sql.get_conversation(tx, conversation_id), mode=READ)
 
     async def list_conversations(self, status: ConversationStatus | None = None,
-                                 limit: int = 100) -> list[ConversationSummary]:
-        return await self._run(lambda tx: _sql.list_conversations(tx, status, limit), mode=READ)
+                                 limit: int = 100, assigned_to: int | None = None
+                                 ) -> list[ConversationSummary]:
+        return await self._run(
+            lambda tx: _sql.list_conversations(tx, status, limit, assigned_to), mode=READ)
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
                                      assigned_to: int | None,

@@ -202,9 +202,10 @@ class SqliteStore:
                                write=False)
 
     async def list_conversations(self, status: ConversationStatus | None = None,
-                                 limit: int = 100) -> list[ConversationSummary]:
-        return await self._run(lambda tx: _sql.list_conversations(tx, status, limit),
-                               write=False)
+                                 limit: int = 100, assigned_to: int | None = None
+                                 ) -> list[ConversationSummary]:
+        return await self._run(
+            lambda tx: _sql.list_conversations(tx, status, limit, assigned_to), write=False)
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
                                      assigned_to: int | None,

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from customer_service.server.run import Server
-from tests.integration.helpers import agent_socket, make_agent, visitor
+from tests.integration.helpers import (
+    Client,
+    agent_socket,
+    make_agent,
+    open_ws,
+    refused_upgrade,
+    visitor,
+    ws_url,
+)
 
 
 async def test_visitor_and_agent_chat_in_one_seq_order(server: Server) -> None:
@@ -159,3 +167,31 @@ async def test_typing_read_ping_and_history(server: Server) -> None:
         assert [m["seq"] for m in page["messages"]] == [3, 4, 5]
         await vis.send(type="ping", id="p")
         assert (await vis.recv_type("pong"))["id"] == "p"
+
+
+async def test_an_agent_not_following_the_queue_sees_only_its_own(server: Server) -> None:
+    _, queue_token = await make_agent(server, "queue")
+    _, bot_token = await make_agent(server, "bot")
+    async with agent_socket(server, queue_token) as (dashboard, _), \
+            open_ws(ws_url(server, f"/ws/agent?token={bot_token}&queue=off")) as ws:
+        bot = Client(ws)
+        assert (await bot.recv())["conversations"] == []
+        async with visitor(server, name="Quinn") as (vis, welcome):
+            cid = welcome["conversation_id"]
+            await dashboard.recv_type("conversation")
+            await vis.send(type="text", id="w1", content="anyone?")
+            await dashboard.recv_type("message", content="anyone?")
+            await bot.nothing_more()
+            await bot.send(type="accept", id="take", conversation_id=cid)
+            await bot.recv_type("ack", id="take")
+            gone = await dashboard.recv_type(
+                "conversation", where=lambda f: f["conversation"]["status"] == "assigned")
+            assert gone["conversation"]["conversation_id"] == cid
+            await vis.send(type="text", id="w2", content="for the bot only")
+            await bot.recv_type("message", content="for the bot only")
+        left = await bot.recv_type("conversation",
+                                   where=lambda f: not f["conversation"]["visitor"]["online"])
+        assert left["conversation"]["conversation_id"] == cid
+        await dashboard.nothing_more()
+    refused = await refused_upgrade(server, f"/ws/agent?token={bot_token}&queue=maybe")
+    assert refused.status_code == 400

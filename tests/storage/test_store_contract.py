@@ -547,3 +547,20 @@ async def test_needs_agent_flag_is_set_and_cleared_by_assignment(store: Store) -
     assert (await store.set_needs_agent(conversation.id, True)).needs_agent is False
     with pytest.raises(NotFound):
         await store.set_needs_agent(999_999, True)
+
+
+async def test_list_conversations_filters_by_assigned_agent(store: Store) -> None:
+    alice = await store.create_agent("alice-f", "Alice", "x")
+    bob = await store.create_agent("bob-f", "Bob", "x")
+    ids = []
+    for n in range(3):
+        visitor = await store.create_visitor(f"filter-{n}", "", "", "")
+        ids.append((await store.current_conversation(visitor.id)).id)
+    await store.set_conversation_state(ids[0], ConversationStatus.ASSIGNED, alice.id)
+    await store.set_conversation_state(ids[1], ConversationStatus.ASSIGNED, bob.id)
+    mine = await store.list_conversations(None, 10, assigned_to=alice.id)
+    assert [s.conversation.id for s in mine] == [ids[0]]
+    waiting = await store.list_conversations(ConversationStatus.OPEN, 10)
+    assert [s.conversation.id for s in waiting] == [ids[2]]
+    none = await store.list_conversations(ConversationStatus.OPEN, 10, assigned_to=bob.id)
+    assert none == []
