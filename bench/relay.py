@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -144,10 +144,20 @@ async def run_pair(port: int, token: str, start_at: float, stop_at: float, hard_
             nursery.cancel_scope.cancel()
 
 
+async def guarded_pair(port: int, token: str, start_at: float, stop_at: float,
+                       latencies: list[float], counters: dict[str, int]) -> None:
+    """One pair; a pair that fails is counted and reported, not fatal to the others."""
+    try:
+        await run_pair(port, token, start_at, stop_at, stop_at + 10, latencies, counters)
+    except (OSError, HandshakeError, ConnectionClosed, trio.TooSlowError, KeyError,
+            json.JSONDecodeError):
+        counters["failed_pairs"] += 1
+
+
 def load_generator(port: int, tokens: list[str], start_at: float, stop_at: float,
                    results: Any) -> None:
     latencies: list[float] = []
-    counters = {"messages": 0}
+    counters = {"messages": 0, "failed_pairs": 0}
     cpu: list[float] = []
 
     async def measure_cpu() -> None:
@@ -159,12 +169,13 @@ def load_generator(port: int, tokens: list[str], start_at: float, stop_at: float
         async with trio.open_nursery() as nursery:
             nursery.start_soon(measure_cpu)
             for token in tokens:
-                nursery.start_soon(run_pair, port, token, start_at, stop_at, stop_at + 10,
-                                   latencies, counters)
+                nursery.start_soon(guarded_pair, port, token, start_at, stop_at, latencies,
+                                   counters)
 
     trio.run(main)
     used = resource.getrusage(resource.RUSAGE_SELF)
     results.put({"latencies": latencies, "messages": counters["messages"],
+                 "failed_pairs": counters["failed_pairs"],
                  "cpu_percent": (cpu[1] - cpu[0]) / (stop_at - start_at) * 100,
                  "maxrss": used.ru_maxrss * 1024})
 
@@ -195,9 +206,10 @@ def main() -> None:
         port = free_port()
         config_path = write_config(folder, port, args.group_commit_max)
         tokens = trio.run(make_agents, config_path, args.pairs)
+        server_log = (folder / "server.log").open("w")
         server = subprocess.Popen(
             [sys.executable, "-m", "customer_service", f"--config={config_path}", "serve"],
-            cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            cwd=folder, stdout=subprocess.DEVNULL, stderr=server_log)
         try:
             deadline = time.monotonic() + 20
             while True:
@@ -234,6 +246,11 @@ def main() -> None:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
+            server_log.close()
+            logged = (folder / "server.log").read_text().splitlines()
+            if logged:
+                distinct = sorted({line.split(" ", 3)[-1][:160] for line in logged})
+                print(f"server log ({len(logged)} lines), distinct:", *distinct[:20], sep="\n  ")
 
     latencies = [x for r in collected for x in r["latencies"]]
     messages = sum(r["messages"] for r in collected)
@@ -249,7 +266,8 @@ def main() -> None:
         },
         "server": {"cpu_percent": (cpu1 - cpu0) / args.duration * 100, "rss_mb": rss / 2**20},
         "load_generators": [
-            {"cpu_percent": r["cpu_percent"], "messages": r["messages"]} for r in collected],
+            {"cpu_percent": r["cpu_percent"], "messages": r["messages"],
+             "failed_pairs": r["failed_pairs"]} for r in collected],
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
     print(f"{report['scenario']}: {report['messages_per_s']:.0f} msgs/s delivered "
@@ -261,7 +279,7 @@ def main() -> None:
           f"RSS {report['server']['rss_mb']:.1f} MB")
     for n, gen in enumerate(report["load_generators"]):
         print(f"  load generator {n}: CPU {gen['cpu_percent']:.0f}% while measured, "
-              f"{gen['messages']} messages")
+              f"{gen['messages']} messages, {gen['failed_pairs']} pair(s) failed")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 

@@ -8,7 +8,8 @@ stored message goes through the group committer, whose writer calls
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,28 @@ AFTER_TRANSITION_DEADLINE = 5.0
 """Seconds to record and announce a stored state change, whatever the caller's deadline."""
 
 
+class KeyedLock:
+    """One lock per key, existing only while somebody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[trio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (trio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 def message_frame(message: StoredMessage) -> frames.MessageOut:
     return frames.MessageOut(
         conversation_id=message.conversation_id,
@@ -63,8 +86,9 @@ class ChatService:
         self.metrics = metrics
         self.committer: GroupCommitter | None = None
         self.ai: AiResponder | None = None
-        self._transitions = trio.Lock()
-        """State changes (accept, transfer, close, reopen) are rare: one lock serialises them."""
+        self._transitions = KeyedLock()
+        """State changes of one conversation (accept, transfer, close, reopen) happen one at
+        a time; different conversations change in parallel."""
 
     # ---- state ---------------------------------------------------------------
     async def conversation(self, conversation_id: int) -> Conversation:
@@ -87,7 +111,7 @@ class ChatService:
         announcement are completed even if the caller's deadline passes (shielded,
         bounded), so a change is never left half-done.
         """
-        async with self._transitions:
+        async with self._transitions.hold(conversation_id):
             current = await self.conversation(conversation_id)
             for attempt in range(2):
                 change = decide(current)

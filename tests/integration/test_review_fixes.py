@@ -210,3 +210,25 @@ async def test_odd_digits_in_a_rest_path_are_a_404_in_the_json_shape(server: Ser
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
         response = await http.get(http_url(server, "/api/v1/conversations/%C2%B2/messages"))
     assert response.status_code == 404 and response.json()["error"] == "not_found"
+
+
+async def test_transition_locks_serialise_one_conversation_and_free_themselves() -> None:
+    from customer_service.server.service import KeyedLock
+
+    locks = KeyedLock()
+    order: list[str] = []
+
+    async def change(key: int, name: str, pause: float) -> None:
+        async with locks.hold(key):
+            order.append(f"{name} in")
+            await trio.sleep(pause)
+            order.append(f"{name} out")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(change, 1, "a", 0.05)
+        await trio.sleep(0.01)
+        nursery.start_soon(change, 1, "b", 0.0)
+        nursery.start_soon(change, 2, "c", 0.0)
+    assert order.index("a out") < order.index("b in")
+    assert order.index("c out") < order.index("a out"), "another conversation is not held up"
+    assert len(locks) == 0
