@@ -15,6 +15,7 @@ from customer_service.core.models import AppendResult, ConversationStatus, NewMe
 from customer_service.server import sockets
 from customer_service.server.hub import Hub, Peer
 from customer_service.server.run import Server, open_server
+from customer_service.server.service import KeyedLock
 from customer_service.storage import Store
 from tests.integration.helpers import (
     Client,
@@ -213,8 +214,6 @@ async def test_odd_digits_in_a_rest_path_are_a_404_in_the_json_shape(server: Ser
 
 
 async def test_transition_locks_serialise_one_conversation_and_free_themselves() -> None:
-    from customer_service.server.service import KeyedLock
-
     locks = KeyedLock()
     order: list[str] = []
 
