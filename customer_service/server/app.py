@@ -31,11 +31,18 @@ from customer_service.errors import (
 )
 from customer_service.server.service import ChatService, message_frame
 from customer_service.server.sockets import AgentSession, VisitorSession
-from customer_service.server.transport import AsgiWebSocket, Receive, Scope, Send
+from customer_service.server.transport import (
+    AsgiWebSocket,
+    Connection,
+    Receive,
+    Scope,
+    Send,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
+SessionRunner = Callable[[Connection], Awaitable[None]]
 LOGIN_RATE_PER_MINUTE = 10
 LOGIN_BUCKETS = 10_000
 _json = msgspec.json.Encoder()
@@ -294,32 +301,43 @@ class App:
              "messages": [message_frame(m) for m in messages]}))
 
     # ---- WebSocket ----------------------------------------------------------
+    async def websocket_route(self, scope: Scope) -> SessionRunner:
+        """What an upgrade request becomes, whatever the transport under it.
+
+        Returns the session to run on the accepted connection, or raises a
+        ``CustomerServiceError`` whose ``http_status`` refuses the upgrade (401 bad
+        token, 404 unknown path, 400 bad query, 503 shutting down).
+        """
+        path = scope["path"]
+        if self.service.hub.draining:
+            raise Unavailable("the server is shutting down; retry")
+        if path == "/ws/visitor":
+            async def visitor(conn: Connection) -> None:
+                session = VisitorSession(conn, self.service)
+                await session.run(session.start)
+            return visitor
+        if path == "/ws/agent":
+            agent, token_hash = await self.authenticate_token(scope)
+            follows_queue = _switch(_query(scope), "queue", default=True)
+
+            async def agent_session(conn: Connection) -> None:
+                session = AgentSession(conn, self.service, agent, token_hash, follows_queue)
+                await session.run(session.start)
+            return agent_session
+        raise NotFound(f"no WebSocket endpoint {path}")
+
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI side of a WebSocket: accept or refuse, then run the session."""
         message = await receive()
         if message["type"] != "websocket.connect":
             return
-        path = scope["path"]
-        hub = self.service.hub
-        if hub.draining:
-            await self._refuse(scope, send, Unavailable("the server is shutting down; retry"))
+        try:
+            run_session = await self.websocket_route(scope)
+        except CustomerServiceError as exc:
+            await self._refuse(scope, send, exc)
             return
-        if path == "/ws/visitor":
-            await send({"type": "websocket.accept"})
-            session = VisitorSession(AsgiWebSocket(scope, receive, send), self.service)
-            await session.run(session.start)
-        elif path == "/ws/agent":
-            try:
-                agent, token_hash = await self.authenticate_token(scope)
-                follows_queue = _switch(_query(scope), "queue", default=True)
-            except CustomerServiceError as exc:
-                await self._refuse(scope, send, exc)
-                return
-            await send({"type": "websocket.accept"})
-            agent_session = AgentSession(AsgiWebSocket(scope, receive, send), self.service,
-                                         agent, token_hash, follows_queue)
-            await agent_session.run(agent_session.start)
-        else:
-            await self._refuse(scope, send, NotFound(f"no WebSocket endpoint {path}"))
+        await send({"type": "websocket.accept"})
+        await run_session(AsgiWebSocket(scope, receive, send))
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, error: CustomerServiceError) -> None:
