@@ -23,10 +23,9 @@ and is replaced before its next use.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal, TypeAlias, TypeVar
 
 import pymysql
@@ -35,21 +34,10 @@ import trio
 from pymysql.constants import CR, ER
 
 from customer_service.config import StorageConfig
-from customer_service.core.models import (
-    Agent,
-    AppendResult,
-    Conversation,
-    ConversationStatus,
-    ConversationSummary,
-    NewMessage,
-    Role,
-    Stats,
-    StoredMessage,
-    Visitor,
-)
 from customer_service.errors import Conflict, StorageError
 from customer_service.storage import _sql
 from customer_service.storage._sql import Tx
+from customer_service.storage.sql_store import SqlStore
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +134,7 @@ class _StaleConnection(Exception):
     """The first round trip of a unit of work failed: nothing ran, so it may be retried."""
 
 
-class MysqlStore:
+class MysqlStore(SqlStore):
     """``Store`` on MySQL/MariaDB; build it with ``open_mysql_store``."""
 
     def __init__(self, cfg: StorageConfig) -> None:
@@ -169,7 +157,10 @@ class MysqlStore:
         self._send.send_nowait(_Pooled(conn, trio.CapacityLimiter(1)))
         self._size += 1
 
-    async def _run(self, work: Callable[[Tx], T], *, mode: Mode) -> T:
+    async def _run(self, work: Callable[[Tx], T], *, write: bool) -> T:
+        return await self._run_mode(work, WRITE if write else READ)
+
+    async def _run_mode(self, work: Callable[[Tx], T], mode: Mode) -> T:
         if self._closed:
             raise StorageError("the MySQL store is closed")
         try:
@@ -293,126 +284,10 @@ class MysqlStore:
             finally:
                 tx.one("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
 
-        done = await self._run(work, mode=SCHEMA)
+        done = await self._run_mode(work, SCHEMA)
         if done:
             logger.info("MySQL %s: applied migrations %s", self._cfg.mysql_database, done)
         return done
-
-    async def schema_version(self) -> int:
-        return await self._run(_sql.schema_version, mode=READ)
-
-    async def ping(self) -> None:
-        def work(tx: Tx) -> None:
-            tx.one("SELECT 1")
-
-        await self._run(work, mode=READ)
-
-    # --- agents -------------------------------------------------------------
-
-    async def create_agent(self, username: str, name: str, password_hash: str) -> Agent:
-        return await self._run(
-            lambda tx: _sql.create_agent(tx, username, name, password_hash), mode=WRITE)
-
-    async def get_agent(self, agent_id: int) -> Agent | None:
-        return await self._run(lambda tx: _sql.get_agent(tx, agent_id), mode=READ)
-
-    async def get_agent_by_username(self, username: str) -> Agent | None:
-        return await self._run(lambda tx: _sql.get_agent_by_username(tx, username), mode=READ)
-
-    async def list_agents(self) -> list[Agent]:
-        return await self._run(_sql.list_agents, mode=READ)
-
-    async def set_agent_disabled(self, username: str, disabled: bool) -> Agent:
-        return await self._run(
-            lambda tx: _sql.set_agent_disabled(tx, username, disabled), mode=WRITE)
-
-    async def set_agent_password(self, username: str, password_hash: str) -> Agent:
-        return await self._run(
-            lambda tx: _sql.set_agent_password(tx, username, password_hash), mode=WRITE)
-
-    async def add_agent_token(self, agent_id: int, token_hash: str, label: str,
-                              expires_at: datetime | None) -> None:
-        await self._run(
-            lambda tx: _sql.add_agent_token(tx, agent_id, token_hash, label, expires_at),
-            mode=WRITE)
-
-    async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
-        return await self._run(lambda tx: _sql.agent_for_token(tx, token_hash, now), mode=READ)
-
-    # --- visitors -----------------------------------------------------------
-
-    async def create_visitor(self, token_hash: str, name: str, email: str,
-                             page: str) -> Visitor:
-        return await self._run(
-            lambda tx: _sql.create_visitor(tx, token_hash, name, email, page), mode=WRITE)
-
-    async def visitor_for_token(self, token_hash: str) -> Visitor | None:
-        return await self._run(lambda tx: _sql.visitor_for_token(tx, token_hash), mode=READ)
-
-    async def update_visitor(self, visitor_id: int, name: str | None, email: str | None,
-                             page: str | None) -> Visitor:
-        return await self._run(
-            lambda tx: _sql.update_visitor(tx, visitor_id, name, email, page), mode=WRITE)
-
-    async def get_visitor(self, visitor_id: int) -> Visitor | None:
-        return await self._run(lambda tx: _sql.get_visitor(tx, visitor_id), mode=READ)
-
-    # --- conversations ------------------------------------------------------
-
-    async def current_conversation(self, visitor_id: int) -> Conversation:
-        return await self._run(lambda tx: _sql.current_conversation(tx, visitor_id), mode=WRITE)
-
-    async def get_conversation(self, conversation_id: int) -> Conversation | None:
-        return await self._run(lambda tx: _sql.get_conversation(tx, conversation_id), mode=READ)
-
-    async def list_conversations(self, status: ConversationStatus | None = None,
-                                 limit: int = 100, assigned_to: int | None = None
-                                 ) -> list[ConversationSummary]:
-        return await self._run(
-            lambda tx: _sql.list_conversations(tx, status, limit, assigned_to), mode=READ)
-
-    async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
-                                     assigned_to: int | None,
-                                     expected: tuple[ConversationStatus, int | None] | None = None
-                                     ) -> Conversation:
-        return await self._run(
-            lambda tx: _sql.set_conversation_state(tx, conversation_id, status, assigned_to,
-                                                   expected),
-            mode=WRITE)
-
-    async def find_message(self, sender_role: Role, sender_id: int | None,
-                           client_id: str) -> StoredMessage | None:
-        return await self._run(
-            lambda tx: _sql.find_message(tx, sender_role, sender_id, client_id), mode=READ)
-
-    async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
-        return await self._run(
-            lambda tx: _sql.mark_read(tx, conversation_id, by_visitor, seq), mode=WRITE)
-
-    async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
-        return await self._run(
-            lambda tx: _sql.set_needs_agent(tx, conversation_id, needs_agent), mode=WRITE)
-
-    # --- messages -----------------------------------------------------------
-
-    async def append_messages(self, batch: Sequence[NewMessage]) -> list[AppendResult]:
-        if not batch:
-            return []
-        items = list(batch)
-        return await self._run(lambda tx: _sql.append_messages(tx, items), mode=WRITE)
-
-    async def messages_after(self, conversation_id: int, after_seq: int,
-                             limit: int = 1000) -> list[StoredMessage]:
-        return await self._run(
-            lambda tx: _sql.messages_after(tx, conversation_id, after_seq, limit), mode=READ)
-
-    async def messages_before(self, conversation_id: int, before_seq: int | None,
-                              limit: int = 50) -> list[StoredMessage]:
-        return await self._run(
-            lambda tx: _sql.messages_before(tx, conversation_id, before_seq, limit), mode=READ)
-
-    async def stats(self) -> Stats:
-        return await self._run(_sql.stats, mode=READ)
 
     async def aclose(self) -> None:
         """Wait (bounded) for in-flight work to hand its connection back, then close all."""
