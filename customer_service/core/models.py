@@ -121,4 +121,4 @@ def utc_now() -> datetime:
 
 def format_ts(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as the protocol's ``ts``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
