@@ -52,12 +52,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(folder: Path, port: int, group_commit_max: int) -> Path:
+def write_config(folder: Path, port: int, group_commit_max: int,
+                 transport: str = "hypercorn") -> Path:
     path = folder / "bench.toml"
     path.write_text(f"""
 [server]
 host = "{HOST}"
 port = {port}
+transport = "{transport}"
 rate_limit_per_second = 1000000.0
 rate_limit_burst = 1000000
 outbound_queue = 1024
@@ -196,6 +198,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
     parser.add_argument("--group-commit-max", type=int, default=512)
+    parser.add_argument("--transport", choices=("hypercorn", "native"), default="hypercorn",
+                        help="the server's [server] transport")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not (1 <= args.pairs <= 5000 and 0 < args.duration <= 600):
@@ -204,7 +208,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cs-bench-") as tmp:
         folder = Path(tmp)
         port = free_port()
-        config_path = write_config(folder, port, args.group_commit_max)
+        config_path = write_config(folder, port, args.group_commit_max, args.transport)
         tokens = trio.run(make_agents, config_path, args.pairs)
         server_log = (folder / "server.log").open("w")
         server = subprocess.Popen(

@@ -1,7 +1,8 @@
-"""Start, serve and stop: the store, the committer, the hub and hypercorn, in one nursery.
+"""Start, serve and stop: the store, the committer, the hub and the transport, in one nursery.
 
 ``open_server`` gives a ready ``Server`` (store migrated, committer running);
-``Server.serve`` runs hypercorn until ``Server.shutdown`` is called, then closes
+``Server.serve`` runs the transport (hypercorn, or the native one with
+``[server] transport = "native"``) until ``Server.shutdown`` is called, then closes
 every socket with 1001 and lets the committer finish before returning.
 ``run_server`` is the blocking entry point the CLI uses; it turns SIGINT/SIGTERM
 into a graceful shutdown.
@@ -29,6 +30,7 @@ from customer_service.server.metrics import Metrics
 from customer_service.server.service import ChatService
 from customer_service.storage import Store, open_store
 from customer_service.storage.committer import open_group_committer
+from customer_service.transport.native import serve_native
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,13 @@ class Server:
             self.hub.close_all(1001, "server going away; reconnect")
 
         async with trio.open_nursery() as nursery:
-            self.urls = await nursery.start(partial(
-                hypercorn_serve, cast(Any, self.app), self._hypercorn_config(),
-                shutdown_trigger=stop_accepting))
+            if self.config.server.transport == "native":
+                self.urls = await nursery.start(partial(
+                    serve_native, self.app, self.config, shutdown_trigger=stop_accepting))
+            else:
+                self.urls = await nursery.start(partial(
+                    hypercorn_serve, cast(Any, self.app), self._hypercorn_config(),
+                    shutdown_trigger=stop_accepting))
             log.info("serving on %s", ", ".join(self.urls))
             task_status.started(self.urls)
 

@@ -9,12 +9,20 @@ import trio
 from customer_service.config import Config
 from customer_service.server.run import Server, open_server
 
+TRANSPORTS = ("hypercorn", "native")
+
+
+@pytest.fixture(params=TRANSPORTS, ids=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    """Every integration test runs once per transport: ``[hypercorn]`` and ``[native]``."""
+    return str(request.param)
+
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
+def config(tmp_path: Path, transport: str) -> Config:
     return Config().with_changes(
         server__host="127.0.0.1", server__port=0, server__shutdown_timeout=3.0,
-        storage__sqlite_path=str(tmp_path / "cs.db"))
+        server__transport=transport, storage__sqlite_path=str(tmp_path / "cs.db"))
 
 
 @pytest.fixture

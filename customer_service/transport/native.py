@@ -1,0 +1,486 @@
+"""A trio-native HTTP/1.1 + WebSocket transport: h11 for HTTP, ``wscodec`` for frames.
+
+Selected with ``[server] transport = "native"``; it serves the same ``App`` as
+hypercorn does: plain requests go to ``App.http`` through a minimal ASGI HTTP
+adapter, upgrades go to ``App.websocket_route`` and run on a ``NativeWebSocket``
+(the project's ``Connection`` over the raw trio stream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+import h11
+import msgspec
+import trio
+
+from customer_service.config import Config
+from customer_service.errors import CustomerServiceError
+from customer_service.server.app import MAX_BODY, App, error_response
+from customer_service.server.transport import ConnectionClosed, Message, Scope
+from customer_service.transport.wscodec import (
+    BinaryMessage,
+    Close,
+    Event,
+    FrameDecoder,
+    FrameEncoder,
+    HandshakeError,
+    Ping,
+    ProtocolFailure,
+    TextMessage,
+    accept_headers,
+    validate_client_handshake,
+)
+
+log = logging.getLogger(__name__)
+
+BACKLOG = 4096
+READ_SIZE = 65536
+MAX_REQUEST_HEAD = 16 * 1024
+KEEP_ALIVE_TIMEOUT = 30.0
+"""Seconds an idle HTTP connection is kept open waiting for its next request."""
+REQUEST_TIMEOUT = 10.0
+"""Seconds a request (head and body) has to arrive once it has started."""
+WRITE_TIMEOUT = 30.0
+"""Seconds one write may block on a peer that does not read."""
+CLOSE_WAIT = 1.0
+"""Seconds ``NativeWebSocket.close`` waits for the peer's close frame."""
+
+_conn_ids = itertools.count(1)
+_json = msgspec.json.Encoder()
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class _Shutdown:
+    """Shared by the connections of one ``serve_native``: idle keep-alive waits end at shutdown."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.idle: set[trio.CancelScope] = set()
+
+    def begin(self) -> None:
+        self.started = True
+        for scope in self.idle:
+            scope.cancel()
+
+
+def _remote(stream: trio.SocketStream) -> tuple[str, int]:
+    try:
+        peer = stream.socket.getpeername()
+    except OSError:
+        return ("?", 0)
+    return (str(peer[0]), int(peer[1]))
+
+
+def _local(stream: trio.SocketStream) -> tuple[str, int]:
+    name = stream.socket.getsockname()
+    return (str(name[0]), int(name[1]))
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+def _url(address: Any) -> str:
+    host, port = str(address[0]), int(address[1])
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve_native(app: App, config: Config, *,
+                       shutdown_trigger: Callable[[], Awaitable[None]],
+                       task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+                       ) -> None:
+    """Serve ``app`` until ``shutdown_trigger`` returns; report bound URLs like hypercorn.
+
+    At shutdown the listeners close, idle keep-alive connections end, and whatever
+    is still running after ``shutdown_timeout`` is cancelled.
+    """
+    server = config.server
+    listeners = await trio.open_tcp_listeners(server.port, host=server.host or None,
+                                              backlog=BACKLOG)
+    urls = [_url(listener.socket.getsockname()) for listener in listeners]
+    shutdown = _Shutdown()
+    try:
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                for listener in listeners:
+                    accepting.start_soon(_accept_loop, listener, connections, app, config,
+                                         shutdown)
+                task_status.started(urls)
+                await shutdown_trigger()
+                accepting.cancel_scope.cancel()
+            await _close_listeners(listeners)
+            shutdown.begin()
+            connections.cancel_scope.deadline = trio.current_time() + server.shutdown_timeout
+    finally:
+        await _close_listeners(listeners)
+    log.info("native transport stopped")
+
+
+async def _close_listeners(listeners: list[trio.SocketListener]) -> None:
+    with trio.CancelScope(shield=True):
+        for listener in listeners:
+            await listener.aclose()
+
+
+async def _accept_loop(listener: trio.SocketListener, nursery: trio.Nursery, app: App,
+                       config: Config, shutdown: _Shutdown) -> None:
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:  # EMFILE and friends: back off instead of spinning
+            log.warning("accept failed: %s", exc)
+            await trio.sleep(0.1)
+            continue
+        nursery.start_soon(_connection, stream, app, config, shutdown)
+
+
+async def _connection(stream: trio.SocketStream, app: App, config: Config,
+                      shutdown: _Shutdown) -> None:
+    conn_id = f"n{next(_conn_ids)}"
+    try:
+        async with stream:
+            await HttpConnection(stream, app, config, shutdown, conn_id).run()
+    except (*_BROKEN, trio.TooSlowError) as exc:
+        log.debug("[%s] connection ended: %r", conn_id, exc)
+    except Exception:
+        log.exception("[%s] connection failed", conn_id)
+
+
+class HttpConnection:
+    """One TCP connection: HTTP/1.1 requests with keep-alive, possibly ending in an upgrade."""
+
+    def __init__(self, stream: trio.SocketStream, app: App, config: Config,
+                 shutdown: _Shutdown, conn_id: str) -> None:
+        self.stream = stream
+        self.app = app
+        self.config = config
+        self.shutdown = shutdown
+        self.conn_id = conn_id
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
+        self.client = _remote(stream)
+        self.server = _local(stream)
+
+    async def _next_event(self) -> Any:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self.stream.receive_some(READ_SIZE)
+            self.h11.receive_data(data)
+
+    async def _write(self, event: Any) -> None:
+        data = self.h11.send(event)
+        if data:
+            with trio.fail_after(WRITE_TIMEOUT):
+                await self.stream.send_all(data)
+
+    async def _wait_request(self) -> Any:
+        """The next request head, or None when the peer is idle too long or we stop.
+
+        Waiting for the first byte of a request is idle time (``KEEP_ALIVE_TIMEOUT``,
+        cut short by shutdown); once it came the request has ``REQUEST_TIMEOUT``.
+        """
+        if self.shutdown.started:
+            return None
+        event = self.h11.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        with trio.move_on_after(KEEP_ALIVE_TIMEOUT) as idle:
+            self.shutdown.idle.add(idle)
+            try:
+                data = await self.stream.receive_some(READ_SIZE)
+            finally:
+                self.shutdown.idle.discard(idle)
+        if idle.cancelled_caught:
+            return None
+        self.h11.receive_data(data)
+        with trio.fail_after(REQUEST_TIMEOUT):
+            return await self._next_event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                event = await self._wait_request()
+                if event is None or isinstance(event, h11.ConnectionClosed):
+                    return
+                if not isinstance(event, h11.Request):
+                    return
+                if _wants_websocket(event):
+                    await self._upgrade(event)
+                    return
+                keep = await self._http(event)
+            except h11.RemoteProtocolError as exc:
+                log.debug("[%s] bad request: %s", self.conn_id, exc)
+                await self._plain_error(exc.error_status_hint, "bad_request", str(exc))
+                return
+            if not keep or self.h11.our_state is not h11.DONE or self.shutdown.started:
+                return
+            try:
+                self.h11.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    async def _read_body(self) -> tuple[bytes, bool]:
+        """The request body (cut just past MAX_BODY) and whether it was read completely."""
+        chunks: list[bytes] = []
+        size = 0
+        if self.h11.they_are_waiting_for_100_continue:
+            await self._write(h11.InformationalResponse(status_code=100, headers=[]))
+        with trio.fail_after(REQUEST_TIMEOUT):
+            while True:
+                event = await self._next_event()
+                if isinstance(event, h11.Data):
+                    chunks.append(bytes(event.data))
+                    size += len(event.data)
+                    if size > MAX_BODY:
+                        return b"".join(chunks), False
+                elif isinstance(event, h11.EndOfMessage):
+                    return b"".join(chunks), True
+                else:
+                    return b"".join(chunks), False
+
+    def _scope(self, request: h11.Request, kind: str) -> Scope:
+        target = bytes(request.target)
+        path, _, query = target.partition(b"?")
+        return {
+            "type": kind, "asgi": {"version": "3.0"}, "http_version": "1.1",
+            "method": request.method.decode("ascii"),
+            "scheme": "ws" if kind == "websocket" else "http",
+            "path": path.decode("utf-8", "replace"), "raw_path": path, "query_string": query,
+            "root_path": "", "headers": [(bytes(k).lower(), bytes(v)) for k, v in request.headers],
+            "client": self.client, "server": self.server, "extensions": {},
+        }
+
+    async def _http(self, request: h11.Request) -> bool:
+        """Answer one plain request through ``App.http``; True to keep the connection."""
+        body, complete = await self._read_body()
+        scope = self._scope(request, "http")
+        delivered = False
+
+        async def receive() -> Message:
+            nonlocal delivered
+            if delivered:
+                return {"type": "http.disconnect"}
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        status = 500
+        headers: list[tuple[bytes, bytes]] = []
+        parts: list[bytes] = []
+
+        async def send(message: Message) -> None:
+            nonlocal status, headers
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = [(bytes(k), bytes(v)) for k, v in message.get("headers", [])]
+            elif message["type"] == "http.response.body":
+                parts.append(bytes(message.get("body", b"")))
+
+        await self.app.http(scope, receive, send)
+        keep = complete and not self.shutdown.started
+        if not keep:
+            headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
+            headers.append((b"connection", b"close"))
+        await self._write(h11.Response(status_code=status, headers=headers,
+                                       reason=_reason(status)))
+        if request.method != b"HEAD":
+            await self._write(h11.Data(data=b"".join(parts)))
+        await self._write(h11.EndOfMessage())
+        return keep
+
+    async def _plain_error(self, status: int, code: str, message: str,
+                           extra: tuple[tuple[str, str], ...] = ()) -> None:
+        """A JSON error answer (the ``App._refuse`` shape) ending the connection."""
+        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        body = _json.encode({"error": code, "message": message})
+        await self._send_json(status, body, extra)
+
+    async def _send_json(self, status: int, body: bytes,
+                         extra: tuple[tuple[str, str], ...] = ()) -> None:
+        headers = [(b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra
+                    if k.lower() != "connection"]
+        try:
+            await self._write(h11.Response(status_code=status, headers=headers,
+                                       reason=_reason(status)))
+            await self._write(h11.Data(data=body))
+            await self._write(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            log.debug("[%s] could not send %s: %s", self.conn_id, status, exc)
+
+    async def _upgrade(self, request: h11.Request) -> None:
+        try:
+            key = validate_client_handshake(request.headers)
+        except HandshakeError as exc:
+            log.debug("[%s] bad handshake: %s", self.conn_id, exc)
+            error = "upgrade_required" if exc.status == 426 else "bad_request"
+            await self._plain_error(exc.status, error, exc.message, exc.headers)
+            return
+        scope = self._scope(request, "websocket")
+        try:
+            run_session = await self.app.websocket_route(scope)
+        except CustomerServiceError as exc:
+            await self._send_json(exc.http_status, error_response(exc).body)
+            return
+        with trio.fail_after(REQUEST_TIMEOUT):
+            event = await self._next_event()  # EndOfMessage, then PAUSED for the switch
+            while event is not h11.PAUSED:
+                if not isinstance(event, h11.EndOfMessage):
+                    await self._plain_error(400, "bad_request", "a WebSocket upgrade has no body")
+                    return
+                event = await self._next_event()
+        await self._write(h11.InformationalResponse(status_code=101, headers=accept_headers(key),
+                                                     reason=b"Switching Protocols"))
+        trailing, _ = self.h11.trailing_data
+        remote = f"{self.client[0]}:{self.client[1]}"
+        ws = NativeWebSocket(self.stream, remote, self.conn_id,
+                             self.config.server.max_frame_bytes, bytes(trailing))
+        log.debug("[%s] upgraded %s from %s", self.conn_id, scope["path"], remote)
+        await run_session(ws)
+
+
+def _wants_websocket(request: h11.Request) -> bool:
+    if request.method != b"GET":
+        return False
+    return any(name.lower() == b"upgrade" and b"websocket" in value.lower()
+               for name, value in request.headers)
+
+
+class NativeWebSocket:
+    """A ``Connection`` over a trio stream, framed by ``wscodec``.
+
+    ``send`` (the session's writer task) and ``receive`` (which answers pings and
+    closes) may write at the same time, so every write holds ``_send_lock``.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, remote: str, conn_id: str,
+                 max_message_bytes: int, pending: bytes = b"") -> None:
+        self.remote = remote
+        self.conn_id = conn_id
+        self._stream = stream
+        self._decoder = FrameDecoder("server", max_message_bytes=max_message_bytes)
+        self._encoder = FrameEncoder("server")
+        self._send_lock = trio.StrictFIFOLock()
+        self._events: deque[Event] = deque()
+        self._pending = pending
+        self._failure: ProtocolFailure | None = None
+        self._received_close: int | None = None
+        """Set once the peer's side is over: its close code, or 1006 for EOF/broken."""
+        self._close_sent = False
+        self._receiving = False
+        self._stream_closed = False
+
+    async def _write(self, data: bytes) -> None:
+        if self._stream_closed:
+            raise ConnectionClosed(1006)
+        async with self._send_lock:
+            try:
+                with trio.fail_after(WRITE_TIMEOUT):
+                    await self._stream.send_all(data)
+            except (*_BROKEN, trio.TooSlowError) as exc:
+                self._received_close = self._received_close or 1006
+                raise ConnectionClosed(1006) from exc
+
+    async def _send_close(self, code: int | None, reason: str = "") -> None:
+        if self._close_sent:
+            return
+        self._close_sent = True
+        try:
+            frame = self._encoder.encode_close(code, reason)
+        except ValueError:
+            frame = self._encoder.encode_close(1000)
+        await self._write(frame)
+
+    async def _read(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        try:
+            return bytes(await self._stream.receive_some(READ_SIZE))
+        except _BROKEN:
+            return b""
+
+    async def receive(self) -> str | bytes:
+        self._receiving = True
+        try:
+            return await self._receive()
+        finally:
+            self._receiving = False
+
+    async def _receive(self) -> str | bytes:
+        events = self._events
+        while True:
+            while events:
+                event = events.popleft()
+                if isinstance(event, TextMessage):
+                    return event.text
+                if isinstance(event, BinaryMessage):
+                    return event.data
+                if isinstance(event, Ping):
+                    await self._write(self._encoder.encode_pong(event.payload))
+                elif isinstance(event, Close):
+                    self._received_close = event.code
+                    log.debug("[%s] peer closed with %s", self.conn_id, event.code)
+                    with contextlib.suppress(ConnectionClosed):
+                        await self._send_close(None if event.code == 1005 else event.code)
+                    raise ConnectionClosed(event.code)
+            if self._failure is not None:
+                code = self._failure.code
+                self._received_close = code
+                log.info("[%s] protocol failure: %s", self.conn_id, self._failure)
+                with contextlib.suppress(ConnectionClosed):
+                    await self._send_close(code, self._failure.reason)
+                raise ConnectionClosed(code)
+            if self._received_close is not None:
+                raise ConnectionClosed(self._received_close)
+            data = await self._read()
+            if not data:
+                self._received_close = 1006
+                raise ConnectionClosed(1006)
+            try:
+                events.extend(self._decoder.feed(data))
+            except ProtocolFailure as exc:
+                events.extend(exc.events)
+                self._failure = exc
+
+    async def send(self, text: str) -> None:
+        if self._close_sent or self._received_close is not None:
+            raise ConnectionClosed(self._received_close or 1006)
+        await self._write(self._encoder.encode_text(text))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame once, wait briefly for the peer's, then close the stream."""
+        if self._stream_closed:
+            return
+        try:
+            await self._send_close(code, reason)
+            if self._received_close is None and not self._receiving:
+                with trio.move_on_after(CLOSE_WAIT):
+                    while self._received_close is None:
+                        data = await self._read()
+                        if not data:
+                            break
+                        try:
+                            if any(isinstance(e, Close) for e in self._decoder.feed(data)):
+                                break
+                        except ProtocolFailure:
+                            break
+        except ConnectionClosed:
+            pass
+        finally:
+            self._stream_closed = True
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
