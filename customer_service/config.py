@@ -60,8 +60,8 @@ class ServerConfig:
         "Seconds a graceful shutdown (SIGINT/SIGTERM) may take before it is forced.", gt=0))
     hello_timeout: float = field(default=10.0, metadata=_doc(
         "Seconds a new visitor socket has to send its hello frame.", gt=0))
-    transport: Literal["hypercorn", "native"] = field(default="hypercorn", metadata=_doc(
-        "hypercorn, or native: the project's own trio HTTP/WebSocket transport (less CPU per frame)."))
+    transport: Literal["native", "hypercorn"] = field(default="native", metadata=_doc(
+        "native: the project's own trio HTTP/WebSocket transport (faster); or hypercorn."))
 
 
 @dataclass(frozen=True, slots=True)
