@@ -34,7 +34,6 @@ import random
 import re
 import resource
 import selectors
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,8 +49,17 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-HOST = "127.0.0.1"
+from bench.common import (  # noqa: E402
+    HOST,
+    free_port,
+    percentile,
+    proc_times,
+    raise_fd_limit,
+    wait_healthy,
+)
+
 HANDSHAKES_AT_ONCE = 50  # per load generator: a burst of 500 connects overflows a listen backlog
 GRACE = 15.0  # seconds after --duration the replies in flight may take to finish
 AI_METRICS = ("cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total",
@@ -59,21 +67,8 @@ AI_METRICS = ("cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total"
               "cs_ai_breaker_open")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
-def raise_fd_limit(needed: int) -> int:
-    """Raise this process's (and so its children's) open-file limit to the hard limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        raise SystemExit(f"need about {needed} open files, the hard limit is {soft}")
-    return soft
 
 
 def write_config(folder: Path, port: int, base_url: str, streams: int, prewarm: int,
@@ -107,15 +102,6 @@ total_timeout = 120.0
     return path
 
 
-def proc_times(pid: int) -> tuple[float, int]:
-    """(CPU seconds, RSS bytes) of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-    return cpu, rss
 
 
 def start_upstream(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -381,11 +367,6 @@ def load_generator(port: int, visitors: range, times: tuple[float, float, float]
 
 # ---- driver ---------------------------------------------------------------------
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def summary_ms(values: list[float]) -> dict[str, float]:
@@ -398,17 +379,6 @@ def summary_ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def wait_healthy(server: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline or server.poll() is not None:
-            raise SystemExit("the server did not start")
-        time.sleep(0.1)
 
 
 def log_digest(path: Path, limit: int = 8) -> dict[str, Any]:

@@ -23,7 +23,6 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,24 +31,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import HOST, free_port, percentile, proc_times, wait_healthy  # noqa: E402
 from customer_service import auth  # noqa: E402
 from customer_service.config import load_config  # noqa: E402
 from customer_service.storage import open_store  # noqa: E402
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(folder: Path, port: int, group_commit_max: int,
@@ -86,15 +77,6 @@ async def make_agents(config_path: Path, count: int) -> list[str]:
     return tokens
 
 
-def proc_times(pid: int) -> tuple[float, int]:
-    """(CPU seconds, RSS bytes) of a process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-    return cpu, rss
 
 
 # ---- load generator (runs in child processes) --------------------------------
@@ -184,11 +166,6 @@ def load_generator(port: int, tokens: list[str], start_at: float, stop_at: float
 
 # ---- driver ---------------------------------------------------------------------
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
@@ -215,16 +192,7 @@ def main() -> None:
             [sys.executable, "-m", "customer_service", f"--config={config_path}", "serve"],
             cwd=folder, stdout=subprocess.DEVNULL, stderr=server_log)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.1)
+            wait_healthy(server, port)
 
             setup = max(2.0, args.pairs / 200)
             start_at = time.monotonic() + setup + args.warmup
