@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -363,7 +364,12 @@ class NativeWebSocket:
     """A ``Connection`` over a trio stream, framed by ``wscodec``.
 
     ``send`` (the session's writer task) and ``receive`` (which answers pings and
-    closes) may write at the same time, so every write holds ``_send_lock``.
+    closes) may write at the same time. A write first goes straight to the
+    non-blocking socket when no other write is under way: no lock, no deadline
+    scope, no trip through the scheduler, which is what almost every chat frame
+    takes. Only when the kernel takes part of it does the rest go through
+    ``send_all`` under ``_send_lock`` and a deadline, and later writes queue
+    behind that lock, so frames never interleave.
     """
 
     def __init__(self, stream: trio.abc.Stream, remote: str, conn_id: str,
@@ -374,6 +380,7 @@ class NativeWebSocket:
         self._decoder = FrameDecoder("server", max_message_bytes=max_message_bytes)
         self._encoder = FrameEncoder("server")
         self._send_lock = trio.StrictFIFOLock()
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._events: deque[Event] = deque()
         self._pending = pending
         self._failure: ProtocolFailure | None = None
@@ -386,13 +393,33 @@ class NativeWebSocket:
     async def _write(self, data: bytes) -> None:
         if self._stream_closed:
             raise ConnectionClosed(1006)
-        async with self._send_lock:
+        if self._fd >= 0 and not self._send_lock.locked():
             try:
-                with trio.fail_after(WRITE_TIMEOUT):
-                    await self._stream.send_all(data)
-            except (*_BROKEN, trio.TooSlowError) as exc:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
                 self._received_close = self._received_close or 1006
                 raise ConnectionClosed(1006) from exc
+            if sent == len(data):
+                return
+            self._send_lock.acquire_nowait()
+            try:
+                await self._send_rest(data[sent:])
+            finally:
+                self._send_lock.release()
+            return
+        async with self._send_lock:
+            await self._send_rest(data)
+
+    async def _send_rest(self, data: bytes) -> None:
+        """The slow path, holding ``_send_lock``: wait for the socket to take ``data``."""
+        try:
+            with trio.fail_after(WRITE_TIMEOUT):
+                await self._stream.send_all(data)
+        except (*_BROKEN, trio.TooSlowError) as exc:
+            self._received_close = self._received_close or 1006
+            raise ConnectionClosed(1006) from exc
 
     async def _send_close(self, code: int | None, reason: str = "") -> None:
         if self._close_sent:

@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from customer_service.config import Config
+from customer_service.core.models import NewMessage, Role
 from customer_service.server.run import Server, open_server
 from customer_service.transport.wscodec import (
     Close,
@@ -258,3 +259,33 @@ async def test_an_idle_keep_alive_connection_does_not_hold_up_shutdown(config: C
             srv.shutdown()
             started = trio.current_time()
         assert trio.current_time() - started < config.server.shutdown_timeout / 2
+
+
+async def test_a_replay_larger_than_the_socket_buffer_arrives_whole_and_in_order(
+        server: Server) -> None:
+    """Writes go straight to the socket until the kernel takes only part of one; the rest
+    must follow under the send lock before any other frame."""
+    async with raw_ws(server, first=_hello(FrameEncoder("client"))) as client:
+        welcome = await client.event()
+        assert isinstance(welcome, TextMessage)
+        cid = json.loads(welcome.text)["conversation_id"]
+        token = json.loads(welcome.text)["visitor_token"]
+    body = "x" * 3900
+    await server.service.store.append_messages([
+        NewMessage(cid, Role.AGENT, None, "Seeder", f"{n:04d} {body}") for n in range(400)])
+    resume = json.dumps({"type": "hello", "visitor_token": token, "last_seq": 0})
+    async with raw_ws(server, first=FrameEncoder("client").encode_text(resume)) as client:
+        await trio.sleep(0.3)
+        seen = []
+        while len(seen) < 400:
+            event = await client.event()
+            assert isinstance(event, TextMessage)
+            frame = json.loads(event.text)
+            if frame["type"] == "message":
+                seen.append(frame)
+        assert [f["seq"] for f in seen] == list(range(1, 401))
+        assert all(f["content"] == f"{n:04d} {body}" for n, f in enumerate(seen))
+        await client.send(client.encoder.encode_ping(b"after"))
+        while not isinstance(pong := await client.event(), Pong):
+            assert pong is not None
+        assert pong.payload == b"after"
