@@ -44,14 +44,15 @@ from customer_service.storage import open_store  # noqa: E402
 
 
 def write_config(folder: Path, port: int, group_commit_max: int,
-                 transport: str = "hypercorn") -> Path:
+                 transport: str | None = None) -> Path:
+    """The server's config; ``transport`` None keeps the server's default."""
     path = folder / "bench.toml"
+    chosen = f'transport = "{transport}"\n' if transport else ""
     path.write_text(f"""
 [server]
 host = "{HOST}"
 port = {port}
-transport = "{transport}"
-rate_limit_per_second = 1000000.0
+{chosen}rate_limit_per_second = 1000000.0
 rate_limit_burst = 1000000
 outbound_queue = 1024
 [storage]
@@ -175,8 +176,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
     parser.add_argument("--group-commit-max", type=int, default=512)
-    parser.add_argument("--transport", choices=("hypercorn", "native"), default="hypercorn",
-                        help="the server's [server] transport")
+    parser.add_argument("--transport", choices=("hypercorn", "native"), default=None,
+                        help="the server's [server] transport (default: the server's default)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not (1 <= args.pairs <= 5000 and 0 < args.duration <= 600):
