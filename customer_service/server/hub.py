@@ -1,8 +1,10 @@
 """The hub: every live connection of this instance, and fan-out to them.
 
-Each connection is a ``Peer`` with a bounded outbound queue drained by its own
-writer task. Fan-out never waits: a frame that does not fit in a peer's queue
-closes that peer (1008, "slow consumer") instead of letting memory grow.
+Each connection is a ``Peer`` whose session takes frames without waiting: written
+straight to the socket when it can, else queued in a bounded backlog that a
+short-lived flush task drains. Fan-out never waits: a frame that does not fit in
+a peer's backlog closes that peer (1008, "slow consumer") instead of letting
+memory grow.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class Peer:
     role: str
     identity: int
     """The visitor's or the agent's id."""
-    outbound: trio.MemorySendChannel[Outbound]
+    deliver: Callable[[Outbound], bool]
+    """Takes a frame without waiting (writes or queues it); False when it could not."""
     scope: trio.CancelScope
     conn_id: str = field(default_factory=lambda: f"c{next(_peer_numbers)}")
     conversation_id: int | None = None
@@ -43,21 +46,18 @@ class Peer:
     """Called when this peer is closed for not reading (metrics)."""
 
     def push(self, item: Outbound) -> bool:
-        """Queue a frame without waiting; a full queue closes the peer. False when not queued."""
+        """Hand a frame to the session without waiting. False when it was not taken."""
         if self.kicked:
             return False
-        try:
-            self.outbound.send_nowait(item)
-        except trio.WouldBlock:
-            log.warning("[%s] %s %s does not read its frames; closing it", self.conn_id,
-                        self.role, self.identity)
-            self.kick(1008, "slow consumer: outbound queue full")
-            if self.on_slow is not None:
-                self.on_slow()
-            return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return False
-        return True
+        return self.deliver(item)
+
+    def slow(self) -> None:
+        """The peer let its backlog fill up: close it rather than grow memory."""
+        log.warning("[%s] %s %s does not read its frames; closing it", self.conn_id,
+                    self.role, self.identity)
+        self.kick(1008, "slow consumer: outbound queue full")
+        if self.on_slow is not None:
+            self.on_slow()
 
     def kick(self, code: int, reason: str) -> None:
         """Close this connection with ``code`` (its handler does the closing)."""

@@ -2,13 +2,16 @@
 
 A session reads frames, hands each typed event to the chat service under the
 ``message_timeout`` deadline, and turns every ``CustomerServiceError`` into an
-error frame here, in one place. Outbound frames go through the peer's bounded
-queue and one writer task, so replies and fan-out keep one order per socket.
+error frame here, in one place. Outbound frames (replies and fan-out alike) are
+written straight to the socket when nothing is waiting before them; otherwise
+they join a bounded backlog drained, in order, by a flush task that exists only
+while there is something to flush. An idle socket has no writer task at all.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,14 +63,19 @@ class Session:
         self.service = service
         self.config = service.config.server
         self.metrics = service.metrics
-        send, self._outbound = trio.open_memory_channel[Outbound](self.config.outbound_queue)
-        self.peer = Peer(self.role, identity, send, trio.CancelScope(),
+        self.peer = Peer(self.role, identity, self._deliver, trio.CancelScope(),
                          on_slow=self.metrics.slow_consumers.inc)
+        self._backlog: deque[Outbound] = deque()
+        self._open = False
+        """Until welcome and replay are sent, frames wait in the backlog."""
+        self._flushing = False
+        self._flushed = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._sent = self.metrics.out_role[self.role]
         self.floor: dict[int, int] = {}
         """Per conversation, the newest seq already sent by replay; the writer skips up to it."""
         self._bucket = TokenBucket(self.config.rate_limit_per_second, self.config.rate_limit_burst)
         self._strikes = 0
-        self._writer_done = trio.Event()
 
     # ---- output -------------------------------------------------------------
     def reply(self, frame: Any) -> None:
@@ -82,19 +90,52 @@ class Session:
         await self.conn.send(frames.encode(frame))
         self.metrics.out_role[self.role].inc()
 
-    async def _writer(self) -> None:
-        """Send queued frames in order; after the read loop ends, flush what is left."""
-        counter = self.metrics.out_role[self.role]
+    def _deliver(self, item: Outbound) -> bool:
+        """Write a frame now when nothing waits before it, else queue it (bounded)."""
+        conversation_id, seq, text = item
+        if seq and seq <= self.floor.get(conversation_id, 0):
+            return True
+        if self._open and not self._flushing and not self._backlog:
+            try:
+                taken = self.conn.send_nowait(text)
+            except ConnectionClosed:
+                self.peer.kick(1006, "gone")
+                return False
+            if taken:
+                self._sent.inc()
+                if self.conn.unsent:
+                    self._start_flush()
+                return True
+        if len(self._backlog) >= self.config.outbound_queue:
+            self.peer.slow()
+            return False
+        self._backlog.append(item)
+        if self._open:
+            self._start_flush()
+        return True
+
+    def _start_flush(self) -> None:
+        if self._flushing or self._nursery is None:
+            return
+        self._flushing = True
+        self._flushed = trio.Event()
+        self._nursery.start_soon(self._flush)
+
+    async def _flush(self) -> None:
+        """Drain the backlog in order, then end (a new one starts when needed)."""
         try:
-            async for conversation_id, seq, text in self._outbound:
+            await self.conn.flush()
+            while self._backlog:
+                conversation_id, seq, text = self._backlog.popleft()
                 if seq and seq <= self.floor.get(conversation_id, 0):
                     continue
                 await self.conn.send(text)
-                counter.inc()
+                self._sent.inc()
         except ConnectionClosed:
             self.peer.kick(1006, "gone")
         finally:
-            self._writer_done.set()
+            self._flushing = False
+            self._flushed.set()
 
     # ---- input --------------------------------------------------------------
     def parse(self, raw: str | bytes) -> Any:
@@ -160,12 +201,16 @@ class Session:
                 try:
                     await start()
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._writer)
+                        self._nursery = nursery
+                        self._open = True
+                        if self._backlog:
+                            self._start_flush()
                         nursery.start_soon(self.watch)
                         await self.read_loop()
-                        await self.peer.outbound.aclose()
                         with trio.move_on_after(1):
-                            await self._writer_done.wait()
+                            while self._flushing or (self._backlog and not self.peer.kicked):
+                                self._start_flush()
+                                await self._flushed.wait()
                         nursery.cancel_scope.cancel()
                 except ConnectionClosed as exc:
                     log.debug("[%s] peer closed (%s)", self.peer.conn_id, exc.close_code)

@@ -38,6 +38,18 @@ class Connection(Protocol):
     async def send(self, text: str) -> None:
         """Send one text frame; raise ``ConnectionClosed`` when the peer is gone."""
 
+    def send_nowait(self, text: str) -> bool:
+        """Take one text frame without waiting, when the transport can: True when taken
+        (written, or partly written with the rest left to ``flush``), False when the
+        caller must ``send`` it. Raise ``ConnectionClosed`` when the peer is gone."""
+
+    @property
+    def unsent(self) -> bool:
+        """Part of a frame taken by ``send_nowait`` is still waiting for ``flush``."""
+
+    async def flush(self) -> None:
+        """Finish writing what ``send_nowait`` took but could not write at once."""
+
     async def close(self, code: int, reason: str = "") -> None:
         """Close with ``code``; safe to call more than once."""
 
@@ -73,6 +85,17 @@ class AsgiWebSocket:
         except (UnexpectedMessageError, LocalProtocolError) as exc:
             self._closed = True
             raise ConnectionClosed(1006) from exc
+
+    def send_nowait(self, text: str) -> bool:
+        """ASGI sends are awaitables: never taken without waiting."""
+        return False
+
+    @property
+    def unsent(self) -> bool:
+        return False
+
+    async def flush(self) -> None:
+        return
 
     async def close(self, code: int, reason: str = "") -> None:
         if self._closed:

@@ -381,6 +381,8 @@ class NativeWebSocket:
         self._encoder = FrameEncoder("server")
         self._send_lock = trio.StrictFIFOLock()
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._unsent = b""
+        """The rest of a frame ``send_nowait`` could only partly write; goes out first."""
         self._events: deque[Event] = deque()
         self._pending = pending
         self._failure: ProtocolFailure | None = None
@@ -390,17 +392,24 @@ class NativeWebSocket:
         self._receiving = False
         self._stream_closed = False
 
+    def _write_now(self, data: bytes) -> int:
+        """Write as much of ``data`` as the socket takes without waiting."""
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self._received_close = self._received_close or 1006
+            raise ConnectionClosed(1006) from exc
+
+    def _can_write_now(self) -> bool:
+        return self._fd >= 0 and not self._send_lock.locked() and not self._unsent
+
     async def _write(self, data: bytes) -> None:
         if self._stream_closed:
             raise ConnectionClosed(1006)
-        if self._fd >= 0 and not self._send_lock.locked():
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._received_close = self._received_close or 1006
-                raise ConnectionClosed(1006) from exc
+        if self._can_write_now():
+            sent = self._write_now(data)
             if sent == len(data):
                 return
             self._send_lock.acquire_nowait()
@@ -410,6 +419,32 @@ class NativeWebSocket:
                 self._send_lock.release()
             return
         async with self._send_lock:
+            await self._flush_unsent()
+            await self._send_rest(data)
+
+    def send_nowait(self, text: str) -> bool:
+        if self._close_sent or self._received_close is not None or self._stream_closed:
+            raise ConnectionClosed(self._received_close or 1006)
+        if not self._can_write_now():
+            return False
+        data = self._encoder.encode_text(text)
+        sent = self._write_now(data)
+        if sent < len(data):
+            self._unsent = data[sent:]
+        return True
+
+    @property
+    def unsent(self) -> bool:
+        return bool(self._unsent)
+
+    async def flush(self) -> None:
+        async with self._send_lock:
+            await self._flush_unsent()
+
+    async def _flush_unsent(self) -> None:
+        """Holding ``_send_lock``: write the rest of a partly written frame."""
+        if self._unsent:
+            data, self._unsent = self._unsent, b""
             await self._send_rest(data)
 
     async def _send_rest(self, data: bytes) -> None:

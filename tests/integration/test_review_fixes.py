@@ -195,8 +195,7 @@ async def test_rate_limited_errors_echo_the_frame_id(config: Config) -> None:
 
 async def test_watchers_are_forgotten_when_the_agent_leaves() -> None:
     hub = Hub()
-    send, _receive = trio.open_memory_channel[Any](1)
-    peer = Peer("agent", 7, send, trio.CancelScope())
+    peer = Peer("agent", 7, lambda item: True, trio.CancelScope())
     hub.add_agent(peer)
     for cid in range(20):
         hub.watch(cid, 7)
