@@ -58,6 +58,7 @@ from bench.common import (  # noqa: E402
     proc_times,
     raise_fd_limit,
     wait_healthy,
+    write_server_config,
 )
 
 HANDSHAKES_AT_ONCE = 50  # per load generator: a burst of 500 connects overflows a listen backlog
@@ -73,20 +74,7 @@ AI_METRICS = ("cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total"
 
 def write_config(folder: Path, port: int, base_url: str, streams: int, prewarm: int,
                  group_commit_max: int) -> Path:
-    path = folder / "bench.toml"
-    path.write_text(f"""
-[server]
-host = "{HOST}"
-port = {port}
-rate_limit_per_second = 1000000.0
-rate_limit_burst = 1000000
-outbound_queue = 1024
-[storage]
-sqlite_path = "bench.db"
-group_commit_max = {group_commit_max}
-[log]
-level = "warning"
-[ai]
+    return write_server_config(folder, port, group_commit_max=group_commit_max, extra=f"""[ai]
 enabled = true
 base_url = "{base_url}"
 api_key = "bench"
@@ -99,7 +87,6 @@ first_token_timeout = 60.0
 idle_timeout = 60.0
 total_timeout = 120.0
 """)
-    return path
 
 
 

@@ -7,6 +7,7 @@ import resource
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 
@@ -62,3 +63,26 @@ def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 30
         if time.monotonic() > deadline or server.poll() is not None:
             raise SystemExit("the server did not start")
         time.sleep(0.1)
+
+
+def write_server_config(folder: Path, port: int, *, group_commit_max: int = 512,
+                        transport: str | None = None, extra: str = "") -> Path:
+    """The server's TOML for a benchmark: loopback, rate limits out of the way, SQLite in
+    ``folder``, warnings only. ``transport`` None keeps the server's default; ``extra``
+    is appended (more sections)."""
+    chosen = f'transport = "{transport}"\n' if transport else ""
+    path = folder / "bench.toml"
+    path.write_text(f"""
+[server]
+host = "{HOST}"
+port = {port}
+{chosen}rate_limit_per_second = 1000000.0
+rate_limit_burst = 1000000
+outbound_queue = 1024
+[storage]
+sqlite_path = "bench.db"
+group_commit_max = {group_commit_max}
+[log]
+level = "warning"
+{extra}""")
+    return path

@@ -37,31 +37,17 @@ from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import HOST, free_port, percentile, proc_times, wait_healthy  # noqa: E402
+from bench.common import (  # noqa: E402
+    HOST,
+    free_port,
+    percentile,
+    proc_times,
+    wait_healthy,
+    write_server_config,
+)
 from customer_service import auth  # noqa: E402
 from customer_service.config import load_config  # noqa: E402
 from customer_service.storage import open_store  # noqa: E402
-
-
-def write_config(folder: Path, port: int, group_commit_max: int,
-                 transport: str | None = None) -> Path:
-    """The server's config; ``transport`` None keeps the server's default."""
-    path = folder / "bench.toml"
-    chosen = f'transport = "{transport}"\n' if transport else ""
-    path.write_text(f"""
-[server]
-host = "{HOST}"
-port = {port}
-{chosen}rate_limit_per_second = 1000000.0
-rate_limit_burst = 1000000
-outbound_queue = 1024
-[storage]
-sqlite_path = "bench.db"
-group_commit_max = {group_commit_max}
-[log]
-level = "warning"
-""")
-    return path
 
 
 async def make_agents(config_path: Path, count: int) -> list[str]:
@@ -186,7 +172,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cs-bench-") as tmp:
         folder = Path(tmp)
         port = free_port()
-        config_path = write_config(folder, port, args.group_commit_max, args.transport)
+        config_path = write_server_config(folder, port, group_commit_max=args.group_commit_max,
+                                          transport=args.transport)
         tokens = trio.run(make_agents, config_path, args.pairs)
         server_log = (folder / "server.log").open("w")
         server = subprocess.Popen(

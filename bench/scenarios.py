@@ -29,7 +29,6 @@ process is terminated in ``finally``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import multiprocessing as mp
@@ -52,20 +51,19 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import trio  # noqa: E402
 
-from bench.ai import (  # noqa: E402
+from bench.ai import log_digest, stop  # noqa: E402
+from bench.common import (  # noqa: E402
+    HOST,
     free_port,
-    log_digest,
     percentile,
     proc_times,
     raise_fd_limit,
-    stop,
     wait_healthy,
+    write_server_config,
 )
 from bench.loadgen import Client, Closed, HandshakeFailed, open_loop_schedule  # noqa: E402
 from bench.relay import make_agents  # noqa: E402
-from customer_service.config import ServerConfig  # noqa: E402
 
-HOST = "127.0.0.1"
 HANDSHAKES_AT_ONCE = 50  # per load generator; a burst of hundreds overflows the listen backlog
 PER_PROC_SOCKETS = 6000  # idle: most sockets in one load-generator process
 GRACE = 5.0  # relay-open: seconds after --duration that messages in flight may still arrive
@@ -74,36 +72,14 @@ SETUP_ERRORS = (OSError, HandshakeFailed, Closed, ValueError, KeyError, trio.Too
 
 # ---- server -------------------------------------------------------------------------------
 
-def supports_transport() -> bool:
-    return "transport" in {f.name for f in dataclasses.fields(ServerConfig)}
 
 
-def write_config(folder: Path, port: int, group_commit_max: int, transport: str | None) -> tuple[Path, str]:
-    """The server's TOML config; returns it and a note about ``--transport``."""
-    note = ""
-    line = ""
-    if transport:
-        if supports_transport():
-            line = f'transport = "{transport}"\n'
-            note = f"[server] transport = {transport}"
-        else:
-            note = (f"--transport {transport} ignored: this server's config has no [server] "
-                    "transport key (server default used)")
-    path = folder / "bench.toml"
-    path.write_text(f"""
-[server]
-host = "{HOST}"
-port = {port}
-rate_limit_per_second = 1000000.0
-rate_limit_burst = 1000000
-outbound_queue = 1024
-{line}[storage]
-sqlite_path = "bench.db"
-group_commit_max = {group_commit_max}
-[log]
-level = "warning"
-""")
-    return path, note
+def write_config(folder: Path, port: int, group_commit_max: int, transport: str | None
+                 ) -> tuple[Path, str]:
+    """The server's TOML config, and a note saying which transport it runs."""
+    note = f"[server] transport = {transport or 'the server default'}"
+    return write_server_config(folder, port, group_commit_max=group_commit_max,
+                               transport=transport), note
 
 
 METRICS = ("cs_commit_batch_size_sum", "cs_commit_batch_size_count", "cs_message_latency_seconds_sum",
