@@ -22,7 +22,6 @@ import tomlkit
 from customer_service.config import ENV_PREFIX, describe_type, section_fields, sections
 
 REGENERATE_DOCS = "customer-service config docs > docs/configuration.md"
-REGENERATE_PROD = "customer-service config init --production --force prod.toml"
 
 SECTION_DOCS: dict[str, str] = {
     "server": "The HTTP and WebSocket listener, and the limits every connection lives under.",

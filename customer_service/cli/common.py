@@ -64,9 +64,6 @@ class State:
             self._config = load_config(self.config_path)
         return self._config
 
-    def describe_source(self) -> str:
-        return self.config_path or "embedded defaults"
-
 
 def get_state() -> State:
     ctx = click.get_current_context()

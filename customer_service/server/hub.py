@@ -175,9 +175,6 @@ class Hub:
     def visitor_online(self, conversation_id: int) -> bool:
         return conversation_id in self.visitors
 
-    def online_agents(self) -> dict[int, set[Peer]]:
-        return self.agents
-
     def connection_count(self) -> int:
         return sum(len(p) for p in self.visitors.values()) + sum(
             len(p) for p in self.agents.values())

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+NO_WATCHERS: frozenset[int] = frozenset()
 AFTER_TRANSITION_DEADLINE = 5.0
 """Seconds to record and announce a stored state change, whatever the caller's deadline."""
 
@@ -176,7 +177,7 @@ class ChatService:
                 conversation = _with_last_seq(conversation, message.seq)
                 self.hub.conversations.put(conversation)
             recipients = agents_for_conversation(
-                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, set()),
+                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, NO_WATCHERS),
                 self.hub.queue)
             self.hub.to_agents(recipients, item)
             if self.ai is not None and message.sender_role is Role.VISITOR:
@@ -190,7 +191,7 @@ class ChatService:
             self.hub.to_visitor(conversation.id, item)
         if agents:
             recipients = agents_for_conversation(
-                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, set()),
+                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, NO_WATCHERS),
                 self.hub.queue)
             recipients.discard(except_agent or 0)
             self.hub.to_agents(recipients, item)
@@ -227,7 +228,7 @@ class ChatService:
         """Tell the agents it concerns what a conversation looks like now (``before``: its
         state before a change, so agents leaving or losing it hear of it too)."""
         recipients = agents_for_event(before, conversation, self.hub.agents, self.hub.queue,
-                                      self.hub.watchers.get(conversation.id, set()))
+                                      self.hub.watchers.get(conversation.id, NO_WATCHERS))
         if not recipients:
             return
         if visitor is None:
