@@ -3,6 +3,7 @@
     .venv/bin/python bench/scenarios.py relay-closed --pairs 100 --duration 5
     .venv/bin/python bench/scenarios.py relay-open --pairs 1000 --rate 3247 --duration 10
     .venv/bin/python bench/scenarios.py idle --connections 18000 --duration 30
+    .venv/bin/python bench/scenarios.py soak --rate 2900 --duration 600
 
 Each scenario starts the server as its own process (SQLite in a temporary folder,
 127.0.0.1 only, rate limits raised), drives it from ``--procs`` load-generator
@@ -18,6 +19,10 @@ measuring so it is visible whether the load generator was the bottleneck.
   ``--max-outstanding`` undelivered per pair; a send over that is counted as not
   sent). Latency is measured from the SCHEDULED send time, so a stalled server
   or load generator shows up as latency (no coordinated omission).
+* ``soak``: ``relay-open`` for longer (default 1,000 pairs at 2,900 msgs/s, about
+  half the closed-loop peak, for 600 s), sampling the server's RSS every
+  ``--rss-every`` seconds. RSS counts as flat when every sample after the first
+  tenth of the run stays within 5% of the sample taken at that point.
 * ``idle``: N visitor sockets (hello each) held open with a JSON ping every
   ~``--ping-interval`` s each; at the end every socket must answer one more ping.
   Connect time, server RSS before/after and KB per connection.
@@ -583,7 +588,7 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         time.sleep(max(0.0, start_at - time.monotonic()))
         cpu0, _ = proc_times(server.process.pid)
         m0 = server_metrics(server.port)
-        time.sleep(max(0.0, stop_at - time.monotonic()))
+        rss_series = sample_rss(server.process.pid, start_at, stop_at, args.rss_every)
         cpu1, rss = proc_times(server.process.pid)
         m1 = server_metrics(server.port)
         collected = collect(results, len(procs), hard_stop + 30)
@@ -598,6 +603,7 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         "latency_ms": latency_ms(latencies),
         "server": {"cpu_percent": (cpu1 - cpu0) / args.duration * 100, "rss_mb": rss / 2**20,
                    "rss_before_mb": rss_before / 2**20, "log": server.log_digest,
+                   "rss_series_mb": rss_series, "rss_drift": rss_drift(rss_series),
                    "metrics_while_measured": metrics_window(m0, m1)},
         "load_generators": gens,
         "transport_note": server.note,
@@ -613,6 +619,26 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         messages = sum(g["messages"] for g in gens)
         report.update(messages=messages, messages_per_s=messages / args.duration)
     return report
+
+
+def sample_rss(pid: int, start_at: float, stop_at: float, every: float) -> list[tuple[float, float]]:
+    """(seconds into the window, RSS in MB) every ``every`` s until ``stop_at``."""
+    series: list[tuple[float, float]] = []
+    while (left := stop_at - time.monotonic()) > 0:
+        time.sleep(min(left, every))
+        series.append((round(time.monotonic() - start_at, 1), proc_times(pid)[1] / 2**20))
+    return series
+
+
+def rss_drift(series: list[tuple[float, float]]) -> dict[str, float] | None:
+    """How far RSS strays from the sample a tenth into the run (the warm baseline)."""
+    if len(series) < 3:
+        return None
+    end = series[-1][0]
+    base_t, base = next((t, mb) for t, mb in series if t >= end / 10)
+    later = [mb for t, mb in series if t >= base_t]
+    return {"baseline_at_s": base_t, "baseline_mb": base, "min_mb": min(later), "max_mb": max(later),
+            "last_mb": later[-1], "max_deviation_pct": max(abs(mb - base) for mb in later) / base * 100}
 
 
 def idle(args: argparse.Namespace) -> dict[str, Any]:
@@ -734,7 +760,7 @@ def print_report(report: dict[str, Any]) -> None:
               f"max {lat['max']:.2f} ms  avg {lat['avg']:.2f} ms")
     else:
         t = report["totals"]
-        print(f"relay-open, {report['pairs']} pairs, {report['procs']} load generator(s), offered "
+        print(f"{report['scenario']}, {report['pairs']} pairs, {report['procs']} load generator(s), offered "
               f"{report['offered_rate']:g} msgs/s for {report['duration_s']:g} s: achieved "
               f"{report['achieved_rate']:.0f} msgs/s delivered")
         print(f"  scheduled {t['scheduled']}, sent {t['sent']}, delivered {t['delivered']}, "
@@ -745,6 +771,13 @@ def print_report(report: dict[str, Any]) -> None:
               f"p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  max {lat['max']:.2f} ms")
     print(f"  server: CPU {s['cpu_percent']:.0f}%  RSS {s['rss_mb']:.1f} MB "
           f"(before load {s['rss_before_mb']:.1f} MB)")
+    drift = s["rss_drift"]
+    if report["scenario"] == "soak" and drift:
+        verdict = "flat" if drift["max_deviation_pct"] <= 5 else "NOT flat"
+        print(f"  RSS from {drift['baseline_at_s']:g} s on: baseline {drift['baseline_mb']:.1f} MB, "
+              f"min {drift['min_mb']:.1f}, max {drift['max_mb']:.1f}, last {drift['last_mb']:.1f} MB; "
+              f"largest deviation {drift['max_deviation_pct']:.1f}% ({verdict}, target ±5%)")
+        print("  RSS samples (s: MB): " + ", ".join(f"{t:g}: {mb:.1f}" for t, mb in s["rss_series_mb"]))
     m = s["metrics_while_measured"]
     print(f"  server metrics while measured: {m['messages_stored']:.0f} stored in {m['commits']:.0f} "
           f"commits (mean batch {m['mean_batch']:.1f}), mean arrival→hand-off "
@@ -754,9 +787,12 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("scenario", choices=["relay-closed", "relay-open", "idle"])
+    parser.add_argument("scenario", choices=["relay-closed", "relay-open", "idle", "soak"])
     parser.add_argument("--pairs", type=int, default=None, help="relay: visitor/agent pairs")
-    parser.add_argument("--rate", type=float, default=3247.0, help="relay-open: offered msgs/s in total")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="relay-open / soak: offered msgs/s in total (default 3247 / 2900)")
+    parser.add_argument("--rss-every", type=float, default=None,
+                        help="seconds between server RSS samples (default: soak 10, others 1)")
     parser.add_argument("--max-outstanding", type=int, default=100,
                         help="relay-open: most undelivered messages per pair")
     parser.add_argument("--connections", type=int, default=18000, help="idle: sockets")
@@ -770,10 +806,17 @@ def main() -> None:
                         help="[server] transport, when the installed config has that key")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    soak = args.scenario == "soak"
     if args.pairs is None:
-        args.pairs = 1000 if args.scenario == "relay-open" else 100
+        args.pairs = 1000 if args.scenario in ("relay-open", "soak") else 100
     if args.duration is None:
-        args.duration = 30.0 if args.scenario == "idle" else 10.0
+        args.duration = {"idle": 30.0, "soak": 600.0}.get(args.scenario, 10.0)
+    if args.rate is None:
+        args.rate = 2900.0 if soak else 3247.0
+    if args.rss_every is None:
+        args.rss_every = 10.0 if soak else 1.0
+    if not 0.2 <= args.rss_every <= 60:
+        parser.error("--rss-every must be 0.2..60 s")
     if not (1 <= args.pairs <= 5000 and 0 < args.duration <= 600 and 1 <= args.procs <= 32):
         parser.error("--pairs must be 1..5000, --duration 0..600 s, --procs 1..32")
     if not (0 < args.rate <= 100000 and 1 <= args.max_outstanding <= 10000 and 0 <= args.warmup <= 120):
@@ -781,7 +824,7 @@ def main() -> None:
     if not (1 <= args.connections <= 19000 and 1 <= args.ping_interval <= 60):
         parser.error("--connections must be 1..19000 (20,000 open files here), --ping-interval 1..60")
 
-    open_loop = args.scenario == "relay-open"
+    open_loop = args.scenario in ("relay-open", "soak")
     report = idle(args) if args.scenario == "idle" else relay(args, open_loop=open_loop)
     print_report(report)
     if args.json:

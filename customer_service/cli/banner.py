@@ -23,6 +23,9 @@ def banner_rows(config: Config, base_url: str) -> list[tuple[str, str]]:
     public = (config.server.public_url or listening).rstrip("/")
     ws = _websocket_url(public)
     rows = [
+        ("Chat page", f"{public}/"),
+        ("Agent dashboard", f"{public}/agent"),
+        ("Widget", f'<script src="{public}/widget.js"></script>'),
         ("Health", f"{public}/healthz"),
         ("Metrics", f"{public}/metrics"),
         ("Visitor socket", f"{ws}/ws/visitor"),

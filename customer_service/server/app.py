@@ -31,6 +31,7 @@ from customer_service.errors import (
 )
 from customer_service.server.service import ChatService, message_frame
 from customer_service.server.sockets import AgentSession, VisitorSession
+from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import (
     AsgiWebSocket,
     Connection,
@@ -53,6 +54,7 @@ class Response:
     status: int
     body: bytes
     content_type: bytes = b"application/json"
+    headers: tuple[tuple[bytes, bytes], ...] = ((b"cache-control", b"no-store"),)
 
 
 def json_response(status: int, payload: Any) -> Response:
@@ -116,6 +118,7 @@ class App:
         self._login_buckets: dict[str, TokenBucket] = {}
         """Per client address, oldest first; the oldest are forgotten past LOGIN_BUCKETS."""
         self._dummy_hash: str | None = None
+        self.assets = load_assets()
         """Checked against for unknown users, so a login takes as long whether or not they exist."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -151,10 +154,11 @@ class App:
         await send({"type": "http.response.start", "status": response.status, "headers": [
             (b"content-type", response.content_type),
             (b"content-length", str(len(response.body)).encode()),
-            (b"cache-control", b"no-store"),
             (b"x-content-type-options", b"nosniff"),
+            *response.headers,
         ]})
-        await send({"type": "http.response.body", "body": response.body})
+        body = b"" if scope["method"] == "HEAD" else response.body
+        await send({"type": "http.response.body", "body": body})
 
     async def route(self, scope: Scope, receive: Receive) -> Response:
         method, path = scope["method"], scope["path"]
@@ -168,6 +172,9 @@ class App:
         }
         if path.startswith("/api/v1/conversations/"):
             return await self.conversation_path(scope, method, path)
+        asset = self.assets.get(path)
+        if asset is not None:
+            return self.static(scope, method, path, asset)
         handlers = routes.get(path)
         if handlers is None:
             raise NotFound(f"no route {path}")
@@ -176,6 +183,15 @@ class App:
             return json_response(405, {"error": "method_not_allowed",
                                        "message": f"{path} accepts {', '.join(handlers)}"})
         return await handler()
+
+    @staticmethod
+    def static(scope: Scope, method: str, path: str, asset: Asset) -> Response:
+        if method not in ("GET", "HEAD"):
+            return json_response(405, {"error": "method_not_allowed",
+                                       "message": f"{path} accepts GET, HEAD"})
+        if _headers(scope).get("if-none-match") == asset.etag:
+            return Response(304, b"", asset.content_type.encode(), asset.headers)
+        return Response(200, asset.body, asset.content_type.encode(), asset.headers)
 
     async def healthz(self) -> Response:
         db = "ok"

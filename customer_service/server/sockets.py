@@ -65,11 +65,12 @@ class Session:
         self.metrics = service.metrics
         self.peer = Peer(self.role, identity, self._deliver, trio.CancelScope(),
                          on_slow=self.metrics.slow_consumers.inc)
-        self._backlog: deque[Outbound] = deque()
+        self._backlog: deque[Outbound] | None = None
+        """Frames waiting for the socket; made when first needed (an idle socket has none)."""
         self._open = False
         """Until welcome and replay are sent, frames wait in the backlog."""
         self._flushing = False
-        self._flushed = trio.Event()
+        self._flushed: trio.Event | None = None
         self._nursery: trio.Nursery | None = None
         self._sent = self.metrics.out_role[self.role]
         self.floor: dict[int, int] = {}
@@ -106,7 +107,9 @@ class Session:
                 if self.conn.unsent:
                     self._start_flush()
                 return True
-        if len(self._backlog) >= self.config.outbound_queue:
+        if self._backlog is None:
+            self._backlog = deque()
+        elif len(self._backlog) >= self.config.outbound_queue:
             self.peer.slow()
             return False
         self._backlog.append(item)
@@ -127,6 +130,8 @@ class Session:
             await self.conn.flush()
             while self._backlog:
                 conversation_id, seq, text = self._backlog.popleft()
+                if not self._backlog:
+                    self._backlog = None
                 if seq and seq <= self.floor.get(conversation_id, 0):
                     continue
                 await self.conn.send(text)
@@ -135,7 +140,8 @@ class Session:
             self.peer.kick(1006, "gone")
         finally:
             self._flushing = False
-            self._flushed.set()
+            if self._flushed is not None:
+                self._flushed.set()
 
     # ---- input --------------------------------------------------------------
     def parse(self, raw: str | bytes) -> Any:
@@ -210,6 +216,8 @@ class Session:
                         with trio.move_on_after(1):
                             while self._flushing or (self._backlog and not self.peer.kicked):
                                 self._start_flush()
+                                if self._flushed is None:
+                                    break
                                 await self._flushed.wait()
                         nursery.cancel_scope.cancel()
                 except ConnectionClosed as exc:

@@ -553,13 +553,20 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
                         created))
         results.append(AppendResult(message=new, duplicate=False))
 
-    tx.executemany(
-        "INSERT INTO messages (conversation_id, seq, sender_role, sender_id, sender_name,"
-        " content, client_id, stream_id, dedupe_key, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", inserts)
+    # One multi-row statement per chunk rather than a statement per row: SQLite's
+    # driver gives up and retakes the GIL around every statement it steps, and
+    # each retake waits behind the busy event loop.
+    for chunk in _chunks(inserts):
+        tx.execute("INSERT INTO messages (conversation_id, seq, sender_role, sender_id,"
+                   " sender_name, content, client_id, stream_id, dedupe_key, created_at) VALUES "
+                   + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                   [value for row in chunk for value in row])
     touched = sorted({row[0] for row in inserts})
-    tx.executemany("UPDATE conversations SET last_seq = ?, updated_at = ? WHERE id = ?",
-                   [(last_seq[cid], created, cid) for cid in touched])
+    for ids in _chunks(touched):
+        tx.execute("UPDATE conversations SET last_seq = CASE id "
+                   + " ".join(["WHEN ? THEN ?"] * len(ids))
+                   + f" END, updated_at = ? WHERE id IN ({_placeholders(len(ids))})",
+                   [*(v for cid in ids for v in (cid, last_seq[cid])), created, *ids])
     return results
 
 

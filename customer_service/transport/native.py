@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import logging
 import os
-from collections import deque
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -23,7 +22,7 @@ import trio
 
 from customer_service.config import Config
 from customer_service.errors import CustomerServiceError
-from customer_service.server.app import MAX_BODY, App, error_response
+from customer_service.server.app import MAX_BODY, App, SessionRunner, error_response
 from customer_service.server.transport import ConnectionClosed, Message, Scope
 from customer_service.transport.wscodec import (
     BinaryMessage,
@@ -56,6 +55,9 @@ CLOSE_WAIT = 1.0
 _conn_ids = itertools.count(1)
 _json = msgspec.json.Encoder()
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+_receive_buffer = memoryview(bytearray(READ_SIZE))
+"""One receive buffer per process. Each read is copied out at once, before any other task
+runs, so sockets need no buffer of their own and no 64 KiB allocation per read."""
 
 
 class _Shutdown:
@@ -150,7 +152,13 @@ async def _connection(stream: trio.SocketStream, app: App, config: Config,
     conn_id = f"n{next(_conn_ids)}"
     try:
         async with stream:
-            await HttpConnection(stream, app, config, shutdown, conn_id).run()
+            upgraded = await HttpConnection(stream, app, config, shutdown, conn_id).run()
+            if upgraded is not None:
+                # The HTTP side (h11 state, request, scope) is garbage by now: a
+                # long-lived socket keeps only its session and its codec.
+                run_session, ws = upgraded
+                del upgraded
+                await run_session(ws)
     except (*_BROKEN, trio.TooSlowError) as exc:
         log.debug("[%s] connection ended: %r", conn_id, exc)
     except Exception:
@@ -208,28 +216,28 @@ class HttpConnection:
         with trio.fail_after(REQUEST_TIMEOUT):
             return await self._next_event()
 
-    async def run(self) -> None:
+    async def run(self) -> tuple[SessionRunner, NativeWebSocket] | None:
+        """Answer requests until the connection ends or upgrades; an upgrade is returned."""
         while True:
             try:
                 event = await self._wait_request()
                 if event is None or isinstance(event, h11.ConnectionClosed):
-                    return
+                    return None
                 if not isinstance(event, h11.Request):
-                    return
+                    return None
                 if _wants_websocket(event):
-                    await self._upgrade(event)
-                    return
+                    return await self._upgrade(event)
                 keep = await self._http(event)
             except h11.RemoteProtocolError as exc:
                 log.debug("[%s] bad request: %s", self.conn_id, exc)
                 await self._plain_error(exc.error_status_hint, "bad_request", str(exc))
-                return
+                return None
             if not keep or self.h11.our_state is not h11.DONE or self.shutdown.started:
-                return
+                return None
             try:
                 self.h11.start_next_cycle()
             except h11.LocalProtocolError:
-                return
+                return None
 
     async def _read_body(self) -> tuple[bytes, bool]:
         """The request body (cut just past MAX_BODY) and whether it was read completely."""
@@ -322,26 +330,27 @@ class HttpConnection:
         except h11.LocalProtocolError as exc:
             log.debug("[%s] could not send %s: %s", self.conn_id, status, exc)
 
-    async def _upgrade(self, request: h11.Request) -> None:
+    async def _upgrade(self, request: h11.Request) -> tuple[SessionRunner, NativeWebSocket] | None:
+        """Switch protocols: the session to run and its socket, or None once refused."""
         try:
             key = validate_client_handshake(request.headers)
         except HandshakeError as exc:
             log.debug("[%s] bad handshake: %s", self.conn_id, exc)
             error = "upgrade_required" if exc.status == 426 else "bad_request"
             await self._plain_error(exc.status, error, exc.message, exc.headers)
-            return
+            return None
         scope = self._scope(request, "websocket")
         try:
             run_session = await self.app.websocket_route(scope)
         except CustomerServiceError as exc:
             await self._send_json(exc.http_status, error_response(exc).body)
-            return
+            return None
         with trio.fail_after(REQUEST_TIMEOUT):
             event = await self._next_event()  # EndOfMessage, then PAUSED for the switch
             while event is not h11.PAUSED:
                 if not isinstance(event, h11.EndOfMessage):
                     await self._plain_error(400, "bad_request", "a WebSocket upgrade has no body")
-                    return
+                    return None
                 event = await self._next_event()
         await self._write(h11.InformationalResponse(status_code=101, headers=accept_headers(key),
                                                      reason=b"Switching Protocols"))
@@ -350,7 +359,7 @@ class HttpConnection:
         ws = NativeWebSocket(self.stream, remote, self.conn_id,
                              self.config.server.max_frame_bytes, bytes(trailing))
         log.debug("[%s] upgraded %s from %s", self.conn_id, scope["path"], remote)
-        await run_session(ws)
+        return run_session, ws
 
 
 def _wants_websocket(request: h11.Request) -> bool:
@@ -379,11 +388,13 @@ class NativeWebSocket:
         self._stream = stream
         self._decoder = FrameDecoder("server", max_message_bytes=max_message_bytes)
         self._encoder = FrameEncoder("server")
-        self._send_lock = trio.StrictFIFOLock()
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
+        self._lock: trio.StrictFIFOLock | None = None
+        """Made the first time a write has to wait (most sockets never need one)."""
+        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
+        self._fd = self._socket.fileno() if self._socket is not None else -1
         self._unsent = b""
         """The rest of a frame ``send_nowait`` could only partly write; goes out first."""
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []
         self._pending = pending
         self._failure: ProtocolFailure | None = None
         self._received_close: int | None = None
@@ -402,8 +413,14 @@ class NativeWebSocket:
             self._received_close = self._received_close or 1006
             raise ConnectionClosed(1006) from exc
 
+    def _send_lock(self) -> trio.StrictFIFOLock:
+        if self._lock is None:
+            self._lock = trio.StrictFIFOLock()
+        return self._lock
+
     def _can_write_now(self) -> bool:
-        return self._fd >= 0 and not self._send_lock.locked() and not self._unsent
+        return (self._fd >= 0 and (self._lock is None or not self._lock.locked())
+                and not self._unsent)
 
     async def _write(self, data: bytes) -> None:
         if self._stream_closed:
@@ -412,13 +429,14 @@ class NativeWebSocket:
             sent = self._write_now(data)
             if sent == len(data):
                 return
-            self._send_lock.acquire_nowait()
+            lock = self._send_lock()
+            lock.acquire_nowait()
             try:
                 await self._send_rest(data[sent:])
             finally:
-                self._send_lock.release()
+                lock.release()
             return
-        async with self._send_lock:
+        async with self._send_lock():
             await self._flush_unsent()
             await self._send_rest(data)
 
@@ -438,7 +456,7 @@ class NativeWebSocket:
         return bool(self._unsent)
 
     async def flush(self) -> None:
-        async with self._send_lock:
+        async with self._send_lock():
             await self._flush_unsent()
 
     async def _flush_unsent(self) -> None:
@@ -471,8 +489,11 @@ class NativeWebSocket:
             data, self._pending = self._pending, b""
             return data
         try:
-            return bytes(await self._stream.receive_some(READ_SIZE))
-        except _BROKEN:
+            if self._socket is None:
+                return bytes(await self._stream.receive_some(READ_SIZE))
+            size = await self._socket.recv_into(_receive_buffer)
+            return bytes(_receive_buffer[:size])
+        except (*_BROKEN, OSError):
             return b""
 
     async def receive(self) -> str | bytes:
@@ -486,7 +507,7 @@ class NativeWebSocket:
         events = self._events
         while True:
             while events:
-                event = events.popleft()
+                event = events.pop(0)
                 if isinstance(event, TextMessage):
                     return event.text
                 if isinstance(event, BinaryMessage):

@@ -210,6 +210,8 @@ def test_banner_uses_public_url(tmp_path: Path) -> None:
     path.write_text('[server]\npublic_url = "https://chat.example.com/"\n[ai]\nenabled = true\n')
     rows = dict(banner_rows(load_config(path, environ={}), "http://127.0.0.1:8080"))
     assert rows["Health"] == "https://chat.example.com/healthz"
+    assert rows["Agent dashboard"] == "https://chat.example.com/agent"
+    assert rows["Widget"] == '<script src="https://chat.example.com/widget.js"></script>'
     assert rows["Agent socket"] == "wss://chat.example.com/ws/agent"
     assert rows["Listening on"] == "http://127.0.0.1:8080"
     assert rows["AI"] == "on"

@@ -1,0 +1,61 @@
+"""The web pages and their assets, read once from the package (also inside the zipapp).
+
+Pages get a restrictive Content-Security-Policy: scripts, styles and sockets only
+from this server, nothing inline, no framing. ``/widget.js`` is meant to be loaded
+by other sites, so it carries a cross-origin resource policy instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; media-src 'self' data:; font-src 'self'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+
+CONTENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
+    "png": "image/png",
+    "ico": "image/x-icon",
+    "wav": "audio/wav",
+    "json": "application/json",
+}
+
+PAGES = {"/": "index.html", "/agent": "agent.html", "/widget.js": "widget.js"}
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    body: bytes
+    content_type: str
+    etag: str
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+def _asset(name: str, body: bytes) -> Asset:
+    extension = name.rsplit(".", 1)[-1]
+    etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+    headers: list[tuple[bytes, bytes]] = [(b"cache-control", b"no-cache"), (b"etag", etag.encode())]
+    if extension == "html":
+        headers += [(b"content-security-policy", CSP.encode()), (b"referrer-policy", b"same-origin"),
+                    (b"x-frame-options", b"DENY")]
+    else:
+        headers.append((b"cross-origin-resource-policy", b"cross-origin"))
+    return Asset(body, CONTENT_TYPES.get(extension, "application/octet-stream"), etag, tuple(headers))
+
+
+def load_assets() -> dict[str, Asset]:
+    """Every servable path → its asset: the pages above plus ``/static/<file>``."""
+    root = resources.files("customer_service.web")
+    files = {entry.name: entry.read_bytes() for entry in root.iterdir()
+             if entry.is_file() and not entry.name.startswith((".", "_"))}
+    assets = {f"/static/{name}": _asset(name, body) for name, body in files.items()}
+    for path, name in PAGES.items():
+        if name in files:
+            assets[path] = _asset(name, files[name])
+    return assets

@@ -1,0 +1,520 @@
+/* customer-service chat widget.
+ *
+ * Embed with:
+ *   <script src="https://chat.example.com/widget.js" data-title="Chat with us" async></script>
+ *
+ * Options (data attributes on the script tag):
+ *   data-title   header text                  data-name / data-email  visitor details
+ *   data-color   accent colour (CSS colour)   data-open               start opened
+ *   data-inline  "#selector": render the panel inside that element, no bubble
+ *
+ * Everything lives in an open shadow root so the host page's CSS does not leak in.
+ * Every piece of text from the network goes into the DOM through textContent.
+ */
+(function () {
+  "use strict";
+
+  const script = document.currentScript;
+  if (!script || !script.src) return;
+
+  const ORIGIN = new URL(script.src, location.href).origin;
+  const WS_URL = ORIGIN.replace(/^http/, "ws") + "/ws/visitor";
+  const KEY = "cs-widget:" + ORIGIN;
+  const MAX_CHARS = 4000;
+  const opts = script.dataset;
+  if (opts.inline && !document.querySelector(opts.inline) && document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start); // the container comes later in the page
+  } else {
+    start();
+  }
+
+  function start() {
+    const inlineTarget = opts.inline ? document.querySelector(opts.inline) : null;
+    const INLINE = Boolean(inlineTarget);
+
+    // ---- storage (may be unavailable: third-party contexts, private modes) ----
+    const memory = {};
+    const store = {
+      get(name) {
+        try { return localStorage.getItem(KEY + ":" + name); } catch (_) { return memory[name] || null; }
+      },
+      set(name, value) {
+        try { localStorage.setItem(KEY + ":" + name, value); } catch (_) { memory[name] = value; }
+      },
+    };
+
+    // ---- tiny DOM helper: attributes are set as attributes, children as text ----
+    function h(tag, attrs, ...children) {
+      const el = document.createElement(tag);
+      for (const [k, v] of Object.entries(attrs || {})) {
+        if (v === false || v == null) continue;
+        if (k === "class") el.className = v;
+        else el.setAttribute(k, v === true ? "" : String(v));
+      }
+      for (const child of children) {
+        if (child == null) continue;
+        el.append(typeof child === "string" ? document.createTextNode(child) : child);
+      }
+      return el;
+    }
+
+    function randomId() {
+      if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+      return "v" + Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+    }
+
+    function timeOf(ts) {
+      const d = ts ? new Date(ts) : new Date();
+      return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    }
+
+    // ---- build the UI -----------------------------------------------------------
+    const host = h("div", { class: "cs-widget-host", "data-cs-widget": "" });
+    host.style.display = "none"; // shown once the stylesheet has loaded
+    const shadow = host.attachShadow({ mode: "open" });
+    const link = h("link", { rel: "stylesheet", href: ORIGIN + "/static/widget.css" });
+    const reveal = () => { host.style.display = ""; };
+    link.addEventListener("load", reveal);
+    link.addEventListener("error", reveal);
+
+    const root = h("div", { class: "cs-root" + (INLINE ? " cs-inline" : " cs-floating"), "data-state": "connecting" });
+    if (opts.color) root.style.setProperty("--cs-accent", opts.color);
+
+    const bubbleBadge = h("span", { class: "cs-bubble-badge", hidden: true });
+    const bubble = INLINE ? null : h("button", {
+      type: "button", class: "cs-bubble", "data-testid": "cs-bubble",
+      "aria-label": "Open chat", "aria-expanded": "false",
+    }, h("span", { class: "cs-bubble-icon", "aria-hidden": "true" }), bubbleBadge);
+
+    const status = h("div", { class: "cs-status", "data-testid": "cs-status", role: "status" }, "connecting…");
+    const closeBtn = INLINE ? null : h("button", { type: "button", class: "cs-close", "aria-label": "Close chat" }, "×");
+    const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite" });
+    const typing = h("div", { class: "cs-typing", "data-testid": "cs-typing", hidden: true });
+    const errorBox = h("div", { class: "cs-error", "data-testid": "cs-error", role: "alert", hidden: true });
+    const input = h("textarea", {
+      class: "cs-input", "data-testid": "cs-input", rows: "1", maxlength: String(MAX_CHARS),
+      placeholder: "Write a message…", "aria-label": "Message",
+    });
+    const send = h("button", { type: "submit", class: "cs-send", "data-testid": "cs-send", "aria-label": "Send" }, "Send");
+    const form = h("form", { class: "cs-form" }, input, send);
+    const panel = h("div", {
+      class: "cs-panel", "data-testid": "cs-panel", role: INLINE ? "region" : "dialog",
+      "aria-label": opts.title || "Chat", "data-state": "connecting", hidden: !INLINE,
+    },
+      h("div", { class: "cs-header" },
+        h("div", { class: "cs-heading" }, h("div", { class: "cs-title" }, opts.title || "Chat with us"), status),
+        closeBtn),
+      messages, typing, errorBox, form);
+
+    root.append(panel);
+    if (bubble) root.append(bubble);
+    shadow.append(link, root);
+
+    function mount() {
+      (inlineTarget || document.body).append(host);
+    }
+    if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
+
+    // ---- state --------------------------------------------------------------------
+    let ws = null;
+    let state = "connecting";     // connecting | open | reconnecting | closed
+    let everConnected = false;
+    let attempt = 0;
+    let retryTimer = null;
+    let pingTimer = null;
+    let pongTimer = null;
+    let highestSeq = 0;           // highest seq held
+    let agentReadSeq = 0;         // highest seq the agent has read
+    let readSent = 0;
+    let unseen = 0;               // agent/ai messages while the panel is closed
+    let seenSeq = Number(store.get("seen")) || 0; // newest seq shown with the panel open (any page)
+    let isOpen = INLINE;
+    const bySeq = new Map();      // seq -> element
+    const outbox = new Map();     // client id -> {content, el, seq}
+    const streams = new Map();    // stream_id -> {el, text}
+    const finishedStreams = new Set();
+
+    function setState(next) {
+      state = next;
+      root.setAttribute("data-state", next);
+      panel.setAttribute("data-state", next);
+      status.textContent = { connecting: "connecting…", open: "online", reconnecting: "reconnecting…", closed: "offline" }[next];
+    }
+
+    // ---- messages --------------------------------------------------------------------
+    function nearBottom() {
+      return messages.scrollHeight - messages.scrollTop - messages.clientHeight < 80;
+    }
+    function scrollDown(force) {
+      if (force || nearBottom()) messages.scrollTop = messages.scrollHeight;
+    }
+
+    /** Insert el among the sequenced messages, before any pending or streaming ones. */
+    function placeBySeq(el, seq) {
+      let before = null;
+      for (let node = messages.lastElementChild; node; node = node.previousElementSibling) {
+        const s = Number(node.getAttribute("data-seq")) || Number(node.getAttribute("data-after")); // failed ones stay put
+        if (!s || s > seq) before = node; else break;
+      }
+      messages.insertBefore(el, before);
+    }
+
+    function messageEl(role, name, content) {
+      const textEl = h("div", { class: "cs-text", "data-testid": "cs-text" }, content);
+      const el = h("div", { class: "cs-message cs-" + role, "data-testid": "cs-message", "data-role": role });
+      if (role === "agent" || role === "ai") el.append(h("div", { class: "cs-sender" }, name || (role === "ai" ? "Assistant" : "Agent")));
+      el.append(textEl);
+      if (role !== "system") el.append(h("div", { class: "cs-meta" }));
+      return el;
+    }
+
+    function setMeta(el, ts) {
+      const meta = el.querySelector(".cs-meta");
+      if (!meta) return;
+      let text = timeOf(ts);
+      if (el.getAttribute("data-role") === "visitor") {
+        if (el.hasAttribute("data-failed")) text = el.getAttribute("data-failed");
+        else if (el.getAttribute("data-pending") === "true") text = "Sending…";
+        else if (el.getAttribute("data-read") === "true") text += " · Read";
+      }
+      meta.textContent = text;
+      if (ts) el.setAttribute("data-ts", ts);
+    }
+
+    function assignSeq(el, seq, ts) {
+      el.setAttribute("data-seq", String(seq));
+      el.removeAttribute("data-pending");
+      bySeq.set(seq, el);
+      if (seq > highestSeq) highestSeq = seq;
+      if (el.getAttribute("data-role") === "visitor" && seq <= agentReadSeq) el.setAttribute("data-read", "true");
+      setMeta(el, ts);
+    }
+
+    function onMessage(frame) {
+      const seq = frame.seq;
+      if (bySeq.has(seq)) return; // already shown (our own acked text, or a replay)
+      const role = frame.sender && frame.sender.role || "system";
+      const name = frame.sender && frame.sender.name || "";
+      const wasNear = nearBottom();
+      const el = messageEl(role, name, frame.content);
+      if (frame.stream_id) {
+        el.setAttribute("data-stream-id", frame.stream_id);
+        finishedStreams.add(frame.stream_id);
+        const live = streams.get(frame.stream_id);
+        if (live) { live.el.remove(); streams.delete(frame.stream_id); }
+      }
+      assignSeq(el, seq, frame.ts);
+      placeBySeq(el, seq);
+      if (role === "agent") hideTyping();
+      if ((role === "agent" || role === "ai") && !isOpen && seq > seenSeq) { unseen += 1; updateBadge(); }
+      scrollDown(wasNear);
+      markRead();
+    }
+
+    function onDelta(frame) {
+      if (finishedStreams.has(frame.stream_id)) return;
+      let live = streams.get(frame.stream_id);
+      const wasNear = nearBottom();
+      if (!live) {
+        const el = messageEl("ai", "Assistant", "");
+        el.setAttribute("data-streaming", "true");
+        el.setAttribute("data-stream-id", frame.stream_id);
+        const text = document.createTextNode("");
+        el.querySelector(".cs-text").append(text);
+        live = { el, text };
+        streams.set(frame.stream_id, live);
+        messages.append(el);
+        // keep pending own texts below the reply they were written after? No: a reply
+        // starts after the text it answers, so appending at the end is right.
+      }
+      live.text.appendData(frame.delta);
+      scrollDown(wasNear);
+    }
+
+    function onRead(frame) {
+      if (frame.by !== "agent" || typeof frame.seq !== "number") return;
+      if (frame.seq <= agentReadSeq) return;
+      agentReadSeq = frame.seq;
+      for (const [seq, el] of bySeq) {
+        if (seq <= agentReadSeq && el.getAttribute("data-role") === "visitor" && el.getAttribute("data-read") !== "true") {
+          el.setAttribute("data-read", "true");
+          setMeta(el, el.getAttribute("data-ts"));
+        }
+      }
+    }
+
+    /** welcome.last_seq lower than what we hold: the server forgot; drop the surplus. */
+    function dropBeyond(last) {
+      for (const [seq, el] of bySeq) {
+        if (seq > last) { el.remove(); bySeq.delete(seq); }
+      }
+      if (seenSeq > last) { seenSeq = last; store.set("seen", String(last)); }
+      highestSeq = Math.min(highestSeq, last);
+      if (agentReadSeq > last) agentReadSeq = last;
+      if (readSent > last) readSent = last;
+    }
+
+    // ---- typing --------------------------------------------------------------------
+    let typingHideTimer = null;
+    function hideTyping() {
+      typing.hidden = true;
+      typing.textContent = "";
+      clearTimeout(typingHideTimer);
+    }
+    function onTyping(frame) {
+      if (!frame.active) { hideTyping(); return; }
+      const name = frame.sender && frame.sender.name || "An agent";
+      typing.textContent = name + " is typing…";
+      typing.hidden = false;
+      clearTimeout(typingHideTimer);
+      typingHideTimer = setTimeout(hideTyping, 8000); // in case "active: false" never comes
+      scrollDown(false);
+    }
+
+    let typingActive = false;
+    let typingSentAt = 0;
+    let typingStopTimer = null;
+    function typingInput() {
+      const now = Date.now();
+      if (input.value.trim() === "") { stopTyping(); return; }
+      if (!typingActive || now - typingSentAt > 4000) {
+        if (frameOut({ type: "typing", active: true })) { typingActive = true; typingSentAt = now; }
+      }
+      clearTimeout(typingStopTimer);
+      typingStopTimer = setTimeout(stopTyping, 3000);
+    }
+    function stopTyping() {
+      clearTimeout(typingStopTimer);
+      if (typingActive) frameOut({ type: "typing", active: false });
+      typingActive = false;
+    }
+
+    // ---- errors --------------------------------------------------------------------
+    let errorTimer = null;
+    const ERROR_TEXT = {
+      too_large: "That message is too long.",
+      rate_limited: "You are sending messages too fast.",
+      bad_request: "That message could not be sent.",
+      unavailable: "The chat is temporarily unavailable.",
+      timeout: "The server took too long to answer.",
+    };
+    function showError(text) {
+      errorBox.textContent = text;
+      errorBox.hidden = false;
+      clearTimeout(errorTimer);
+      errorTimer = setTimeout(() => { errorBox.hidden = true; errorBox.textContent = ""; }, 5000);
+    }
+
+    function onError(frame) {
+      const text = ERROR_TEXT[frame.error] || frame.message || "Something went wrong.";
+      const item = frame.id ? outbox.get(frame.id) : null;
+      if (item) {
+        if (["timeout", "unavailable", "rate_limited", "internal"].includes(frame.error)) {
+          // Safe to resend with the same id: the server stores it at most once.
+          setTimeout(() => { if (outbox.has(frame.id)) sendText(frame.id); }, 1500 + Math.random() * 1000);
+        } else {
+          outbox.delete(frame.id);
+          item.el.setAttribute("data-failed", "Not sent: " + text);
+          item.el.removeAttribute("data-pending");
+          item.el.setAttribute("data-after", String(highestSeq + 0.5));
+          setMeta(item.el);
+        }
+      }
+      showError(text);
+    }
+
+    // ---- sending --------------------------------------------------------------------
+    function frameOut(frame) {
+      if (!ws || ws.readyState !== WebSocket.OPEN || state !== "open") return false;
+      try { ws.send(JSON.stringify(frame)); return true; } catch (_) { return false; }
+    }
+
+    function sendText(id) {
+      const item = outbox.get(id);
+      if (item) frameOut({ type: "text", id, content: item.content });
+    }
+
+    function submit() {
+      const content = input.value;
+      if (content.trim() === "") return;
+      if ([...content].length > MAX_CHARS) { showError(ERROR_TEXT.too_large); return; }
+      const id = randomId();
+      const el = messageEl("visitor", "", content);
+      el.setAttribute("data-pending", "true");
+      el.setAttribute("data-client-id", id);
+      setMeta(el);
+      messages.append(el);
+      outbox.set(id, { content, el });
+      input.value = "";
+      autosize();
+      stopTyping();
+      scrollDown(true);
+      if (state === "closed") connect(); // a normal close earlier: come back for this message
+      else sendText(id);                 // otherwise sent now, or on the next welcome
+    }
+
+    function onAck(frame) {
+      const item = outbox.get(frame.id);
+      if (!item || typeof frame.seq !== "number") return;
+      outbox.delete(frame.id);
+      if (bySeq.has(frame.seq)) { item.el.remove(); return; } // its echo came first
+      assignSeq(item.el, frame.seq, frame.ts);
+      placeBySeq(item.el, frame.seq);
+      markRead();
+    }
+
+    function markRead() {
+      if (!isOpen || document.visibilityState !== "visible") return;
+      if (highestSeq > seenSeq) { seenSeq = highestSeq; store.set("seen", String(seenSeq)); }
+      if (state !== "open") return;
+      if (highestSeq > readSent && frameOut({ type: "read", seq: highestSeq })) readSent = highestSeq;
+    }
+
+    // ---- connection --------------------------------------------------------------------
+    function connect() {
+      clearTimeout(retryTimer);
+      retryTimer = null;
+      if (ws) return;
+      setState(everConnected ? "reconnecting" : "connecting");
+      let socket;
+      try { socket = new WebSocket(WS_URL); } catch (_) { scheduleReconnect(); return; }
+      ws = socket;
+      socket.addEventListener("open", () => {
+        const hello = { type: "hello", page: location.href };
+        const token = store.get("token");
+        if (token) hello.visitor_token = token;
+        if (highestSeq > 0) hello.last_seq = highestSeq;
+        if (opts.name) hello.name = opts.name;
+        if (opts.email) hello.email = opts.email;
+        socket.send(JSON.stringify(hello));
+      });
+      socket.addEventListener("message", (event) => {
+        if (socket !== ws) return;
+        let frame;
+        try { frame = JSON.parse(event.data); } catch (_) { return; }
+        try { handle(frame); } catch (err) { if (window.console) console.error("cs-widget:", err); }
+      });
+      socket.addEventListener("close", (event) => {
+        if (socket !== ws) return;
+        ws = null;
+        stopPing();
+        hideTyping();
+        typingActive = false;
+        if (event.code === 1000) { setState("closed"); return; }
+        scheduleReconnect();
+      });
+    }
+
+    function scheduleReconnect() {
+      ws = null;
+      setState(everConnected ? "reconnecting" : "connecting");
+      const base = Math.min(30000, 500 * Math.pow(2, attempt));
+      attempt += 1;
+      const delay = base / 2 + Math.random() * base / 2; // equal jitter
+      clearTimeout(retryTimer);
+      retryTimer = setTimeout(connect, delay);
+    }
+
+    function handle(frame) {
+      switch (frame.type) {
+        case "welcome":
+          if (frame.visitor_token && frame.visitor_token !== store.get("token")) {
+            store.set("token", frame.visitor_token); // a new visitor: nothing seen yet
+            seenSeq = 0;
+            store.set("seen", "0");
+          }
+          if (frame.last_seq < seenSeq) seenSeq = frame.last_seq;
+          if (typeof frame.last_seq === "number" && frame.last_seq < highestSeq) dropBeyond(frame.last_seq);
+          attempt = 0;
+          everConnected = true;
+          setState("open");
+          startPing();
+          for (const id of outbox.keys()) sendText(id); // unacked texts, same ids
+          markRead();
+          break;
+        case "message": onMessage(frame); break;
+        case "ack": onAck(frame); break;
+        case "ai_delta": onDelta(frame); break;
+        case "typing": onTyping(frame); break;
+        case "read": onRead(frame); break;
+        case "error": onError(frame); break;
+        case "pong": clearTimeout(pongTimer); break;
+        default: break; // unknown frames are ignored
+      }
+    }
+
+    function startPing() {
+      stopPing();
+      pingTimer = setInterval(() => {
+        if (!frameOut({ type: "ping" })) return;
+        clearTimeout(pongTimer);
+        pongTimer = setTimeout(dropDeadSocket, 10000);
+      }, 25000);
+    }
+    /** No pong: the connection is dead though no close came; do not wait for one. */
+    function dropDeadSocket() {
+      const dead = ws;
+      if (!dead) return;
+      ws = null;
+      stopPing();
+      try { dead.close(4000, "no pong"); } catch (_) { /* ignore */ }
+      scheduleReconnect();
+    }
+    function stopPing() {
+      clearInterval(pingTimer);
+      clearTimeout(pongTimer);
+    }
+
+    // ---- open / close the panel ------------------------------------------------------
+    function updateBadge() {
+      if (!bubble) return;
+      bubbleBadge.textContent = unseen > 9 ? "9+" : String(unseen);
+      bubbleBadge.hidden = unseen === 0;
+    }
+
+    function setOpen(open) {
+      if (INLINE) open = true;
+      isOpen = open;
+      panel.hidden = !open;
+      root.classList.toggle("cs-is-open", open);
+      if (bubble) {
+        bubble.setAttribute("aria-expanded", String(open));
+        bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+      }
+      try { sessionStorage.setItem(KEY + ":open", open ? "1" : ""); } catch (_) { /* ignore */ }
+      if (open) {
+        if (!ws && !retryTimer && state !== "open") connect(); // a first-time visitor connects now
+        unseen = 0;
+        updateBadge();
+        scrollDown(true);
+        markRead();
+        if (!INLINE) input.focus();
+      }
+    }
+
+    function autosize() {
+      input.style.height = "auto";
+      input.style.height = Math.min(input.scrollHeight, 140) + "px";
+    }
+
+    if (bubble) bubble.addEventListener("click", () => setOpen(!isOpen));
+    if (closeBtn) closeBtn.addEventListener("click", () => { setOpen(false); if (bubble) bubble.focus(); });
+    form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); submit(); }
+      else if (event.key === "Escape" && !INLINE) setOpen(false);
+    });
+    input.addEventListener("input", () => { autosize(); typingInput(); });
+    document.addEventListener("visibilitychange", markRead);
+    window.addEventListener("online", () => { if (!ws && state !== "open") connect(); });
+
+    let startOpen = INLINE || ("open" in opts && opts.open !== "false");
+    try { if (sessionStorage.getItem(KEY + ":open") === "1") startOpen = true; } catch (_) { /* ignore */ }
+    setState("connecting");
+    setOpen(startOpen);
+    // A returning visitor connects at once (agents' replies, the badge); a first-time
+    // visitor of a floating widget only once they open it, so that page views alone do
+    // not create conversations.
+    if (store.get("token")) connect();
+  }
+})();

@@ -1,0 +1,72 @@
+"""The web pages and their assets as HTTP resources: types, CSP, caching, refusals."""
+
+from __future__ import annotations
+
+import httpx
+
+from customer_service.server.run import Server
+from tests.integration.helpers import http_url
+
+
+async def test_pages_are_html_with_a_restrictive_csp(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        for path in ("/", "/agent"):
+            response = await http.get(http_url(server, path))
+            assert response.status_code == 200, path
+            assert response.headers["content-type"] == "text/html; charset=utf-8"
+            csp = response.headers["content-security-policy"]
+            assert "default-src 'none'" in csp and "script-src 'self'" in csp
+            assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert "<script" in response.text
+
+
+async def test_widget_script_loads_from_other_sites(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(http_url(server, "/widget.js"))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert response.headers["cross-origin-resource-policy"] == "cross-origin"
+    assert "content-security-policy" not in response.headers
+    assert "currentScript" in response.text
+
+
+async def test_static_files_are_served_with_their_types(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        css = await http.get(http_url(server, "/static/widget.css"))
+        module = await http.get(http_url(server, "/static/agent.js"))
+    assert css.status_code == 200 and css.headers["content-type"] == "text/css; charset=utf-8"
+    assert module.status_code == 200
+    assert module.headers["content-type"] == "text/javascript; charset=utf-8"
+
+
+async def test_an_unchanged_asset_answers_304(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        first = await http.get(http_url(server, "/static/agent.js"))
+        etag = first.headers["etag"]
+        again = await http.get(http_url(server, "/static/agent.js"), headers={"if-none-match": etag})
+        stale = await http.get(http_url(server, "/static/agent.js"),
+                               headers={"if-none-match": '"other"'})
+    assert first.headers["cache-control"] == "no-cache"
+    assert again.status_code == 304 and again.content == b""
+    assert stale.status_code == 200 and stale.content == first.content
+
+
+async def test_head_gives_headers_without_a_body(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.head(http_url(server, "/"))
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-type"].startswith("text/html")
+
+
+async def test_unknown_files_and_wrong_methods_are_refused(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        missing = await http.get(http_url(server, "/static/nope.js"))
+        package = await http.get(http_url(server, "/static/__init__.py"))
+        escape = await http.get(http_url(server, "/static/../server/app.py"))
+        post = await http.post(http_url(server, "/agent"), content=b"x")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert package.status_code == 404
+    assert escape.status_code == 404
+    assert post.status_code == 405 and post.json()["error"] == "method_not_allowed"
