@@ -70,6 +70,9 @@ class StorageConfig:
         "sqlite (embedded, one file) or mysql (MySQL/MariaDB, for production and several instances)."))
     sqlite_path: str = field(default="customer-service.db", metadata=_doc(
         "SQLite database file; a relative path is relative to the config file."))
+    sqlite_cache_mb: int = field(default=64, metadata=_doc(
+        "Most memory, in MiB, SQLite's page cache may use; a bigger one keeps busy indexes in RAM.",
+        ge=1, le=65536))
     mysql_host: str = field(default="127.0.0.1", metadata=_doc("MySQL/MariaDB host."))
     mysql_port: int = field(default=3306, metadata=_doc("MySQL/MariaDB port.", ge=1, le=65535))
     mysql_user: str = field(default="root", metadata=_doc("MySQL/MariaDB user."))

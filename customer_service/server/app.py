@@ -166,6 +166,7 @@ class App:
             "/healthz": {"GET": self.healthz},
             "/metrics": {"GET": self.metrics_page},
             "/api/v1/login": {"POST": lambda: self.login(scope, receive)},
+            "/api/v1/logout": {"POST": lambda: self.logout(scope)},
             "/api/v1/me": {"GET": lambda: self.me(scope)},
             "/api/v1/agents": {"GET": lambda: self.agents(scope)},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
@@ -276,6 +277,13 @@ class App:
         if agent is None:
             raise Unauthorized("invalid or expired token")
         return agent, hashed
+
+    async def logout(self, scope: Scope) -> Response:
+        """Revoke the request's own token; its open sockets close at their next token check."""
+        agent, token_hash = await self.authenticate_token(scope)
+        await self.store.revoke_agent_token(token_hash)
+        log.info("agent %s logged out", agent.username)
+        return json_response(200, {"ok": True})
 
     async def me(self, scope: Scope) -> Response:
         return json_response(200, agent_json(await self.authenticate(scope)))

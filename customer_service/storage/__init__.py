@@ -24,7 +24,8 @@ async def open_store(config: Config) -> AsyncIterator[Store]:
     if backend == "sqlite":
         from customer_service.storage.sqlite import open_sqlite_store  # noqa: PLC0415
 
-        async with open_sqlite_store(config.resolve_path(config.storage.sqlite_path)) as store:
+        async with open_sqlite_store(config.resolve_path(config.storage.sqlite_path),
+                                     cache_mb=config.storage.sqlite_cache_mb) as store:
             yield store
     elif backend == "mysql":
         from customer_service.storage.mysql import open_mysql_store  # noqa: PLC0415

@@ -340,6 +340,10 @@ def agent_for_token(tx: Tx, token_hash: str, now: datetime) -> Agent | None:
     return None if row is None else agent_from(row)
 
 
+def revoke_agent_token(tx: Tx, token_hash: str) -> bool:
+    return tx.execute("DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,)) > 0
+
+
 # --- visitors ---------------------------------------------------------------
 
 def _visitor_where(tx: Tx, where: str, params: Sequence[Any]) -> Visitor | None:

@@ -60,6 +60,9 @@ class Store(Protocol):
     async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
         """The enabled agent owning an unexpired token with this hash, or None."""
 
+    async def revoke_agent_token(self, token_hash: str) -> bool:
+        """Delete a token (logout); False when no such token existed."""
+
     # --- visitors -----------------------------------------------------------
     async def create_visitor(self, token_hash: str, name: str, email: str,
                              page: str) -> Visitor: ...

@@ -76,6 +76,9 @@ class SqlStore(ABC):
     async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
         return await self._run(lambda tx: _sql.agent_for_token(tx, token_hash, now), write=False)
 
+    async def revoke_agent_token(self, token_hash: str) -> bool:
+        return await self._run(lambda tx: _sql.revoke_agent_token(tx, token_hash), write=True)
+
     # --- visitors -----------------------------------------------------------
 
     async def create_visitor(self, token_hash: str, name: str, email: str,

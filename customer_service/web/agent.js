@@ -128,7 +128,14 @@ els.loginForm.addEventListener("submit", async (event) => {
   }
 });
 
-els.logout.addEventListener("click", () => logout(""));
+els.logout.addEventListener("click", () => {
+  // Revoke the token on the server too, so a copy of it is worthless; best effort.
+  if (state.token) {
+    fetch("/api/v1/logout", { method: "POST", headers: { Authorization: `Bearer ${state.token}` } })
+      .catch(() => {});
+  }
+  logout("");
+});
 
 function logout(message) {
   state.socket?.stop();

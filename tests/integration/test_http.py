@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
+from trio_websocket import ConnectionClosed
 
+from customer_service.server import sockets
 from customer_service.server.run import Server
 from tests.integration.helpers import agent_socket, http_url, make_agent, visitor
 
@@ -92,3 +95,26 @@ async def test_rest_conversations_and_messages(server: Server) -> None:
     async with httpx.AsyncClient() as http:
         anonymous = await http.get(http_url(server, "/api/v1/conversations"))
         assert anonymous.status_code == 401
+
+
+async def test_logout_revokes_the_token_and_closes_its_socket(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sockets, "TOKEN_RECHECK_SECONDS", 0.1)
+    await make_agent(server, "lou", "s3cret-pass")
+    async with httpx.AsyncClient() as http:
+        login = await http.post(http_url(server, "/api/v1/login"),
+                                json={"username": "lou", "password": "s3cret-pass"})
+        token = login.json()["token"]
+        auth = {"authorization": f"Bearer {token}"}
+        async with agent_socket(server, token) as (agent, _):
+            out = await http.post(http_url(server, "/api/v1/logout"), headers=auth)
+            assert out.status_code == 200 and out.json() == {"ok": True}
+            with pytest.raises(ConnectionClosed) as closed:
+                await agent.recv(timeout=3)
+            assert closed.value.reason.code == 1008
+        me = await http.get(http_url(server, "/api/v1/me"), headers=auth)
+        again = await http.post(http_url(server, "/api/v1/logout"), headers=auth)
+        anonymous = await http.post(http_url(server, "/api/v1/logout"))
+    assert me.status_code == 401
+    assert again.status_code == 401 and again.json()["error"] == "unauthorized"
+    assert anonymous.status_code == 401

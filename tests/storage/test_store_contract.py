@@ -121,6 +121,17 @@ async def test_tokens_of_a_disabled_agent_never_authenticate(store: Store) -> No
     assert await store.agent_for_token("tok-late", datetime.now(UTC)) is None
 
 
+async def test_revoking_a_token_leaves_the_agents_other_tokens(store: Store) -> None:
+    ann = await store.create_agent("ann", "Ann", "h")
+    now = datetime.now(UTC)
+    await store.add_agent_token(ann.id, "browser", "login", None)
+    await store.add_agent_token(ann.id, "cli", "cli", None)
+    assert await store.revoke_agent_token("browser") is True
+    assert await store.agent_for_token("browser", now) is None
+    assert await store.agent_for_token("cli", now) == ann
+    assert await store.revoke_agent_token("browser") is False
+
+
 async def test_set_password(store: Store) -> None:
     ann = await store.create_agent("ann", "Ann", "old")
     changed = await store.set_agent_password("ann", "new")
