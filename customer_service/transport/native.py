@@ -55,9 +55,11 @@ CLOSE_WAIT = 1.0
 _conn_ids = itertools.count(1)
 _json = msgspec.json.Encoder()
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
-_receive_buffer = memoryview(bytearray(READ_SIZE))
-"""One receive buffer per process. Each read is copied out at once, before any other task
-runs, so sockets need no buffer of their own and no 64 KiB allocation per read."""
+_receive_buffer = bytearray(READ_SIZE)
+"""One receive buffer per process, so sockets need no buffer of their own and no 64 KiB
+allocation per read. Safe only because ``_read_socket`` copies a read out of it with no
+checkpoint in between (trio's own ``recv_into`` checkpoints after reading, which would let
+another connection overwrite the buffer first)."""
 
 
 class _Shutdown:
@@ -390,8 +392,7 @@ class NativeWebSocket:
         self._encoder = FrameEncoder("server")
         self._lock: trio.StrictFIFOLock | None = None
         """Made the first time a write has to wait (most sockets never need one)."""
-        self._socket = stream.socket if isinstance(stream, trio.SocketStream) else None
-        self._fd = self._socket.fileno() if self._socket is not None else -1
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else -1
         self._unsent = b""
         """The rest of a frame ``send_nowait`` could only partly write; goes out first."""
         self._events: list[Event] = []
@@ -489,12 +490,28 @@ class NativeWebSocket:
             data, self._pending = self._pending, b""
             return data
         try:
-            if self._socket is None:
+            if self._fd < 0:
                 return bytes(await self._stream.receive_some(READ_SIZE))
-            size = await self._socket.recv_into(_receive_buffer)
-            return bytes(_receive_buffer[:size])
+            return await self._read_socket()
         except (*_BROKEN, OSError):
             return b""
+
+    async def _read_socket(self) -> bytes:
+        """One read from the socket through the shared buffer; b"" at end of stream.
+
+        The checkpoint comes before the read (so a busy peer cannot starve the others),
+        never between the read and the copy out of the buffer.
+        """
+        await trio.lowlevel.checkpoint()
+        while True:
+            if self._stream_closed:  # the descriptor may belong to another socket by now
+                return b""
+            try:
+                size = os.readv(self._fd, [_receive_buffer])
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(self._fd)
+                continue
+            return bytes(memoryview(_receive_buffer)[:size])
 
     async def receive(self) -> str | bytes:
         self._receiving = True

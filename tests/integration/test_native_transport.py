@@ -31,7 +31,7 @@ from customer_service.transport.wscodec import (
     TextMessage,
     accept_key,
 )
-from tests.integration.helpers import http_url
+from tests.integration.helpers import http_url, visitor
 
 
 @pytest.fixture
@@ -289,3 +289,36 @@ async def test_a_replay_larger_than_the_socket_buffer_arrives_whole_and_in_order
         while not isinstance(pong := await client.event(), Pong):
             assert pong is not None
         assert pong.payload == b"after"
+
+
+async def test_busy_connections_never_see_each_others_bytes(server: Server) -> None:
+    """Many sockets sending at once, with frames of many sizes: each frame stays on its own
+    socket. (A receive buffer shared between connections once mixed them up.)"""
+    visitors, texts = 20, 40
+    problems: list[str] = []
+    acked = 0
+
+    async def talk(i: int) -> None:
+        nonlocal acked
+        async with visitor(server, name=f"v{i}") as (vis, welcome):
+            for k in range(texts):
+                content = f"visitor {i} says {k} " + "x" * (k * 37 % 900)
+                await vis.send(type="text", id=f"{i}-{k}", content=content)
+            got = 0
+            while got < texts:
+                frame = await vis.recv(timeout=20)
+                if frame["type"] == "ack":
+                    got += 1
+                elif frame["type"] == "message":
+                    if frame["conversation_id"] != welcome["conversation_id"] or \
+                            not frame["content"].startswith(f"visitor {i} says"):
+                        problems.append(f"visitor {i} got {frame['content'][:30]!r}")
+                else:
+                    problems.append(f"visitor {i} got {frame}")
+            acked += got
+
+    async with trio.open_nursery() as nursery:
+        for i in range(visitors):
+            nursery.start_soon(talk, i)
+    assert problems == []
+    assert acked == visitors * texts
