@@ -339,6 +339,9 @@ class VisitorSession(Session):
             if len(page) < REPLAY_PAGE:
                 break
         self.floor[conversation.id] = after
+        if conversation.agent_read_seq:
+            await self.send_now(frames.ReadOut(seq=conversation.agent_read_seq,
+                                               conversation_id=conversation.id, by="agent"))
         if first:
             await self.service.announce(conversation, visitor)
 

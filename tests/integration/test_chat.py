@@ -167,6 +167,10 @@ async def test_typing_read_ping_and_history(server: Server) -> None:
         assert [m["seq"] for m in page["messages"]] == [3, 4, 5]
         await vis.send(type="ping", id="p")
         assert (await vis.recv_type("pong"))["id"] == "p"
+        token_of_visitor = welcome["visitor_token"]
+    async with visitor(server, visitor_token=token_of_visitor, last_seq=6) as (again, _):
+        restored = await again.recv_type("read")
+        assert restored == {"type": "read", "conversation_id": cid, "seq": 6, "by": "agent"}
 
 
 async def test_an_agent_not_following_the_queue_sees_only_its_own(server: Server) -> None:
