@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 
 
 class Role(StrEnum):
@@ -61,6 +62,12 @@ class Conversation:
     def unread(self) -> int:
         """Messages an agent has not marked read yet."""
         return max(0, self.last_seq - self.agent_read_seq)
+
+    def with_last_seq(self, seq: int) -> Conversation:
+        """A copy with a newer ``last_seq`` (``dataclasses.replace`` is slow on the hot path)."""
+        return Conversation(self.id, self.visitor_id, self.status, self.assigned_to, seq,
+                            self.agent_read_seq, self.visitor_read_seq, self.created_at,
+                            self.updated_at, self.needs_agent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@lru_cache(maxsize=256)
 def format_ts(moment: datetime) -> str:
-    """RFC 3339 UTC with milliseconds, as the protocol's ``ts``."""
+    """RFC 3339 UTC with milliseconds, as the protocol's ``ts``.
+
+    Cached: a group commit stamps all its messages with one time, and each is
+    formatted for its ack and for every message frame.
+    """
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

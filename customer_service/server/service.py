@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import trio
@@ -161,10 +160,11 @@ class ChatService:
         resend is a duplicate and starts nothing).
         """
         self.metrics.commit_batch.observe(len(results))
+        stored = 0
         for result in results:
             if result.duplicate:
                 continue
-            self.metrics.messages_stored.inc()
+            stored += 1
             message = result.message
             conversation = self.hub.conversations.get(message.conversation_id)
             text = frames.encode(message_frame(message))
@@ -174,7 +174,7 @@ class ChatService:
                 self.hub.to_agents(tuple(self.hub.queue), item)
                 continue
             if message.seq > conversation.last_seq:
-                conversation = _with_last_seq(conversation, message.seq)
+                conversation = conversation.with_last_seq(message.seq)
                 self.hub.conversations.put(conversation)
             recipients = agents_for_conversation(
                 conversation, self.hub.agents, self.hub.watchers.get(conversation.id, NO_WATCHERS),
@@ -182,6 +182,7 @@ class ChatService:
             self.hub.to_agents(recipients, item)
             if self.ai is not None and message.sender_role is Role.VISITOR:
                 self.ai.visitor_wrote(conversation)
+        self.metrics.messages_stored.inc(stored)
 
     def to_conversation(self, conversation: Conversation, text: str, *, visitor: bool = True,
                         agents: bool = True, except_agent: int | None = None) -> None:
@@ -237,7 +238,3 @@ class ChatService:
         self.hub.to_agents(
             recipients,
             (conversation.id, 0, frames.encode(frames.ConversationOut(conversation=info))))
-
-
-def _with_last_seq(conversation: Conversation, seq: int) -> Conversation:
-    return replace(conversation, last_seq=seq)

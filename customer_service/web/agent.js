@@ -412,6 +412,7 @@ function messageEl(msg) {
 function placeBySeq(el, seq) {
   let before = null;
   for (let node = els.messageList.lastElementChild; node; node = node.previousElementSibling) {
+    if (node === el) continue;
     const s = Number(node.dataset.seq) || Number(node.dataset.after); // failed ones stay put
     if (!s || s > seq) before = node; else break;
   }
@@ -426,7 +427,20 @@ function addMessage(msg) {
     view.streams.get(msg.stream_id)?.el.remove();
     view.streams.delete(msg.stream_id);
   }
-  const el = messageEl(msg);
+  // Our own reply comes back (live or in history) before its ack: the oldest pending
+  // element with that text is it, now sent; the ack then only confirms it.
+  const mine = msg.sender?.role === "agent" && msg.sender?.id === state.me?.id;
+  const own = mine ? [...view.outbox].find((item) => !item.seq && item.content === msg.content) : null;
+  let el;
+  if (own) {
+    own.seq = msg.seq;
+    el = own.el;
+    delete el.dataset.pending;
+    el.dataset.seq = String(msg.seq);
+    el.querySelector(".ts").textContent = timeOf(msg.ts);
+  } else {
+    el = messageEl(msg);
+  }
   view.bySeq.set(msg.seq, el);
   placeBySeq(el, msg.seq);
   if (view.oldest === null || msg.seq < view.oldest) view.oldest = msg.seq;
@@ -444,7 +458,10 @@ function openConversation(id) {
   if (state.view?.id === id) return;
   stopTyping();
   hideTyping();
-  state.view = { id, bySeq: new Map(), streams: new Map(), finished: new Set(), oldest: null, hasMore: false, loading: false, readSent: 0 };
+  state.view = {
+    id, bySeq: new Map(), streams: new Map(), finished: new Set(), oldest: null, hasMore: false, loading: false, readSent: 0,
+    outbox: new Set(), // own replies not acked yet, oldest first: {content, el, seq (set once its echo came)}
+  };
   els.messageList.replaceChildren();
   els.replyInput.value = "";
   els.loadOlder.hidden = true;
@@ -601,21 +618,28 @@ function sendReply() {
   if (!view || !content.trim()) return;
   if ([...content].length > 4000) { toast(ERRORS.too_large); return; }
   const id = randomId();
-  const el = messageEl({ sender: { role: "agent", id: state.me?.id, name: state.me?.name }, content, ts: new Date().toISOString() });
+  const sender = { role: "agent", id: state.me?.id, name: state.me?.name };
+  const el = messageEl({ sender, content, ts: new Date().toISOString() });
   el.dataset.pending = "true";
   els.messageList.append(el);
+  const item = { content, el, seq: 0 };
+  view.outbox.add(item);
   els.replyInput.value = "";
   stopTyping();
   scrollDown(true);
   state.socket.request({ type: "text", conversation_id: view.id, content }, { resend: true, id }).then((ack) => {
-    if (state.view !== view) return;
-    if (view.bySeq.has(ack.seq)) { el.remove(); return; } // its echo came first
+    view.outbox.delete(item);
+    if (state.view !== view || item.seq === ack.seq) return; // (its echo came first and took el)
+    if (view.bySeq.has(ack.seq)) { if (!item.seq) el.remove(); return; } // shown already
+    if (item.seq) { addMessage({ sender, content, seq: ack.seq, ts: ack.ts }); return; } // el went to an equal text
     delete el.dataset.pending;
     el.dataset.seq = String(ack.seq);
     view.bySeq.set(ack.seq, el);
     placeBySeq(el, ack.seq);
     markRead();
   }, (err) => {
+    view.outbox.delete(item);
+    if (item.seq) return; // its echo came: it is stored, whatever this resend met
     delete el.dataset.pending;
     el.dataset.failed = "true";
     el.dataset.after = String(Math.max(0, ...view.bySeq.keys()) + 0.5);

@@ -130,7 +130,8 @@
     let seenSeq = Number(store.get("seen")) || 0; // newest seq shown with the panel open (any page)
     let isOpen = INLINE;
     const bySeq = new Map();      // seq -> element
-    const outbox = new Map();     // client id -> {content, el, seq}
+    const outbox = new Map();     // unacked own texts, oldest first: client id -> {content, el, seq}
+                                  // (seq: set when its echo arrived before the ack)
     const streams = new Map();    // stream_id -> {el, text}
     const finishedStreams = new Set();
 
@@ -153,6 +154,7 @@
     function placeBySeq(el, seq) {
       let before = null;
       for (let node = messages.lastElementChild; node; node = node.previousElementSibling) {
+        if (node === el) continue;
         const s = Number(node.getAttribute("data-seq")) || Number(node.getAttribute("data-after")); // failed ones stay put
         if (!s || s > seq) before = node; else break;
       }
@@ -190,13 +192,22 @@
       setMeta(el, ts);
     }
 
+    /** The oldest own text still pending with exactly this content, if any. */
+    function pendingWith(content) {
+      for (const item of outbox.values()) if (!item.seq && item.content === content) return item;
+      return null;
+    }
+
     function onMessage(frame) {
       const seq = frame.seq;
       if (bySeq.has(seq)) return; // already shown (our own acked text, or a replay)
       const role = frame.sender && frame.sender.role || "system";
       const name = frame.sender && frame.sender.name || "";
       const wasNear = nearBottom();
-      const el = messageEl(role, name, frame.content);
+      // Our own text comes back before its ack: that is the pending element, now sent.
+      const own = role === "visitor" ? pendingWith(frame.content) : null;
+      if (own) own.seq = seq;
+      const el = own ? own.el : messageEl(role, name, frame.content);
       if (frame.stream_id) {
         el.setAttribute("data-stream-id", frame.stream_id);
         finishedStreams.add(frame.stream_id);
@@ -247,6 +258,16 @@
     function dropBeyond(last) {
       for (const [seq, el] of bySeq) {
         if (seq > last) { el.remove(); bySeq.delete(seq); }
+      }
+      for (const item of outbox.values()) { // echoed but not acked: pending again, resent below
+        if (item.seq > last) {
+          item.seq = 0;
+          item.el.removeAttribute("data-seq");
+          item.el.removeAttribute("data-read");
+          item.el.setAttribute("data-pending", "true");
+          setMeta(item.el);
+          messages.append(item.el);
+        }
       }
       if (seenSeq > last) { seenSeq = last; store.set("seen", String(last)); }
       highestSeq = Math.min(highestSeq, last);
@@ -308,19 +329,19 @@
     function onError(frame) {
       const text = ERROR_TEXT[frame.error] || frame.message || "Something went wrong.";
       const item = frame.id ? outbox.get(frame.id) : null;
-      if (item) {
-        if (["timeout", "unavailable", "rate_limited", "internal"].includes(frame.error)) {
-          // Safe to resend with the same id: the server stores it at most once.
-          setTimeout(() => { if (outbox.has(frame.id)) sendText(frame.id); }, 1500 + Math.random() * 1000);
-        } else {
-          outbox.delete(frame.id);
+      if (item && ["timeout", "unavailable", "rate_limited", "internal"].includes(frame.error)) {
+        // Safe to resend with the same id: the server stores it at most once.
+        setTimeout(() => { if (outbox.has(frame.id)) sendText(frame.id); }, 1500 + Math.random() * 1000);
+      } else if (item) {
+        outbox.delete(frame.id);
+        if (!item.seq) { // (one whose echo came is stored, whatever this resend met)
           item.el.setAttribute("data-failed", "Not sent: " + text);
           item.el.removeAttribute("data-pending");
           item.el.setAttribute("data-after", String(highestSeq + 0.5));
           setMeta(item.el);
         }
       }
-      showError(text);
+      if (!item || !item.seq) showError(text); // a message shown as sent needs no alarm
     }
 
     // ---- sending --------------------------------------------------------------------
@@ -357,9 +378,12 @@
       const item = outbox.get(frame.id);
       if (!item || typeof frame.seq !== "number") return;
       outbox.delete(frame.id);
-      if (bySeq.has(frame.seq)) { item.el.remove(); return; } // its echo came first
-      assignSeq(item.el, frame.seq, frame.ts);
-      placeBySeq(item.el, frame.seq);
+      if (item.seq === frame.seq) return; // its echo came first and took the pending element
+      if (bySeq.has(frame.seq)) { if (!item.seq) item.el.remove(); return; } // shown already
+      // An echo took our element for an equal text sent from another tab: show ours apart.
+      const el = item.seq ? messageEl("visitor", "", item.content) : item.el;
+      assignSeq(el, frame.seq, frame.ts);
+      placeBySeq(el, frame.seq);
       markRead();
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -84,3 +85,11 @@ def test_a_visitor_writing_reopens_a_closed_conversation_only() -> None:
 
 def test_unread_counts_from_the_agent_read_mark() -> None:
     assert conv(OPEN).unread == 5
+
+
+def test_with_last_seq_changes_only_last_seq() -> None:
+    moment = datetime(2026, 1, 2, tzinfo=UTC)
+    before = Conversation(id=7, visitor_id=3, status=ConversationStatus.ASSIGNED, assigned_to=2,
+                          last_seq=10, agent_read_seq=4, visitor_read_seq=9, created_at=moment,
+                          updated_at=moment, needs_agent=True)
+    assert before.with_last_seq(11) == dataclasses.replace(before, last_seq=11)
