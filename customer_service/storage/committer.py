@@ -89,7 +89,10 @@ class GroupCommitter:
             raise StorageError("the message committer is shut down")
         pending = _Pending(message)
         try:
-            await self._send.send(pending)
+            try:
+                self._send.send_nowait(pending)  # the wait below is the checkpoint
+            except trio.WouldBlock:
+                await self._send.send(pending)
         except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
             raise StorageError("the message committer is shut down") from exc
         try:
