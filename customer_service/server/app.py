@@ -335,18 +335,20 @@ class App:
         path = scope["path"]
         if self.service.hub.draining:
             raise Unavailable("the server is shutting down; retry")
+        # The runners are plain functions returning the session's coroutine, so an idle
+        # socket's stack holds no frame of theirs.
         if path == "/ws/visitor":
-            async def visitor(conn: Connection) -> None:
+            def visitor(conn: Connection) -> Awaitable[None]:
                 session = VisitorSession(conn, self.service)
-                await session.run(session.start)
+                return session.run(session.start)
             return visitor
         if path == "/ws/agent":
             agent, token_hash = await self.authenticate_token(scope)
             follows_queue = _switch(_query(scope), "queue", default=True)
 
-            async def agent_session(conn: Connection) -> None:
+            def agent_session(conn: Connection) -> Awaitable[None]:
                 session = AgentSession(conn, self.service, agent, token_hash, follows_queue)
-                await session.run(session.start)
+                return session.run(session.start)
             return agent_session
         raise NotFound(f"no WebSocket endpoint {path}")
 

@@ -57,7 +57,7 @@ _json = msgspec.json.Encoder()
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 _receive_buffer = bytearray(READ_SIZE)
 """One receive buffer per process, so sockets need no buffer of their own and no 64 KiB
-allocation per read. Safe only because ``_read_socket`` copies a read out of it with no
+allocation per read. Safe only because ``_read`` copies a read out of it with no
 checkpoint in between (trio's own ``recv_into`` checkpoints after reading, which would let
 another connection overwrite the buffer first)."""
 
@@ -486,75 +486,71 @@ class NativeWebSocket:
         await self._write(frame)
 
     async def _read(self) -> bytes:
+        """One read; b"" at the end of the stream. On a socket it goes through the shared
+        buffer: the checkpoint comes before the read (so a busy peer cannot starve the
+        others), never between the read and the copy out of the buffer.
+
+        One coroutine, not two: every frame of the stack an idle socket waits in costs
+        memory per socket.
+        """
         if self._pending:
             data, self._pending = self._pending, b""
             return data
         try:
             if self._fd < 0:
                 return bytes(await self._stream.receive_some(READ_SIZE))
-            return await self._read_socket()
+            await trio.lowlevel.checkpoint()
+            while True:
+                if self._stream_closed:  # the descriptor may belong to another socket now
+                    return b""
+                try:
+                    size = os.readv(self._fd, [_receive_buffer])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_readable(self._fd)
+                    continue
+                return bytes(memoryview(_receive_buffer)[:size])
         except (*_BROKEN, OSError):
             return b""
-
-    async def _read_socket(self) -> bytes:
-        """One read from the socket through the shared buffer; b"" at end of stream.
-
-        The checkpoint comes before the read (so a busy peer cannot starve the others),
-        never between the read and the copy out of the buffer.
-        """
-        await trio.lowlevel.checkpoint()
-        while True:
-            if self._stream_closed:  # the descriptor may belong to another socket by now
-                return b""
-            try:
-                size = os.readv(self._fd, [_receive_buffer])
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._fd)
-                continue
-            return bytes(memoryview(_receive_buffer)[:size])
 
     async def receive(self) -> str | bytes:
         self._receiving = True
         try:
-            return await self._receive()
+            events = self._events
+            while True:
+                while events:
+                    event = events.pop(0)
+                    if isinstance(event, TextMessage):
+                        return event.text
+                    if isinstance(event, BinaryMessage):
+                        return event.data
+                    if isinstance(event, Ping):
+                        await self._write(self._encoder.encode_pong(event.payload))
+                    elif isinstance(event, Close):
+                        self._received_close = event.code
+                        log.debug("[%s] peer closed with %s", self.conn_id, event.code)
+                        with contextlib.suppress(ConnectionClosed):
+                            await self._send_close(None if event.code == 1005 else event.code)
+                        raise ConnectionClosed(event.code)
+                if self._failure is not None:
+                    code = self._failure.code
+                    self._received_close = code
+                    log.info("[%s] protocol failure: %s", self.conn_id, self._failure)
+                    with contextlib.suppress(ConnectionClosed):
+                        await self._send_close(code, self._failure.reason)
+                    raise ConnectionClosed(code)
+                if self._received_close is not None:
+                    raise ConnectionClosed(self._received_close)
+                data = await self._read()
+                if not data:
+                    self._received_close = 1006
+                    raise ConnectionClosed(1006)
+                try:
+                    events.extend(self._decoder.feed(data))
+                except ProtocolFailure as exc:
+                    events.extend(exc.events)
+                    self._failure = exc
         finally:
             self._receiving = False
-
-    async def _receive(self) -> str | bytes:
-        events = self._events
-        while True:
-            while events:
-                event = events.pop(0)
-                if isinstance(event, TextMessage):
-                    return event.text
-                if isinstance(event, BinaryMessage):
-                    return event.data
-                if isinstance(event, Ping):
-                    await self._write(self._encoder.encode_pong(event.payload))
-                elif isinstance(event, Close):
-                    self._received_close = event.code
-                    log.debug("[%s] peer closed with %s", self.conn_id, event.code)
-                    with contextlib.suppress(ConnectionClosed):
-                        await self._send_close(None if event.code == 1005 else event.code)
-                    raise ConnectionClosed(event.code)
-            if self._failure is not None:
-                code = self._failure.code
-                self._received_close = code
-                log.info("[%s] protocol failure: %s", self.conn_id, self._failure)
-                with contextlib.suppress(ConnectionClosed):
-                    await self._send_close(code, self._failure.reason)
-                raise ConnectionClosed(code)
-            if self._received_close is not None:
-                raise ConnectionClosed(self._received_close)
-            data = await self._read()
-            if not data:
-                self._received_close = 1006
-                raise ConnectionClosed(1006)
-            try:
-                events.extend(self._decoder.feed(data))
-            except ProtocolFailure as exc:
-                events.extend(exc.events)
-                self._failure = exc
 
     async def send(self, text: str) -> None:
         if self._close_sent or self._received_close is not None:
