@@ -107,7 +107,7 @@ def server(zipapp: Path, env: dict[str, str], tmp_path: Path
         proc.communicate(timeout=30)
 
 
-def test_serve_answers_healthz_and_stops_on_sigterm(
+def test_serve_answers_healthz_serves_the_pages_and_stops_on_sigterm(
         server: tuple[subprocess.Popen[str], int], tmp_path: Path) -> None:
     proc, port = server
     url = f"http://127.0.0.1:{port}/healthz"
@@ -125,6 +125,13 @@ def test_serve_answers_healthz_and_stops_on_sigterm(
             break
         time.sleep(0.2)
     assert status == 200, f"{url} never answered 200"
+    base = f"http://127.0.0.1:{port}"
+    page = httpx.get(f"{base}/agent", timeout=5)
+    widget = httpx.get(f"{base}/widget.js", timeout=5)
+    module = httpx.get(f"{base}/static/agent.js", timeout=5)
+    assert page.status_code == 200 and "content-security-policy" in page.headers
+    assert widget.status_code == 200 and "currentScript" in widget.text
+    assert module.status_code == 200 and module.headers["content-type"].startswith("text/javascript")
 
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
