@@ -430,7 +430,7 @@ function addMessage(msg) {
   // Our own reply comes back (live or in history) before its ack: the oldest pending
   // element with that text is it, now sent; the ack then only confirms it.
   const mine = msg.sender?.role === "agent" && msg.sender?.id === state.me?.id;
-  const own = mine ? [...view.outbox].find((item) => !item.seq && item.content === msg.content) : null;
+  const own = mine ? [...view.outbox].find((item) => !item.seq && item.after < msg.seq && item.content === msg.content) : null;
   let el;
   if (own) {
     own.seq = msg.seq;
@@ -460,7 +460,7 @@ function openConversation(id) {
   hideTyping();
   state.view = {
     id, bySeq: new Map(), streams: new Map(), finished: new Set(), oldest: null, hasMore: false, loading: false, readSent: 0,
-    outbox: new Set(), // own replies not acked yet, oldest first: {content, el, seq (set once its echo came)}
+    outbox: new Set(), // own replies not acked yet, oldest first: {content, el, after, seq}, see sendReply()
   };
   els.messageList.replaceChildren();
   els.replyInput.value = "";
@@ -622,7 +622,9 @@ function sendReply() {
   const el = messageEl({ sender, content, ts: new Date().toISOString() });
   el.dataset.pending = "true";
   els.messageList.append(el);
-  const item = { content, el, seq: 0 };
+  // after: the newest seq known now (its echo comes later); seq: set once its echo came.
+  const after = Math.max(state.convs.get(view.id)?.last_seq || 0, ...view.bySeq.keys());
+  const item = { content, el, after, seq: 0 };
   view.outbox.add(item);
   els.replyInput.value = "";
   stopTyping();

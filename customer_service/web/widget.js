@@ -130,8 +130,8 @@
     let seenSeq = Number(store.get("seen")) || 0; // newest seq shown with the panel open (any page)
     let isOpen = INLINE;
     const bySeq = new Map();      // seq -> element
-    const outbox = new Map();     // unacked own texts, oldest first: client id -> {content, el, seq}
-                                  // (seq: set when its echo arrived before the ack)
+    const outbox = new Map();     // unacked own texts, oldest first: client id -> {content, el, after, seq}
+                                  // (after: highestSeq when sent; seq: set when its echo came before the ack)
     const streams = new Map();    // stream_id -> {el, text}
     const finishedStreams = new Set();
 
@@ -192,9 +192,9 @@
       setMeta(el, ts);
     }
 
-    /** The oldest own text still pending with exactly this content, if any. */
-    function pendingWith(content) {
-      for (const item of outbox.values()) if (!item.seq && item.content === content) return item;
+    /** The oldest own text still pending with exactly this content, sent before seq came. */
+    function pendingWith(content, seq) {
+      for (const item of outbox.values()) if (!item.seq && item.after < seq && item.content === content) return item;
       return null;
     }
 
@@ -205,7 +205,7 @@
       const name = frame.sender && frame.sender.name || "";
       const wasNear = nearBottom();
       // Our own text comes back before its ack: that is the pending element, now sent.
-      const own = role === "visitor" ? pendingWith(frame.content) : null;
+      const own = role === "visitor" ? pendingWith(frame.content, seq) : null;
       if (own) own.seq = seq;
       const el = own ? own.el : messageEl(role, name, frame.content);
       if (frame.stream_id) {
@@ -260,6 +260,7 @@
         if (seq > last) { el.remove(); bySeq.delete(seq); }
       }
       for (const item of outbox.values()) { // echoed but not acked: pending again, resent below
+        item.after = Math.min(item.after, last);
         if (item.seq > last) {
           item.seq = 0;
           item.el.removeAttribute("data-seq");
@@ -365,7 +366,7 @@
       el.setAttribute("data-client-id", id);
       setMeta(el);
       messages.append(el);
-      outbox.set(id, { content, el });
+      outbox.set(id, { content, el, after: highestSeq, seq: 0 });
       input.value = "";
       autosize();
       stopTyping();
