@@ -60,6 +60,7 @@ from bench.ai import log_digest, stop  # noqa: E402
 from bench.common import (  # noqa: E402
     HOST,
     free_port,
+    machine_speed,
     percentile,
     proc_times,
     raise_fd_limit,
@@ -72,6 +73,7 @@ from bench.relay import make_agents  # noqa: E402
 HANDSHAKES_AT_ONCE = 50  # per load generator; a burst of hundreds overflows the listen backlog
 PER_PROC_SOCKETS = 6000  # idle: most sockets in one load-generator process
 GRACE = 5.0  # relay-open: seconds after --duration that messages in flight may still arrive
+MACHINE: dict[str, Any] = {}
 SETUP_ERRORS = (OSError, HandshakeFailed, Closed, ValueError, KeyError, trio.TooSlowError)
 
 
@@ -79,12 +81,14 @@ SETUP_ERRORS = (OSError, HandshakeFailed, Closed, ValueError, KeyError, trio.Too
 
 
 
-def write_config(folder: Path, port: int, group_commit_max: int, transport: str | None
-                 ) -> tuple[Path, str]:
+def write_config(folder: Path, port: int, args: argparse.Namespace) -> tuple[Path, str]:
     """The server's TOML config, and a note saying which transport it runs."""
-    note = f"[server] transport = {transport or 'the server default'}"
-    return write_server_config(folder, port, group_commit_max=group_commit_max,
-                               transport=transport), note
+    note = f"[server] transport = {args.transport or 'the server default'}"
+    if args.sqlite_cache_mb:
+        note += f"; [storage] sqlite_cache_mb = {args.sqlite_cache_mb}"
+    return write_server_config(folder, port, group_commit_max=args.group_commit_max,
+                               transport=args.transport,
+                               sqlite_cache_mb=args.sqlite_cache_mb), note
 
 
 METRICS = ("cs_commit_batch_size_sum", "cs_commit_batch_size_count", "cs_message_latency_seconds_sum",
@@ -508,7 +512,7 @@ class Server:
         self.tmp = tempfile.TemporaryDirectory(prefix="cs-bench-scn-")
         folder = Path(self.tmp.name)
         self.port = free_port()
-        config, self.note = write_config(folder, self.port, args.group_commit_max, args.transport)
+        config, self.note = write_config(folder, self.port, args)
         self.tokens = trio.run(make_agents, config, agents) if agents else []
         self.log_path = folder / "server.log"
         self.log = self.log_path.open("wb")
@@ -607,7 +611,7 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
                    "metrics_while_measured": metrics_window(m0, m1)},
         "load_generators": gens,
         "transport_note": server.note,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": MACHINE,
     }
     if open_loop:
         tot = {k: sum(g[k] for g in gens) for k in (
@@ -703,7 +707,7 @@ def idle(args: argparse.Namespace) -> dict[str, Any]:
         "load_generators": [{k: r[k] for k in ("cpu_percent", "maxrss", "pings_sent", "answered")}
                             for r in done],
         "transport_note": server.note,
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": MACHINE,
     }
 
 
@@ -802,6 +806,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0, help="relay: seconds of load before measuring")
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
     parser.add_argument("--group-commit-max", type=int, default=512)
+    parser.add_argument("--sqlite-cache-mb", type=int, default=None,
+                        help="[storage] sqlite_cache_mb (default: the server's, 64)")
     parser.add_argument("--transport", choices=["native", "hypercorn"], default=None,
                         help="[server] transport, when the installed config has that key")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -824,6 +830,10 @@ def main() -> None:
     if not (1 <= args.connections <= 19000 and 1 <= args.ping_interval <= 60):
         parser.error("--connections must be 1..19000 (20,000 open files here), --ping-interval 1..60")
 
+    MACHINE.update(cpus=os.cpu_count(), python=sys.version.split()[0],
+                   python_loop_s=round(machine_speed(), 3))
+    print(f"machine: {MACHINE['cpus']} CPUs, Python {MACHINE['python']}, reference loop "
+          f"{MACHINE['python_loop_s']} s (sum of 10**7 squares; lower is faster)")
     open_loop = args.scenario in ("relay-open", "soak")
     report = idle(args) if args.scenario == "idle" else relay(args, open_loop=open_loop)
     print_report(report)
