@@ -58,6 +58,9 @@ class Session:
 
     role = "?"
 
+    __slots__ = ("_backlog", "_bucket", "_flushed", "_flushing", "_nursery", "_open", "_sent",
+                 "_strikes", "config", "conn", "floor", "metrics", "peer", "service")
+
     def __init__(self, conn: Connection, service: ChatService, identity: int) -> None:
         self.conn = conn
         self.service = service
@@ -272,6 +275,8 @@ class Session:
 class VisitorSession(Session):
     role = "visitor"
 
+    __slots__ = ("conversation_id", "visitor")
+
     def __init__(self, conn: Connection, service: ChatService) -> None:
         super().__init__(conn, service, 0)
         self.visitor: Visitor | None = None
@@ -399,6 +404,8 @@ class VisitorSession(Session):
 
 class AgentSession(Session):
     role = "agent"
+
+    __slots__ = ("agent", "follows_queue", "token_hash")
 
     def __init__(self, conn: Connection, service: ChatService, agent: Agent,
                  token_hash: str, follows_queue: bool = True) -> None:

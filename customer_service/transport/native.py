@@ -383,6 +383,10 @@ class NativeWebSocket:
     behind that lock, so frames never interleave.
     """
 
+    __slots__ = ("_close_sent", "_decoder", "_encoder", "_events", "_failure", "_fd", "_lock",
+                 "_pending", "_received_close", "_receiving", "_stream", "_stream_closed",
+                 "_unsent", "conn_id", "remote")
+
     def __init__(self, stream: trio.abc.Stream, remote: str, conn_id: str,
                  max_message_bytes: int, pending: bytes = b"") -> None:
         self.remote = remote
