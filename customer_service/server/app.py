@@ -79,6 +79,12 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
 
 
+def _etag_matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110 weak comparison against an ``If-None-Match`` list (or ``*``)."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
 def _query(scope: Scope) -> dict[str, str]:
     parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     return {k: v[-1] for k, v in parsed.items()}
@@ -151,9 +157,11 @@ class App:
         except Exception:
             log.exception("%s %s failed", scope["method"], scope["path"])
             response = json_response(500, {"error": "internal", "message": "internal error"})
+        length = [] if response.status == 304 else [
+            (b"content-length", str(len(response.body)).encode())]
         await send({"type": "http.response.start", "status": response.status, "headers": [
             (b"content-type", response.content_type),
-            (b"content-length", str(len(response.body)).encode()),
+            *length,
             (b"x-content-type-options", b"nosniff"),
             *response.headers,
         ]})
@@ -190,7 +198,7 @@ class App:
         if method not in ("GET", "HEAD"):
             return json_response(405, {"error": "method_not_allowed",
                                        "message": f"{path} accepts GET, HEAD"})
-        if _headers(scope).get("if-none-match") == asset.etag:
+        if _etag_matches(_headers(scope).get("if-none-match", ""), asset.etag):
             return Response(304, b"", asset.content_type.encode(), asset.headers)
         return Response(200, asset.body, asset.content_type.encode(), asset.headers)
 

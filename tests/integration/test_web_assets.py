@@ -47,8 +47,12 @@ async def test_an_unchanged_asset_answers_304(server: Server) -> None:
         again = await http.get(http_url(server, "/static/agent.js"), headers={"if-none-match": etag})
         stale = await http.get(http_url(server, "/static/agent.js"),
                                headers={"if-none-match": '"other"'})
+        weak_list = await http.get(http_url(server, "/static/agent.js"),
+                                   headers={"if-none-match": f'"other", W/{etag}'})
     assert first.headers["cache-control"] == "no-cache"
     assert again.status_code == 304 and again.content == b""
+    assert "content-length" not in again.headers
+    assert weak_list.status_code == 304
     assert stale.status_code == 200 and stale.content == first.content
 
 
