@@ -206,10 +206,14 @@ class Session:
         hub = self.service.hub
         hub.track(self.peer)
         try:
-            with self.peer.scope:
-                try:
+            try:
+                with self.peer.scope:
                     await start()
+                if not self.peer.scope.cancel_called:
                     async with trio.open_nursery() as nursery:
+                        # From here a kick cancels the nursery: one cancel scope per
+                        # socket instead of two (each costs memory on every idle socket).
+                        self.peer.scope = nursery.cancel_scope
                         self._nursery = nursery
                         self._open = True
                         if self._backlog:
@@ -223,19 +227,19 @@ class Session:
                                     break
                                 await self._flushed.wait()
                         nursery.cancel_scope.cancel()
-                except ConnectionClosed as exc:
-                    log.debug("[%s] peer closed (%s)", self.peer.conn_id, exc.close_code)
-                    self._closing(exc.close_code, "")
-                except trio.TooSlowError:
-                    log.info("[%s] %s did not complete its start in time", self.peer.conn_id,
-                             self.role)
-                    self._closing(1008, "no hello in time")
-                except CustomerServiceError as exc:
-                    log.warning("[%s] could not start the session: %s", self.peer.conn_id, exc)
-                    self._closing(1011, "unavailable; reconnect later")
-                except Exception:
-                    log.exception("[%s] session failed", self.peer.conn_id)
-                    self._closing(1011, "internal error")
+            except ConnectionClosed as exc:
+                log.debug("[%s] peer closed (%s)", self.peer.conn_id, exc.close_code)
+                self._closing(exc.close_code, "")
+            except trio.TooSlowError:
+                log.info("[%s] %s did not complete its start in time", self.peer.conn_id,
+                         self.role)
+                self._closing(1008, "no hello in time")
+            except CustomerServiceError as exc:
+                log.warning("[%s] could not start the session: %s", self.peer.conn_id, exc)
+                self._closing(1011, "unavailable; reconnect later")
+            except Exception:
+                log.exception("[%s] session failed", self.peer.conn_id)
+                self._closing(1011, "internal error")
         finally:
             hub.untrack(self.peer)
             if hub.draining and self.peer.close_code == 1000:
