@@ -68,7 +68,9 @@ export class AgentSocket {
     // A refused handshake (401) looks like a close before open; 1008 may be a revoked
     // token. Ask the HTTP API whether the token still works before retrying.
     if (!opened || code === 1008) {
-      if (await this.tokenRevoked()) { this.on.unauthorized(); return; }
+      const revoked = await this.tokenRevoked();
+      if (this.stopped) return; // stopped (logged out) while asking
+      if (revoked) { this.on.unauthorized(); return; }
     }
     this.scheduleReconnect();
   }

@@ -42,6 +42,8 @@ function tabOf(conv) {
   if (conv.status === "closed") return "closed";
   return conv.assigned_to === state.me?.id ? "mine" : "others";
 }
+/** Open conversations show in Waiting only once the visitor has written (page views do not count). */
+const isListed = (conv) => conv.status !== "open" || conv.last_seq > 0;
 const isMine = (conv) => conv.status === "assigned" && conv.assigned_to === state.me?.id;
 const visitorName = (conv) => conv.visitor?.name || `Visitor #${conv.visitor?.id ?? conv.conversation_id}`;
 const agentName = (id) => state.agents.find((a) => a.id === id)?.name || `agent #${id}`;
@@ -64,8 +66,12 @@ const ERRORS = {
 const errorText = (err) => ERRORS[err.code] || err.message || "Something went wrong.";
 
 async function api(path) {
-  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.token}` } });
-  if (response.status === 401) { logout("Your session has expired. Please sign in again."); throw new Error("unauthorized"); }
+  const token = state.token; // a late 401 for an earlier session must not log out the next one
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+  if (response.status === 401) {
+    if (state.token === token) logout("Your session has expired. Please sign in again.");
+    throw new Error("unauthorized");
+  }
   if (!response.ok) throw new Error((await response.json().catch(() => ({}))).message || `HTTP ${response.status}`);
   return response.json();
 }
@@ -312,7 +318,7 @@ function onRead(frame) {
     renderList();
   } else if (frame.by === "visitor" && state.view?.id === frame.conversation_id) {
     for (const [seq, el] of state.view.bySeq) {
-      if (seq <= frame.seq && el.dataset.role !== "visitor") el.dataset.read = "true";
+      if (seq <= frame.seq && el.classList.contains("own")) el.dataset.read = "true";
     }
   }
 }
@@ -346,7 +352,7 @@ function renderItem(conv) {
     conv.status === "assigned" && !isMine(conv) ? h("div", { class: "assignee" }, `with ${agentName(conv.assigned_to)}`) : null,
     h("div", { class: "item-bottom" }, h("span", { class: "last", "data-testid": "last-message" }, lastText), unread),
   ].filter(Boolean));
-  li.hidden = tabOf(conv) !== state.tab;
+  li.hidden = !isListed(conv) || tabOf(conv) !== state.tab;
   return li;
 }
 
@@ -356,11 +362,15 @@ function renderList() {
   const counts = { waiting: 0, mine: 0, others: 0, closed: 0 };
   let unreadMine = 0;
   let waitingNow = 0;
+  let expected = els.list.firstElementChild;
   for (const conv of sorted) {
-    counts[tabOf(conv)] += 1;
+    if (isListed(conv)) counts[tabOf(conv)] += 1;
     if (waitingWithMessages(conv)) waitingNow += 1;
     if (isMine(conv)) unreadMine += conv.unread || 0;
-    els.list.append(renderItem(conv)); // append moves it: the list ends up sorted
+    const li = renderItem(conv);
+    // move only what is out of order: moving a node would take keyboard focus from it
+    if (li === expected) expected = li.nextElementSibling;
+    else els.list.insertBefore(li, expected);
   }
   for (const [id, li] of state.items) if (!state.convs.has(id)) { li.remove(); state.items.delete(id); }
   for (const tab of els.tabs) {
@@ -489,20 +499,30 @@ els.back.addEventListener("click", closeView);
 async function loadHistory(before) {
   const view = state.view;
   if (!view || !state.socket) return;
+  // A reload after a reconnect pages back until it meets the newest message held, so
+  // that no gap stays when more than a page arrived while away.
+  const reload = Boolean(view.loadedOnce && !before);
+  const held = reload ? Math.max(0, ...[...view.bySeq.keys()].filter(Number.isFinite)) : 0;
   view.loading = true;
   try {
-    const frame = { type: "history", conversation_id: view.id, limit: PAGE };
-    if (before) frame.before_seq = before;
-    const reply = await state.socket.request(frame);
-    if (state.view !== view) return;
     const m = els.messages;
-    const height = m.scrollHeight;
-    const top = m.scrollTop;
-    for (const msg of reply.messages) addMessage(msg);
+    let reply, height, top;
+    for (let page = before; ;) {
+      const frame = { type: "history", conversation_id: view.id, limit: PAGE };
+      if (page) frame.before_seq = page;
+      reply = await state.socket.request(frame);
+      if (state.view !== view) return;
+      height = m.scrollHeight;
+      top = m.scrollTop;
+      for (const msg of reply.messages) addMessage(msg);
+      const first = reply.messages[0]?.seq;
+      if (!held || reply.messages.length < PAGE || !first || first <= held + 1) break;
+      page = first;
+    }
     for (const [streamId, buffered] of aiStreams) {
       if (buffered.conversationId === view.id) showStream(streamId, buffered.text);
     }
-    if (before || !view.loadedOnce) { // a reload after a reconnect keeps what older pages said
+    if (!reload || !held) { // a reload that met what was held keeps what older pages said
       view.hasMore = reply.messages.length === PAGE && reply.messages[0]?.seq > 1;
       view.loadedOnce = true;
     }
@@ -527,9 +547,11 @@ els.messages.addEventListener("scroll", () => { if (els.messages.scrollTop < 40)
 function refreshView() {
   const view = state.view;
   if (!view) return;
-  const conv = state.convs.get(view.id) || { conversation_id: view.id, status: "open", visitor: {} };
+  // not in the list (e.g. left out of a welcome): keep what was last known, invent nothing
+  const conv = state.convs.get(view.id) || view.conv || { conversation_id: view.id, visitor: {} };
+  view.conv = conv;
   els.view.dataset.conversationId = String(view.id);
-  els.view.dataset.status = conv.status;
+  els.view.dataset.status = conv.status || "";
   els.viewName.textContent = visitorName(conv);
   const details = [
     { open: "Waiting", assigned: isMine(conv) ? "Assigned to you" : `With ${agentName(conv.assigned_to)}`, closed: "Closed" }[conv.status],
@@ -543,7 +565,8 @@ function refreshView() {
   els.close.hidden = !(mine || conv.status === "open");
   els.reply.hidden = !mine;
   els.replyNote.textContent = mine ? "" : conv.status === "open" ? "Accept this conversation to reply."
-    : conv.status === "closed" ? "This conversation is closed." : `${agentName(conv.assigned_to)} is handling this conversation.`;
+    : conv.status === "closed" ? "This conversation is closed."
+      : conv.status === "assigned" ? `${agentName(conv.assigned_to)} is handling this conversation.` : "";
   els.replyNote.hidden = mine;
   if (!mine) stopTyping();
 }

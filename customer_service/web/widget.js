@@ -7,6 +7,8 @@
  *   data-title   header text                  data-name / data-email  visitor details
  *   data-color   accent colour (CSS colour)   data-open               start opened
  *   data-inline  "#selector": render the panel inside that element, no bubble
+ *   data-page    the page shown to agents; default: location.origin + location.pathname
+ *                (the query and fragment are never sent: they may hold tokens)
  *
  * Everything lives in an open shadow root so the host page's CSS does not leak in.
  * Every piece of text from the network goes into the DOM through textContent.
@@ -405,7 +407,8 @@
       try { socket = new WebSocket(WS_URL); } catch (_) { scheduleReconnect(); return; }
       ws = socket;
       socket.addEventListener("open", () => {
-        const hello = { type: "hello", page: location.href };
+        // origin + path only: a query or fragment may hold secrets (reset links, tokens)
+        const hello = { type: "hello", page: opts.page || location.origin + location.pathname };
         const token = store.get("token");
         if (token) hello.visitor_token = token;
         if (highestSeq > 0) hello.last_seq = highestSeq;
@@ -527,11 +530,14 @@
     form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); submit(); }
-      else if (event.key === "Escape" && !INLINE) setOpen(false);
+      else if (event.key === "Escape" && !INLINE) { setOpen(false); if (bubble) bubble.focus(); }
     });
     input.addEventListener("input", () => { autosize(); typingInput(); });
     document.addEventListener("visibilitychange", markRead);
-    window.addEventListener("online", () => { if (!ws && state !== "open") connect(); });
+    // back online: reconnect only a widget that was in use (never a page view alone)
+    window.addEventListener("online", () => {
+      if (!ws && state !== "open" && (everConnected || isOpen || store.get("token"))) connect();
+    });
 
     let startOpen = INLINE || ("open" in opts && opts.open !== "false");
     try { if (sessionStorage.getItem(KEY + ":open") === "1") startOpen = true; } catch (_) { /* ignore */ }

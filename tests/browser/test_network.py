@@ -23,6 +23,8 @@ from tests.browser.ui import (
     open_widget_page,
     seqs,
     tid,
+    view_message,
+    view_messages,
     wait_until,
     widget_message,
     widget_messages,
@@ -106,3 +108,36 @@ def test_reconnect_resends_pending_and_replays_missed(server: ServerProcess, pro
         if message["sender"]["role"] != "system":
             expect(widget_message(visitor, message["content"], message["sender"]["role"])).to_have_attribute(
                 "data-seq", str(message["seq"]))
+
+
+def test_dashboard_reconnect_fills_more_than_a_page_missed(server: ServerProcess, proxy: TcpProxy,
+                                                          pages: Pages) -> None:
+    """More than one history page (50) arrives while the agent is away: after the reconnect
+    the open conversation shows every message, without a gap."""
+    visitor = pages.new("visitor")
+    open_widget_page(visitor, f"{server.url}/")
+    widget_send_acked(visitor, "first message")
+    agent = pages.new("agent")
+    pages.allow(agent, r"WebSocket connection to .* failed")
+    pages.allow(agent, r"net::ERR_CONNECTION_(RESET|REFUSED|CLOSED)")
+    # after a failed handshake the dashboard asks /api/v1/me whether its token still works
+    pages.allow(agent, r"net::ERR_(EMPTY_RESPONSE|SOCKET_NOT_CONNECTED|CONNECTION_\w+) \(http://[^)]*/api/v1/me")
+    login(agent, proxy.url, AGENTS["alice"])  # the dashboard and its socket via the proxy
+    conversation_id = first_conversation_id(agent)
+    open_conversation(agent, conversation_id)
+    expect(view_message(agent, "first message")).to_have_count(1)
+
+    proxy.cut()
+    expect(agent.locator(tid("connection-status"))).to_have_attribute("data-state", "reconnecting")
+    for i in range(55):
+        widget_send(visitor, f"while away {i}")
+    widget_wait_acked(visitor, "while away 54")
+
+    proxy.restore()
+    expect(agent.locator(tid("connection-status"))).to_have_attribute("data-state", "open", timeout=40_000)
+    expect(view_message(agent, "while away 54")).to_have_count(1)
+    expect(view_message(agent, "first message")).to_have_count(1)
+    held = seqs(view_messages(agent))
+    assert held == list(range(held[0], held[0] + len(held))), f"a gap: {held}"
+    for i in range(55):
+        expect(view_message(agent, f"while away {i}")).to_have_count(1)
