@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+import httpx
 import pytest
 
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
@@ -170,3 +171,20 @@ def test_scroll_back_loads_older_messages(server: ServerProcess, pages: Pages) -
     found = messages.locator(tid("message-text")).all_inner_texts()
     assert [text.strip() for text in found] == texts
     expect(load_older).to_be_hidden()
+
+
+def test_logout_revokes_the_token_on_the_server(server: ServerProcess, pages: Pages) -> None:
+    agent = pages.new("agent")
+    login(agent, server.url, AGENTS["alice"])
+    token = agent.evaluate("sessionStorage.getItem('cs-agent-token')")
+    assert isinstance(token, str) and token
+    bearer = {"authorization": f"Bearer {token}"}
+    assert httpx.get(f"{server.url}/api/v1/me", headers=bearer, timeout=5).status_code == 200
+
+    with agent.expect_response(lambda r: r.url.endswith("/api/v1/logout")) as logout:
+        agent.locator(tid("logout")).click()
+    assert logout.value.status == 200
+    expect(agent.locator(tid("login-form"))).to_be_visible()
+    assert agent.evaluate("sessionStorage.getItem('cs-agent-token')") is None
+    refused = httpx.get(f"{server.url}/api/v1/me", headers=bearer, timeout=5)
+    assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
