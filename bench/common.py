@@ -93,8 +93,6 @@ level = "warning"
 def machine_speed() -> float:
     """Seconds this machine's Python takes for a fixed loop (sum of 10**7 squares), best of 3:
     figures from different machines compare only next to it."""
-    import time  # noqa: PLC0415
-
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()

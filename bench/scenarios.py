@@ -73,7 +73,6 @@ from bench.relay import make_agents  # noqa: E402
 HANDSHAKES_AT_ONCE = 50  # per load generator; a burst of hundreds overflows the listen backlog
 PER_PROC_SOCKETS = 6000  # idle: most sockets in one load-generator process
 GRACE = 5.0  # relay-open: seconds after --duration that messages in flight may still arrive
-MACHINE: dict[str, Any] = {}
 SETUP_ERRORS = (OSError, HandshakeFailed, Closed, ValueError, KeyError, trio.TooSlowError)
 
 
@@ -611,7 +610,7 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
                    "metrics_while_measured": metrics_window(m0, m1)},
         "load_generators": gens,
         "transport_note": server.note,
-        "machine": MACHINE,
+        "machine": args.machine,
     }
     if open_loop:
         tot = {k: sum(g[k] for g in gens) for k in (
@@ -707,7 +706,7 @@ def idle(args: argparse.Namespace) -> dict[str, Any]:
         "load_generators": [{k: r[k] for k in ("cpu_percent", "maxrss", "pings_sent", "answered")}
                             for r in done],
         "transport_note": server.note,
-        "machine": MACHINE,
+        "machine": args.machine,
     }
 
 
@@ -830,10 +829,10 @@ def main() -> None:
     if not (1 <= args.connections <= 19000 and 1 <= args.ping_interval <= 60):
         parser.error("--connections must be 1..19000 (20,000 open files here), --ping-interval 1..60")
 
-    MACHINE.update(cpus=os.cpu_count(), python=sys.version.split()[0],
-                   python_loop_s=round(machine_speed(), 3))
-    print(f"machine: {MACHINE['cpus']} CPUs, Python {MACHINE['python']}, reference loop "
-          f"{MACHINE['python_loop_s']} s (sum of 10**7 squares; lower is faster)")
+    args.machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                    "python_loop_s": round(machine_speed(), 3)}
+    print(f"machine: {args.machine['cpus']} CPUs, Python {args.machine['python']}, reference "
+          f"loop {args.machine['python_loop_s']} s (sum of 10**7 squares; lower is faster)")
     open_loop = args.scenario in ("relay-open", "soak")
     report = idle(args) if args.scenario == "idle" else relay(args, open_loop=open_loop)
     print_report(report)

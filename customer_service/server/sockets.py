@@ -143,8 +143,8 @@ class Session:
             self.peer.kick(1006, "gone")
         finally:
             self._flushing = False
-            if self._flushed is not None:
-                self._flushed.set()
+            assert self._flushed is not None  # a flush only runs from _start_flush
+            self._flushed.set()
 
     # ---- input --------------------------------------------------------------
     def parse(self, raw: str | bytes) -> Any:
@@ -223,8 +223,7 @@ class Session:
                         with trio.move_on_after(1):
                             while self._flushing or (self._backlog and not self.peer.kicked):
                                 self._start_flush()
-                                if self._flushed is None:
-                                    break
+                                assert self._flushed is not None  # set by _start_flush
                                 await self._flushed.wait()
                         nursery.cancel_scope.cancel()
             except ConnectionClosed as exc:

@@ -46,7 +46,7 @@ rewritten by many commits (a busy conversation's index leaf) is copied back once
 once every thousand pages as by default."""
 
 
-def _connect(path: Path, cache_mb: int = 64) -> sqlite3.Connection:
+def _connect(path: Path, cache_mb: int) -> sqlite3.Connection:
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                            timeout=BUSY_TIMEOUT_MS / 1000)
     try:

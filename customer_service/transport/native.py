@@ -55,7 +55,7 @@ CLOSE_WAIT = 1.0
 _conn_ids = itertools.count(1)
 _json = msgspec.json.Encoder()
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
-_receive_buffer = bytearray(READ_SIZE)
+_receive_buffer = memoryview(bytearray(READ_SIZE))
 """One receive buffer per process, so sockets need no buffer of their own and no 64 KiB
 allocation per read. Safe only because ``_read`` copies a read out of it with no
 checkpoint in between (trio's own ``recv_into`` checkpoints after reading, which would let
@@ -512,7 +512,7 @@ class NativeWebSocket:
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(self._fd)
                     continue
-                return bytes(memoryview(_receive_buffer)[:size])
+                return bytes(_receive_buffer[:size])
         except (*_BROKEN, OSError):
             return b""
 
