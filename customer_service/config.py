@@ -13,6 +13,8 @@ are kept out of the file. The environment wins over the file.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -22,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from customer_service.errors import ConfigError
 
@@ -62,6 +65,13 @@ class ServerConfig:
         "Seconds a new visitor socket has to send its hello frame.", gt=0))
     transport: Literal["native", "hypercorn"] = field(default="native", metadata=_doc(
         "native: the project's own trio HTTP/WebSocket transport (faster); or hypercorn."))
+    workers: int | Literal["auto"] = field(default=1, metadata=_doc(
+        "Processes serving the port together (SO_REUSEPORT). Each is a full instance on the "
+        "bus; \"auto\": one per CPU core. More than 1 needs [bus] redis_url and [storage] backend = "
+        "\"mysql\".", ge=1, le=256))
+    trusted_proxies: list[str] = field(default_factory=list, metadata=_doc(
+        "Reverse proxies whose X-Forwarded-For names the client. Addresses or networks "
+        "(\"10.0.0.0/8\"); from anyone else the header is ignored. Empty: never trust it."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +93,31 @@ class StorageConfig:
         "Connections kept open to MySQL/MariaDB.", ge=1))
     group_commit_max: int = field(default=512, metadata=_doc(
         "Most messages committed in one transaction when many arrive together.", ge=1))
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    redis_url: str = field(default="", metadata=_doc(
+        "Redis that connects several instances. redis://[:password@]host:port/db, rediss:// "
+        "for TLS, unix:///path.sock; empty: one instance, everything in-process."))
+    namespace: str = field(default="customer-service", metadata=_doc(
+        "Prefix of every Redis key and channel, so deployments can share one Redis."))
+    heartbeat_interval: float = field(default=1.0, metadata=_doc(
+        "Seconds between an instance's heartbeats on the bus.", gt=0))
+    instance_timeout: float = field(default=6.0, metadata=_doc(
+        "Seconds without a heartbeat before another instance counts as gone. Its agents "
+        "and visitors then count as offline.", gt=0))
+    publish_interval: float = field(default=0.002, metadata=_doc(
+        "Seconds an instance gathers events into one Redis publish under load. An event "
+        "after a quiet spell goes out at once.", ge=0, le=1))
+    outbox_size: int = field(default=20000, metadata=_doc(
+        "Events waiting to be published. Past it new ones are dropped; the other "
+        "instances notice and read what they missed from the database.", ge=1))
+    gap_wait: float = field(default=0.05, metadata=_doc(
+        "Seconds a message may wait for an earlier one still on the bus. Then the missing "
+        "ones are read from the database.", ge=0, le=10))
+    command_timeout: float = field(default=1.0, metadata=_doc(
+        "Seconds one Redis command may take before the bus counts as degraded.", gt=0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +198,7 @@ class AiConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ai: AiConfig = field(default_factory=AiConfig)
@@ -206,12 +242,23 @@ def section_fields(cls: type[Any]) -> Iterator[tuple[dataclasses.Field[Any], Any
         yield f, hints[f.name]
 
 
+_PLAIN_NAMES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
+
+
 def describe_type(hint: Any) -> str:
     """A short human name for a field's type: int, float, one of "a", "b"..."""
-    if typing.get_origin(hint) is Literal:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
         return "one of " + ", ".join(f'"{v}"' for v in typing.get_args(hint))
-    if typing.get_origin(hint) is list:
+    if origin is list:
         return f"list of {describe_type(typing.get_args(hint)[0])}"
+    if origin in (typing.Union, types.UnionType):
+        choices = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(choices) > 1:
+            return " or ".join(
+                f'"{typing.get_args(a)[0]}"' if typing.get_origin(a) is Literal
+                and len(typing.get_args(a)) == 1 else _PLAIN_NAMES.get(describe_type(a), describe_type(a))
+                for a in choices)
     return getattr(hint, "__name__", str(hint))
 
 
@@ -247,7 +294,15 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):
             return None
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        choices = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(choices) > 1:
+            for choice in choices:
+                try:
+                    return _convert(value, choice, where)
+                except ValueError:
+                    continue
+            raise ValueError(f"{where} must be {describe_type(hint)}, not {value!r}")
+        hint = choices[0]
     if hint is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where} must be true or false, not {value!r}")
@@ -267,12 +322,22 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     raise ValueError(f"{where}: unsupported type {hint!r}")
 
 
+def _takes_text(hint: Any) -> bool:
+    """Whether a bare word is a valid value of this type (a string or a literal choice)."""
+    origin = typing.get_origin(hint)
+    if hint is str or origin is Literal:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_takes_text(a) for a in typing.get_args(hint))
+    return False
+
+
 def _from_env(raw: str, hint: Any) -> Any:
     """Parse an environment value as a TOML value, falling back to a bare string."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        if hint is str or typing.get_origin(hint) is Literal:
+        if _takes_text(hint):
             return raw
         raise
 
@@ -280,6 +345,8 @@ def _from_env(raw: str, hint: Any) -> Any:
 def _check_value(f: dataclasses.Field[Any], value: Any, where: str) -> None:
     """Enforce the bounds a field declares in its metadata (gt, ge, le)."""
     gt, ge, le = f.metadata.get("gt"), f.metadata.get("ge"), f.metadata.get("le")
+    if isinstance(value, str):  # a named choice ("auto") of a numeric key has no bounds
+        return
     if gt is not None and not value > gt:
         raise ValueError(f"{where} must be greater than {gt:g}, not {value!r}")
     if ge is not None and not value >= ge:
@@ -300,6 +367,7 @@ def build_config(data: Mapping[str, Any], *, path: str | None = None, text: str 
         if not isinstance(value, dict):
             raise ConfigError(f"[{name}] must be a table", path=path, key=name,
                               line=_line_of(text, name, None))
+    _check_environment(environ, known)
     built: dict[str, Any] = {}
     for name, cls in known.items():
         given: dict[str, Any] = dict(data.get(name, {}))
@@ -337,9 +405,97 @@ def build_config(data: Mapping[str, Any], *, path: str | None = None, text: str 
     return config
 
 
+OTHER_ENV_NAMES = frozenset({f"{ENV_PREFIX}CONFIG"})
+"""Variables with the prefix that are not config keys (the CLI's ``--config`` default)."""
+
+
+def _check_environment(environ: Mapping[str, str], known: Mapping[str, type[Any]]) -> None:
+    """A ``CUSTOMER_SERVICE_*`` variable that names no key is a mistake: say which."""
+    names = {f"{ENV_PREFIX}{section}_{f.name}".upper()
+             for section, cls in known.items() for f, _ in section_fields(cls)}
+    for variable in sorted(environ):
+        if (variable.startswith(ENV_PREFIX) and variable not in names
+                and variable not in OTHER_ENV_NAMES):
+            close = difflib.get_close_matches(variable, names, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown environment variable {variable}{hint}; every "
+                              f"{ENV_PREFIX}<SECTION>_<KEY> variable must name a config key",
+                              key=variable)
+
+
+def worker_count(server: ServerConfig) -> int:
+    """How many processes ``[server] workers`` asks for (``"auto"``: the usable CPU cores)."""
+    if server.workers == "auto":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+    return server.workers
+
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redis_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable Redis URL, or None. Checked at load, so a typo is a
+    config error naming the key rather than a connection failure at run time."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in _REDIS_SCHEMES:
+        return "must start with redis://, rediss:// or unix://"
+    if parts.scheme == "unix":
+        return None if parts.path else "needs the socket's path: unix:///run/redis.sock"
+    if not parts.hostname:
+        return "needs a host: redis://host:6379/0"
+    if port == 0:
+        return "has port 0"
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        return f"names database {database!r}; Redis databases are numbers (redis://host:6379/0)"
+    return None
+
+
 def _check_sections(config: Config, path: str | None, text: str,
                     environ: Mapping[str, str]) -> None:
     """Rules that involve more than one key."""
+    server, bus = config.server, config.bus
+
+    def error(message: str, section: str, key: str) -> ConfigError:
+        env_name = f"{ENV_PREFIX}{section}_{key}".upper()
+        if env_name in environ:
+            return ConfigError(f"{env_name} (environment): {message}", key=f"{section}.{key}")
+        return ConfigError(message, path=path, key=f"{section}.{key}",
+                           line=_line_of(text, section, key))
+
+    if bus.redis_url:
+        problem = redis_url_problem(bus.redis_url)
+        if problem:
+            raise error(f"[bus] redis_url {problem}", "bus", "redis_url")
+    if not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", bus.namespace):
+        raise error("[bus] namespace must be 1 to 64 letters, digits or _ . : -", "bus",
+                    "namespace")
+    if bus.instance_timeout < 2 * bus.heartbeat_interval:
+        raise error("[bus] instance_timeout must be at least twice heartbeat_interval",
+                    "bus", "instance_timeout")
+    for entry in server.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise error(f"[server] trusted_proxies: {entry!r} is not an IP address or network "
+                        "(\"10.0.0.1\", \"10.0.0.0/8\", \"::1\")", "server",
+                        "trusted_proxies") from None
+    if server.workers != 1:
+        wanted = f"[server] workers = {toml_scalar(server.workers)}"
+        if not bus.redis_url:
+            raise error(f"{wanted} needs [bus] redis_url: worker processes share "
+                        "conversations, presence and revocations over Redis", "server", "workers")
+        if config.storage.backend != "mysql":
+            raise error(f"{wanted} needs [storage] backend = \"mysql\": SQLite lets one "
+                        "process write at a time, so workers would queue on its lock",
+                        "server", "workers")
     ai = config.ai
     if ai.enabled:
         if not re.match(r"^https?://[^/\s]+", ai.base_url):
@@ -349,6 +505,11 @@ def _check_sections(config: Config, path: str | None, text: str,
             raise ConfigError(f"[ai] api_key_env names {ai.api_key_env}, which is not set",
                               path=path, key="ai.api_key_env",
                               line=_line_of(text, "ai", "api_key_env"))
+
+
+def toml_scalar(value: object) -> str:
+    """A scalar as it is written in TOML, for messages (``2``, ``"auto"``)."""
+    return f'"{value}"' if isinstance(value, str) else str(value)
 
 
 def load_config(path: str | os.PathLike[str] | None,

@@ -26,6 +26,8 @@ REGENERATE_DOCS = "customer-service config docs > docs/configuration.md"
 SECTION_DOCS: dict[str, str] = {
     "server": "The HTTP and WebSocket listener, and the limits every connection lives under.",
     "storage": "Where conversations, agents and messages are kept.",
+    "bus": "How several instances (or worker processes) share live traffic: over Redis pub/sub, "
+           "with the database as the source of truth. Leave redis_url empty for one process.",
     "auth": "Agent authentication.",
     "log": "Logging to stderr.",
     "ai": "The AI that answers visitors while no agent has taken the conversation.",
@@ -44,6 +46,10 @@ PRODUCTION_NOTES: dict[str, str] = {
     "server.shutdown_timeout": "Production: keep it below your process manager's stop "
                                "timeout (systemd TimeoutStopSec, Kubernetes "
                                "terminationGracePeriodSeconds).",
+    "server.workers": "Production: \"auto\" uses every core of the machine; it needs the bus "
+                      "and MySQL/MariaDB.",
+    "server.trusted_proxies": "Production: your reverse proxy's address, e.g. [\"127.0.0.1\"], "
+                              "so login throttling and logs see the visitor's address.",
     "storage.backend": "Production: \"mysql\" when several instances share one database, "
                        "or for backups with your usual MySQL tooling; \"sqlite\" is fine for "
                        "one instance.",
@@ -53,6 +59,9 @@ PRODUCTION_NOTES: dict[str, str] = {
                               "environment.",
     "storage.mysql_pool_size": "Production: about the number of CPU cores; MySQL work is done in "
                                "threads, one per pooled connection.",
+    "bus.redis_url": "Production: set it (and [storage] backend = \"mysql\") to run several "
+                     "instances behind a load balancer; a password goes in "
+                     "CUSTOMER_SERVICE_BUS_REDIS_URL rather than here.",
     "auth.token_ttl_hours": "Production: shorter lifetimes limit what a leaked token is worth.",
     "log.format": "Production: \"json\" when a collector (journald, Loki, Elasticsearch) "
                   "reads the logs.",

@@ -296,6 +296,11 @@ class VisitorSession(Session):
                 self.metrics.in_role[self.role].inc()
                 try:
                     frame = frames.parse_visitor_frame(raw)
+                    if isinstance(frame, frames.Ping):
+                        # A probe (``customer-service doctor``, a proxy's health check) may
+                        # ping before saying hello: no visitor is created for it.
+                        await self.send_now(frames.PongOut(id=frame.id))
+                        continue
                     if not isinstance(frame, frames.Hello):
                         raise BadRequest("the first frame must be hello",
                                          client_id=getattr(frame, "id", None))

@@ -256,6 +256,12 @@ def schema_version(tx: Tx) -> int:
     return max(applied_versions(tx), default=0)
 
 
+def probe_write(tx: Tx) -> None:
+    """A write that matches no row: it needs the write lock (SQLite) and the UPDATE
+    privilege (MySQL), and changes nothing."""
+    tx.execute("UPDATE schema_migrations SET applied_at = applied_at WHERE version < 0")
+
+
 def apply_migration(tx: Tx, migration: Migration) -> None:
     for statement in migration.statements:
         tx.script(statement)
@@ -421,6 +427,12 @@ def current_conversation(tx: Tx, visitor_id: int) -> Conversation:
 
 def get_conversation(tx: Tx, conversation_id: int) -> Conversation | None:
     return _conversation(tx, conversation_id)
+
+
+def conversations_updated_since(tx: Tx, since: datetime, limit: int) -> list[Conversation]:
+    rows = tx.all(f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.updated_at >= ?"
+                  " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", (to_ms(since), max(0, limit)))
+    return [conversation_from(row) for row in rows]
 
 
 def list_conversations(tx: Tx, status: ConversationStatus | None, limit: int,

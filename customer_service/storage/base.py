@@ -37,6 +37,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise ``StorageError`` when the database cannot answer."""
 
+    async def probe_write(self) -> None:
+        """Run a write transaction that changes nothing: raise ``StorageError`` when the database cannot be written (read-only file, missing
+        privilege, a lock nobody releases). Used by ``doctor``."""
+
     # --- agents -------------------------------------------------------------
     async def create_agent(self, username: str, name: str, password_hash: str) -> Agent:
         """Raise ``Conflict`` when the username is taken."""
@@ -86,6 +90,12 @@ class Store(Protocol):
                                  ) -> list[ConversationSummary]:
         """Newest activity first, with visitor and last message; filtered by status and by
         assigned agent when those are given."""
+
+    async def conversations_updated_since(self, since: datetime,
+                                          limit: int = 1000) -> list[Conversation]:
+        """Conversations whose ``updated_at`` (a new message or a change of state) is at or
+        after ``since``, newest first, at most ``limit``: what a bus resynchronisation
+        compares against what it delivered."""
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
                                      assigned_to: int | None,

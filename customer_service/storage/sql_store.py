@@ -44,6 +44,12 @@ class SqlStore(ABC):
 
         await self._run(work, write=False)
 
+    async def probe_write(self) -> None:
+        def work(tx: Tx) -> None:
+            _sql.probe_write(tx)
+
+        await self._run(work, write=True)
+
     # --- agents -------------------------------------------------------------
 
     async def create_agent(self, username: str, name: str, password_hash: str) -> Agent:
@@ -111,6 +117,11 @@ class SqlStore(ABC):
                                  ) -> list[ConversationSummary]:
         return await self._run(
             lambda tx: _sql.list_conversations(tx, status, limit, assigned_to), write=False)
+
+    async def conversations_updated_since(self, since: datetime,
+                                          limit: int = 1000) -> list[Conversation]:
+        return await self._run(
+            lambda tx: _sql.conversations_updated_since(tx, since, limit), write=False)
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
                                      assigned_to: int | None,

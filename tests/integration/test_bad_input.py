@@ -61,6 +61,14 @@ async def test_text_before_hello_is_refused_then_hello_works(server: Server) -> 
         assert (await client.recv())["type"] == "welcome"
 
 
+async def test_a_ping_before_hello_is_answered_without_creating_a_visitor(server: Server) -> None:
+    async with open_ws(ws_url(server, "/ws/visitor")) as ws:
+        client = Client(ws)
+        await client.send(type="ping", id="probe")
+        assert await client.recv() == {"type": "pong", "id": "probe"}
+    assert (await server.service.store.stats()).visitors == 0
+
+
 async def test_an_oversize_frame_closes_with_1009(server: Server) -> None:
     async with visitor(server) as (vis, _), visitor(server) as (bystander, _):
         await vis.send_raw(json.dumps({"type": "text", "id": "big", "content": "x" * 70_000}))
