@@ -38,8 +38,9 @@ class Store(Protocol):
         """Raise ``StorageError`` when the database cannot answer."""
 
     async def probe_write(self) -> None:
-        """Run a write transaction that changes nothing: raise ``StorageError`` when the database cannot be written (read-only file, missing
-        privilege, a lock nobody releases). Used by ``doctor``."""
+        """Run a write transaction that changes nothing: raise ``StorageError`` when the
+        database cannot be written (read-only file, missing privilege, a lock nobody
+        releases). Used by ``doctor``."""
 
     # --- agents -------------------------------------------------------------
     async def create_agent(self, username: str, name: str, password_hash: str) -> Agent:

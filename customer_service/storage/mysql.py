@@ -6,10 +6,11 @@ channel; a unit of work takes a free connection (waiting at most
 connection's own ``CapacityLimiter(1)`` and puts the connection back.
 
 Several server instances may share the database: sequence numbers come from
-the conversation row locked with ``SELECT ... FOR UPDATE`` (see
-``_sql.append_messages``), deadlocks are retried, and a resend racing in from
-another instance is caught by the unique dedupe index and retried, when it
-then reads as a duplicate.
+the conversation rows locked with ``SELECT ... FOR UPDATE``, several always in
+id order and by primary key only (see ``_sql_chat.append_messages``); a
+deadlock is retried after a short random pause, and so is a resend racing in
+from another instance, caught by the unique dedupe index, which then reads as
+a duplicate. ``migrate`` takes a named lock (see there).
 
 Lost connections (a restarted database, an idle timeout) are replaced
 transparently. Reads run in autocommit mode and are simply run again on a
@@ -23,6 +24,8 @@ and is replaced before its next use.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from pymysql.constants import CR, ER
 from customer_service.config import StorageConfig
 from customer_service.errors import Conflict, StorageError
 from customer_service.storage import _sql
+from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
 from customer_service.storage.sql_store import SqlStore
 
@@ -52,6 +56,10 @@ IO_TIMEOUT = 30
 """Socket read/write timeout: a hung server fails a request instead of a thread forever."""
 LOCK_WAIT_TIMEOUT = 10
 ATTEMPTS = 3
+RETRY_PAUSE = 0.01
+"""Up to this many seconds (times the attempt number, at random) before running a
+transaction again after a deadlock or a duplicate key: transactions retried in
+lock-step would collide again."""
 MIGRATION_LOCK = "customer_service.migrate"
 MIGRATION_LOCK_TIMEOUT = 60
 SQL_MODE = ("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
@@ -206,12 +214,14 @@ class MysqlStore(SqlStore):
             except pymysql.err.IntegrityError as exc:
                 if _error_code(exc) == ER.DUP_ENTRY and attempt < ATTEMPTS:
                     logger.info("MySQL duplicate key, retrying: %s", exc)
+                    time.sleep(random.uniform(0, RETRY_PAUSE * attempt))
                     attempt += 1
                     continue
                 raise Conflict(f"conflicting write: {exc.args[-1]}") from exc
             except _DRIVER_ERRORS as exc:
                 if _error_code(exc) == ER.LOCK_DEADLOCK and attempt < ATTEMPTS:
                     logger.info("MySQL deadlock, retrying: %s", exc)
+                    time.sleep(random.uniform(0, RETRY_PAUSE * attempt))
                     attempt += 1
                     continue
                 pooled.suspect = True
@@ -264,25 +274,28 @@ class MysqlStore(SqlStore):
     # --- schema -------------------------------------------------------------
 
     async def migrate(self) -> list[int]:
-        """Apply pending migrations under a named lock, so instances starting together
-        take turns. MySQL DDL commits implicitly: each migration file is written to
-        be re-runnable, and its version row is written after its statements."""
-        migrations = _sql.load_migrations(_sql.MYSQL)
+        """Apply pending migrations under a named lock (``GET_LOCK``), so instances
+        starting together take turns: the one that waited finds nothing left to do.
+
+        MySQL DDL commits implicitly, so a migration that stopped half-way (a process
+        died before its version row) is run again from its first statement; each
+        statement whose effect is in the schema already is skipped (the rule is in
+        ``_sql_schema``), and the version row is written last.
+        """
+        migrations = schema.load_migrations(_sql.MYSQL)
 
         def work(tx: Tx) -> list[int]:
             locked = tx.one("SELECT GET_LOCK(?, ?)", (MIGRATION_LOCK, MIGRATION_LOCK_TIMEOUT))
             if locked is None or locked[0] != 1:
-                raise StorageError("another instance holds the migration lock")
+                raise StorageError(f"another instance held the migration lock for"
+                                   f" {MIGRATION_LOCK_TIMEOUT} s")
             try:
-                applied = _sql.applied_versions(tx)
-                done: list[int] = []
-                for migration in migrations:
-                    if migration.version not in applied:
-                        _sql.apply_migration(tx, migration)
-                        done.append(migration.version)
-                return done
+                return schema.apply_pending(tx, migrations)
             finally:
-                tx.one("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
+                try:
+                    tx.one("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
+                except _DRIVER_ERRORS as exc:   # the session's end releases it anyway
+                    logger.warning("releasing the MySQL migration lock failed: %s", exc)
 
         done = await self._run_mode(work, SCHEMA)
         if done:

@@ -1,8 +1,9 @@
-"""The store methods both SQL backends share: each is one unit of work on ``_sql``.
+"""The store methods both SQL backends share: each is one unit of work.
 
 A backend supplies ``_run(work, write=...)``, which runs ``work`` (a function of a
 ``Tx``) as one transaction in its thread, and ``migrate``/``aclose``; the SQL itself
-lives in ``_sql``, written once for both dialects.
+is written once for both dialects, in ``_sql_schema``, ``_sql_people`` and
+``_sql_chat`` (on the plumbing of ``_sql``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from customer_service.core.models import (
     StoredMessage,
     Visitor,
 )
-from customer_service.storage import _sql
+from customer_service.storage import _sql_chat as chat
+from customer_service.storage import _sql_people as people
+from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
 
 T = TypeVar("T")
@@ -36,7 +39,7 @@ class SqlStore(ABC):
         """Run ``work`` as one transaction (read-only when ``write`` is False)."""
 
     async def schema_version(self) -> int:
-        return await self._run(_sql.schema_version, write=False)
+        return await self._run(schema.schema_version, write=False)
 
     async def ping(self) -> None:
         def work(tx: Tx) -> None:
@@ -46,7 +49,7 @@ class SqlStore(ABC):
 
     async def probe_write(self) -> None:
         def work(tx: Tx) -> None:
-            _sql.probe_write(tx)
+            schema.probe_write(tx)
 
         await self._run(work, write=True)
 
@@ -54,96 +57,96 @@ class SqlStore(ABC):
 
     async def create_agent(self, username: str, name: str, password_hash: str) -> Agent:
         return await self._run(
-            lambda tx: _sql.create_agent(tx, username, name, password_hash), write=True)
+            lambda tx: people.create_agent(tx, username, name, password_hash), write=True)
 
     async def get_agent(self, agent_id: int) -> Agent | None:
-        return await self._run(lambda tx: _sql.get_agent(tx, agent_id), write=False)
+        return await self._run(lambda tx: people.get_agent(tx, agent_id), write=False)
 
     async def get_agent_by_username(self, username: str) -> Agent | None:
-        return await self._run(lambda tx: _sql.get_agent_by_username(tx, username), write=False)
+        return await self._run(lambda tx: people.get_agent_by_username(tx, username), write=False)
 
     async def list_agents(self) -> list[Agent]:
-        return await self._run(_sql.list_agents, write=False)
+        return await self._run(people.list_agents, write=False)
 
     async def set_agent_disabled(self, username: str, disabled: bool) -> Agent:
         return await self._run(
-            lambda tx: _sql.set_agent_disabled(tx, username, disabled), write=True)
+            lambda tx: people.set_agent_disabled(tx, username, disabled), write=True)
 
     async def set_agent_password(self, username: str, password_hash: str) -> Agent:
         return await self._run(
-            lambda tx: _sql.set_agent_password(tx, username, password_hash), write=True)
+            lambda tx: people.set_agent_password(tx, username, password_hash), write=True)
 
     async def add_agent_token(self, agent_id: int, token_hash: str, label: str,
                               expires_at: datetime | None) -> None:
         await self._run(
-            lambda tx: _sql.add_agent_token(tx, agent_id, token_hash, label, expires_at),
+            lambda tx: people.add_agent_token(tx, agent_id, token_hash, label, expires_at),
             write=True)
 
     async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
-        return await self._run(lambda tx: _sql.agent_for_token(tx, token_hash, now), write=False)
+        return await self._run(lambda tx: people.agent_for_token(tx, token_hash, now), write=False)
 
     async def revoke_agent_token(self, token_hash: str) -> bool:
-        return await self._run(lambda tx: _sql.revoke_agent_token(tx, token_hash), write=True)
+        return await self._run(lambda tx: people.revoke_agent_token(tx, token_hash), write=True)
 
     # --- visitors -----------------------------------------------------------
 
     async def create_visitor(self, token_hash: str, name: str, email: str,
                              page: str) -> Visitor:
         return await self._run(
-            lambda tx: _sql.create_visitor(tx, token_hash, name, email, page), write=True)
+            lambda tx: people.create_visitor(tx, token_hash, name, email, page), write=True)
 
     async def visitor_for_token(self, token_hash: str) -> Visitor | None:
-        return await self._run(lambda tx: _sql.visitor_for_token(tx, token_hash), write=False)
+        return await self._run(lambda tx: people.visitor_for_token(tx, token_hash), write=False)
 
     async def update_visitor(self, visitor_id: int, name: str | None, email: str | None,
                              page: str | None) -> Visitor:
         return await self._run(
-            lambda tx: _sql.update_visitor(tx, visitor_id, name, email, page), write=True)
+            lambda tx: people.update_visitor(tx, visitor_id, name, email, page), write=True)
 
     async def get_visitor(self, visitor_id: int) -> Visitor | None:
-        return await self._run(lambda tx: _sql.get_visitor(tx, visitor_id), write=False)
+        return await self._run(lambda tx: people.get_visitor(tx, visitor_id), write=False)
 
     # --- conversations ------------------------------------------------------
 
     async def current_conversation(self, visitor_id: int) -> Conversation:
-        return await self._run(lambda tx: _sql.current_conversation(tx, visitor_id), write=True)
+        return await self._run(lambda tx: chat.current_conversation(tx, visitor_id), write=True)
 
     async def get_conversation(self, conversation_id: int) -> Conversation | None:
-        return await self._run(lambda tx: _sql.get_conversation(tx, conversation_id),
+        return await self._run(lambda tx: chat.get_conversation(tx, conversation_id),
                                write=False)
 
     async def list_conversations(self, status: ConversationStatus | None = None,
                                  limit: int = 100, assigned_to: int | None = None
                                  ) -> list[ConversationSummary]:
         return await self._run(
-            lambda tx: _sql.list_conversations(tx, status, limit, assigned_to), write=False)
+            lambda tx: chat.list_conversations(tx, status, limit, assigned_to), write=False)
 
     async def conversations_updated_since(self, since: datetime,
                                           limit: int = 1000) -> list[Conversation]:
         return await self._run(
-            lambda tx: _sql.conversations_updated_since(tx, since, limit), write=False)
+            lambda tx: chat.conversations_updated_since(tx, since, limit), write=False)
 
     async def set_conversation_state(self, conversation_id: int, status: ConversationStatus,
                                      assigned_to: int | None,
                                      expected: tuple[ConversationStatus, int | None] | None = None
                                      ) -> Conversation:
         return await self._run(
-            lambda tx: _sql.set_conversation_state(tx, conversation_id, status, assigned_to,
+            lambda tx: chat.set_conversation_state(tx, conversation_id, status, assigned_to,
                                                    expected),
             write=True)
 
     async def find_message(self, sender_role: Role, sender_id: int | None,
                            client_id: str) -> StoredMessage | None:
         return await self._run(
-            lambda tx: _sql.find_message(tx, sender_role, sender_id, client_id), write=False)
+            lambda tx: chat.find_message(tx, sender_role, sender_id, client_id), write=False)
 
     async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
         return await self._run(
-            lambda tx: _sql.mark_read(tx, conversation_id, by_visitor, seq), write=True)
+            lambda tx: chat.mark_read(tx, conversation_id, by_visitor, seq), write=True)
 
     async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
         return await self._run(
-            lambda tx: _sql.set_needs_agent(tx, conversation_id, needs_agent), write=True)
+            lambda tx: chat.set_needs_agent(tx, conversation_id, needs_agent), write=True)
 
     # --- messages -----------------------------------------------------------
 
@@ -151,19 +154,19 @@ class SqlStore(ABC):
         if not batch:
             return []
         items = list(batch)
-        return await self._run(lambda tx: _sql.append_messages(tx, items), write=True)
+        return await self._run(lambda tx: chat.append_messages(tx, items), write=True)
 
     async def messages_after(self, conversation_id: int, after_seq: int,
                              limit: int = 1000) -> list[StoredMessage]:
         return await self._run(
-            lambda tx: _sql.messages_after(tx, conversation_id, after_seq, limit), write=False)
+            lambda tx: chat.messages_after(tx, conversation_id, after_seq, limit), write=False)
 
     async def messages_before(self, conversation_id: int, before_seq: int | None,
                               limit: int = 50) -> list[StoredMessage]:
         return await self._run(
-            lambda tx: _sql.messages_before(tx, conversation_id, before_seq, limit),
+            lambda tx: chat.messages_before(tx, conversation_id, before_seq, limit),
             write=False)
 
     async def stats(self) -> Stats:
-        return await self._run(_sql.stats, write=False)
+        return await self._run(chat.stats, write=False)
 

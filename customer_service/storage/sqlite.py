@@ -27,6 +27,7 @@ import trio
 
 from customer_service.errors import Conflict, StorageError
 from customer_service.storage import _sql
+from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
 from customer_service.storage.sql_store import SqlStore
 
@@ -113,18 +114,8 @@ class SqliteStore(SqlStore):
 
     async def migrate(self) -> list[int]:
         """All pending migrations in one transaction: SQLite DDL is transactional."""
-        migrations = _sql.load_migrations(_sql.SQLITE)
-
-        def work(tx: Tx) -> list[int]:
-            applied = _sql.applied_versions(tx)
-            done: list[int] = []
-            for migration in migrations:
-                if migration.version not in applied:
-                    _sql.apply_migration(tx, migration)
-                    done.append(migration.version)
-            return done
-
-        done = await self._run(work, write=True)
+        migrations = schema.load_migrations(_sql.SQLITE)
+        done = await self._run(lambda tx: schema.apply_pending(tx, migrations), write=True)
         if done:
             logger.info("SQLite %s: applied migrations %s", self._path, done)
         return done

@@ -67,6 +67,33 @@ async def test_closed_store_raises_storage_error(fresh_store: Store) -> None:
         await fresh_store.ping()
 
 
+async def test_probe_write_passes_on_a_writable_store_and_changes_nothing(store: Store) -> None:
+    await store.create_agent("ann", "Ann", "h")
+    before = (await store.schema_version(), await store.stats(), await store.list_agents())
+    await store.probe_write()
+    await store.probe_write()
+    assert (await store.schema_version(), await store.stats(), await store.list_agents()) == before
+
+
+async def test_probe_write_fails_where_the_database_may_only_be_read(
+        store: Store, open_read_only_store: Callable[[], AbstractAsyncContextManager[Store]]
+        ) -> None:
+    """A read-only SQLite connection, a MySQL user with SELECT only: reading works,
+    ``probe_write`` raises ``StorageError``, and the writable store is unaffected."""
+    ann = await store.create_agent("ann", "Ann", "h")
+    async with open_read_only_store() as read_only:
+        await read_only.ping()
+        assert await read_only.schema_version() == 2
+        assert await read_only.get_agent(ann.id) == ann
+        with pytest.raises(StorageError):
+            await read_only.probe_write()
+        with pytest.raises(StorageError):
+            await read_only.create_agent("bob", "Bob", "h")
+        await read_only.ping()
+    await store.probe_write()
+    assert await store.list_agents() == [ann]
+
+
 # --- agents -----------------------------------------------------------------
 
 async def test_create_and_read_agents(store: Store) -> None:
@@ -268,6 +295,45 @@ async def test_list_conversations(store: Store) -> None:
     assert [s.conversation.id for s in assigned] == [taken]
     assert await store.list_conversations(ConversationStatus.CLOSED) == []
     assert len(await store.list_conversations(limit=2)) == 2
+
+
+async def test_conversations_updated_since(store: Store) -> None:
+    """Newest first, from ``since`` (inclusive), at most ``limit``; a new message and a
+    change of state are updates, a read mark is not."""
+    ann = await store.create_agent("ann", "Ann", "h")
+    first = await new_conversation(store, "first")
+    second = await new_conversation(store, "second")
+    third = await new_conversation(store, "third")
+    await store.append_messages([visitor_says(third, "before")])
+    await trio.sleep(0.01)
+    start = datetime.now(UTC)
+    await trio.sleep(0.01)
+    assert await store.conversations_updated_since(start) == []
+
+    await store.append_messages([visitor_says(second, "hello")])
+    await trio.sleep(0.01)
+    await store.set_conversation_state(first, ConversationStatus.ASSIGNED, ann.id)
+    await trio.sleep(0.01)
+    read_second = await store.mark_read(second, by_visitor=False, seq=1)
+    read_third = await store.mark_read(third, by_visitor=False, seq=1)
+    assert (read_second.agent_read_seq, read_third.agent_read_seq) == (1, 1)
+
+    updated = await store.conversations_updated_since(start)
+    assert [c.id for c in updated] == [first, second]
+    assert updated == [await store.get_conversation(first), await store.get_conversation(second)]
+    assert updated[0].status is ConversationStatus.ASSIGNED and updated[1].last_seq == 1
+    assert updated[0].updated_at > updated[1].updated_at > start
+
+    assert [c.id for c in await store.conversations_updated_since(start, limit=1)] == [first]
+    assert await store.conversations_updated_since(start, limit=0) == []
+    assert [c.id for c in await store.conversations_updated_since(updated[1].updated_at)] == [
+        first, second]
+    assert [c.id for c in await store.conversations_updated_since(updated[0].updated_at)] == [
+        first]
+    assert await store.conversations_updated_since(
+        updated[0].updated_at + timedelta(milliseconds=1)) == []
+    everything = await store.conversations_updated_since(datetime(2000, 1, 1, tzinfo=UTC))
+    assert [c.id for c in everything] == [first, second, third]
 
 
 # --- messages ---------------------------------------------------------------

@@ -1,6 +1,8 @@
 -- Schema v1 (MySQL 8 / MariaDB 10.5+). DDL commits implicitly in MySQL, so a
--- migration is not atomic: every statement is written to be re-runnable
--- (IF NOT EXISTS, indexes inline) and the schema_migrations row comes last.
+-- migration is not atomic: every statement must be safe to run again (here:
+-- IF NOT EXISTS, indexes inline) and the schema_migrations row comes last. The
+-- runner skips plain ADD/DROP COLUMN, INDEX, CONSTRAINT... already applied; the
+-- rule for writing MySQL migrations is in storage/_sql_schema.py.
 -- Timestamps are BIGINT milliseconds since the Unix epoch, UTC. Text columns
 -- use utf8mb4_bin so comparisons are exact and case-sensitive, as in SQLite.
 

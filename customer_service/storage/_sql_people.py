@@ -1,0 +1,143 @@
+"""Units of work on people: agents, their login tokens, visitors.
+
+Each function runs inside one transaction (a ``Tx``) that the backend opened;
+see ``_sql`` for the conventions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from customer_service.core.models import Agent, Visitor
+from customer_service.errors import Conflict, NotFound
+from customer_service.storage._sql import (
+    AGENT_COLUMNS,
+    VISITOR_COLUMNS,
+    Tx,
+    agent_from,
+    from_ms,
+    now_ms,
+    to_ms,
+    visitor_from,
+)
+
+# --- agents -----------------------------------------------------------------
+
+def _agent_where(tx: Tx, where: str, params: Sequence[Any]) -> Agent | None:
+    row = tx.one(f"SELECT {AGENT_COLUMNS} FROM agents a WHERE {where}", params)
+    return None if row is None else agent_from(row)
+
+
+def _agent_named(tx: Tx, username: str) -> Agent:
+    agent = _agent_where(tx, f"a.username = ?{tx.dialect.for_update}", (username,))
+    if agent is None:
+        raise NotFound(f"no agent named {username!r}")
+    return agent
+
+
+def create_agent(tx: Tx, username: str, name: str, password_hash: str) -> Agent:
+    if _agent_where(tx, "a.username = ?", (username,)) is not None:
+        raise Conflict(f"an agent named {username!r} exists already")
+    created = now_ms()
+    agent_id = tx.insert(
+        "INSERT INTO agents (username, name, password_hash, disabled, created_at)"
+        " VALUES (?, ?, ?, 0, ?)", (username, name, password_hash, created))
+    return Agent(id=agent_id, username=username, name=name, password_hash=password_hash,
+                 disabled=False, created_at=from_ms(created))
+
+
+def get_agent(tx: Tx, agent_id: int) -> Agent | None:
+    return _agent_where(tx, "a.id = ?", (agent_id,))
+
+
+def get_agent_by_username(tx: Tx, username: str) -> Agent | None:
+    return _agent_where(tx, "a.username = ?", (username,))
+
+
+def list_agents(tx: Tx) -> list[Agent]:
+    rows = tx.all(f"SELECT {AGENT_COLUMNS} FROM agents a ORDER BY a.id")
+    return [agent_from(row) for row in rows]
+
+
+def set_agent_disabled(tx: Tx, username: str, disabled: bool) -> Agent:
+    agent = _agent_named(tx, username)
+    tx.execute("UPDATE agents SET disabled = ? WHERE id = ?", (int(disabled), agent.id))
+    if disabled:
+        tx.execute("DELETE FROM agent_tokens WHERE agent_id = ?", (agent.id,))
+    return Agent(id=agent.id, username=agent.username, name=agent.name,
+                 password_hash=agent.password_hash, disabled=disabled,
+                 created_at=agent.created_at)
+
+
+def set_agent_password(tx: Tx, username: str, password_hash: str) -> Agent:
+    agent = _agent_named(tx, username)
+    tx.execute("UPDATE agents SET password_hash = ? WHERE id = ?", (password_hash, agent.id))
+    return Agent(id=agent.id, username=agent.username, name=agent.name,
+                 password_hash=password_hash, disabled=agent.disabled,
+                 created_at=agent.created_at)
+
+
+def add_agent_token(tx: Tx, agent_id: int, token_hash: str, label: str,
+                    expires_at: datetime | None) -> None:
+    if tx.one(f"SELECT id FROM agents WHERE id = ?{tx.dialect.for_update}", (agent_id,)) is None:
+        raise NotFound(f"no agent with id {agent_id}")
+    if tx.one("SELECT 1 FROM agent_tokens WHERE token_hash = ?", (token_hash,)) is not None:
+        raise Conflict("this token exists already")
+    tx.execute(
+        "INSERT INTO agent_tokens (token_hash, agent_id, label, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (token_hash, agent_id, label, now_ms(),
+         None if expires_at is None else to_ms(expires_at)))
+
+
+def agent_for_token(tx: Tx, token_hash: str, now: datetime) -> Agent | None:
+    row = tx.one(
+        f"SELECT {AGENT_COLUMNS} FROM agent_tokens t JOIN agents a ON a.id = t.agent_id"
+        " WHERE t.token_hash = ? AND a.disabled = 0"
+        " AND (t.expires_at IS NULL OR t.expires_at > ?)", (token_hash, to_ms(now)))
+    return None if row is None else agent_from(row)
+
+
+def revoke_agent_token(tx: Tx, token_hash: str) -> bool:
+    return tx.execute("DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,)) > 0
+
+
+# --- visitors ---------------------------------------------------------------
+
+def _visitor_where(tx: Tx, where: str, params: Sequence[Any]) -> Visitor | None:
+    row = tx.one(f"SELECT {VISITOR_COLUMNS} FROM visitors v WHERE {where}", params)
+    return None if row is None else visitor_from(row)
+
+
+def create_visitor(tx: Tx, token_hash: str, name: str, email: str, page: str) -> Visitor:
+    if tx.one("SELECT 1 FROM visitors WHERE token_hash = ?", (token_hash,)) is not None:
+        raise Conflict("a visitor with this token exists already")
+    created = now_ms()
+    visitor_id = tx.insert(
+        "INSERT INTO visitors (token_hash, name, email, page, created_at)"
+        " VALUES (?, ?, ?, ?, ?)", (token_hash, name, email, page, created))
+    return Visitor(id=visitor_id, name=name, email=email, page=page, created_at=from_ms(created))
+
+
+def visitor_for_token(tx: Tx, token_hash: str) -> Visitor | None:
+    return _visitor_where(tx, "v.token_hash = ?", (token_hash,))
+
+
+def get_visitor(tx: Tx, visitor_id: int) -> Visitor | None:
+    return _visitor_where(tx, "v.id = ?", (visitor_id,))
+
+
+def update_visitor(tx: Tx, visitor_id: int, name: str | None, email: str | None,
+                   page: str | None) -> Visitor:
+    changes = [(column, value) for column, value in
+               (("name", name), ("email", email), ("page", page)) if value is not None]
+    if changes:
+        assignments = ", ".join(f"{column} = ?" for column, _ in changes)
+        tx.execute(f"UPDATE visitors SET {assignments} WHERE id = ?",
+                   [value for _, value in changes] + [visitor_id])
+    visitor = get_visitor(tx, visitor_id)
+    if visitor is None:
+        raise NotFound(f"no visitor with id {visitor_id}")
+    return visitor
