@@ -1,0 +1,1 @@
+"""The deployment artifacts: deploy/nginx.conf, Dockerfile, docker-compose.yml."""
