@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from customer_service.transport.client import (  # noqa: E402
+    HandshakeFailed,
+    check_handshake_response,
+    handshake_request,
+    split_head,
+)
 from customer_service.transport.wscodec import (  # noqa: E402
     Close,
     FrameDecoder,
@@ -34,15 +40,10 @@ from customer_service.transport.wscodec import (  # noqa: E402
     Ping,
     ProtocolFailure,
     TextMessage,
-    accept_key,
 )
 
 MAX_HEAD = 16384  # bytes of HTTP response head accepted before giving up
 READ_SIZE = 65536
-
-
-class HandshakeFailed(Exception):
-    """The server did not switch protocols properly."""
 
 
 class Closed(Exception):
@@ -54,52 +55,6 @@ class Closed(Exception):
 def new_key() -> str:
     """A fresh Sec-WebSocket-Key: 16 random bytes, base64."""
     return base64.b64encode(os.urandom(16)).decode("ascii")
-
-
-def handshake_request(host: str, port: int, target: str, key: str) -> bytes:
-    """The HTTP/1.1 upgrade request for ``target`` (path plus query string)."""
-    if not target.startswith("/"):
-        raise ValueError("target must start with '/'")
-    if any(c in target or c in host for c in "\r\n "):
-        raise ValueError("no whitespace allowed in host or target")
-    return (f"GET {target} HTTP/1.1\r\n"
-            f"Host: {host}:{port}\r\n"
-            "Upgrade: websocket\r\n"
-            "Connection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n"
-            "\r\n").encode("ascii")
-
-
-def split_head(buf: bytes | bytearray) -> tuple[bytes, bytes] | None:
-    """(response head, bytes after it) once the blank line arrived, else None."""
-    end = buf.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    return bytes(buf[:end]), bytes(buf[end + 4:])
-
-
-def check_handshake_response(head: bytes, key: str) -> None:
-    """Raise ``HandshakeFailed`` unless ``head`` is a valid 101 answer to ``key``."""
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)
-    if len(status) < 2 or not status[0].startswith("HTTP/1.1"):
-        raise HandshakeFailed(f"not an HTTP/1.1 response: {lines[0][:80]!r}")
-    if status[1] != "101":
-        raise HandshakeFailed(f"status {status[1]}: {lines[0][:120]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise HandshakeFailed(f"malformed header line {line[:80]!r}")
-        name = name.strip().lower()
-        headers[name] = f"{headers[name]}, {value.strip()}" if name in headers else value.strip()
-    if "websocket" not in {t.strip().lower() for t in headers.get("upgrade", "").split(",")}:
-        raise HandshakeFailed("no 'Upgrade: websocket' in the response")
-    if "upgrade" not in {t.strip().lower() for t in headers.get("connection", "").split(",")}:
-        raise HandshakeFailed("no 'Connection: upgrade' in the response")
-    if headers.get("sec-websocket-accept") != accept_key(key):
-        raise HandshakeFailed("wrong Sec-WebSocket-Accept")
 
 
 def open_loop_schedule(rate: float, slots: int, start: float, stop: float,

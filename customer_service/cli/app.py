@@ -16,6 +16,7 @@ from customer_service.cli.common import CONFIG_ENV, DEFAULT_CONFIG_FILE, State, 
 from customer_service.cli.config_cmd import config_group
 from customer_service.cli.conversations import conversations
 from customer_service.cli.db import db, stats
+from customer_service.cli.doctor import doctor
 from customer_service.errors import CustomerServiceError
 
 
@@ -106,6 +107,7 @@ cli.add_command(agents)
 cli.add_command(conversations)
 cli.add_command(db)
 cli.add_command(stats)
+cli.add_command(doctor)
 
 
 def main() -> None:

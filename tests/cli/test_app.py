@@ -31,7 +31,7 @@ COMMANDS = [[], ["serve"], ["agents"], ["agents", "add"], ["agents", "list"],
             ["agents", "disable"], ["agents", "enable"], ["agents", "passwd"],
             ["agents", "token"], ["conversations"], ["conversations", "list"],
             ["conversations", "show"], ["db"], ["db", "migrate"], ["db", "status"], ["stats"],
-            ["config"], ["config", "init"], ["config", "check"], ["config", "docs"]]
+            ["config"], ["config", "init"], ["config", "check"], ["config", "docs"], ["doctor"]]
 
 
 def test_help_lists_every_command(run: CliRun) -> None:

@@ -1,0 +1,719 @@
+"""``customer-service doctor``: check a deployment, one line per check.
+
+Each check returns a verdict (ok, warn, fail, skip) and one line of detail that
+says what was checked, or what failed and what to do about it. A check never
+raises: the errors it expects become a ``fail`` with a hint, and anything else
+becomes a ``fail`` naming the exception, so the command prints no traceback.
+Each runs under its own deadline (``--timeout``).
+"""
+
+# Heavy modules (trio, rich, httpx, coredis, storage) are imported inside the functions
+# that use them, so `customer-service --help` does not pay for them.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import click
+
+from customer_service.cli.common import console, describe_database, echo_json, esc, get_state
+from customer_service.config import ENV_PREFIX, OTHER_ENV_NAMES, Config, worker_count
+from customer_service.errors import ConfigError, CustomerServiceError
+
+if TYPE_CHECKING:
+    import httpx
+
+Status = Literal["ok", "warn", "fail", "skip"]
+
+CHECK_NAMES = ("config", "database", "redis", "ai", "file descriptors", "public url")
+EXTRA_FDS = 100
+"""Descriptors a process needs besides client sockets: database pool, Redis, AI pool, files."""
+DEPLOY_DOC = "docs/deploy.md"
+PING_ID = "doctor"
+
+
+@dataclass(slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+class Failed(Exception):
+    """A check failed for a reason it understands: ``detail`` says what and what to do."""
+
+    def __init__(self, detail: str, status: Status = "fail") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status: Status = status
+
+
+class Progress:
+    """What a check is doing right now, so a timeout can say where it stopped."""
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        self.target = ""  # what the check talks to, when the step does not say
+
+    def where(self) -> str:
+        return f"{self.target}: " if self.target else ""
+
+
+# --- helpers (pure) ----------------------------------------------------------------------
+
+_SECRET_NAME = re.compile(r"pass|secret|token|key|auth", re.IGNORECASE)
+_KEY_LIKE = re.compile(r"\b(sk|pk|rk)-[\w*\-]{6,}")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password (in the user part, or a query parameter such as
+    ``password=`` or ``api-key=``) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return re.sub(r"//[^@/]*@", "//***@", url)
+    netloc = parts.netloc
+    if password is not None:
+        user = parts.username or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{user}:***@{host}" + (f":{port}" if port is not None else "")
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_NAME.search(key) for key, _ in pairs):
+            query = urlencode([(key, "***" if _SECRET_NAME.search(key) else value)
+                               for key, value in pairs], safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return urlunsplit((parts.scheme, netloc or "", parts.path, query, parts.fragment))
+
+
+def expected_descriptors(connections: int, workers: int) -> int:
+    """Descriptors one process needs: its share of the connections plus the fixed extras."""
+    return math.ceil(connections / max(1, workers)) + EXTRA_FDS
+
+
+def summary_line(checks: list[Check]) -> str:
+    failed = sum(c.status == "fail" for c in checks)
+    warned = sum(c.status == "warn" for c in checks)
+    warnings = f"{warned} warning{'s' if warned != 1 else ''}"
+    if failed:
+        text = f"{failed} check{'s' if failed != 1 else ''} failed"
+        return f"{text} ({warnings})." if warned else f"{text}."
+    return f"All checks passed ({warnings})." if warned else "All checks passed."
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The error behind ``exc``: single-exception groups (trio nurseries) unwrapped."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and its causes, groups unwrapped, outermost first."""
+    seen: set[int] = set()
+    current: BaseException | None = _leaf(exc)
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        nxt = current.__cause__ or current.__context__
+        current = _leaf(nxt) if nxt is not None else None
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The operating system's word for a network failure in ``exc``'s chain, if any."""
+    import socket
+    import ssl
+
+    for link in _chain(exc):
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return f"TLS certificate not trusted ({link.verify_message or link.reason})"
+        if isinstance(link, ssl.SSLError):  # an OSError whose errno is not the OS's
+            return f"TLS handshake failed ({link.reason or link})"
+        if isinstance(link, socket.gaierror):
+            return f"cannot resolve the host name ({link.strerror})"
+        if isinstance(link, OSError) and link.errno and link.errno > 0:
+            reason = os.strerror(link.errno)
+            return reason[:1].lower() + reason[1:]
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an unexpected error: the OS reason when there is one, else type and text."""
+    reason = _os_reason(exc)
+    if reason:
+        return reason
+    leaf = _leaf(exc)
+    if isinstance(leaf, CustomerServiceError):
+        return leaf.message
+    text = str(leaf).strip() or "no details"
+    return f"{type(leaf).__name__}: {text}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 0.01 else f"{seconds * 1000:.0f} ms"
+
+
+# --- the checks --------------------------------------------------------------------------
+
+def check_config() -> tuple[Check, Config | None]:
+    state = get_state()
+    try:
+        config = state.config
+    except ConfigError as exc:
+        return Check("config", "fail", f"{exc.message} (check it with: customer-service config "
+                                       "check)"), None
+    source = state.config_path or "embedded defaults"
+    overrides = sorted(name for name in os.environ
+                       if name.startswith(ENV_PREFIX) and name not in OTHER_ENV_NAMES)
+    detail = source + (f"; environment overrides: {', '.join(overrides)}" if overrides else "")
+    return Check("config", "ok", detail), config
+
+
+def newest_migration(backend: str) -> int:
+    """The newest schema version this release ships for ``backend`` ("sqlite", "mysql").
+
+    Asks the storage package's migration loader when it can be found (its module
+    may move), else reads the migration files' names the way the loader does:
+    ``NNNN_name.sql`` in ``customer_service/storage/migrations/<backend>/``.
+    """
+    import importlib
+
+    for name in ("customer_service.storage._sql_schema", "customer_service.storage._sql"):
+        try:
+            module = importlib.import_module(name)
+            load = module.load_migrations
+            dialect = getattr(module, backend.upper(), None)
+            if dialect is None:
+                dialect = getattr(importlib.import_module("customer_service.storage._sql"),
+                                  backend.upper())
+            versions = [int(migration.version) for migration in load(dialect)]
+        except (ImportError, AttributeError, TypeError, ValueError):
+            continue
+        return max(versions, default=0)
+    from importlib import resources
+
+    folder = resources.files("customer_service.storage.migrations") / backend
+    found = [int(m.group(1)) for entry in folder.iterdir()
+             if (m := re.match(r"^(\d{4})_[A-Za-z0-9_]+\.sql$", entry.name))]
+    return max(found, default=0)
+
+
+async def _tcp_reachable(host: str, port: int, what: str, progress: Progress,
+                         hint: str = "") -> None:
+    """Open and close a TCP connection: a clear 'unreachable' before a driver's own errors."""
+    import trio
+
+    progress.step = f"connecting to {host}:{port}"
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise Failed(f"{what} unreachable: {_os_reason(exc) or exc}{hint}") from None
+    await trio.aclose_forcefully(stream)
+
+
+async def check_database(config: Config, progress: Progress) -> Check:
+    from customer_service.storage import open_store
+
+    storage = config.storage
+    where = progress.target = describe_database(config)
+    migrate_hint = "run customer-service db migrate"
+    if storage.backend == "sqlite":
+        path = config.resolve_path(storage.sqlite_path)
+        if not path.exists():  # opening it would create an empty file
+            raise Failed(f"{where}: the file does not exist; {migrate_hint} to create it")
+    else:
+        await _tcp_reachable(storage.mysql_host, storage.mysql_port, where, progress,
+                             "; is MySQL/MariaDB running, and are [storage] mysql_host and "
+                             "mysql_port right?")
+    newest = newest_migration(storage.backend)
+    progress.step = "opening the database"
+    try:
+        async with open_store(config) as store:
+            progress.step = "reading the schema version"
+            version = await store.schema_version()
+            if version < newest:
+                state = "empty" if version == 0 else f"schema {version}"
+                raise Failed(f"{where}: {state}, this release needs schema {newest}: "
+                             f"{migrate_hint}")
+            progress.step = "probing a write"
+            await store.probe_write()
+    except Exception as exc:  # the store's errors may come wrapped in a nursery's group
+        leaf = _leaf(exc)
+        if isinstance(leaf, Failed):
+            raise leaf from None
+        if isinstance(leaf, CustomerServiceError):
+            raise Failed(f"{where}: {leaf.message}") from None
+        raise
+    if version > newest:
+        return Check("database", "warn", f"{where} (schema {version}, newer than the {newest} "
+                                         "this release knows: a newer release migrated it; "
+                                         "writable)")
+    return Check("database", "ok", f"{where} (schema {version}, writable)")
+
+
+@contextmanager
+def _quiet_coredis() -> Iterator[None]:
+    """Keep coredis's own logging (a failed connection logs a traceback) off the terminal,
+    and its ResourceWarnings about streams it leaves unclosed when a connection fails."""
+    import gc
+    import logging
+    import warnings
+
+    logger = logging.getLogger("coredis")
+    handler = logging.NullHandler()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            try:
+                yield
+            finally:
+                gc.collect()  # collect coredis's leftovers while the warning is ignored
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def _redis_failure(exc: BaseException, where: str) -> Failed:
+    from coredis.exceptions import AuthenticationError, AuthorizationError, ResponseError
+
+    for link in _chain(exc):
+        if isinstance(link, AuthenticationError):
+            return Failed(f"{where}: authentication failed ({link}): put the password in the URL, "
+                          "redis://:PASSWORD@host:6379/0 (or USER:PASSWORD), best through "
+                          "CUSTOMER_SERVICE_BUS_REDIS_URL")
+        if isinstance(link, AuthorizationError):
+            return Failed(f"{where}: the Redis user may not run a command the bus needs ({link})")
+        if isinstance(link, ResponseError):
+            return Failed(f"{where}: Redis answered with an error: {link}")
+    return Failed(f"{where} unreachable: {_describe(exc)}")
+
+
+async def check_redis(config: Config, progress: Progress, timeout: float) -> Check:
+    bus = config.bus
+    if not bus.redis_url:
+        return Check("redis", "skip", "single instance; no bus configured")
+    import secrets
+
+    import trio
+
+    url = bus.redis_url
+    where = progress.target = mask_url(url)
+    parts = urlsplit(url)
+    if parts.scheme in ("redis", "rediss"):
+        await _tcp_reachable(parts.hostname or "localhost", parts.port or 6379, where, progress,
+                             "; is Redis running, and is [bus] redis_url right?")
+    elif parts.scheme == "unix":
+        progress.step = f"connecting to {parts.path}"
+        try:
+            sock = await trio.open_unix_socket(parts.path)
+        except OSError as exc:
+            raise Failed(f"{where} unreachable: {_os_reason(exc) or exc}") from None
+        await trio.aclose_forcefully(sock)
+
+    import coredis
+    from coredis.retry import NoRetryPolicy
+
+    channel = f"{bus.namespace}:doctor:{secrets.token_hex(8)}"
+    with _quiet_coredis():
+        try:
+            progress.step = "PING"
+            client = coredis.Redis.from_url(url, decode_responses=True,
+                                            retry_policy=NoRetryPolicy(),
+                                            connect_timeout=2 * timeout,
+                                            stream_timeout=2 * timeout)  # ours fires first
+            async with client:
+                await client.ping()
+                started = trio.current_time()
+                await client.ping()
+                ping = trio.current_time() - started
+                progress.step = "INFO server"
+                info = await client.info("server")
+                version = str(info.get("redis_version") or info.get("valkey_version") or "?")
+                progress.step = f"subscribing to {channel}"
+                async with client.pubsub(channels=[channel], retry_policy=None,
+                                         ignore_subscribe_messages=True) as pubsub:
+                    progress.step = f"publishing on {channel}"
+                    started = trio.current_time()
+                    receivers = await client.publish(channel, PING_ID)
+                    if receivers < 1:
+                        raise Failed(f"{where}: a message published on {channel} reached no "
+                                     "subscriber (a Redis proxy that does not support pub/sub?)")
+                    progress.step = (f"waiting for the message published on {channel} to "
+                                     "come back")
+                    while True:  # None: a subscription notice, filtered out; the deadline ends it
+                        message = await pubsub.get_message(timeout=timeout)
+                        if (message is not None and message.get("type") == "message"
+                                and message.get("data") == PING_ID):
+                            break
+                    elapsed = trio.current_time() - started
+        except Exception as exc:  # noqa: BLE001 - whatever coredis raises becomes a verdict
+            leaf = _leaf(exc)
+            if isinstance(leaf, Failed):
+                raise leaf from None
+            raise _redis_failure(exc, where) from None
+    return Check("redis", "ok", f"{where} (Redis {version}; PING {_ms(ping)}, pub/sub round "
+                                f"trip {_ms(elapsed)})")
+
+
+def scrub(text: str, secret: str) -> str:
+    """``text`` without ``secret`` or anything shaped like an API key (upstreams quote
+    the key they refused, partly masked or not)."""
+    if secret:
+        text = text.replace(secret, "***")
+    return _KEY_LIKE.sub(lambda m: f"{m.group(1)}-***", text)
+
+
+def _api_error(response: httpx.Response, secret: str) -> str:
+    """The ``error.message`` of an OpenAI-style error body, else the start of the body."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = None
+    text = " ".join(response.text.split())[:120] or "empty body"
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            text = str(error["message"])[:200]
+        elif isinstance(error, str):
+            text = error[:200]
+    return scrub(text, secret)
+
+
+def _refused(config: Config, response: httpx.Response) -> Failed:
+    ai = config.ai
+    source = ("[ai] api_key" if ai.api_key else
+              f"${ai.api_key_env} ([ai] api_key_env)" if ai.api_key_env else None)
+    if source is None:
+        return Failed(f"{response.request.url} answered {response.status_code}: the API wants a "
+                      "key and none is configured; set CUSTOMER_SERVICE_AI_API_KEY (or [ai] "
+                      "api_key_env)")
+    return Failed(f"the API key was refused ({response.status_code} from "
+                  f"{mask_url(str(response.request.url))}: "
+                  f"{_api_error(response, ai.resolved_api_key())}); check {source}")
+
+
+async def check_ai(config: Config, progress: Progress, timeout: float) -> Check:
+    ai = config.ai
+    if not ai.enabled:
+        return Check("ai", "skip", "[ai] enabled = false")
+    import ssl
+
+    import certifi
+    import httpx
+    import trio
+
+    base = ai.base_url.rstrip("/")
+    shown = mask_url(base)
+    headers = {"User-Agent": "customer-service doctor"}
+    key = ai.resolved_api_key()
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    http_timeout = httpx.Timeout(connect=min(ai.connect_timeout, timeout),
+                                 read=min(ai.first_token_timeout, timeout),
+                                 write=min(ai.connect_timeout, timeout), pool=timeout)
+    notes: list[str] = []
+    status: Status = "ok"
+    try:
+        async with httpx.AsyncClient(base_url=base + "/", headers=headers, timeout=http_timeout,
+                                     verify=ssl.create_default_context(cafile=certifi.where()),
+                                     http2=ai.http2) as http:
+            progress.step = f"GET {shown}/models"
+            models = await http.get("models")
+            if models.status_code in (401, 403):
+                raise _refused(config, models)
+            if models.status_code == 404:
+                status = "warn"
+                notes.append("no /models endpoint (404), model not verified")
+            elif models.status_code != 200:
+                raise Failed(f"GET {shown}/models answered {models.status_code}: "
+                             f"{_api_error(models, key)}")
+            else:
+                try:
+                    listed = [str(m.get("id")) for m in models.json().get("data", [])
+                              if isinstance(m, dict)]
+                except (ValueError, AttributeError, TypeError):
+                    raise Failed(f"GET {shown}/models did not answer an OpenAI model list: "
+                                 f"{_api_error(models, key)}") from None
+                if not listed:
+                    status = "warn"
+                    notes.append("the model list is empty, model not verified")
+                elif ai.model not in listed:
+                    offered = ", ".join(listed[:8]) + (", …" if len(listed) > 8 else "")
+                    raise Failed(f"model {ai.model!r} is not offered by {shown} (it has: "
+                                 f"{offered}); fix [ai] model")
+                else:
+                    notes.append("model listed")
+            progress.step = f"POST {shown}/chat/completions"
+            started = trio.current_time()
+            reply = await http.post("chat/completions", json={
+                "model": ai.model, "max_tokens": 1, "stream": False,
+                "messages": [{"role": "user", "content": "Say OK."}]})
+            elapsed = trio.current_time() - started
+            if reply.status_code in (401, 403):
+                raise _refused(config, reply)
+            if reply.status_code != 200:
+                raise Failed(f"a one-token request to {shown}/chat/completions answered "
+                             f"{reply.status_code}: {_api_error(reply, key)}")
+            try:
+                choices = reply.json().get("choices")
+            except (ValueError, AttributeError):
+                choices = None
+            if not isinstance(choices, list) or not choices:
+                raise Failed(f"a one-token request to {shown}/chat/completions answered 200 "
+                             "without a choice; is base_url an OpenAI-compatible API?")
+    except httpx.TimeoutException as exc:
+        raise Failed(f"{shown}: no answer in time ({type(exc).__name__}, {progress.step})") from None
+    except httpx.HTTPError as exc:
+        raise Failed(f"{shown} unreachable ({progress.step}): {_describe(exc)}") from None
+    notes.append(f"one-token reply in {_ms(elapsed)}")
+    return Check("ai", status, f"{shown}, model {ai.model} ({'; '.join(notes)})")
+
+
+def check_descriptors(config: Config, connections: int) -> Check:
+    try:
+        import resource
+    except ImportError:
+        return Check("file descriptors", "skip", "no RLIMIT_NOFILE on this platform")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    workers = worker_count(config.server)
+    need = expected_descriptors(connections, workers)
+    share = (f"{connections} connections / {workers} workers" if workers > 1
+             else f"{connections} connections")
+    basis = f"{share} + {EXTRA_FDS}"
+    if soft == resource.RLIM_INFINITY:
+        return Check("file descriptors", "ok", f"unlimited (need about {need}: {basis})")
+    if soft < need:
+        hard_text = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
+        raise_hard = (f"; the hard limit ({hard_text}) must go up too (as root, or "
+                      "/etc/security/limits.conf)"
+                      if hard != resource.RLIM_INFINITY and hard < need else "")
+        return Check("file descriptors", "fail",
+                     f"soft limit {soft} open files, need about {need} ({basis}): raise it with "
+                     f"'ulimit -n {need}' before starting, or LimitNOFILE={need} in the systemd "
+                     f"unit{raise_hard}")
+    return Check("file descriptors", "ok", f"soft limit {soft}, need about {need} ({basis})")
+
+
+_DROPPED = (200, 400, 426)
+
+
+def _upgrade_failure(status: int | None, headers: dict[str, str], ws_url: str,
+                     message: str) -> Failed:
+    server = headers.get("server")
+    by = f" (Server: {server})" if server else ""
+    if status in _DROPPED:
+        return Failed(f"the WebSocket upgrade to {ws_url} got {status}{by} instead of 101: the "
+                      "proxy in front dropped the Upgrade headers (Upgrade: websocket, "
+                      f"Connection: upgrade); forward them, see {DEPLOY_DOC}")
+    if status in (401, 403):
+        return Failed(f"the WebSocket upgrade to {ws_url} was refused ({status}{by}): a proxy, "
+                      f"firewall or access rule blocks WebSockets; see {DEPLOY_DOC}")
+    if status == 404:
+        return Failed(f"nothing at {ws_url} (404{by}): public_url must be the server's root, "
+                      "or the proxy does not route /ws/ to it")
+    if status in (502, 503, 504):
+        return Failed(f"the WebSocket upgrade to {ws_url} got {status}{by}: the proxy could not "
+                      f"reach the server, or timed out; see {DEPLOY_DOC}")
+    if status is not None:
+        return Failed(f"the WebSocket upgrade to {ws_url} got {status}{by} instead of 101; see "
+                      f"{DEPLOY_DOC}")
+    return Failed(f"the WebSocket upgrade to {ws_url} failed: {message}")
+
+
+async def check_public_url(config: Config, progress: Progress, timeout: float) -> Check:
+    public = config.server.public_url.strip()
+    if not public:
+        return Check("public url", "skip", "[server] public_url is not set")
+    import json
+    import ssl
+
+    import certifi
+    import httpx
+    import trio
+
+    from customer_service.transport.client import (
+        ConnectionClosed,
+        HandshakeFailed,
+        WebSocketError,
+        open_websocket,
+    )
+
+    base = public.rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Failed(f"[server] public_url {public!r} must be an http:// or https:// URL")
+    health_url = f"{base}/healthz"
+    ws_url = ("wss://" if parts.scheme == "https" else "ws://") + base.split("://", 1)[1] \
+        + "/ws/visitor"
+    progress.step = f"GET {health_url}"
+    try:
+        async with httpx.AsyncClient(
+                timeout=timeout, verify=ssl.create_default_context(cafile=certifi.where()),
+                headers={"User-Agent": "customer-service doctor"}) as http:
+            health = await http.get(health_url)
+    except httpx.TimeoutException:
+        raise Failed(f"{health_url}: no answer within {timeout:g} s") from None
+    except httpx.HTTPError as exc:
+        raise Failed(f"{health_url} unreachable: {_describe(exc)}") from None
+    if health.status_code != 200:
+        moved = health.headers.get("location")
+        hint = (f"; it redirects to {moved}: set public_url to the final address" if moved
+                else "; is the server running behind it?")
+        raise Failed(f"GET {health_url} answered {health.status_code}{hint}")
+    version = ""
+    try:
+        body = health.json()
+        if isinstance(body, dict) and body.get("version"):
+            version = f" (customer-service {body['version']})"
+    except ValueError:
+        pass
+
+    progress.step = f"opening {ws_url}"
+    deadline = trio.current_effective_deadline()
+    remaining = max(0.1, min(timeout, deadline - trio.current_time()))
+    try:
+        started = trio.current_time()
+        async with open_websocket(ws_url, timeout=remaining) as ws:
+            progress.step = f"ping/pong on {ws_url}"
+            await ws.send_text(json.dumps({"type": "ping", "id": PING_ID}))
+            while True:
+                raw = await ws.receive_text()
+                try:
+                    frame = json.loads(raw)
+                except ValueError:
+                    raise Failed(f"{ws_url} answered the ping with something that is not "
+                                 f"JSON: {raw[:80]!r}") from None
+                if isinstance(frame, dict) and frame.get("type") == "pong":
+                    if frame.get("id") != PING_ID:
+                        raise Failed(f"{ws_url} answered pong with id {frame.get('id')!r}, "
+                                     f"not {PING_ID!r}")
+                    break
+                if isinstance(frame, dict) and frame.get("type") == "error":
+                    raise Failed(f"{ws_url} answered the ping with an error: "
+                                 f"{frame.get('message') or frame}")
+            elapsed = trio.current_time() - started
+    except HandshakeFailed as exc:
+        raise _upgrade_failure(exc.status, exc.headers, ws_url, str(exc)) from None
+    except ConnectionClosed as exc:
+        raise Failed(f"{ws_url} closed the WebSocket before answering the ping ({exc.code}"
+                     f"{' ' + exc.reason if exc.reason else ''}); a proxy idle timeout? see "
+                     f"{DEPLOY_DOC}") from None
+    except WebSocketError as exc:
+        raise Failed(f"{ws_url}: {exc}") from None
+    except OSError as exc:
+        raise Failed(f"{ws_url} unreachable: {_describe(exc)}") from None
+    return Check("public url", "ok", f"{base}: /healthz 200{version}, WebSocket ping/pong via "
+                                     f"{ws_url} in {_ms(elapsed)}")
+
+
+# --- running them ------------------------------------------------------------------------
+
+async def _guarded(name: str, run: Callable[[Progress], Awaitable[Check]],
+                   timeout: float) -> Check:
+    """Run one check under its deadline; turn every failure into a ``fail`` line.
+
+    Past the deadline the verdict is the timeout, whatever error the cancellation
+    turned into on its way out of a library (coredis reports a cancelled connection
+    attempt as a ``ConnectionError``).
+    """
+    import trio
+
+    progress = Progress("starting")
+    with trio.move_on_after(timeout) as scope:
+        try:
+            return await run(progress)
+        except Exception as exc:  # noqa: BLE001 - a check reports, it never raises
+            if not scope.cancel_called:
+                leaf = _leaf(exc)
+                if isinstance(leaf, Failed):
+                    return Check(name, leaf.status, leaf.detail)
+                return Check(name, "fail", f"{progress.where()}{progress.step}: "
+                                           f"{_describe(exc)}")
+    return Check(name, "fail", f"{progress.where()}no answer within {timeout:g} s "
+                               f"({progress.step}); raise --timeout if the network is slow")
+
+
+async def run_checks(config: Config, *, timeout: float, connections: int) -> list[Check]:
+    """Every check after ``config``, in order."""
+    return [
+        await _guarded("database", lambda p: check_database(config, p), timeout),
+        await _guarded("redis", lambda p: check_redis(config, p, timeout), timeout),
+        await _guarded("ai", lambda p: check_ai(config, p, timeout), timeout),
+        check_descriptors(config, connections),
+        await _guarded("public url", lambda p: check_public_url(config, p, timeout), timeout),
+    ]
+
+
+_MARKS: dict[Status, str] = {"ok": "[green]✓[/]", "warn": "[yellow]![/]",
+                             "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
+
+
+def print_checks(checks: list[Check]) -> None:
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, min_width=max(len(c.name) for c in checks) + 2)
+    grid.add_column(overflow="fold")
+    for c in checks:
+        detail = esc(c.detail)
+        if c.status == "skip":
+            detail = f"[dim]skipped: {detail}[/]"
+        grid.add_row(_MARKS[c.status], c.name, detail)
+    out = console()
+    with out.capture() as captured:  # a grid pads every line to its width: strip that
+        out.print(grid)
+    lines = [line.rstrip() for line in captured.get().splitlines()]
+    out.file.write("\n".join(lines) + "\n")
+    out.print(summary_line(checks))
+
+
+@click.command()
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0,
+              show_default=True, metavar="SECONDS", help="Deadline of each check.")
+@click.option("--connections", type=click.IntRange(min=1), default=10000, show_default=True,
+              metavar="N", help="WebSocket connections the deployment should hold (for the "
+                                "file-descriptor check).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"ok": ..., "checks": [...]} instead of lines (for scripts).')
+def doctor(timeout: float, connections: int, as_json: bool) -> None:
+    """Check a deployment: config, database, Redis, AI, file descriptors, public URL.
+
+    Prints one line per check (ok, warning, failed or skipped) and a summary.
+    Changes nothing (no migration). Exits 0 when every check passed (warnings
+    allowed), 1 when any failed.
+    """
+    first, config = check_config()
+    checks = [first]
+    if config is None:
+        checks += [Check(name, "skip", "the config did not load") for name in CHECK_NAMES[1:]]
+    else:
+        import trio
+
+        checks += trio.run(lambda: run_checks(config, timeout=timeout, connections=connections))
+    ok = not any(c.status == "fail" for c in checks)
+    if as_json:
+        echo_json({"ok": ok, "checks": [asdict(c) for c in checks]})
+    else:
+        print_checks(checks)
+    sys.stdout.flush()
+    if not ok:
+        click.get_current_context().exit(1)
