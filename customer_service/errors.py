@@ -80,6 +80,43 @@ class StorageError(Unavailable):
     """The database failed or could not be reached."""
 
 
+class ConnectionClosed(CustomerServiceError):
+    """A WebSocket is closed: by a close frame (``code``, ``reason``), or by the connection
+    going away (1006). Raised by the server's connections and by the client alike."""
+
+    def __init__(self, close_code: int, reason: str = "") -> None:
+        super().__init__(f"connection closed ({close_code}{': ' + reason if reason else ''})")
+        self.close_code = close_code
+        self.reason = reason
+
+
+class WebSocketError(CustomerServiceError):
+    """A WebSocket client could not open or use its socket; the message says why."""
+
+    code = "unavailable"
+    http_status = 503
+
+
+class WebSocketTimeout(WebSocketError):
+    """Opening the WebSocket took longer than its deadline."""
+
+
+class HandshakeFailed(WebSocketError):
+    """The server did not switch protocols properly. ``status`` is the HTTP status it
+    answered with (None when the answer was not HTTP at all) and ``headers`` its response
+    headers, lower-case names, as far as they could be read."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+class BusError(Unavailable):
+    """Redis, the bus between instances, failed or did not answer in time."""
+
+
 class ConfigError(CustomerServiceError):
     """The configuration file is wrong; the message names the file, line and key."""
 

@@ -12,6 +12,15 @@ is then stored as one ``message`` (role ``ai``) with the same ``stream_id``.
   finishes, then one follow-up reply answers everything the visitor added.
 - A reply that fails stores what it had streamed, then a system message
   (``[ai] unavailable_message``), and flags the conversation for agents.
+
+Several instances: only the instance that committed a visitor message starts its
+reply, so each message is answered once. The owner tells the others over the bus
+(``AiEvent``): ``live`` while it streams (their conversation frames show
+``ai_streaming``, and a visitor message committed elsewhere meanwhile is sent to the
+owner as ``more`` instead of starting a second reply), ``done`` once it is stored.
+An agent accepting on another instance publishes ``stop``; the owner cancels at
+once, and the accepting instance waits (bounded) for ``done`` so that the agent's
+"joined" note comes after the partial reply, as the visitor saw it.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from customer_service.ai.client import AiClient, open_ai_client
 from customer_service.config import Config
 from customer_service.core import frames
 from customer_service.core.ai_context import CONTEXT_MESSAGES, build_context
+from customer_service.core.bus_events import AiEvent
 from customer_service.core.models import Conversation, NewMessage, Role
 from customer_service.errors import AiError, CustomerServiceError
 
@@ -61,8 +71,13 @@ class AiResponder:
         self.service = service
         self._nursery = nursery
         self.live: dict[int, LiveReply] = {}
+        """Replies streaming on this instance."""
+        self.remote_live: dict[int, str] = {}
+        """conversation id → stream id of a reply streaming on another instance."""
+        self._remote_done: dict[int, trio.Event] = {}
         self._follow_up: set[int] = set()
         self._max_chars = config.ai.max_reply_tokens * 16
+        service.hub.on_ai_event = self.on_remote_event
 
     @property
     def status(self) -> str:
@@ -76,6 +91,10 @@ class AiResponder:
             return conversation.assigned_to is None
         return False
 
+    def streaming(self, conversation_id: int) -> bool:
+        """Whether a reply streams in this conversation, here or on another instance."""
+        return conversation_id in self.live or conversation_id in self.remote_live
+
     def visitor_wrote(self, conversation: Conversation) -> None:
         """A visitor message was stored: answer it, or queue a follow-up if a reply streams."""
         if not self.wants(conversation):
@@ -83,7 +102,42 @@ class AiResponder:
         if conversation.id in self.live:
             self._follow_up.add(conversation.id)
             return
+        remote = self.remote_live.get(conversation.id)
+        if remote is not None:
+            self.service.hub.ai(AiEvent(conversation.id, remote, "more"))
+            return
         self._start(conversation.id)
+
+    def on_remote_event(self, event: AiEvent) -> None:
+        """Another instance's AI reply: streaming, done, to be stopped, or to be followed up."""
+        cid = event.conversation_id
+        if event.state == "live":
+            self.remote_live[cid] = event.stream_id
+        elif event.state == "done":
+            if self.remote_live.get(cid) == event.stream_id:
+                del self.remote_live[cid]
+            waiter = self._remote_done.pop(cid, None)
+            if waiter is not None:
+                waiter.set()
+        elif event.state == "stop":
+            if self.cancel(cid, "an agent took over") is not None:
+                log.info("[conv %s] AI reply stopped: an agent took over on another instance",
+                         cid)
+        elif cid in self.live:
+            self._follow_up.add(cid)
+        else:
+            self._nursery.start_soon(self._answer_if_wanted, cid)
+
+    async def _answer_if_wanted(self, conversation_id: int) -> None:
+        """A follow-up asked for by another instance after our reply ended."""
+        with trio.move_on_after(STORE_DEADLINE):
+            try:
+                conversation = await self.service.conversation(conversation_id)
+            except CustomerServiceError as exc:
+                log.warning("[conv %s] AI follow-up skipped: %s", conversation_id, exc)
+                return
+            if self.wants(conversation) and conversation_id not in self.live:
+                self._start(conversation_id)
 
     def cancel(self, conversation_id: int, reason: str) -> LiveReply | None:
         """Stop a live reply now (an agent took over); its streamed part is stored."""
@@ -101,10 +155,20 @@ class AiResponder:
         if reply is not None:
             with trio.move_on_after(timeout):
                 await reply.stored.wait()
+            return
+        # Another instance may be streaming it (even if we missed its ``live``): ask it to
+        # stop, and wait for its ``done`` when we know it streams.
+        remote = self.remote_live.get(conversation_id)
+        self.service.hub.ai(AiEvent(conversation_id, remote or "", "stop"))
+        if remote is not None:
+            done = self._remote_done.setdefault(conversation_id, trio.Event())
+            with trio.move_on_after(timeout):
+                await done.wait()
 
     def _start(self, conversation_id: int) -> None:
         reply = LiveReply(conversation_id, f"ai-{conversation_id}-{secrets.token_hex(6)}")
         self.live[conversation_id] = reply
+        self.service.hub.ai(AiEvent(conversation_id, reply.stream_id, "live"))
         self._nursery.start_soon(self._run, reply)
 
     async def _run(self, reply: LiveReply) -> None:
@@ -140,6 +204,7 @@ class AiResponder:
                 reply.stored.set()
                 if self.live.get(cid) is reply:
                     del self.live[cid]
+                self.service.hub.ai(AiEvent(cid, reply.stream_id, "done"))
         if cid in self._follow_up and failure is None and reply.stopped_by in (None, "length"):
             self._follow_up.discard(cid)
             conversation = self.service.hub.conversations.get(cid)
@@ -156,13 +221,9 @@ class AiResponder:
             return
         reply.parts.append(text)
         reply.size += len(text)
-        conversation = self.service.hub.conversations.get(reply.conversation_id)
         frame = frames.encode(frames.AiDeltaOut(conversation_id=reply.conversation_id,
                                                 stream_id=reply.stream_id, delta=text))
-        if conversation is None:
-            self.service.hub.to_visitor(reply.conversation_id, (reply.conversation_id, 0, frame))
-        else:
-            self.service.to_conversation(conversation, frame)
+        self.service.to_conversation_id(reply.conversation_id, frame)
 
     async def _store_outcome(self, reply: LiveReply, failure: CustomerServiceError | None) -> None:
         cid = reply.conversation_id

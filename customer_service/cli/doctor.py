@@ -613,7 +613,7 @@ async def check_public_url(config: Config, progress: Progress, timeout: float) -
     except HandshakeFailed as exc:
         raise _upgrade_failure(exc.status, exc.headers, ws_url, str(exc)) from None
     except ConnectionClosed as exc:
-        raise Failed(f"{ws_url} closed the WebSocket before answering the ping ({exc.code}"
+        raise Failed(f"{ws_url} closed the WebSocket before answering the ping ({exc.close_code}"
                      f"{' ' + exc.reason if exc.reason else ''}); a proxy idle timeout? see "
                      f"{DEPLOY_DOC}") from None
     except WebSocketError as exc:

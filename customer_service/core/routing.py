@@ -22,18 +22,39 @@ from collections.abc import Collection, Set
 from customer_service.core.models import Conversation
 
 
-def agents_for_conversation(conversation: Conversation, online_agents: Collection[int],
-                            watchers: Set[int] = frozenset(),
-                            queue: Collection[int] | None = None) -> set[int]:
-    """Who receives a conversation's messages. ``queue``: the agents following the waiting
-    queue (all ``online_agents`` when None)."""
-    if conversation.assigned_to is None:
+def agents_for_assignee(assigned_to: int | None, online_agents: Collection[int],
+                        watchers: Set[int] = frozenset(),
+                        queue: Collection[int] | None = None) -> set[int]:
+    """Who receives the messages of a conversation assigned to ``assigned_to`` (None:
+    waiting). ``queue``: the agents following the waiting queue (all ``online_agents``
+    when None)."""
+    if assigned_to is None:
         chosen = set(online_agents if queue is None else queue)
         chosen.update(a for a in watchers if a in online_agents)
         return chosen
     chosen = {a for a in watchers if a in online_agents}
-    if conversation.assigned_to in online_agents:
-        chosen.add(conversation.assigned_to)
+    if assigned_to in online_agents:
+        chosen.add(assigned_to)
+    return chosen
+
+
+def agents_for_conversation(conversation: Conversation, online_agents: Collection[int],
+                            watchers: Set[int] = frozenset(),
+                            queue: Collection[int] | None = None) -> set[int]:
+    """``agents_for_assignee`` for a conversation record."""
+    return agents_for_assignee(conversation.assigned_to, online_agents, watchers, queue)
+
+
+def agents_for_change(assigned_to: int | None, online_agents: Collection[int],
+                      queue: Collection[int], watchers: Set[int] = frozenset(), *,
+                      was_assigned_to: int | None = None, was_waiting: bool = False) -> set[int]:
+    """Who receives a ``conversation`` event about a conversation now assigned to
+    ``assigned_to``; ``was_assigned_to`` and ``was_waiting`` describe it before a change."""
+    concerned = set(watchers)
+    concerned.update(a for a in (assigned_to, was_assigned_to) if a is not None)
+    chosen = {a for a in concerned if a in online_agents}
+    if assigned_to is None or was_waiting:
+        chosen.update(queue)
     return chosen
 
 
@@ -42,11 +63,7 @@ def agents_for_event(before: Conversation | None, after: Conversation,
                      watchers: Set[int] = frozenset()) -> set[int]:
     """Who receives a ``conversation`` event about ``after`` (``before``: its state before
     the change, when the event is a change of state)."""
-    concerned = set(watchers)
-    previous = before.assigned_to if before is not None else None
-    concerned.update(a for a in (after.assigned_to, previous) if a is not None)
-    chosen = {a for a in concerned if a in online_agents}
-    was_waiting = before is not None and before.assigned_to is None
-    if after.assigned_to is None or was_waiting:
-        chosen.update(queue)
-    return chosen
+    return agents_for_change(
+        after.assigned_to, online_agents, queue, watchers,
+        was_assigned_to=before.assigned_to if before is not None else None,
+        was_waiting=before is not None and before.assigned_to is None)

@@ -18,8 +18,8 @@ import msgspec
 import trio
 
 from customer_service import __version__, auth
+from customer_service.core.client_address import client_address, trusted_networks
 from customer_service.core.models import Agent, ConversationStatus, utc_now
-from customer_service.core.ratelimit import TokenBucket
 from customer_service.errors import (
     BadRequest,
     CustomerServiceError,
@@ -29,23 +29,24 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
+from customer_service.server.agent import AgentSession
+from customer_service.server.limits import Throttle
 from customer_service.server.service import ChatService, message_frame
-from customer_service.server.sockets import AgentSession, VisitorSession
 from customer_service.server.static import Asset, load_assets
-from customer_service.server.transport import (
-    AsgiWebSocket,
+from customer_service.server.transport import AsgiWebSocket
+from customer_service.server.visitor import VisitorSession
+from customer_service.transport.interface import (
+    MAX_BODY,
     Connection,
     Receive,
     Scope,
     Send,
+    SessionRunner,
 )
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
-SessionRunner = Callable[[Connection], Awaitable[None]]
 LOGIN_RATE_PER_MINUTE = 10
-LOGIN_BUCKETS = 10_000
 _json = msgspec.json.Encoder()
 
 
@@ -116,13 +117,17 @@ def _switch(query: dict[str, str], name: str, *, default: bool) -> bool:
 
 
 class App:
-    def __init__(self, service: ChatService, *, ai_status: Callable[[], str]) -> None:
+    def __init__(self, service: ChatService, *, ai_status: Callable[[], str],
+                 bus_status: Callable[[], str], logins: Throttle, instance: str) -> None:
         self.service = service
         self.store = service.store
         self.metrics = service.metrics
         self.ai_status = ai_status
-        self._login_buckets: dict[str, TokenBucket] = {}
-        """Per client address, oldest first; the oldest are forgotten past LOGIN_BUCKETS."""
+        self.bus_status = bus_status
+        self.instance = instance
+        self.logins = logins
+        """Login attempts per client address (shared by the instances on a bus)."""
+        self._trusted = trusted_networks(service.config.server.trusted_proxies)
         self._dummy_hash: str | None = None
         self.assets = load_assets()
         """Checked against for unknown users, so a login takes as long whether or not they exist."""
@@ -212,7 +217,8 @@ class App:
         if waited.cancelled_caught:
             db = "timeout"
         body = {"status": "ok" if db == "ok" else "error", "version": __version__, "db": db,
-                "ai": self.ai_status(), "connections": self.service.hub.connection_count()}
+                "ai": self.ai_status(), "bus": self.bus_status(), "instance": self.instance,
+                "connections": self.service.hub.connection_count()}
         return json_response(200 if db == "ok" else 503, body)
 
     async def metrics_page(self) -> Response:
@@ -235,14 +241,8 @@ class App:
         return b"".join(chunks)
 
     async def login(self, scope: Scope, receive: Receive) -> Response:
-        client = (scope.get("client") or ("?", 0))[0]
-        bucket = self._login_buckets.pop(client, None)
-        if bucket is None:
-            bucket = TokenBucket(LOGIN_RATE_PER_MINUTE / 60, LOGIN_RATE_PER_MINUTE)
-        self._login_buckets[client] = bucket
-        while len(self._login_buckets) > LOGIN_BUCKETS:
-            del self._login_buckets[next(iter(self._login_buckets))]
-        if not bucket.allow(trio.current_time()):
+        client = self.client(scope)
+        if not await self.logins.allow(client):
             raise RateLimited("too many login attempts; wait a minute")
         body = await self._read_body(receive)
         try:
@@ -267,6 +267,13 @@ class App:
         log.info("agent %s logged in from %s", agent.username, client)
         return json_response(200, {"token": token, "agent": agent_json(agent)})
 
+    def client(self, scope: Scope) -> str:
+        """The client's address: the TCP peer, or what a trusted proxy says it is."""
+        peer = str((scope.get("client") or ("?", 0))[0])
+        if not self._trusted:
+            return peer
+        return client_address(peer, _headers(scope).get("x-forwarded-for"), self._trusted)
+
     async def authenticate(self, scope: Scope) -> Agent:
         agent, _ = await self.authenticate_token(scope)
         return agent
@@ -287,9 +294,11 @@ class App:
         return agent, hashed
 
     async def logout(self, scope: Scope) -> Response:
-        """Revoke the request's own token; its open sockets close at their next token check."""
+        """Revoke the request's own token and close the sockets opened with it, on every
+        instance (those a lost bus event misses close at their next token check)."""
         agent, token_hash = await self.authenticate_token(scope)
         await self.store.revoke_agent_token(token_hash)
+        self.service.hub.revoke(agent.id, token_hash)
         log.info("agent %s logged out", agent.username)
         return json_response(200, {"ok": True})
 
@@ -298,7 +307,9 @@ class App:
 
     async def agents(self, scope: Scope) -> Response:
         await self.authenticate(scope)
-        return json_response(200, {"agents": [agent_json(a) for a in await self.store.list_agents()]})
+        online = self.service.hub.online_agents()
+        return json_response(200, {"agents": [{**agent_json(a), "online": a.id in online}
+                                              for a in await self.store.list_agents()]})
 
     async def conversations(self, scope: Scope) -> Response:
         await self.authenticate(scope)

@@ -1,102 +1,96 @@
-"""The hub: every live connection of this instance, and fan-out to them.
+"""The hub: this instance's live connections, and fan-out to them and to the other instances.
 
-Each connection is a ``Peer`` whose session takes frames without waiting: written
-straight to the socket when it can, else queued in a bounded backlog that a
-short-lived flush task drains. Fan-out never waits: a frame that does not fit in
-a peer's backlog closes that peer (1008, "slow consumer") instead of letting
-memory grow.
+The chat service hands the hub what happened in a conversation (a stored message, a
+transient frame, a change of state) as a bus event; the hub delivers it to its own
+sockets, choosing recipients with ``core.routing``, and, when instances share a bus,
+publishes the same event so that each of the others does the same for its sockets.
+What the others publish comes back in through ``receive``. The service and the
+sessions never learn whether a peer is local or remote.
+
+Stored messages go through the ``Sequencer`` on the way in, local and remote alike,
+so every socket sees a conversation's messages in ``seq`` order with no gap: a gap
+(a publish lost on the bus) is filled from the database by the sync task
+(``server.sync``), which the hub wakes through ``SyncRequests``.
+
+Fan-out never waits: a frame that does not fit in a peer's backlog closes that peer
+(1008, "slow consumer") instead of letting memory grow.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections import OrderedDict
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
-from customer_service.core.models import Conversation
+from customer_service.core.bus_events import (
+    AiEvent,
+    Arrival,
+    BusEvent,
+    ConversationEvent,
+    FrameEvent,
+    MessageEvent,
+    PresenceEvent,
+    RevokeEvent,
+    Streams,
+    WatchEvent,
+)
+from customer_service.core.presence import PresenceView
+from customer_service.core.routing import agents_for_assignee, agents_for_change
+from customer_service.core.sequencer import Sequencer
+from customer_service.server.peers import ConversationCache, Outbound, Peer
 
 log = logging.getLogger(__name__)
 
-Outbound = tuple[int, int, str]
-"""(conversation_id, seq, frame text); seq 0 for frames that are not stored messages."""
-
-_peer_numbers = itertools.count(1)
+NO_WATCHERS: frozenset[int] = frozenset()
 
 
-@dataclass(eq=False, slots=True)
-class Peer:
-    role: str
-    identity: int
-    """The visitor's or the agent's id."""
-    deliver: Callable[[Outbound], bool]
-    """Takes a frame without waiting (writes or queues it); False when it could not."""
-    scope: trio.CancelScope
-    conn_id: str = field(default_factory=lambda: f"c{next(_peer_numbers)}")
-    conversation_id: int | None = None
-    close_code: int = 1000
-    close_reason: str = ""
-    kicked: bool = False
-    follows_queue: bool = False
-    """An agent socket that receives the waiting queue's conversations and events."""
-    on_slow: Callable[[], None] | None = None
-    """Called when this peer is closed for not reading (metrics)."""
+class BusPort(Protocol):
+    """What the hub needs of the bus (``bus.redis.RedisBus``)."""
 
-    def push(self, item: Outbound) -> bool:
-        """Hand a frame to the session without waiting. False when it was not taken."""
-        if self.kicked:
-            return False
-        return self.deliver(item)
+    @property
+    def instance(self) -> str: ...
 
-    def slow(self) -> None:
-        """The peer let its backlog fill up: close it rather than grow memory."""
-        log.warning("[%s] %s %s does not read its frames; closing it", self.conn_id,
-                    self.role, self.identity)
-        self.kick(1008, "slow consumer: outbound queue full")
-        if self.on_slow is not None:
-            self.on_slow()
-
-    def kick(self, code: int, reason: str) -> None:
-        """Close this connection with ``code`` (its handler does the closing)."""
-        if not self.kicked:
-            self.kicked = True
-            self.close_code = code
-            self.close_reason = reason
-            self.scope.cancel()
+    def publish(self, event: BusEvent) -> None:
+        """Queue an event for the other instances; never waits (drops when full)."""
 
 
-class ConversationCache:
-    """The newest known state of recently active conversations, bounded (LRU)."""
+class SyncRequests:
+    """What the hub asks the sync task (``server.sync``) to do; the task waits on ``wake``."""
 
-    def __init__(self, capacity: int = 50_000) -> None:
-        self._items: OrderedDict[int, Conversation] = OrderedDict()
-        self.capacity = capacity
+    def __init__(self) -> None:
+        self.snapshots: set[str] = set()
+        """Origins whose presence must be read from Redis."""
+        self.resync_since: float | None = None
+        """Earliest (wall clock) moment since which batches may have been lost."""
+        self.wake = trio.Event()
+        """Set when a snapshot or a resync is asked for."""
+        self.gap_wake = trio.Event()
+        """Set when a gap opened (or became due at once)."""
 
-    def get(self, conversation_id: int) -> Conversation | None:
-        found = self._items.get(conversation_id)
-        if found is not None:
-            self._items.move_to_end(conversation_id)
-        return found
+    def snapshot(self, origin: str) -> None:
+        self.snapshots.add(origin)
+        self.wake.set()
 
-    def put(self, conversation: Conversation) -> None:
-        self._items[conversation.id] = conversation
-        self._items.move_to_end(conversation.id)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+    def resync(self, since: float) -> None:
+        if self.resync_since is None or since < self.resync_since:
+            self.resync_since = since
+        self.wake.set()
 
-    def __len__(self) -> int:
-        return len(self._items)
+    def gaps(self) -> None:
+        """A gap opened in some conversation."""
+        self.gap_wake.set()
 
 
 class Hub:
-    def __init__(self) -> None:
+    def __init__(self, *, max_held: int = 256, wall_clock: Callable[[], float] | None = None
+                 ) -> None:
         self.visitors: dict[int, set[Peer]] = {}
-        """conversation id → the visitor's open sockets (one per tab)."""
+        """conversation id → the visitor's open sockets here (one per tab)."""
         self.agents: dict[int, set[Peer]] = {}
-        """agent id → that agent's open sockets."""
+        """agent id → that agent's open sockets here."""
         self.watchers: dict[int, set[int]] = {}
         """conversation id → agents who opened it without being assigned."""
         self.queue: dict[int, int] = {}
@@ -107,6 +101,16 @@ class Hub:
         self.sessions: set[Peer] = set()
         """Every accepted socket, registered or not yet (before hello): shutdown reaches all."""
         self.draining = False
+        self.sequencer: Sequencer[MessageEvent] = Sequencer(
+            max_held=max_held, pinned=self.visitors.__contains__)
+        self.presence = PresenceView()
+        """Who is online on the other instances."""
+        self.streams = Streams()
+        self.sync = SyncRequests()
+        self.bus: BusPort | None = None
+        self.on_ai_event: Callable[[AiEvent], None] | None = None
+        """The AI responder's handler for other instances' AI events."""
+        self._wall_clock = wall_clock or time.time
 
     # ---- membership ------------------------------------------------------
     def track(self, peer: Peer) -> None:
@@ -118,14 +122,17 @@ class Hub:
         self.sessions.discard(peer)
 
     def add_visitor(self, peer: Peer, conversation_id: int) -> bool:
-        """Register; True when this is the visitor's first open socket."""
+        """Register; True when this is the visitor's first open socket here."""
         peer.conversation_id = conversation_id
         peers = self.visitors.setdefault(conversation_id, set())
         peers.add(peer)
-        return len(peers) == 1
+        if len(peers) == 1:
+            self._publish(PresenceEvent("visitor", conversation_id, True))
+            return True
+        return False
 
     def remove_visitor(self, peer: Peer) -> bool:
-        """Unregister; True when the visitor has no open socket left."""
+        """Unregister; True when the visitor has no open socket left here."""
         if peer.conversation_id is None:
             return False
         peers = self.visitors.get(peer.conversation_id)
@@ -134,20 +141,22 @@ class Hub:
         peers.discard(peer)
         if not peers:
             del self.visitors[peer.conversation_id]
+            self._publish(PresenceEvent("visitor", peer.conversation_id, False))
             return True
         return False
 
     def add_agent(self, peer: Peer, follows_queue: bool = True) -> None:
-        self.agents.setdefault(peer.identity, set()).add(peer)
+        peers = self.agents.setdefault(peer.identity, set())
+        peers.add(peer)
         peer.follows_queue = follows_queue
         if follows_queue:
             self.queue[peer.identity] = self.queue.get(peer.identity, 0) + 1
+        if len(peers) == 1:
+            self._publish(PresenceEvent("agent", peer.identity, True))
 
     def remove_agent(self, peer: Peer) -> None:
         peers = self.agents.get(peer.identity)
-        if peers is None:
-            return
-        if peer not in peers:
+        if peers is None or peer not in peers:
             return
         peers.discard(peer)
         if peer.follows_queue:
@@ -158,6 +167,7 @@ class Hub:
                 del self.queue[peer.identity]
         if not peers:
             del self.agents[peer.identity]
+            self._publish(PresenceEvent("agent", peer.identity, False))
             for conversation_id in self._watching.pop(peer.identity, ()):
                 watchers = self.watchers.get(conversation_id)
                 if watchers is not None:
@@ -166,20 +176,188 @@ class Hub:
                         del self.watchers[conversation_id]
 
     def watch(self, conversation_id: int, agent_id: int) -> None:
-        """An online agent follows a conversation until its last socket closes."""
+        """An agent follows a conversation until its last socket closes (on every instance
+        where it has one)."""
+        self._publish(WatchEvent(agent_id, conversation_id))
+        self._watch_here(conversation_id, agent_id)
+
+    def _watch_here(self, conversation_id: int, agent_id: int) -> None:
         if agent_id not in self.agents:
             return
         self.watchers.setdefault(conversation_id, set()).add(agent_id)
         self._watching.setdefault(agent_id, set()).add(conversation_id)
 
     def visitor_online(self, conversation_id: int) -> bool:
-        return conversation_id in self.visitors
+        """Whether the visitor has a socket open here or on another instance."""
+        return conversation_id in self.visitors or self.presence.visitor_online(conversation_id)
+
+    def agent_online(self, agent_id: int) -> bool:
+        return agent_id in self.agents or self.presence.agent_online(agent_id)
+
+    def online_agents(self) -> set[int]:
+        """Agents with a socket open here or on another instance."""
+        return set(self.agents) | self.presence.agents()
+
+    def local_presence(self) -> tuple[set[int], set[int]]:
+        """(agents, conversations with a visitor) online here: this instance's snapshot."""
+        return set(self.agents), set(self.visitors)
 
     def connection_count(self) -> int:
         return sum(len(p) for p in self.visitors.values()) + sum(
             len(p) for p in self.agents.values())
 
-    # ---- fan-out -----------------------------------------------------------
+    # ---- fan-out: what the service calls ---------------------------------
+    def message(self, event: MessageEvent) -> None:
+        """A message was committed here: deliver it in order, and tell the others."""
+        self._publish(event)
+        self._sequence(event)
+
+    def frame(self, event: FrameEvent) -> None:
+        """A transient frame (typing, read mark, AI delta) for a conversation's followers."""
+        self._publish(event)
+        self._deliver_frame(event)
+
+    def conversation_event(self, event: ConversationEvent, *, local_only: bool = False) -> None:
+        """A conversation changed, or its visitor came or went."""
+        if not local_only:
+            self._publish(event)
+        self._deliver_conversation(event)
+
+    def wants_conversation_event(self, assigned_to: int | None, was_assigned_to: int | None,
+                                 was_waiting: bool, conversation_id: int, *,
+                                 local_only: bool = False) -> bool:
+        """Whether anybody may receive the event: always with other instances on a bus
+        (their agents are not known here, and their caches must hear of changes), else
+        when an agent here would."""
+        if self.bus is not None and not local_only:
+            return True
+        return bool(self._event_recipients(assigned_to, was_assigned_to, was_waiting,
+                                           conversation_id))
+
+    def revoke(self, agent_id: int, token_hash: str | None) -> None:
+        """Close an agent's sockets opened with a token (all of them for None), everywhere."""
+        event = RevokeEvent(agent_id, token_hash)
+        self._publish(event)
+        self._revoke_here(event)
+
+    def ai(self, event: AiEvent) -> None:
+        """Tell the other instances about an AI reply (its frames go through ``frame``)."""
+        self._publish(event)
+
+    def close_all(self, code: int, reason: str) -> None:
+        """Ask every connection to close with ``code`` (their handlers close them)."""
+        self.draining = True
+        for peer in tuple(self.sessions):
+            peer.kick(code, reason)
+
+    # ---- from the other instances ----------------------------------------
+    def receive(self, origin: str, number: int, events: Iterable[BusEvent]) -> None:
+        """A batch published by another instance."""
+        arrival, previous = self.streams.note(origin, number, self._wall_clock())
+        if arrival is Arrival.STALE:
+            return
+        if arrival is Arrival.NEW:
+            log.info("instance %s joined the bus", origin)
+            self.sync.snapshot(origin)
+        elif arrival is Arrival.LOST:
+            log.warning("missed batches from instance %s; resynchronising from the database",
+                        origin)
+            self.sync.snapshot(origin)
+            self.sync.resync(previous)
+        for event in events:
+            self._apply_remote(origin, event)
+
+    def _apply_remote(self, origin: str, event: BusEvent) -> None:
+        match event:
+            case MessageEvent():
+                self._sequence(event)
+            case FrameEvent():
+                self._deliver_frame(event)
+            case ConversationEvent():
+                if event.changed:
+                    self.conversations.forget(event.conversation_id)
+                self._deliver_conversation(event)
+            case PresenceEvent():
+                self.presence.apply(origin, event)
+            case RevokeEvent():
+                self._revoke_here(event)
+            case WatchEvent(agent_id=agent_id, conversation_id=conversation_id):
+                self._watch_here(conversation_id, agent_id)
+            case AiEvent():
+                if self.on_ai_event is not None:
+                    self.on_ai_event(event)
+
+    def forget_origin(self, origin: str, last_seen: float) -> None:
+        """An instance fell silent: its agents and visitors are offline, and what it
+        committed just before may never have reached us."""
+        log.warning("instance %s is silent; counting it gone", origin)
+        self.presence.drop(origin)
+        self.sync.resync(last_seen)
+
+    # ---- delivery to this instance's sockets -----------------------------
+    def fill(self, event: MessageEvent) -> None:
+        """A message read from the database to close a gap (not published again)."""
+        self._sequence(event)
+
+    def deliver_held(self, event: MessageEvent) -> None:
+        """A message released from the sequencer by other means than ``offer``."""
+        self._deliver_message(event)
+
+    def _sequence(self, event: MessageEvent) -> None:
+        ready = self.sequencer.offer(event.conversation_id, event.seq, event, trio.current_time())
+        if not ready:
+            if self.sequencer.gapped:
+                self.sync.gaps()
+            return
+        for message in ready:
+            self._deliver_message(message)
+
+    def _deliver_message(self, event: MessageEvent) -> None:
+        cid = event.conversation_id
+        item = (cid, event.seq, event.text)
+        self.to_visitor(cid, item)
+        if event.routed:
+            recipients: Iterable[int] = agents_for_assignee(
+                event.assigned_to, self.agents, self.watchers.get(cid, NO_WATCHERS), self.queue)
+        else:
+            recipients = tuple(self.queue)
+        self.to_agents(recipients, item)
+
+    def _deliver_frame(self, event: FrameEvent) -> None:
+        cid = event.conversation_id
+        item = (cid, 0, event.text)
+        if event.to_visitor:
+            self.to_visitor(cid, item)
+        if not event.to_agents:
+            return
+        if event.routed:
+            recipients = agents_for_assignee(event.assigned_to, self.agents,
+                                             self.watchers.get(cid, NO_WATCHERS), self.queue)
+        else:
+            recipients = set(self.queue)
+        recipients.discard(event.except_agent)
+        self.to_agents(recipients, item)
+
+    def _event_recipients(self, assigned_to: int | None, was_assigned_to: int | None,
+                          was_waiting: bool, conversation_id: int) -> set[int]:
+        return agents_for_change(assigned_to, self.agents, self.queue,
+                                 self.watchers.get(conversation_id, NO_WATCHERS),
+                                 was_assigned_to=was_assigned_to, was_waiting=was_waiting)
+
+    def _deliver_conversation(self, event: ConversationEvent) -> None:
+        if not event.text:
+            return
+        recipients = self._event_recipients(event.assigned_to, event.was_assigned_to,
+                                            event.was_waiting, event.conversation_id)
+        self.to_agents(recipients, (event.conversation_id, 0, event.text))
+
+    def _revoke_here(self, event: RevokeEvent) -> None:
+        for peer in tuple(self.agents.get(event.agent_id, ())):
+            if event.token_hash is None or peer.token_hash == event.token_hash:
+                log.info("[%s] agent %s: token revoked or agent disabled; closing",
+                         peer.conn_id, event.agent_id)
+                peer.kick(1008, "token revoked or agent disabled")
+
     def to_visitor(self, conversation_id: int, item: Outbound) -> int:
         sent = 0
         for peer in tuple(self.visitors.get(conversation_id, ())):
@@ -193,8 +371,7 @@ class Hub:
                 sent += peer.push(item)
         return sent
 
-    def close_all(self, code: int, reason: str) -> None:
-        """Ask every connection to close with ``code`` (their handlers close them)."""
-        self.draining = True
-        for peer in tuple(self.sessions):
-            peer.kick(code, reason)
+    def _publish(self, event: BusEvent) -> None:
+        if self.bus is not None:
+            self.bus.publish(event)
+

@@ -54,6 +54,30 @@ class Metrics:
                                   registry=r)
         self.ai_breaker = Gauge("cs_ai_breaker_open",
                                 "1 while the AI circuit breaker is open or half-open.", registry=r)
+        self.bus_up = Gauge("cs_bus_up", "1 while the Redis bus works (publishing and "
+                            "receiving this instance's own heartbeats), else 0.", registry=r)
+        self.bus_batches_published = Counter("cs_bus_batches_published",
+                                             "Batches published on the bus.", registry=r)
+        self.bus_events_published = Counter("cs_bus_events_published",
+                                            "Events published on the bus.", registry=r)
+        self.bus_publish_failures = Counter("cs_bus_publish_failures",
+                                            "Publishes to Redis that failed.", registry=r)
+        self.bus_events_dropped = Counter(
+            "cs_bus_events_dropped",
+            "Events not published (outbox full, or Redis down); receivers refill from the "
+            "database.", registry=r)
+        self.bus_batches_received = Counter("cs_bus_batches_received",
+                                            "Batches received from other instances.", registry=r)
+        self.bus_bad_batches = Counter("cs_bus_bad_batches",
+                                       "Messages on the bus channel that were not batches.",
+                                       registry=r)
+        self.bus_gap_fills = Counter(
+            "cs_bus_gap_fill_messages",
+            "Messages read from the database to fill a gap in what the bus delivered.",
+            registry=r)
+        self.bus_resyncs = Counter(
+            "cs_bus_resyncs", "Resynchronisations from the database after missed batches.",
+            registry=r)
         self.in_role = {role: self.frames_in.labels(role) for role in ("visitor", "agent")}
         self.out_role = {role: self.frames_out.labels(role) for role in ("visitor", "agent")}
         self.open_role = {role: self.connections.labels(role) for role in ("visitor", "agent")}

@@ -1,36 +1,46 @@
-"""Start, serve and stop: the store, the committer, the hub and the transport, in one nursery.
+"""Start, serve and stop: the store, the bus, the committer, the hub and the transport.
 
-``open_server`` gives a ready ``Server`` (store migrated, committer running);
-``Server.serve`` runs the transport (hypercorn, or the native one with
-``[server] transport = "native"``) until ``Server.shutdown`` is called, then closes
-every socket with 1001 and lets the committer finish before returning.
-``run_server`` is the blocking entry point the CLI uses; it turns SIGINT/SIGTERM
-into a graceful shutdown.
+``open_server`` gives a ready ``Server`` (store migrated, bus connected when
+``[bus] redis_url`` is set, committer and sync task running); ``Server.serve`` runs the
+transport (the native one, or hypercorn with ``[server] transport = "hypercorn"``)
+until ``Server.shutdown`` is called, then closes every socket with 1001 and lets the
+committer finish before returning. ``run_server`` is the blocking entry point the CLI
+uses; it turns SIGINT/SIGTERM into a graceful shutdown, and with ``[server] workers``
+above 1 runs that many worker processes instead (``server.workers``).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
+import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from customer_service.ai.responder import open_ai_responder
-from customer_service.config import Config
-from customer_service.server.app import App
+from customer_service.config import Config, worker_count
+from customer_service.server.app import LOGIN_RATE_PER_MINUTE, App
 from customer_service.server.hub import Hub
+from customer_service.server.limits import LocalThrottle, SharedThrottle, Throttle
 from customer_service.server.metrics import Metrics
 from customer_service.server.service import ChatService
+from customer_service.server.sync import serve_sync
 from customer_service.storage import Store, open_store
 from customer_service.storage.committer import open_group_committer
+from customer_service.transport.interface import ListenOptions
 from customer_service.transport.native import serve_native
+
+if TYPE_CHECKING:
+    from customer_service.bus.redis import RedisBus
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +48,23 @@ StoreWrapper = Callable[[Store], Store]
 GC_GEN0_THRESHOLD = 50_000
 
 
+def new_instance_id(worker: int | None = None) -> str:
+    """This process's name on the bus and in /healthz: host, pid, a random tag (a restarted
+    process is a new instance), and the worker number when there are several."""
+    host = socket.gethostname().split(".")[0][:40] or "host"
+    suffix = f"-w{worker}" if worker is not None else ""
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}{suffix}"
+
+
 class Server:
-    def __init__(self, config: Config, service: ChatService, app: App) -> None:
+    def __init__(self, config: Config, service: ChatService, app: App, instance: str, *,
+                 reuse_port: bool = False) -> None:
         self.config = config
         self.service = service
         self.app = app
         self.hub = service.hub
+        self.instance = instance
+        self.reuse_port = reuse_port
         self.urls: list[str] = []
         self._shutdown = trio.Event()
 
@@ -70,6 +91,8 @@ class Server:
         cfg.errorlog = logging.getLogger("hypercorn.error")
         cfg.backlog = 4096
         cfg.keep_alive_timeout = 30
+        if self.reuse_port:
+            cfg.workers = 2  # only makes hypercorn bind with SO_REUSEPORT; it forks nothing
         return cfg
 
     async def serve(self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
@@ -85,9 +108,12 @@ class Server:
             self.hub.close_all(1001, "server going away; reconnect")
 
         async with trio.open_nursery() as nursery:
-            if self.config.server.transport == "native":
+            server = self.config.server
+            if server.transport == "native":
+                options = ListenOptions(server.host, server.port, server.max_frame_bytes,
+                                        server.shutdown_timeout, reuse_port=self.reuse_port)
                 self.urls = await nursery.start(partial(
-                    serve_native, self.app, self.config, shutdown_trigger=stop_accepting))
+                    serve_native, self.app, options, shutdown_trigger=stop_accepting))
             else:
                 self.urls = await nursery.start(partial(
                     hypercorn_serve, cast(Any, self.app), self._hypercorn_config(),
@@ -97,9 +123,33 @@ class Server:
 
 
 @asynccontextmanager
-async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None
+async def open_bus(config: Config, instance: str, metrics: Metrics, hub: Hub
+                   ) -> AsyncIterator[RedisBus | None]:
+    """The Redis bus when ``[bus] redis_url`` is set (None: one instance, no bus)."""
+    if not config.bus.redis_url:
+        yield None
+        return
+    from customer_service.bus.redis import open_redis_bus  # noqa: PLC0415 - coredis is heavy
+
+    if config.storage.backend == "sqlite":
+        log.warning("[bus] redis_url is set but [storage] backend is sqlite: instances on the "
+                    "bus must share one database; use backend = \"mysql\" for several")
+    async with open_redis_bus(config.bus, instance, metrics, hub.local_presence) as bus:
+        bus.receiver = hub.receive
+        hub.bus = bus
+        try:
+            yield bus
+        finally:
+            hub.bus = None
+
+
+@asynccontextmanager
+async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
+                      worker: int | None = None, reuse_port: bool = False
                       ) -> AsyncIterator[Server]:
-    """Open the store (migrated) and the committer; yield a Server ready to ``serve``."""
+    """Open the store (migrated), the bus and the committer; yield a Server ready to
+    ``serve``."""
+    instance = new_instance_id(worker)
     async with open_store(config) as raw_store:
         applied = await raw_store.migrate()
         if applied:
@@ -107,16 +157,30 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None
         store = wrap_store(raw_store) if wrap_store else raw_store
         metrics = Metrics()
         hub = Hub()
-        service = ChatService(config, store, hub, metrics)
-        app = App(service, ai_status=service.ai_status)
-        async with open_group_committer(store, config.storage.group_commit_max,
-                                        on_commit=service.on_committed,
-                                        drain_timeout=config.server.shutdown_timeout) as committer:
-            service.committer = committer
-            async with open_ai_responder(config, service) as responder:
-                service.ai = responder
-                yield Server(config, service, app)
-            service.ai = None
+        async with open_bus(config, instance, metrics, hub) as bus:
+            service = ChatService(config, store, hub, metrics)
+            logins: Throttle = LocalThrottle(LOGIN_RATE_PER_MINUTE / 60, LOGIN_RATE_PER_MINUTE)
+            if bus is not None:
+                logins = SharedThrottle(bus, "login", LOGIN_RATE_PER_MINUTE / 60,
+                                        LOGIN_RATE_PER_MINUTE)
+
+            def bus_status() -> str:
+                return bus.status if bus is not None else "off"
+
+            app = App(service, ai_status=service.ai_status, bus_status=bus_status,
+                      logins=logins, instance=instance)
+            async with open_group_committer(store, config.storage.group_commit_max,
+                                            on_commit=service.on_committed,
+                                            drain_timeout=config.server.shutdown_timeout
+                                            ) as committer, trio.open_nursery() as background:
+                service.committer = committer
+                await background.start(partial(serve_sync, hub, service, config,
+                                               presence_reader=bus))
+                async with open_ai_responder(config, service) as responder:
+                    service.ai = responder
+                    yield Server(config, service, app, instance, reuse_port=reuse_port)
+                service.ai = None
+                background.cancel_scope.cancel()
         log.info("all messages committed; database closed")
 
 
@@ -142,8 +206,10 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
-async def main(config: Config, banner: Callable[[str], None] | None = None) -> None:
-    async with open_server(config) as server, trio.open_nursery() as outer:
+async def main(config: Config, banner: Callable[[str], None] | None = None, *,
+               worker: int | None = None, reuse_port: bool = False) -> None:
+    async with open_server(config, worker=worker, reuse_port=reuse_port) as server, \
+            trio.open_nursery() as outer:
         outer.start_soon(_watch_signals, server, outer.cancel_scope)
         async with trio.open_nursery() as inner:
             urls = await inner.start(server.serve)
@@ -154,5 +220,18 @@ async def main(config: Config, banner: Callable[[str], None] | None = None) -> N
 
 
 def run_server(config: Config, banner: Callable[[str], None] | None = None) -> None:
-    """Run the server in this thread until SIGINT/SIGTERM; return after a clean shutdown."""
-    trio.run(main, config, banner)
+    """Run the server until SIGINT/SIGTERM; return after a clean shutdown. With ``[server]
+    workers`` above 1, run that many worker processes on the port (``server.workers``)."""
+    count = worker_count(config.server)
+    if count > 1:
+        from customer_service.server.workers import run_workers  # noqa: PLC0415
+
+        run_workers(config, count, banner)
+        return
+    trio.run(partial(main, config, banner))
+
+
+def run_worker(config: Config, worker: int, banner: Callable[[str], None] | None) -> None:
+    """One worker process's server (SO_REUSEPORT on the shared port)."""
+    trio.run(partial(main, config, banner, worker=worker, reuse_port=True))
+

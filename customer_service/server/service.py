@@ -17,6 +17,7 @@ import trio
 from customer_service.config import Config
 from customer_service.core import conversation as machine
 from customer_service.core import frames
+from customer_service.core.bus_events import ConversationEvent, FrameEvent, MessageEvent
 from customer_service.core.models import (
     Agent,
     AppendResult,
@@ -27,7 +28,6 @@ from customer_service.core.models import (
     Visitor,
     format_ts,
 )
-from customer_service.core.routing import agents_for_conversation, agents_for_event
 from customer_service.errors import Conflict, NotFound
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-NO_WATCHERS: frozenset[int] = frozenset()
 AFTER_TRANSITION_DEADLINE = 5.0
 """Seconds to record and announce a stored state change, whatever the caller's deadline."""
 
@@ -92,13 +91,15 @@ class ChatService:
 
     # ---- state ---------------------------------------------------------------
     async def conversation(self, conversation_id: int) -> Conversation:
-        cached = self.hub.conversations.get(conversation_id)
+        cache = self.hub.conversations
+        cached = cache.get(conversation_id)
         if cached is not None:
             return cached
+        stamp = cache.stamp()
         found = await self.store.get_conversation(conversation_id)
         if found is None:
             raise NotFound(f"no conversation {conversation_id}")
-        self.hub.conversations.put(found)
+        cache.put_loaded(found, stamp)
         return found
 
     async def transition(self, conversation_id: int,
@@ -143,7 +144,7 @@ class ChatService:
         if change.note:
             await self.post(NewMessage(conversation_id, Role.SYSTEM, None, "system", change.note))
             updated = await self.conversation(conversation_id)
-        await self.announce(updated, before=current)
+        await self.announce(updated, before=current, changed=True)
         return updated
 
     # ---- messages ------------------------------------------------------------
@@ -157,45 +158,45 @@ class ChatService:
 
         AI replies start here too, not in the socket handler: a visitor message whose
         handler missed its deadline after the commit is answered all the same (its
-        resend is a duplicate and starts nothing).
+        resend is a duplicate and starts nothing). Only the instance that committed a
+        message starts its reply, so each visitor message is answered once.
         """
         self.metrics.commit_batch.observe(len(results))
         stored = 0
+        cache = self.hub.conversations
         for result in results:
             if result.duplicate:
                 continue
             stored += 1
             message = result.message
-            conversation = self.hub.conversations.get(message.conversation_id)
-            text = frames.encode(message_frame(message))
-            item = (message.conversation_id, message.seq, text)
-            self.hub.to_visitor(message.conversation_id, item)
-            if conversation is None:
-                self.hub.to_agents(tuple(self.hub.queue), item)
-                continue
-            if message.seq > conversation.last_seq:
+            conversation = cache.get(message.conversation_id)
+            if conversation is not None and message.seq > conversation.last_seq:
                 conversation = conversation.with_last_seq(message.seq)
-                self.hub.conversations.put(conversation)
-            recipients = agents_for_conversation(
-                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, NO_WATCHERS),
-                self.hub.queue)
-            self.hub.to_agents(recipients, item)
-            if self.ai is not None and message.sender_role is Role.VISITOR:
+                cache.put(conversation)
+            self.hub.message(MessageEvent(
+                message.conversation_id, message.seq,
+                conversation.assigned_to if conversation is not None else None,
+                conversation is not None, frames.encode(message_frame(message))))
+            if (self.ai is not None and conversation is not None
+                    and message.sender_role is Role.VISITOR):
                 self.ai.visitor_wrote(conversation)
         self.metrics.messages_stored.inc(stored)
 
     def to_conversation(self, conversation: Conversation, text: str, *, visitor: bool = True,
                         agents: bool = True, except_agent: int | None = None) -> None:
-        """Send a transient frame (typing, read) to whoever follows the conversation."""
-        item = (conversation.id, 0, text)
-        if visitor:
-            self.hub.to_visitor(conversation.id, item)
-        if agents:
-            recipients = agents_for_conversation(
-                conversation, self.hub.agents, self.hub.watchers.get(conversation.id, NO_WATCHERS),
-                self.hub.queue)
-            recipients.discard(except_agent or 0)
-            self.hub.to_agents(recipients, item)
+        """Send a transient frame (typing, read, AI delta) to whoever follows the
+        conversation, on every instance."""
+        self.hub.frame(FrameEvent(conversation.id, conversation.assigned_to, True, text,
+                                  visitor, agents, except_agent or 0))
+
+    def to_conversation_id(self, conversation_id: int, text: str) -> None:
+        """``to_conversation`` by id: routed by the cached state, or to the waiting queue's
+        followers when the conversation is not cached."""
+        conversation = self.hub.conversations.get(conversation_id)
+        if conversation is not None:
+            self.to_conversation(conversation, text)
+        else:
+            self.hub.frame(FrameEvent(conversation_id, None, False, text, True, True, 0))
 
     def ai_status(self) -> str:
         """``off`` when no AI answers; else the client's ``ok`` or ``degraded``."""
@@ -219,22 +220,27 @@ class ChatService:
             last_seq=conversation.last_seq,
             unread=conversation.unread,
             needs_agent=conversation.needs_agent,
-            ai_streaming=self.ai is not None and conversation.id in self.ai.live,
+            ai_streaming=self.ai is not None and self.ai.streaming(conversation.id),
             updated_at=format_ts(conversation.updated_at),
             last_message=message_frame(last) if last else None,
         )
 
     async def announce(self, conversation: Conversation, visitor: Visitor | None = None,
-                       before: Conversation | None = None) -> None:
+                       before: Conversation | None = None, *, changed: bool = False,
+                       local_only: bool = False) -> None:
         """Tell the agents it concerns what a conversation looks like now (``before``: its
-        state before a change, so agents leaving or losing it hear of it too)."""
-        recipients = agents_for_event(before, conversation, self.hub.agents, self.hub.queue,
-                                      self.hub.watchers.get(conversation.id, NO_WATCHERS))
-        if not recipients:
+        state before a change, so agents leaving or losing it hear of it too; ``changed``:
+        its state changed, so other instances drop their cached copy; ``local_only``: for
+        this instance's agents only, after a resynchronisation)."""
+        was_assigned_to = before.assigned_to if before is not None else None
+        was_waiting = before is not None and before.assigned_to is None
+        if not self.hub.wants_conversation_event(conversation.assigned_to, was_assigned_to,
+                                                 was_waiting, conversation.id,
+                                                 local_only=local_only):
             return
         if visitor is None:
             visitor = await self.store.get_visitor(conversation.visitor_id)
         info = self.conversation_info(conversation, visitor)
-        self.hub.to_agents(
-            recipients,
-            (conversation.id, 0, frames.encode(frames.ConversationOut(conversation=info))))
+        self.hub.conversation_event(ConversationEvent(
+            conversation.id, conversation.assigned_to, was_assigned_to, was_waiting, changed,
+            frames.encode(frames.ConversationOut(conversation=info))), local_only=local_only)

@@ -1,57 +1,13 @@
-"""The connection interface the socket handlers use, and its ASGI implementation.
-
-Handlers only ``receive`` a frame, ``send`` a frame and ``close`` with a code,
-so the transport under them (hypercorn's ASGI WebSocket today, a trio-native
-codec later) can change without touching routing.
-"""
+"""The ``Connection`` (``transport.interface``) over an accepted ASGI WebSocket: what
+sessions get when hypercorn serves the app (``[server] transport = "hypercorn"``)."""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
 
 from hypercorn.utils import UnexpectedMessageError
 from wsproto.utilities import LocalProtocolError
 
-from customer_service.errors import CustomerServiceError
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-class ConnectionClosed(CustomerServiceError):
-    """The peer went away; ``code`` is the close code it gave (1006 when none)."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"connection closed ({code})")
-        self.close_code = code
-
-
-class Connection(Protocol):
-    remote: str
-
-    async def receive(self) -> str | bytes:
-        """The next message; raise ``ConnectionClosed`` when the peer is gone."""
-
-    async def send(self, text: str) -> None:
-        """Send one text frame; raise ``ConnectionClosed`` when the peer is gone."""
-
-    def send_nowait(self, text: str) -> bool:
-        """Take one text frame without waiting, when the transport can: True when taken
-        (written, or partly written with the rest left to ``flush``), False when the
-        caller must ``send`` it. Raise ``ConnectionClosed`` when the peer is gone."""
-
-    @property
-    def unsent(self) -> bool:
-        """Part of a frame taken by ``send_nowait`` is still waiting for ``flush``."""
-
-    async def flush(self) -> None:
-        """Finish writing what ``send_nowait`` took but could not write at once."""
-
-    async def close(self, code: int, reason: str = "") -> None:
-        """Close with ``code``; safe to call more than once."""
+from customer_service.errors import ConnectionClosed
+from customer_service.transport.interface import Receive, Scope, Send
 
 
 class AsgiWebSocket:

@@ -31,6 +31,12 @@ from urllib.parse import urlsplit
 import certifi
 import trio
 
+from customer_service.errors import (
+    ConnectionClosed,
+    HandshakeFailed,
+    WebSocketError,
+    WebSocketTimeout,
+)
 from customer_service.transport.wscodec import (
     Close,
     FrameDecoder,
@@ -61,39 +67,6 @@ MAX_HEAD = 16384
 READ_SIZE = 65536
 CLOSE_WAIT = 1.0
 """Seconds ``close`` waits for the server's answering close frame."""
-
-
-class WebSocketError(Exception):
-    """The WebSocket could not be opened or used; the message says why."""
-
-
-class WebSocketTimeout(WebSocketError):
-    """Opening the WebSocket took longer than its ``timeout``."""
-
-
-class HandshakeFailed(WebSocketError):
-    """The server did not switch protocols properly.
-
-    ``status`` is the HTTP status it answered with (None when the answer was not
-    HTTP at all) and ``headers`` its response headers, lower-case names, as far
-    as they could be read.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
-
-
-class ConnectionClosed(WebSocketError):
-    """The WebSocket is closed: by a close frame (``code``, ``reason``) or by the
-    connection going away (1006)."""
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        super().__init__(f"closed: {code} {reason}".rstrip())
-        self.code = code
-        self.reason = reason
 
 
 # ---- pure parts ---------------------------------------------------------------------------

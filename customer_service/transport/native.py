@@ -1,9 +1,10 @@
 """A trio-native HTTP/1.1 + WebSocket transport: h11 for HTTP, ``wscodec`` for frames.
 
-Selected with ``[server] transport = "native"``; it serves the same ``App`` as
-hypercorn does: plain requests go to ``App.http`` through a minimal ASGI HTTP
-adapter, upgrades go to ``App.websocket_route`` and run on a ``NativeWebSocket``
-(the project's ``Connection`` over the raw trio stream).
+Selected with ``[server] transport = "native"``. It serves any ``WebApp``
+(``transport.interface``; the server's ``App``, which hypercorn can serve too): plain
+requests go to ``WebApp.http`` through a minimal ASGI HTTP adapter, upgrades go to
+``WebApp.websocket_route`` and run on a ``NativeWebSocket`` (a ``Connection`` over the
+raw trio stream). It imports nothing of the application.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ import h11
 import msgspec
 import trio
 
-from customer_service.config import Config
-from customer_service.errors import CustomerServiceError
-from customer_service.server.app import MAX_BODY, App, SessionRunner, error_response
-from customer_service.server.transport import ConnectionClosed, Message, Scope
+from customer_service.errors import ConnectionClosed, CustomerServiceError
+from customer_service.transport.interface import (
+    MAX_BODY,
+    ListenOptions,
+    Message,
+    Scope,
+    SessionRunner,
+    WebApp,
+)
 from customer_service.transport.wscodec import (
     BinaryMessage,
     Close,
@@ -100,7 +106,7 @@ def _url(address: Any) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-async def serve_native(app: App, config: Config, *,
+async def serve_native(app: WebApp, options: ListenOptions, *,
                        shutdown_trigger: Callable[[], Awaitable[None]],
                        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
                        ) -> None:
@@ -109,26 +115,55 @@ async def serve_native(app: App, config: Config, *,
     At shutdown the listeners close, idle keep-alive connections end, and whatever
     is still running after ``shutdown_timeout`` is cancelled.
     """
-    server = config.server
-    listeners = await trio.open_tcp_listeners(server.port, host=server.host or None,
-                                              backlog=BACKLOG)
+    listeners = await open_listeners(options)
     urls = [_url(listener.socket.getsockname()) for listener in listeners]
     shutdown = _Shutdown()
     try:
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
-                    accepting.start_soon(_accept_loop, listener, connections, app, config,
+                    accepting.start_soon(_accept_loop, listener, connections, app, options,
                                          shutdown)
                 task_status.started(urls)
                 await shutdown_trigger()
                 accepting.cancel_scope.cancel()
             await _close_listeners(listeners)
             shutdown.begin()
-            connections.cancel_scope.deadline = trio.current_time() + server.shutdown_timeout
+            connections.cancel_scope.deadline = trio.current_time() + options.shutdown_timeout
     finally:
         await _close_listeners(listeners)
     log.info("native transport stopped")
+
+
+async def open_listeners(options: ListenOptions) -> list[trio.SocketListener]:
+    """Listening sockets for ``host:port`` (every address the host resolves to), with
+    SO_REUSEPORT when asked, so several worker processes can share the port."""
+    if not options.reuse_port:
+        return await trio.open_tcp_listeners(options.port, host=options.host or None,
+                                             backlog=BACKLOG)
+    infos = await trio.socket.getaddrinfo(options.host or None, options.port,
+                                          type=trio.socket.SOCK_STREAM,
+                                          flags=trio.socket.AI_PASSIVE)
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            sock = trio.socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+                sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+                if family == trio.socket.AF_INET6:
+                    sock.setsockopt(trio.socket.IPPROTO_IPV6, trio.socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(BACKLOG)
+            except OSError:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except OSError:
+        for listener in listeners:
+            await listener.aclose()
+        raise
+    return listeners
 
 
 async def _close_listeners(listeners: list[trio.SocketListener]) -> None:
@@ -137,8 +172,8 @@ async def _close_listeners(listeners: list[trio.SocketListener]) -> None:
             await listener.aclose()
 
 
-async def _accept_loop(listener: trio.SocketListener, nursery: trio.Nursery, app: App,
-                       config: Config, shutdown: _Shutdown) -> None:
+async def _accept_loop(listener: trio.SocketListener, nursery: trio.Nursery, app: WebApp,
+                       options: ListenOptions, shutdown: _Shutdown) -> None:
     while True:
         try:
             stream = await listener.accept()
@@ -146,15 +181,15 @@ async def _accept_loop(listener: trio.SocketListener, nursery: trio.Nursery, app
             log.warning("accept failed: %s", exc)
             await trio.sleep(0.1)
             continue
-        nursery.start_soon(_connection, stream, app, config, shutdown)
+        nursery.start_soon(_connection, stream, app, options, shutdown)
 
 
-async def _connection(stream: trio.SocketStream, app: App, config: Config,
+async def _connection(stream: trio.SocketStream, app: WebApp, options: ListenOptions,
                       shutdown: _Shutdown) -> None:
     conn_id = f"n{next(_conn_ids)}"
     try:
         async with stream:
-            upgraded = await HttpConnection(stream, app, config, shutdown, conn_id).run()
+            upgraded = await HttpConnection(stream, app, options, shutdown, conn_id).run()
             if upgraded is not None:
                 # The HTTP side (h11 state, request, scope) is garbage by now: a
                 # long-lived socket keeps only its session and its codec.
@@ -170,11 +205,11 @@ async def _connection(stream: trio.SocketStream, app: App, config: Config,
 class HttpConnection:
     """One TCP connection: HTTP/1.1 requests with keep-alive, possibly ending in an upgrade."""
 
-    def __init__(self, stream: trio.SocketStream, app: App, config: Config,
+    def __init__(self, stream: trio.SocketStream, app: WebApp, options: ListenOptions,
                  shutdown: _Shutdown, conn_id: str) -> None:
         self.stream = stream
         self.app = app
-        self.config = config
+        self.options = options
         self.shutdown = shutdown
         self.conn_id = conn_id
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
@@ -345,7 +380,8 @@ class HttpConnection:
         try:
             run_session = await self.app.websocket_route(scope)
         except CustomerServiceError as exc:
-            await self._send_json(exc.http_status, error_response(exc).body)
+            await self._send_json(exc.http_status,
+                                  _json.encode({"error": exc.code, "message": exc.message}))
             return None
         with trio.fail_after(REQUEST_TIMEOUT):
             event = await self._next_event()  # EndOfMessage, then PAUSED for the switch
@@ -359,7 +395,7 @@ class HttpConnection:
         trailing, _ = self.h11.trailing_data
         remote = f"{self.client[0]}:{self.client[1]}"
         ws = NativeWebSocket(self.stream, remote, self.conn_id,
-                             self.config.server.max_frame_bytes, bytes(trailing))
+                             self.options.max_frame_bytes, bytes(trailing))
         log.debug("[%s] upgraded %s from %s", self.conn_id, scope["path"], remote)
         return run_session, ws
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 
 from customer_service.server.run import Server
-from customer_service.server.sockets import VisitorSession
+from customer_service.server.visitor import VisitorSession
 
 
 class ScriptedConnection:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from trio_websocket import ConnectionClosed
 
-from customer_service.server import sockets
+from customer_service.server import agent as agent_module
 from customer_service.server.run import Server
 from tests.integration.helpers import agent_socket, http_url, make_agent, visitor
 
@@ -99,7 +99,7 @@ async def test_rest_conversations_and_messages(server: Server) -> None:
 
 async def test_logout_revokes_the_token_and_closes_its_socket(
         server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sockets, "TOKEN_RECHECK_SECONDS", 0.1)
+    monkeypatch.setattr(agent_module, "TOKEN_RECHECK_SECONDS", 0.1)
     await make_agent(server, "lou", "s3cret-pass")
     async with httpx.AsyncClient() as http:
         login = await http.post(http_url(server, "/api/v1/login"),

@@ -12,8 +12,9 @@ from trio_websocket import ConnectionClosed
 
 from customer_service.config import Config
 from customer_service.core.models import AppendResult, ConversationStatus, NewMessage, Role
-from customer_service.server import sockets
-from customer_service.server.hub import Hub, Peer
+from customer_service.server import agent as agent_module
+from customer_service.server.hub import Hub
+from customer_service.server.peers import Peer
 from customer_service.server.run import Server, open_server
 from customer_service.server.service import KeyedLock
 from customer_service.storage import Store
@@ -134,7 +135,7 @@ async def test_a_visitor_resend_into_a_closed_conversation_does_not_reopen_it(
 
 async def test_a_revoked_agent_socket_is_closed_with_1008(
         server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sockets, "TOKEN_RECHECK_SECONDS", 0.1)
+    monkeypatch.setattr(agent_module, "TOKEN_RECHECK_SECONDS", 0.1)
     _, token = await make_agent(server, "mallory")
     async with agent_socket(server, token) as (agent, _):
         await server.service.store.set_agent_disabled("mallory", True)

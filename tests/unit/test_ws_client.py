@@ -195,7 +195,7 @@ async def test_round_trip_answers_pings_and_closes_cleanly() -> None:
             with trio.fail_after(5):
                 assert await ws.receive_text() == "echo:" + "x" * 70000
         assert ws.closed is not None
-        assert ws.closed.code == 1000
+        assert ws.closed.close_code == 1000
         nursery.cancel_scope.cancel()
 
 
@@ -216,7 +216,7 @@ async def test_a_server_close_is_reported_with_its_code() -> None:
         async with open_websocket(f"ws://127.0.0.1:{port}/", timeout=5) as ws:
             with pytest.raises(ConnectionClosed) as caught, trio.fail_after(5):
                 await ws.receive_text()
-            assert (caught.value.code, caught.value.reason) == (1001, "bye")
+            assert (caught.value.close_code, caught.value.reason) == (1001, "bye")
             with pytest.raises(ConnectionClosed):
                 await ws.send_text("too late")
         nursery.cancel_scope.cancel()

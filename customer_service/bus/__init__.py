@@ -1,0 +1,1 @@
+"""The bus between instances (Redis); see ``bus.redis``."""

@@ -1,0 +1,349 @@
+"""The bus between instances on Redis (coredis, which runs on trio through anyio).
+
+One pub/sub channel carries every instance's ``Batch``es (``core.bus_events``); the
+database stays the source of truth and the bus only carries, as in Centrifugo's
+Redis engine. Three tasks:
+
+- the **publisher** gathers the events the hub queues (``publish`` never waits; the
+  outbox is bounded, and what does not fit is dropped and shows up at the receivers
+  as a skipped batch number, which makes them resynchronise). A batch goes out at
+  once after a quiet spell; under load publishes are spaced ``publish_interval``
+  apart, so one Redis round trip (costly through coredis) carries many events. The
+  same round trip keeps this instance's presence hash (``<ns>:presence:<instance>``:
+  its online agents and visitors) in step, for others to read when they join or
+  missed something;
+- the **subscriber** hands every batch of another instance to the hub and notes when
+  its own batches come back: that round trip is the bus's health;
+- the **heartbeat** makes the publisher send (an empty batch if need be) every
+  ``heartbeat_interval``, so silence means an instance is gone and a lost trailing
+  batch is noticed.
+
+While Redis is down, publishing and subscribing retry with backoff, local delivery
+goes on, ``status`` is ``degraded``, and everything resumes by itself when Redis
+returns (the others notice the batches they missed and read them from the database).
+
+Every Redis call has a deadline (``[bus] command_timeout``); its failures become
+``BusError`` here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import coredis
+import trio
+from coredis.exceptions import RedisError
+from coredis.retry import NoRetryPolicy
+
+from customer_service.config import BusConfig
+from customer_service.core.bus_events import (
+    Batch,
+    BusEvent,
+    PresenceEvent,
+    decode_batch,
+    encode_batch,
+)
+from customer_service.errors import BusError
+from customer_service.server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+coredis.Config.optimized = True  # no runtime type checks on every command
+
+T = TypeVar("T")
+Receiver = Callable[[str, int, list[BusEvent]], None]
+PresenceSource = Callable[[], tuple[set[int], set[int]]]
+
+MAX_BATCH_EVENTS = 2000
+"""Most events in one published batch (a few hundred KB at most)."""
+RETRY_MIN = 0.1
+RETRY_MAX = 2.0
+LOG_EVERY = 30.0
+"""Seconds between repeated warnings about the same outage."""
+
+# Token bucket as GCRA, on Redis's own clock so instances' clocks do not matter:
+# the key holds the "theoretical arrival time" of the next token, in microseconds.
+_TAKE_TOKEN = """
+local now_s = redis.call('TIME')
+local now = tonumber(now_s[1]) * 1000000 + tonumber(now_s[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local next_tat = tat + interval
+if next_tat - now > burst * interval then return 0 end
+redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+return 1
+"""
+
+_BUS_FAILURES = (RedisError, OSError, trio.TooSlowError)
+
+
+class RedisBus:
+    """Build it with ``open_redis_bus``."""
+
+    def __init__(self, config: BusConfig, instance: str, client: coredis.Redis[bytes],
+                 metrics: Metrics, presence: PresenceSource) -> None:
+        self.config = config
+        self._instance = instance
+        self._client = client
+        self._metrics = metrics
+        self._presence = presence
+        self.channel = f"{config.namespace}:bus"
+        self.receiver: Receiver | None = None
+        """Gets every batch another instance publishes (the hub's ``receive``)."""
+        self._outbox: deque[BusEvent] = deque()
+        self._wake = trio.Event()
+        self._number = 0
+        self._dropped = 0
+        """Events dropped since the last batch went out (the next number skips one)."""
+        self._dirty: dict[tuple[str, int], bool] = {}
+        """Presence changes (kind, key) → online, to write with the next publish."""
+        self._rewrite_presence = True
+        """Write the whole presence hash next time (at start, and after Redis was down)."""
+        self._heartbeat_due = False
+        self._last_publish = -math.inf
+        self._publishing_ok = False
+        self._subscribed = False
+        self._own_seen = -math.inf
+        self._warned: dict[str, float] = {}
+
+    @property
+    def instance(self) -> str:
+        return self._instance
+
+    def presence_key(self, instance: str) -> str:
+        return f"{self.config.namespace}:presence:{instance}"
+
+    @property
+    def status(self) -> str:
+        """``ok`` when batches go out and this instance's own come back in time."""
+        fresh = trio.current_time() - self._own_seen < 3 * self.config.heartbeat_interval + 1
+        return "ok" if self._publishing_ok and self._subscribed and fresh else "degraded"
+
+    # ---- publishing -------------------------------------------------------
+    def publish(self, event: BusEvent) -> None:
+        if isinstance(event, PresenceEvent):
+            self._dirty[(event.kind, event.key)] = event.online
+        if len(self._outbox) >= self.config.outbox_size:
+            self._dropped += 1
+            self._metrics.bus_events_dropped.inc()
+            return
+        self._outbox.append(event)
+        self._wake.set()
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            wait = self._last_publish + self.config.publish_interval - trio.current_time()
+            if wait > 0:
+                await trio.sleep(wait)
+            await self._publish_batch()
+            if self._outbox:
+                self._wake.set()
+
+    async def _publish_batch(self) -> None:
+        events = [self._outbox.popleft()
+                  for _ in range(min(len(self._outbox), MAX_BATCH_EVENTS))]
+        heartbeat, self._heartbeat_due = self._heartbeat_due, False
+        if not events and not heartbeat and not self._dirty and not self._rewrite_presence:
+            return
+        if self._dropped:
+            self._number += 1  # the skipped number tells receivers they missed something
+            self._dropped = 0
+        self._number += 1
+        payload = encode_batch(Batch(self._instance, self._number, events))
+        rewrite, self._rewrite_presence = self._rewrite_presence, False
+        dirty, self._dirty = self._dirty, {}
+        self._last_publish = trio.current_time()
+        try:
+            await self._call(self._send(payload, dirty, rewrite, heartbeat or rewrite))
+        except BusError as exc:
+            self._publishing_ok = False
+            self._rewrite_presence = True
+            self._metrics.bus_publish_failures.inc()
+            self._metrics.bus_events_dropped.inc(len(events))
+            self._warn("publish", "cannot publish to Redis (%s); %d events dropped, the other "
+                       "instances will read them from the database", exc, len(events))
+            await trio.sleep(RETRY_MIN)
+            return
+        if not self._publishing_ok:
+            log.info("publishing to Redis again")
+            self._warned.pop("publish", None)
+        self._publishing_ok = True
+        self._metrics.bus_batches_published.inc()
+        self._metrics.bus_events_published.inc(len(events))
+
+    async def _send(self, payload: bytes, dirty: dict[tuple[str, int], bool], rewrite: bool,
+                    refresh: bool) -> None:
+        key = self.presence_key(self._instance)
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.publish(self.channel, payload)
+            if rewrite:
+                agents, visitors = self._presence()
+                pipe.delete([key])
+                fields = {**{f"agent:{a}": b"1" for a in agents},
+                          **{f"visitor:{v}": b"1" for v in visitors}}
+                if fields:
+                    pipe.hset(key, fields)
+            else:
+                online = {f"{kind}:{k}": b"1" for (kind, k), on in dirty.items() if on}
+                offline = [f"{kind}:{k}" for (kind, k), on in dirty.items() if not on]
+                if online:
+                    pipe.hset(key, online)
+                if offline:
+                    pipe.hdel(key, offline)
+            if refresh:
+                pipe.pexpire(key, int(self.config.instance_timeout * 2000))
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._heartbeat_due = True
+            self._wake.set()
+            await trio.sleep(self.config.heartbeat_interval)
+
+    # ---- subscribing --------------------------------------------------------
+    async def _subscriber(self) -> None:
+        delay = RETRY_MIN
+        while True:
+            try:
+                async with self._client.pubsub(channels=[self.channel],
+                                               ignore_subscribe_messages=True,
+                                               retry_policy=NoRetryPolicy()) as pubsub:
+                    self._subscribed = True
+                    delay = RETRY_MIN
+                    if self._warned.pop("subscribe", None) is not None:
+                        log.info("subscribed to Redis again")
+                    while True:
+                        message = await pubsub.get_message()
+                        if message is not None and message["type"] == "message":
+                            self._on_payload(message["data"])
+            except* _BUS_FAILURES as group:
+                self._warn("subscribe", "Redis subscription lost (%s); retrying",
+                           _describe(group))
+            finally:
+                self._subscribed = False
+            await trio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    def _on_payload(self, data: Any) -> None:
+        try:
+            batch = decode_batch(bytes(data))
+        except (ValueError, TypeError) as exc:
+            self._metrics.bus_bad_batches.inc()
+            self._warn("payload", "ignoring a message on %s that is not a bus batch: %s",
+                       self.channel, exc)
+            return
+        if batch.origin == self._instance:
+            self._own_seen = trio.current_time()
+            return
+        self._metrics.bus_batches_received.inc()
+        if self.receiver is not None:
+            self.receiver(batch.origin, batch.number, batch.events)
+
+    # ---- shared state ---------------------------------------------------------
+    async def read_presence(self, instance: str) -> tuple[list[int], list[int]]:
+        """Another instance's online agents and visitors (conversation ids)."""
+        found = await self._call(self._client.hgetall(self.presence_key(instance)))
+        agents: list[int] = []
+        visitors: list[int] = []
+        for raw in found:
+            kind, _, key = bytes(raw).decode("ascii", "replace").partition(":")
+            if not key.isdigit():
+                continue
+            (agents if kind == "agent" else visitors).append(int(key))
+        return agents, visitors
+
+    async def take_token(self, key: str, per_second: float, burst: int) -> bool:
+        """One token from a bucket shared by every instance (``core.ratelimit`` semantics:
+        ``burst`` at once, refilled at ``per_second``)."""
+        interval = max(1, round(1_000_000 / per_second))
+        answer = await self._call(self._client.eval(
+            _TAKE_TOKEN, keys=[f"{self.config.namespace}:throttle:{key}"],
+            args=[interval, burst]))
+        return answer == 1
+
+    async def _call(self, request: Awaitable[T]) -> T:
+        """Await one Redis request under ``command_timeout``; failures become ``BusError``."""
+        try:
+            with trio.fail_after(self.config.command_timeout):
+                return await request
+        except* _BUS_FAILURES as group:
+            raise BusError(f"Redis: {_describe(group)}") from None
+
+    async def ping(self) -> None:
+        await self._call(self._client.ping())
+
+    def _warn(self, topic: str, message: str, *args: object) -> None:
+        """Log an outage once, then at most every ``LOG_EVERY`` seconds."""
+        now = time.monotonic()
+        if now - self._warned.get(topic, -math.inf) >= LOG_EVERY:
+            self._warned[topic] = now
+            log.warning(message, *args)
+
+    async def _flush_on_exit(self) -> None:
+        """Send what is queued (the goodbyes of the last sockets) and drop the presence
+        hash, so the others see this instance's agents leave at once."""
+        with trio.move_on_after(self.config.command_timeout, shield=True):
+            try:
+                if self._outbox:
+                    await self._publish_batch()
+                await self._call(self._client.delete([self.presence_key(self._instance)]))
+            except BusError:
+                pass
+
+
+def _describe(group: BaseExceptionGroup[Any] | BaseException) -> str:
+    while isinstance(group, BaseExceptionGroup) and group.exceptions:
+        group = group.exceptions[0]
+    if isinstance(group, trio.TooSlowError):
+        return "no answer in time"
+    return str(group) or type(group).__name__
+
+
+@asynccontextmanager
+async def open_redis_bus(config: BusConfig, instance: str, metrics: Metrics,
+                         presence: PresenceSource) -> AsyncIterator[RedisBus]:
+    """Connect to Redis and run the bus for the duration of the block.
+
+    Redis not answering at start is not fatal: the instance serves its own sockets and
+    the bus connects when Redis comes (``/healthz`` says ``"bus": "degraded"`` until then).
+    """
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        config.redis_url, retry_policy=NoRetryPolicy(), connect_timeout=config.command_timeout,
+        stream_timeout=None, decode_responses=False)
+    async with client, trio.open_nursery() as nursery:
+        bus = RedisBus(config, instance, client, metrics, presence)
+        try:
+            await bus.ping()
+            log.info("bus: Redis at %s answers; this instance is %s", _safe_url(config.redis_url),
+                     instance)
+        except BusError as exc:
+            log.warning("bus: Redis at %s does not answer (%s); serving this instance's own "
+                        "sockets until it does", _safe_url(config.redis_url), exc)
+        nursery.start_soon(bus._subscriber)
+        nursery.start_soon(bus._publisher)
+        nursery.start_soon(bus._heartbeat)
+        metrics.bus_up.set_function(lambda: 1.0 if bus.status == "ok" else 0.0)
+        try:
+            yield bus
+        finally:
+            await bus._flush_on_exit()
+            nursery.cancel_scope.cancel()
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user + ':' if user else ':'}***@{host}"

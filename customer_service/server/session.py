@@ -1,0 +1,257 @@
+"""What the visitor and agent socket sessions share: the read loop, deadlines, errors, output.
+
+A session reads frames, hands each typed event to the chat service under the
+``message_timeout`` deadline, and turns every ``CustomerServiceError`` into an
+error frame here, in one place. Outbound frames (replies and fan-out alike) are
+written straight to the socket when nothing is waiting before them; otherwise
+they join a bounded backlog drained, in order, by a flush task that exists only
+while there is something to flush. An idle socket has no writer task at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from customer_service.core import frames
+from customer_service.core.models import Role, format_ts
+from customer_service.core.ratelimit import TokenBucket
+from customer_service.errors import (
+    ConnectionClosed,
+    CustomerServiceError,
+    DeadlineExceeded,
+    ProtocolError,
+    RateLimited,
+    Unavailable,
+)
+from customer_service.server.peers import Outbound, Peer
+from customer_service.server.service import ChatService
+from customer_service.transport.interface import Connection
+
+log = logging.getLogger(__name__)
+
+
+class Session:
+    """What both socket kinds share: the peer, its writer, the read loop and error handling."""
+
+    role = "?"
+
+    __slots__ = ("_backlog", "_bucket", "_flushed", "_flushing", "_nursery", "_open", "_sent",
+                 "_strikes", "config", "conn", "floor", "metrics", "peer", "service")
+
+    def __init__(self, conn: Connection, service: ChatService, identity: int) -> None:
+        self.conn = conn
+        self.service = service
+        self.config = service.config.server
+        self.metrics = service.metrics
+        self.peer = Peer(self.role, identity, self._deliver, trio.CancelScope(),
+                         on_slow=self.metrics.slow_consumers.inc)
+        self._backlog: deque[Outbound] | None = None
+        """Frames waiting for the socket; made when first needed (an idle socket has none)."""
+        self._open = False
+        """Until welcome and replay are sent, frames wait in the backlog."""
+        self._flushing = False
+        self._flushed: trio.Event | None = None
+        self._nursery: trio.Nursery | None = None
+        self._sent = self.metrics.out_role[self.role]
+        self.floor: dict[int, int] = {}
+        """Per conversation, the newest seq already sent by replay; the writer skips up to it."""
+        self._bucket = TokenBucket(self.config.rate_limit_per_second, self.config.rate_limit_burst)
+        self._strikes = 0
+
+    # ---- output -------------------------------------------------------------
+    def reply(self, frame: Any) -> None:
+        self.peer.push((0, 0, frames.encode(frame)))
+
+    def reply_error(self, error: CustomerServiceError, client_id: str | None) -> None:
+        self.metrics.errors_sent.labels(error.code).inc()
+        self.peer.push((0, 0, frames.error_frame(error, client_id)))
+
+    async def send_now(self, frame: Any) -> None:
+        """Send directly, before the writer runs (welcome and replay)."""
+        await self.conn.send(frames.encode(frame))
+        self.metrics.out_role[self.role].inc()
+
+    def _deliver(self, item: Outbound) -> bool:
+        """Write a frame now when nothing waits before it, else queue it (bounded)."""
+        conversation_id, seq, text = item
+        if seq and seq <= self.floor.get(conversation_id, 0):
+            return True
+        if self._open and not self._flushing and not self._backlog:
+            try:
+                taken = self.conn.send_nowait(text)
+            except ConnectionClosed:
+                self.peer.kick(1006, "gone")
+                return False
+            if taken:
+                self._sent.inc()
+                if self.conn.unsent:
+                    self._start_flush()
+                return True
+        if self._backlog is None:
+            self._backlog = deque()
+        elif len(self._backlog) >= self.config.outbound_queue:
+            self.peer.slow()
+            return False
+        self._backlog.append(item)
+        if self._open:
+            self._start_flush()
+        return True
+
+    def _start_flush(self) -> None:
+        if self._flushing or self._nursery is None:
+            return
+        self._flushing = True
+        self._flushed = trio.Event()
+        self._nursery.start_soon(self._flush)
+
+    async def _flush(self) -> None:
+        """Drain the backlog in order, then end (a new one starts when needed)."""
+        try:
+            await self.conn.flush()
+            while self._backlog:
+                conversation_id, seq, text = self._backlog.popleft()
+                if not self._backlog:
+                    self._backlog = None
+                if seq and seq <= self.floor.get(conversation_id, 0):
+                    continue
+                await self.conn.send(text)
+                self._sent.inc()
+        except ConnectionClosed:
+            self.peer.kick(1006, "gone")
+        finally:
+            self._flushing = False
+            assert self._flushed is not None  # a flush only runs from _start_flush
+            self._flushed.set()
+
+    # ---- input --------------------------------------------------------------
+    def parse(self, raw: str | bytes) -> Any:
+        raise NotImplementedError
+
+    async def handle(self, frame: Any) -> None:
+        raise NotImplementedError
+
+    def _rate_limited(self) -> bool:
+        if self._bucket.allow(trio.current_time()):
+            return False
+        self._strikes += 1
+        if self._strikes > self.config.rate_limit_strikes:
+            log.warning("[%s] %s %s keeps exceeding its rate limit; closing", self.peer.conn_id,
+                        self.role, self.peer.identity)
+            self._closing(1008, "rate limit exceeded")
+        return True
+
+    async def read_loop(self) -> None:
+        counter = self.metrics.in_role[self.role]
+        timeout = self.config.message_timeout
+        while True:
+            try:
+                raw = await self.conn.receive()
+            except ConnectionClosed as exc:
+                self._closing(exc.close_code, "")
+                return
+            counter.inc()
+            client_id: str | None = None
+            with trio.move_on_after(timeout) as deadline:
+                try:
+                    if self._rate_limited():
+                        raise RateLimited("too many frames; slow down",
+                                          client_id=frames.peek_client_id(raw))
+                    frame = self.parse(raw)
+                    client_id = getattr(frame, "id", None)
+                    await self.handle(frame)
+                except ProtocolError as exc:
+                    self.reply_error(exc, exc.client_id or client_id)
+                except Unavailable as exc:
+                    self.metrics.db_errors.inc()
+                    log.warning("[%s] unavailable: %s", self.peer.conn_id, exc)
+                    self.reply_error(exc, client_id)
+                except CustomerServiceError as exc:
+                    log.exception("[%s] failed handling a frame", self.peer.conn_id)
+                    self.reply_error(exc, client_id)
+            if self.peer.kicked:
+                return
+            if deadline.cancelled_caught:
+                log.warning("[%s] frame handling missed its %ss deadline", self.peer.conn_id,
+                            timeout)
+                self.reply_error(DeadlineExceeded(
+                    f"not handled within {timeout:g} s; resend it with the same id (a message "
+                    "that was stored meanwhile is acked, not stored twice)"), client_id)
+
+    async def run(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run the session until the peer leaves or is kicked; then close the socket."""
+        self.metrics.open_role[self.role].inc()
+        hub = self.service.hub
+        hub.track(self.peer)
+        try:
+            try:
+                with self.peer.scope:
+                    await start()
+                if not self.peer.scope.cancel_called:
+                    async with trio.open_nursery() as nursery:
+                        # From here a kick cancels the nursery: one cancel scope per
+                        # socket instead of two (each costs memory on every idle socket).
+                        self.peer.scope = nursery.cancel_scope
+                        self._nursery = nursery
+                        self._open = True
+                        if self._backlog:
+                            self._start_flush()
+                        nursery.start_soon(self.watch)
+                        await self.read_loop()
+                        with trio.move_on_after(1):
+                            while self._flushing or (self._backlog and not self.peer.kicked):
+                                self._start_flush()
+                                assert self._flushed is not None  # set by _start_flush
+                                await self._flushed.wait()
+                        nursery.cancel_scope.cancel()
+            except ConnectionClosed as exc:
+                log.debug("[%s] peer closed (%s)", self.peer.conn_id, exc.close_code)
+                self._closing(exc.close_code, "")
+            except trio.TooSlowError:
+                log.info("[%s] %s did not complete its start in time", self.peer.conn_id,
+                         self.role)
+                self._closing(1008, "no hello in time")
+            except CustomerServiceError as exc:
+                log.warning("[%s] could not start the session: %s", self.peer.conn_id, exc)
+                self._closing(1011, "unavailable; reconnect later")
+            except Exception:
+                log.exception("[%s] session failed", self.peer.conn_id)
+                self._closing(1011, "internal error")
+        finally:
+            hub.untrack(self.peer)
+            if hub.draining and self.peer.close_code == 1000:
+                self.peer.close_code = 1001
+            self.metrics.open_role[self.role].dec()
+            await self.leave()
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                if self.peer.close_code not in (1005, 1006):
+                    await self.conn.close(self.peer.close_code, self.peer.close_reason)
+
+    async def acked_before(self, role: Role, sender_id: int, client_id: str) -> bool:
+        """A resend of a message stored earlier: ack it again with its original seq.
+
+        Checked only where a fresh message would be refused or would change state (the
+        conversation was closed meanwhile), so the common path costs no extra query.
+        """
+        earlier = await self.service.store.find_message(role, sender_id, client_id)
+        if earlier is None:
+            return False
+        self.reply(frames.AckOut(id=client_id, seq=earlier.seq, ts=format_ts(earlier.created_at)))
+        return True
+
+    def _closing(self, code: int, reason: str) -> None:
+        if not self.peer.kicked:
+            self.peer.kicked = True
+            self.peer.close_code = code
+            self.peer.close_reason = reason
+
+    async def leave(self) -> None:
+        """Unregister from the hub (sessions add their own goodbyes)."""
+
+    async def watch(self) -> None:
+        """Background checks for as long as the session runs (none by default)."""

@@ -1,0 +1,174 @@
+"""Keeping this instance's sockets complete when the bus loses something.
+
+Three jobs, each a task run by ``serve_sync``:
+
+- **gap filling**: a conversation whose messages arrived with a gap (``core.sequencer``)
+  waits ``[bus] gap_wait`` for the missing ones to come over the bus; then they are
+  read from the database and handed to the hub, which releases what was held behind
+  them. A database that does not answer is asked again later.
+- **resynchronisation** after missed batches (an origin's batch numbers skipped, or an
+  origin went silent): the conversations changed since the last good batch are read
+  from the database; their cached state is replaced, the sequencer learns how far they
+  go (so gaps open and get filled), and this instance's agents get their new state.
+  Presence is re-read from the other instance's hash in Redis.
+- **silent origins**: an instance that stopped sending heartbeats is gone.
+
+Every database and Redis call here has a deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+import trio
+
+from customer_service.config import Config
+from customer_service.core import frames
+from customer_service.core.bus_events import MessageEvent
+from customer_service.core.sequencer import Gap
+from customer_service.errors import CustomerServiceError
+from customer_service.server.hub import Hub
+from customer_service.server.service import ChatService, message_frame
+
+log = logging.getLogger(__name__)
+
+FILL_PAGE = 500
+FILL_DEADLINE = 5.0
+"""Seconds one gap fill (all its pages) may take before it is tried again later."""
+FILL_RETRY = 1.0
+RESYNC_MARGIN = 60.0
+"""Seconds before the last good batch a resync looks back, for clock skew between
+instances (each stamps ``updated_at`` with its own clock) and batches in flight."""
+RESYNC_LIMIT = 10_000
+RESYNC_ANNOUNCE = 500
+"""At most this many changed conversations are re-announced to this instance's agents."""
+RESYNC_DEADLINE = 30.0
+RETRY_DELAY = 1.0
+
+
+class PresenceReader(Protocol):
+    """What the sync task needs of the bus (``bus.redis.RedisBus``)."""
+
+    async def read_presence(self, instance: str) -> tuple[list[int], list[int]]:
+        """Another instance's online agents and visitors; ``BusError`` when Redis fails."""
+
+
+async def serve_sync(hub: Hub, service: ChatService, config: Config, *,
+                     presence_reader: PresenceReader | None = None,
+                     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Run gap filling (always) and, with a bus, resynchronisation and silence checks."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_fill_gaps, hub, service, config.bus.gap_wait)
+        if presence_reader is not None:
+            nursery.start_soon(_resync_loop, hub, service, presence_reader)
+            nursery.start_soon(_watch_silence, hub, config.bus.heartbeat_interval,
+                               config.bus.instance_timeout)
+        task_status.started()
+
+
+async def _fill_gaps(hub: Hub, service: ChatService, wait: float) -> None:
+    sequencer = hub.sequencer
+    while True:
+        due_at = sequencer.next_due(wait)
+        if due_at is None or due_at > trio.current_time():
+            hub.sync.gap_wake = trio.Event()
+            with trio.move_on_at(due_at if due_at is not None else trio.current_time() + 3600):
+                await hub.sync.gap_wake.wait()
+            continue
+        for gap in sequencer.due(trio.current_time(), wait):
+            await _fill(hub, service, gap)
+
+
+async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
+    cid = gap.conversation_id
+    read = 0
+    try:
+        with trio.fail_after(FILL_DEADLINE):
+            conversation = await service.conversation(cid)
+            after = gap.after
+            while after < gap.until:
+                page = await service.store.messages_after(cid, after, FILL_PAGE)
+                for message in page:
+                    hub.fill(MessageEvent(cid, message.seq, conversation.assigned_to, True,
+                                          frames.encode(message_frame(message))))
+                read += len(page)
+                if len(page) < FILL_PAGE:
+                    break
+                after = page[-1].seq
+    except (CustomerServiceError, trio.TooSlowError) as exc:
+        log.warning("[conv %s] could not read messages %s..%s to fill a gap (%s); retrying",
+                    cid, gap.after + 1, gap.until, exc or "no answer in time")
+        hub.sequencer.retry_later(cid, trio.current_time(), FILL_RETRY)
+        return
+    finally:
+        service.metrics.bus_gap_fills.inc(read)
+    delivered = hub.sequencer.delivered(cid) or 0
+    if delivered < gap.until:
+        # The database has fewer messages than the bus announced (another deployment on
+        # the same Redis namespace?): hand on what is held rather than wait forever.
+        log.error("[conv %s] the bus announced message %s but the database ends at %s; "
+                  "check that every instance uses the same database and [bus] namespace",
+                  cid, gap.until, delivered)
+        for event in hub.sequencer.abandon_gap(cid):
+            hub.deliver_held(event)
+    else:
+        log.info("[conv %s] filled messages %s..%s from the database", cid, gap.after + 1,
+                 gap.until)
+
+
+async def _resync_loop(hub: Hub, service: ChatService, reader: PresenceReader) -> None:
+    requests = hub.sync
+    while True:
+        await requests.wake.wait()
+        requests.wake = trio.Event()
+        origins, requests.snapshots = requests.snapshots, set()
+        since, requests.resync_since = requests.resync_since, None
+        for origin in origins:
+            try:
+                agents, visitors = await reader.read_presence(origin)
+            except CustomerServiceError as exc:
+                log.warning("could not read the presence of instance %s (%s); retrying",
+                            origin, exc)
+                requests.snapshot(origin)
+                await trio.sleep(RETRY_DELAY)
+                continue
+            if origin in hub.streams:
+                hub.presence.replace(origin, agents, visitors)
+        if since is not None and not await _resync(hub, service, since):
+            requests.resync(since)
+            await trio.sleep(RETRY_DELAY)
+
+
+async def _resync(hub: Hub, service: ChatService, since: float) -> bool:
+    """Catch up with conversations changed since ``since`` (wall clock); False to retry."""
+    service.metrics.bus_resyncs.inc()
+    cache = hub.conversations
+    start = datetime.fromtimestamp(since - RESYNC_MARGIN, UTC)
+    try:
+        with trio.fail_after(RESYNC_DEADLINE):
+            stamp = cache.stamp()
+            changed = await service.store.conversations_updated_since(start, RESYNC_LIMIT)
+            now = trio.current_time()
+            for conversation in changed:
+                cache.put_loaded(conversation, stamp)
+                hub.sequencer.note_horizon(conversation.id, conversation.last_seq, now)
+            hub.sync.gaps()
+            for conversation in changed[:RESYNC_ANNOUNCE]:
+                await service.announce(conversation, local_only=True)
+    except (CustomerServiceError, trio.TooSlowError) as exc:
+        log.warning("resynchronising from the database failed (%s); retrying",
+                    exc or "no answer in time")
+        return False
+    log.info("resynchronised %d conversations changed since %s", len(changed),
+             start.isoformat(timespec="seconds"))
+    return True
+
+
+async def _watch_silence(hub: Hub, interval: float, timeout: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        for origin, last_seen in hub.streams.silent(time.time(), timeout):
+            hub.forget_origin(origin, last_seen)

@@ -1,0 +1,160 @@
+"""The visitor socket: hello, welcome and replay, then text, typing and read marks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from customer_service import auth
+from customer_service.core import conversation as machine
+from customer_service.core import frames
+from customer_service.core.models import ConversationStatus, NewMessage, Role, Visitor, format_ts
+from customer_service.errors import BadRequest, CustomerServiceError, ProtocolError, Unavailable
+from customer_service.server.service import ChatService, message_frame
+from customer_service.server.session import Session
+from customer_service.transport.interface import Connection
+
+log = logging.getLogger(__name__)
+
+REPLAY_PAGE = 500
+
+
+class VisitorSession(Session):
+    role = "visitor"
+
+    __slots__ = ("conversation_id", "visitor")
+
+    def __init__(self, conn: Connection, service: ChatService) -> None:
+        super().__init__(conn, service, 0)
+        self.visitor: Visitor | None = None
+        self.conversation_id = 0
+
+    def parse(self, raw: str | bytes) -> Any:
+        return frames.parse_visitor_frame(raw)
+
+    async def start(self) -> None:
+        """Wait for hello (answering anything else with an error), then welcome and replay."""
+        with trio.fail_after(self.config.hello_timeout):
+            while True:
+                raw = await self.conn.receive()
+                self.metrics.in_role[self.role].inc()
+                try:
+                    frame = frames.parse_visitor_frame(raw)
+                    if isinstance(frame, frames.Ping):
+                        # A probe (``customer-service doctor``, a proxy's health check) may
+                        # ping before saying hello: no visitor is created for it.
+                        await self.send_now(frames.PongOut(id=frame.id))
+                        continue
+                    if not isinstance(frame, frames.Hello):
+                        raise BadRequest("the first frame must be hello",
+                                         client_id=getattr(frame, "id", None))
+                except ProtocolError as exc:
+                    self.metrics.errors_sent.labels(exc.code).inc()
+                    await self.conn.send(frames.error_frame(exc, exc.client_id))
+                    continue
+                break
+        with trio.move_on_after(self.config.message_timeout) as welcoming:
+            await self._welcome(frame)
+        if welcoming.cancelled_caught:
+            raise Unavailable("the database did not answer in time")
+
+    async def _welcome(self, hello: frames.Hello) -> None:
+        store = self.service.store
+        visitor = None
+        token = hello.visitor_token
+        resumed = False
+        if token:
+            visitor = await store.visitor_for_token(auth.token_hash(token))
+            if visitor is None:
+                log.info("[%s] unknown visitor token; starting a new visitor", self.peer.conn_id)
+            resumed = visitor is not None
+        if visitor is None:
+            token = auth.new_token()
+            visitor = await store.create_visitor(auth.token_hash(token), hello.name or "",
+                                                 hello.email or "", hello.page or "")
+        elif any(v is not None for v in (hello.name, hello.email, hello.page)):
+            visitor = await store.update_visitor(visitor.id, hello.name, hello.email, hello.page)
+        assert token is not None
+        conversation = await store.current_conversation(visitor.id)
+        self.service.hub.conversations.put(conversation)
+        self.visitor = visitor
+        self.conversation_id = conversation.id
+        self.peer.identity = visitor.id
+        hub = self.service.hub
+        first = hub.add_visitor(self.peer, conversation.id)
+        # Messages the hub hands on from here are either in the replay or after it; a
+        # conversation new to this instance starts where the replay starts to look.
+        hub.sequencer.seed(conversation.id, conversation.last_seq)
+        log.info("[%s] visitor %s joined conversation %s", self.peer.conn_id, visitor.id,
+                 conversation.id)
+        await self.send_now(frames.VisitorWelcomeOut(
+            visitor_id=visitor.id, visitor_token=token, conversation_id=conversation.id,
+            last_seq=conversation.last_seq, status=str(conversation.status)))
+        after = min(hello.last_seq or 0, conversation.last_seq) if resumed else 0
+        while True:
+            page = await store.messages_after(conversation.id, after, REPLAY_PAGE)
+            for message in page:
+                await self.send_now(message_frame(message))
+            if page:
+                after = page[-1].seq
+            if len(page) < REPLAY_PAGE:
+                break
+        self.floor[conversation.id] = after
+        if conversation.agent_read_seq:
+            await self.send_now(frames.ReadOut(seq=conversation.agent_read_seq,
+                                               conversation_id=conversation.id, by="agent"))
+        if first:
+            await self.service.announce(conversation, visitor)
+
+    async def leave(self) -> None:
+        if self.visitor is None:
+            return
+        if self.service.hub.remove_visitor(self.peer):
+            log.info("[%s] visitor %s left conversation %s", self.peer.conn_id, self.visitor.id,
+                     self.conversation_id)
+            with trio.move_on_after(1) as cleanup:
+                cleanup.shield = True
+                try:
+                    conversation = await self.service.conversation(self.conversation_id)
+                    await self.service.announce(conversation, self.visitor)
+                except CustomerServiceError:
+                    log.warning("[%s] could not announce the visitor left", self.peer.conn_id)
+
+    async def handle(self, frame: Any) -> None:
+        service = self.service
+        assert self.visitor is not None
+        match frame:
+            case frames.VisitorText(id=client_id, content=content):
+                frames.check_content(content, self.config.max_message_chars)
+                started = trio.current_time()
+                conversation = await service.conversation(self.conversation_id)
+                if conversation.status is ConversationStatus.CLOSED:
+                    if await self.acked_before(Role.VISITOR, self.visitor.id, client_id):
+                        return
+                    await service.transition(conversation.id, machine.visitor_writes, None)
+                result = await service.post(NewMessage(
+                    self.conversation_id, Role.VISITOR, self.visitor.id,
+                    self.visitor.name or "Visitor", content, client_id=client_id))
+                self.metrics.message_latency.observe(trio.current_time() - started)
+                self.reply(frames.AckOut(id=client_id, seq=result.message.seq,
+                                         ts=format_ts(result.message.created_at)))
+            case frames.VisitorTyping(active=active):
+                conversation = await service.conversation(self.conversation_id)
+                service.to_conversation(conversation, frames.encode(frames.TypingOut(
+                    active=active, conversation_id=conversation.id,
+                    sender=frames.Sender(role="visitor", id=self.visitor.id,
+                                         name=self.visitor.name))), visitor=False)
+            case frames.VisitorRead(seq=seq, id=client_id):
+                conversation = await service.store.mark_read(self.conversation_id, True, seq)
+                service.hub.conversations.put(conversation)
+                service.to_conversation(conversation, frames.encode(frames.ReadOut(
+                    seq=conversation.visitor_read_seq, conversation_id=conversation.id,
+                    by="visitor")), visitor=False)
+                if client_id:
+                    self.reply(frames.AckOut(id=client_id))
+            case frames.Ping(id=client_id):
+                self.reply(frames.PongOut(id=client_id))
+            case frames.Hello():
+                raise BadRequest("hello was already received on this socket")
