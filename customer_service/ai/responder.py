@@ -108,6 +108,10 @@ class AiResponder:
             return
         self._start(conversation.id)
 
+    def visitor_wrote_in(self, conversation_id: int) -> None:
+        """``visitor_wrote`` for a conversation not in the cache: read it first."""
+        self._nursery.start_soon(self._answer_if_wanted, conversation_id)
+
     def on_remote_event(self, event: AiEvent) -> None:
         """Another instance's AI reply: streaming, done, to be stopped, or to be followed up."""
         cid = event.conversation_id
@@ -129,14 +133,22 @@ class AiResponder:
             self._nursery.start_soon(self._answer_if_wanted, cid)
 
     async def _answer_if_wanted(self, conversation_id: int) -> None:
-        """A follow-up asked for by another instance after our reply ended."""
+        """Answer a visitor message once the conversation is read (it was not cached, or
+        another instance asked for a follow-up after our reply ended)."""
         with trio.move_on_after(STORE_DEADLINE):
             try:
                 conversation = await self.service.conversation(conversation_id)
             except CustomerServiceError as exc:
                 log.warning("[conv %s] AI follow-up skipped: %s", conversation_id, exc)
                 return
-            if self.wants(conversation) and conversation_id not in self.live:
+            if not self.wants(conversation):
+                return
+            if conversation_id in self.live:
+                self._follow_up.add(conversation_id)
+            elif conversation_id in self.remote_live:
+                self.service.hub.ai(AiEvent(conversation_id, self.remote_live[conversation_id],
+                                            "more"))
+            else:
                 self._start(conversation_id)
 
     def cancel(self, conversation_id: int, reason: str) -> LiveReply | None:

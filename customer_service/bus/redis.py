@@ -174,9 +174,8 @@ class RedisBus:
                        "instances will read them from the database", exc, len(events))
             await trio.sleep(RETRY_MIN)
             return
-        if not self._publishing_ok:
+        if self._warned.pop("publish", None) is not None:
             log.info("publishing to Redis again")
-            self._warned.pop("publish", None)
         self._publishing_ok = True
         self._metrics.bus_batches_published.inc()
         self._metrics.bus_events_published.inc(len(events))

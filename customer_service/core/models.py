@@ -111,6 +111,10 @@ class AppendResult:
 
     message: StoredMessage
     duplicate: bool
+    assigned_to: int | None = None
+    """Who the conversation was assigned to when the message was committed (read under the
+    row lock that orders the conversation's writes): what decides who receives it, on
+    every instance, whatever their caches say."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ class Sequencer(Generic[T]):
         if seq == track.delivered + 1:
             track.delivered = seq
             out = [item]
-            if track.held or track.horizon > seq:
+            if track.held or conversation_id in self._gapped:
                 self._release(conversation_id, track, out)
             return out
         if track.horizon <= track.delivered:

@@ -170,16 +170,21 @@ class ChatService:
             stored += 1
             message = result.message
             conversation = cache.get(message.conversation_id)
-            if conversation is not None and message.seq > conversation.last_seq:
+            if conversation is not None and conversation.assigned_to != result.assigned_to:
+                # Another instance changed it and we missed the news: read it again later.
+                cache.forget(message.conversation_id)
+                conversation = None
+            elif conversation is not None and message.seq > conversation.last_seq:
                 conversation = conversation.with_last_seq(message.seq)
                 cache.put(conversation)
-            self.hub.message(MessageEvent(
-                message.conversation_id, message.seq,
-                conversation.assigned_to if conversation is not None else None,
-                conversation is not None, frames.encode(message_frame(message))))
-            if (self.ai is not None and conversation is not None
-                    and message.sender_role is Role.VISITOR):
-                self.ai.visitor_wrote(conversation)
+            self.hub.message(MessageEvent(message.conversation_id, message.seq,
+                                          result.assigned_to, True,
+                                          frames.encode(message_frame(message))))
+            if self.ai is not None and message.sender_role is Role.VISITOR:
+                if conversation is not None:
+                    self.ai.visitor_wrote(conversation)
+                else:
+                    self.ai.visitor_wrote_in(message.conversation_id)
         self.metrics.messages_stored.inc(stored)
 
     def to_conversation(self, conversation: Conversation, text: str, *, visitor: bool = True,

@@ -29,7 +29,7 @@ from customer_service.config import Config
 from customer_service.core import frames
 from customer_service.core.bus_events import MessageEvent
 from customer_service.core.sequencer import Gap
-from customer_service.errors import CustomerServiceError
+from customer_service.errors import CustomerServiceError, NotFound
 from customer_service.server.hub import Hub
 from customer_service.server.service import ChatService, message_frame
 
@@ -39,6 +39,8 @@ FILL_PAGE = 500
 FILL_DEADLINE = 5.0
 """Seconds one gap fill (all its pages) may take before it is tried again later."""
 FILL_RETRY = 1.0
+MIN_WAIT = 0.001
+IDLE_WAIT = 3600.0
 RESYNC_MARGIN = 60.0
 """Seconds before the last good batch a resync looks back, for clock skew between
 instances (each stamps ``updated_at`` with its own clock) and batches in flight."""
@@ -72,22 +74,34 @@ async def serve_sync(hub: Hub, service: ChatService, config: Config, *,
 async def _fill_gaps(hub: Hub, service: ChatService, wait: float) -> None:
     sequencer = hub.sequencer
     while True:
-        due_at = sequencer.next_due(wait)
-        if due_at is None or due_at > trio.current_time():
-            hub.sync.gap_wake = trio.Event()
-            with trio.move_on_at(due_at if due_at is not None else trio.current_time() + 3600):
-                await hub.sync.gap_wake.wait()
+        hub.sync.gap_wake = trio.Event()  # before looking, so no new gap goes unnoticed
+        now = trio.current_time()
+        gaps = sequencer.due(now, wait)
+        if gaps:
+            for gap in gaps:
+                await _fill(hub, service, gap)
+            await trio.lowlevel.checkpoint()
             continue
-        for gap in sequencer.due(trio.current_time(), wait):
-            await _fill(hub, service, gap)
+        due_at = sequencer.next_due(wait)
+        wake_at = now + IDLE_WAIT if due_at is None else max(due_at, now + MIN_WAIT)
+        with trio.move_on_at(wake_at):
+            await hub.sync.gap_wake.wait()
 
 
 async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
     cid = gap.conversation_id
+    if gap.after >= gap.until:  # nothing is missing after all
+        for event in hub.sequencer.abandon_gap(cid):
+            hub.deliver_held(event)
+        return
     read = 0
     try:
         with trio.fail_after(FILL_DEADLINE):
-            conversation = await service.conversation(cid)
+            # Fresh from the database, not the cache: whatever made us miss messages may
+            # have made us miss a change of assignee too.
+            conversation = await service.store.get_conversation(cid)
+            if conversation is None:
+                raise NotFound(f"no conversation {cid}")
             after = gap.after
             while after < gap.until:
                 page = await service.store.messages_after(cid, after, FILL_PAGE)

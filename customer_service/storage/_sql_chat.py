@@ -184,11 +184,13 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
     """
     conversation_ids = sorted({message.conversation_id for message in batch})
     last_seq: dict[int, int] = {}
+    assignee: dict[int, int | None] = {}
     for chunk in chunks(conversation_ids):
-        for row in tx.all(f"SELECT id, last_seq FROM conversations{tx.dialect.by_id}"
+        for row in tx.all(f"SELECT id, last_seq, assigned_to FROM conversations{tx.dialect.by_id}"
                           f" WHERE id IN ({placeholders(len(chunk))})"
                           f" ORDER BY id{tx.dialect.for_update}", chunk):
             last_seq[int(row[0])] = int(row[1])
+            assignee[int(row[0])] = None if row[2] is None else int(row[2])
     missing = [cid for cid in conversation_ids if cid not in last_seq]
     if missing:
         raise NotFound(f"no conversation with id {missing[0]}")
@@ -208,7 +210,8 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
     for message, key in zip(batch, keys, strict=True):
         original = stored.get(key) if key is not None else None
         if original is not None:
-            results.append(AppendResult(message=original, duplicate=True))
+            results.append(AppendResult(message=original, duplicate=True,
+                                        assigned_to=assignee[message.conversation_id]))
             continue
         seq = last_seq[message.conversation_id] + 1
         last_seq[message.conversation_id] = seq
@@ -222,7 +225,8 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
         inserts.append((new.conversation_id, new.seq, new.sender_role.value, new.sender_id,
                         new.sender_name, new.content, new.client_id, new.stream_id, key,
                         created))
-        results.append(AppendResult(message=new, duplicate=False))
+        results.append(AppendResult(message=new, duplicate=False,
+                                    assigned_to=assignee[message.conversation_id]))
 
     # One multi-row statement per chunk rather than a statement per row: SQLite's
     # driver gives up and retakes the GIL around every statement it steps, and

@@ -118,7 +118,8 @@ class Store(Protocol):
 
         Each message gets the next ``seq`` of its conversation. A message whose
         (sender_role, sender_id, client_id) was stored before is not stored again:
-        its result is the original row with ``duplicate=True``. A message for an
+        its result is the original row with ``duplicate=True``. Each result also says
+        who the conversation was assigned to at commit (``assigned_to``). A message for an
         unknown conversation raises ``NotFound`` and nothing of the batch is stored.
         """
 
