@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import certifi
@@ -38,9 +39,47 @@ from customer_service.errors import (
     AiTimeout,
     AiUpstreamError,
 )
-from customer_service.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+class _Observes(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class _Counts(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Sets(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class _CountsByLabel(Protocol):
+    def labels(self, *values: str) -> _Counts: ...
+
+
+class AiMetrics(Protocol):
+    """The instruments the client records into (the server's ``Metrics`` has them): the
+    client takes these, not the server's objects."""
+
+    @property
+    def ai_first_token(self) -> _Observes: ...
+
+    @property
+    def ai_tokens(self) -> _Counts: ...
+
+    @property
+    def ai_tokens_per_second(self) -> _Observes: ...
+
+    @property
+    def ai_retries(self) -> _Counts: ...
+
+    @property
+    def ai_breaker(self) -> _Sets: ...
+
+    @property
+    def ai_errors(self) -> _CountsByLabel: ...
 
 MAX_ERROR_BODY = 4096
 POOL_SHARD_SIZE = 16
@@ -114,7 +153,7 @@ class _Delivery:
     retry after it) and whether the reply finished."""
 
     def __init__(self, on_delta: Callable[[str], None], requested_at: float,
-                 metrics: Metrics) -> None:
+                 metrics: AiMetrics) -> None:
         self._on_delta = on_delta
         self._requested_at = requested_at
         self._metrics = metrics
@@ -150,7 +189,7 @@ class _Shard:
 
 
 class AiClient:
-    def __init__(self, config: AiConfig, pools: list[httpx.AsyncClient], metrics: Metrics) -> None:
+    def __init__(self, config: AiConfig, pools: list[httpx.AsyncClient], metrics: AiMetrics) -> None:
         self.config = config
         self._shards = [_Shard(http) for http in pools]
         self._metrics = metrics
@@ -354,7 +393,7 @@ class AiClient:
 
 
 @asynccontextmanager
-async def open_ai_client(config: AiConfig, metrics: Metrics) -> AsyncIterator[AiClient]:
+async def open_ai_client(config: AiConfig, metrics: AiMetrics) -> AsyncIterator[AiClient]:
     """The shared connection pools every reply uses, closed at exit.
 
     One pool is split into shards of at most ``POOL_SHARD_SIZE`` connections: httpcore

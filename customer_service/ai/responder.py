@@ -250,7 +250,7 @@ class AiResponder:
                 flagged = await self.service.store.set_needs_agent(cid, True)
                 self.service.hub.conversations.put(flagged)
                 if flagged.needs_agent:
-                    await self.service.announce(flagged)
+                    await self.service.announce(flagged, changed=True)
         except CustomerServiceError as exc:
             log.error("[conv %s] could not store the AI reply %s: %s", cid, reply.stream_id, exc)
 

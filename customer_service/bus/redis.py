@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import coredis
 import trio
@@ -50,7 +50,6 @@ from customer_service.core.bus_events import (
     encode_batch,
 )
 from customer_service.errors import BusError
-from customer_service.server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +84,44 @@ return 1
 _BUS_FAILURES = (RedisError, OSError, trio.TooSlowError)
 
 
+class _Counts(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _Reads(Protocol):
+    def set_function(self, function: Callable[[], float]) -> None: ...
+
+
+class BusMetrics(Protocol):
+    """The instruments the bus records into (the server's ``Metrics`` has them)."""
+
+    @property
+    def bus_up(self) -> _Reads: ...
+
+    @property
+    def bus_batches_published(self) -> _Counts: ...
+
+    @property
+    def bus_events_published(self) -> _Counts: ...
+
+    @property
+    def bus_publish_failures(self) -> _Counts: ...
+
+    @property
+    def bus_events_dropped(self) -> _Counts: ...
+
+    @property
+    def bus_batches_received(self) -> _Counts: ...
+
+    @property
+    def bus_bad_batches(self) -> _Counts: ...
+
+
 class RedisBus:
     """Build it with ``open_redis_bus``."""
 
     def __init__(self, config: BusConfig, instance: str, client: coredis.Redis[bytes],
-                 metrics: Metrics, presence: PresenceSource) -> None:
+                 metrics: BusMetrics, presence: PresenceSource) -> None:
         self.config = config
         self._instance = instance
         self._client = client
@@ -308,7 +340,7 @@ def _describe(group: BaseExceptionGroup[Any] | BaseException) -> str:
 
 
 @asynccontextmanager
-async def open_redis_bus(config: BusConfig, instance: str, metrics: Metrics,
+async def open_redis_bus(config: BusConfig, instance: str, metrics: BusMetrics,
                          presence: PresenceSource) -> AsyncIterator[RedisBus]:
     """Connect to Redis and run the bus for the duration of the block.
 
@@ -336,6 +368,22 @@ async def open_redis_bus(config: BusConfig, instance: str, metrics: Metrics,
         finally:
             await bus._flush_on_exit()
             nursery.cancel_scope.cancel()
+
+
+async def publish_once(config: BusConfig, origin: str, events: list[BusEvent]) -> None:
+    """Publish ``events`` from a short-lived process (the CLI disabling an agent), as batch
+    number 0: receivers apply it without tracking ``origin`` as an instance. Raises
+    ``BusError`` when Redis does not take it in time."""
+    client: coredis.Redis[bytes] = coredis.Redis.from_url(
+        config.redis_url, retry_policy=NoRetryPolicy(), connect_timeout=config.command_timeout,
+        decode_responses=False)
+    payload = encode_batch(Batch(origin, 0, events))
+    try:
+        with trio.fail_after(config.command_timeout):
+            async with client:
+                await client.publish(f"{config.namespace}:bus", payload)
+    except* _BUS_FAILURES as group:
+        raise BusError(f"Redis at {_safe_url(config.redis_url)}: {_describe(group)}") from None
 
 
 def _safe_url(url: str) -> str:

@@ -27,6 +27,7 @@ from customer_service.cli.common import (
 from customer_service.errors import BadRequest, Conflict, NotFound
 
 if TYPE_CHECKING:
+    from customer_service.config import Config
     from customer_service.core.models import Agent
     from customer_service.storage.base import Store
 
@@ -136,14 +137,39 @@ def list_agents(as_json: bool) -> None:
     console().print(table)
 
 
+def _close_sockets_now(config: Config, agent: Agent) -> None:
+    """Tell the running instances over the bus to close the agent's sockets at once (they
+    also notice within 30 s by themselves, which is all there is without a bus)."""
+    if not config.bus.redis_url:
+        return
+    import os
+
+    import trio
+
+    from customer_service.bus.redis import publish_once
+    from customer_service.core.bus_events import BusEvent, RevokeEvent
+    from customer_service.errors import BusError
+
+    try:
+        events: list[BusEvent] = [RevokeEvent(agent.id, None)]
+        trio.run(publish_once, config.bus, f"cli-{os.getpid()}", events)
+    except BusError as exc:
+        console(stderr=True).print(f"Warning: could not reach the bus ({exc.message}); the "
+                                   "agent's open sockets close within 30 s.")
+        return
+    console().print("Their open sockets are being closed.")
+
+
 def _set_disabled(username: str, disabled: bool) -> None:
     async def work(store: Store) -> Agent:
         return await store.set_agent_disabled(username, disabled)
 
-    agent = with_store(current_config(), work)
+    config = current_config()
+    agent = with_store(config, work)
     if disabled:
         console().print(f"Disabled agent [bold]{agent.username}[/bold]; "
                         "their tokens are revoked.")
+        _close_sockets_now(config, agent)
     else:
         console().print(f"Enabled agent [bold]{agent.username}[/bold].")
 

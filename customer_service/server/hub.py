@@ -252,7 +252,13 @@ class Hub:
 
     # ---- from the other instances ----------------------------------------
     def receive(self, origin: str, number: int, events: Iterable[BusEvent]) -> None:
-        """A batch published by another instance."""
+        """A batch published by another instance (number 0: a one-off from a command, such
+        as ``agents disable``, that is not an instance's stream)."""
+        if number == 0:
+            for event in events:
+                if isinstance(event, RevokeEvent | ConversationEvent):
+                    self._apply_remote(origin, event)
+            return
         arrival, previous = self.streams.note(origin, number, self._wall_clock())
         if arrival is Arrival.STALE:
             return

@@ -41,6 +41,24 @@ async def test_a_logout_on_one_instance_closes_the_tokens_socket_on_another(
         assert (await bob.recv_type("pong"))["id"] == "still"
 
 
+async def test_disabling_an_agent_from_the_command_line_closes_its_sockets_everywhere(
+        cluster: Cluster) -> None:
+    a = await cluster.start("a")
+    b = await cluster.start("b")
+    _, token = await cluster.make_agent("alice")
+    async with agent_at(a, token) as (at_a, _), agent_at(b, token) as (at_b, _):
+        disabled = await trio.to_thread.run_sync(lambda: subprocess.run(
+            [*cli(), f"--config={a.config}", "agents", "disable", "alice"], capture_output=True,
+            text=True, env=environment(), timeout=30, check=False))
+        assert disabled.returncode == 0, disabled.stderr
+        assert "Their open sockets are being closed." in disabled.stdout
+        for client in (at_a, at_b):
+            with pytest.raises(ConnectionClosed) as closed, trio.fail_after(5):
+                while True:
+                    await client.recv(timeout=5)
+            assert closed.value.reason.code == 1008
+
+
 async def test_login_throttling_counts_attempts_on_every_instance_together(
         cluster: Cluster) -> None:
     a = await cluster.start("a")
