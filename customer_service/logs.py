@@ -44,3 +44,26 @@ def configure_logging(config: LogConfig) -> None:
     root.setLevel(config.level.upper())
     for noisy in ("hypercorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class _InstanceTag(logging.Filter):
+    def __init__(self, instance: str) -> None:
+        super().__init__()
+        self.instance = instance
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.instance = self.instance
+        return True
+
+
+def tag_logs(instance: str, *, show_in_text: bool) -> None:
+    """Name this process's instance in every record: a key of JSON logs, and with
+    ``show_in_text`` (several instances or workers writing to one place) a ``[instance]``
+    in text logs."""
+    for handler in logging.getLogger().handlers:
+        for old in [f for f in handler.filters if isinstance(f, _InstanceTag)]:
+            handler.removeFilter(old)
+        handler.addFilter(_InstanceTag(instance))
+        if show_in_text and not isinstance(handler.formatter, JsonFormatter):
+            handler.setFormatter(logging.Formatter(
+                "%(asctime)s %(levelname)-7s [%(instance)s] %(name)s: %(message)s"))

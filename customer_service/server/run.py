@@ -28,6 +28,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from customer_service.ai.responder import open_ai_responder
 from customer_service.config import Config, worker_count
+from customer_service.logs import tag_logs
 from customer_service.server.app import LOGIN_RATE_PER_MINUTE, App
 from customer_service.server.hub import Hub
 from customer_service.server.limits import LocalThrottle, SharedThrottle, Throttle
@@ -150,6 +151,8 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
     """Open the store (migrated), the bus and the committer; yield a Server ready to
     ``serve``."""
     instance = new_instance_id(worker)
+    if config.bus.redis_url or worker is not None:
+        tag_logs(instance, show_in_text=True)
     async with open_store(config) as raw_store:
         applied = await raw_store.migrate()
         if applied:
