@@ -67,11 +67,23 @@ def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 30
 
 def write_server_config(folder: Path, port: int, *, group_commit_max: int = 512,
                         transport: str | None = None, extra: str = "",
-                        sqlite_cache_mb: int | None = None) -> Path:
-    """The server's TOML for a benchmark: loopback, rate limits out of the way, SQLite in
-    ``folder``, warnings only. ``transport`` None keeps the server's default; ``extra``
-    is appended (more sections)."""
+                        sqlite_cache_mb: int | None = None, mysql_database: str | None = None,
+                        redis_url: str | None = None, workers: int = 1) -> Path:
+    """The server's TOML for a benchmark: loopback, rate limits out of the way, warnings only.
+    Storage is SQLite in ``folder``, or MariaDB on 127.0.0.1:3306 (root, no password) in
+    ``mysql_database``; ``redis_url`` turns the bus on; ``workers`` above 1 runs that many
+    processes on the port. ``transport`` None keeps the server's default; ``extra`` is
+    appended (more sections)."""
     chosen = f'transport = "{transport}"\n' if transport else ""
+    if workers != 1:
+        chosen += f"workers = {workers}\n"
+    if mysql_database:
+        storage = f'backend = "mysql"\nmysql_database = "{mysql_database}"\n'
+    else:
+        storage = 'sqlite_path = "bench.db"\n'
+        if sqlite_cache_mb:
+            storage += f"sqlite_cache_mb = {sqlite_cache_mb}\n"
+    bus = f'[bus]\nredis_url = "{redis_url}"\n' if redis_url else ""
     path = folder / "bench.toml"
     path.write_text(f"""
 [server]
@@ -81,10 +93,8 @@ port = {port}
 rate_limit_burst = 1000000
 outbound_queue = 1024
 [storage]
-sqlite_path = "bench.db"
-group_commit_max = {group_commit_max}
-{f"sqlite_cache_mb = {sqlite_cache_mb}" if sqlite_cache_mb else ""}
-[log]
+{storage}group_commit_max = {group_commit_max}
+{bus}[log]
 level = "warning"
 {extra}""")
     return path

@@ -4,12 +4,36 @@
     .venv/bin/python bench/scenarios.py relay-open --pairs 1000 --rate 3247 --duration 10
     .venv/bin/python bench/scenarios.py idle --connections 18000 --duration 30
     .venv/bin/python bench/scenarios.py soak --rate 2900 --duration 600
+    .venv/bin/python bench/scenarios.py relay-closed --pairs 100 --instances 2 --duration 10
+    .venv/bin/python bench/scenarios.py relay-closed --pairs 100 --workers 2 --duration 10
 
 Each scenario starts the server as its own process (SQLite in a temporary folder,
 127.0.0.1 only, rate limits raised), drives it from ``--procs`` load-generator
 processes and prints what it measured, plus every load generator's CPU % while
 measuring so it is visible whether the load generator was the bottleneck.
 ``--json PATH`` writes the same as JSON.
+
+Several server processes (MariaDB on 127.0.0.1:3306, root without a password, in a
+scratch database dropped at the end; a private ``redis-server`` on a free loopback port):
+
+* ``--mysql``: MariaDB instead of SQLite (one instance, no bus: the same-instance
+  baseline on the same database).
+* ``--bus``: the Redis bus on, even for one instance (what publishing costs when
+  nobody is on the other side).
+* ``--instances N``: N separate server processes on one database and one Redis (implies
+  ``--mysql`` and ``--bus``). With 2, every visitor is on instance 1 and its agent on
+  instance 2; with more, pair i's visitor is on instance i % N and its agent on
+  (i + 1) % N. Every pair crosses instances.
+* ``--workers N``: ONE server command with ``[server] workers = N`` (implies ``--mysql``
+  and ``--bus``); visitors and agents all connect to its one port and the kernel spreads
+  the sockets, so some pairs cross workers (how many is read from /proc and printed).
+
+The relay scenarios print each server process's CPU (% and seconds while measured; for
+``--workers``, the supervisor and each worker), and the **server CPU per delivered
+message**: the CPU seconds of all server processes in the window over the messages
+delivered in it, in µs. MariaDB's and Redis's CPU are printed beside it (not included;
+MariaDB is the machine's own server, shared with anything else using it). The server's
+/metrics counters are read from every instance (every worker) and added up.
 
 * ``relay-closed``: visitor/agent pairs (agents made straight in the database,
   ``queue=off``); each visitor sends a text, waits until its agent received it,
@@ -25,10 +49,13 @@ measuring so it is visible whether the load generator was the bottleneck.
   tenth of the run stays within 5% of the sample taken at that point.
 * ``idle``: N visitor sockets (hello each) held open with a JSON ping every
   ~``--ping-interval`` s each; at the end every socket must answer one more ping.
-  Connect time, server RSS before/after and KB per connection.
+  Connect time, server RSS before/after and KB per connection (one instance, or
+  the sum over ``--workers``).
 
 Every loop is bounded in count and time with a hard deadline; every child
-process is terminated in ``finally``.
+process (servers, Redis, load generators) is terminated in ``finally``, and the
+scratch database dropped. When a run fails, the tail of every server's log is
+printed and the temporary folder (logs included) is kept.
 """
 
 from __future__ import annotations

@@ -216,7 +216,8 @@ class RedisBus:
                     refresh: bool) -> None:
         key = self.presence_key(self._instance)
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.publish(self.channel, payload)
+            # Presence first: whoever reads the hash because of this batch reads it after
+            # the changes the batch announces (Redis runs a pipeline's commands in order).
             if rewrite:
                 agents, visitors = self._presence()
                 pipe.delete([key])
@@ -233,6 +234,7 @@ class RedisBus:
                     pipe.hdel(key, offline)
             if refresh:
                 pipe.pexpire(key, int(self.config.instance_timeout * 2000))
+            pipe.publish(self.channel, payload)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -249,6 +251,10 @@ class RedisBus:
                                                ignore_subscribe_messages=True,
                                                retry_policy=NoRetryPolicy()) as pubsub:
                     self._subscribed = True
+                    # The subscription was lost (or this is the start): Redis may have
+                    # restarted empty, so write this instance's presence hash again.
+                    self._rewrite_presence = True
+                    self._wake.set()
                     delay = RETRY_MIN
                     if self._warned.pop("subscribe", None) is not None:
                         log.info("subscribed to Redis again")
