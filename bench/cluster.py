@@ -9,6 +9,7 @@ is bounded in time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -21,7 +22,8 @@ import pymysql
 
 from bench.common import HOST, free_port
 
-MYSQL = {"host": HOST, "port": 3306, "user": "root", "password": ""}
+MYSQL_PORT = 3306
+MYSQL_USER = "root"
 MYSQL_SERVERS = ("mariadbd", "mysqld")
 
 
@@ -34,7 +36,8 @@ def new_database_name() -> str:
 
 def drop_database(name: str) -> None:
     """DROP the scratch database (waits at most 10 s for locks; the servers must be stopped)."""
-    conn = pymysql.connect(connect_timeout=5, read_timeout=30, write_timeout=30, **MYSQL)  # type: ignore[arg-type]
+    conn = pymysql.connect(host=HOST, port=MYSQL_PORT, user=MYSQL_USER, password="",
+                           connect_timeout=5, read_timeout=30, write_timeout=30)
     try:
         with conn.cursor() as cursor:
             cursor.execute("SET SESSION lock_wait_timeout = 10")
@@ -134,10 +137,8 @@ def kill_if_child_of(pids: list[int], parent: int) -> None:
         except OSError:
             continue  # gone
         if ppid in (parent, 1):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def server_sockets(port: int) -> dict[int, int]:
@@ -154,7 +155,7 @@ def server_sockets(port: int) -> dict[int, int]:
 
 def socket_inodes(pid: int) -> set[int]:
     """The inodes of the sockets a process holds, from /proc/<pid>/fd."""
-    found = set()
+    found: set[int] = set()
     try:
         entries = list(Path(f"/proc/{pid}/fd").iterdir())
     except OSError:

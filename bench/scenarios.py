@@ -61,12 +61,14 @@ printed and the temporary folder (logs included) is kept.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing as mp
 import os
 import queue
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -83,7 +85,17 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 import trio  # noqa: E402
 
-from bench.ai import log_digest, stop  # noqa: E402
+from bench.ai import log_digest  # noqa: E402
+from bench.cluster import (  # noqa: E402
+    PrivateRedis,
+    children,
+    connection_owners,
+    drop_database,
+    kill_if_child_of,
+    mysql_server_pid,
+    new_database_name,
+    stop_process,
+)
 from bench.common import (  # noqa: E402
     HOST,
     free_port,
@@ -94,8 +106,9 @@ from bench.common import (  # noqa: E402
     wait_healthy,
     write_server_config,
 )
-from bench.loadgen import Client, Closed, HandshakeFailed, open_loop_schedule  # noqa: E402
+from bench.loadgen import Client, Closed, open_loop_schedule  # noqa: E402
 from bench.relay import make_agents  # noqa: E402
+from customer_service.transport.client import HandshakeFailed  # noqa: E402
 
 HANDSHAKES_AT_ONCE = 50  # per load generator; a burst of hundreds overflows the listen backlog
 PER_PROC_SOCKETS = 6000  # idle: most sockets in one load-generator process
@@ -103,31 +116,23 @@ GRACE = 5.0  # relay-open: seconds after --duration that messages in flight may 
 SETUP_ERRORS = (OSError, HandshakeFailed, Closed, ValueError, KeyError, trio.TooSlowError)
 
 
-# ---- server -------------------------------------------------------------------------------
-
-
-
-def write_config(folder: Path, port: int, args: argparse.Namespace) -> tuple[Path, str]:
-    """The server's TOML config, and a note saying which transport it runs."""
-    note = f"[server] transport = {args.transport or 'the server default'}"
-    if args.sqlite_cache_mb:
-        note += f"; [storage] sqlite_cache_mb = {args.sqlite_cache_mb}"
-    return write_server_config(folder, port, group_commit_max=args.group_commit_max,
-                               transport=args.transport,
-                               sqlite_cache_mb=args.sqlite_cache_mb), note
-
+# ---- server metrics ---------------------------------------------------------------------------
 
 METRICS = ("cs_commit_batch_size_sum", "cs_commit_batch_size_count", "cs_message_latency_seconds_sum",
            "cs_message_latency_seconds_count", "cs_error_frames_total", "cs_slow_consumers_closed_total",
-           "cs_db_errors_total", "cs_messages_stored_total")
+           "cs_db_errors_total", "cs_messages_stored_total", "cs_bus_events_published_total",
+           "cs_bus_batches_published_total", "cs_bus_batches_received_total",
+           "cs_bus_gap_fill_messages_total", "cs_bus_resyncs_total", "cs_bus_events_dropped_total",
+           "cs_bus_publish_failures_total")
+BUS_COUNTS = {"events_published": "cs_bus_events_published_total",
+              "batches_published": "cs_bus_batches_published_total",
+              "batches_received": "cs_bus_batches_received_total",
+              "gap_fill_messages": "cs_bus_gap_fill_messages_total",
+              "resyncs": "cs_bus_resyncs_total"}
 
 
-def server_metrics(port: int) -> dict[str, float]:
+def parse_metrics(text: str) -> dict[str, float]:
     """A few of the server's /metrics counters (cumulative since it started)."""
-    try:
-        text = httpx.get(f"http://{HOST}:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return {}
     out = {}
     for line in text.splitlines():
         if line.startswith(METRICS):
@@ -136,8 +141,18 @@ def server_metrics(port: int) -> dict[str, float]:
     return out
 
 
+def add_up(scrapes: list[dict[str, float]]) -> dict[str, float]:
+    """Several processes' counters, summed name by name."""
+    total: dict[str, float] = {}
+    for scrape in scrapes:
+        for name, value in scrape.items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
 def metrics_window(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    """What happened between two scrapes: commits, mean batch, mean server-side latency, errors."""
+    """What happened between two scrapes: commits, mean batch, mean server-side latency, errors,
+    and what crossed the bus."""
     d = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
     commits = d.get("cs_commit_batch_size_count", 0.0)
     handled = d.get("cs_message_latency_seconds_count", 0.0)
@@ -147,8 +162,10 @@ def metrics_window(before: dict[str, float], after: dict[str, float]) -> dict[st
         "mean_batch": d.get("cs_commit_batch_size_sum", 0.0) / commits if commits else float("nan"),
         "mean_server_latency_ms": (d.get("cs_message_latency_seconds_sum", 0.0) / handled * 1000
                                    if handled else float("nan")),
+        "bus": {key: d.get(name, 0.0) for key, name in BUS_COUNTS.items()},
         "errors": {k: v for k, v in d.items()
-                   if v and k.startswith(("cs_error_frames", "cs_slow", "cs_db_errors"))},
+                   if v and k.startswith(("cs_error_frames", "cs_slow", "cs_db_errors",
+                                          "cs_bus_events_dropped", "cs_bus_publish_failures"))},
     }
 
 
@@ -166,12 +183,18 @@ def error_counter(errors: dict[str, int], then: Callable[[], None] | None = None
     return on_text
 
 
-async def open_pair(port: int, token: str, gate: trio.Semaphore) -> tuple[Client, Client]:
-    """A visitor and its agent, the conversation accepted; closed again on failure."""
+PairSpec = tuple[str, int, int]
+"""A pair to run: the agent's token, the visitor's server port, the agent's server port."""
+
+
+async def open_pair(spec: PairSpec, gate: trio.Semaphore) -> tuple[Client, Client]:
+    """A visitor and its agent (each on its own server port), the conversation accepted;
+    closed again on failure."""
+    token, visitor_port, agent_port = spec
     async with gate:
-        vis = await Client.connect(HOST, port, "/ws/visitor")
+        vis = await Client.connect(HOST, visitor_port, "/ws/visitor")
         try:
-            agent = await Client.connect(HOST, port, f"/ws/agent?token={token}&queue=off")
+            agent = await Client.connect(HOST, agent_port, f"/ws/agent?token={token}&queue=off")
         except BaseException:
             await vis.aclose()
             raise
@@ -193,6 +216,11 @@ async def open_pair(port: int, token: str, gate: trio.Semaphore) -> tuple[Client
         await agent.aclose()
         raise
     return vis, agent
+
+
+def client_ports(vis: Client, agent: Client) -> tuple[int, int]:
+    """The local ports of a pair's two sockets: the driver maps them to the worker holding each."""
+    return vis.stream.socket.getsockname()[1], agent.stream.socket.getsockname()[1]
 
 
 async def run_readers(nursery: trio.Nursery, clients: list[Client], on_closed: Callable[[], None]) -> None:
@@ -233,10 +261,11 @@ def finish(results: Any, cpu: list[float], window: float, payload: dict[str, Any
 
 # ---- relay-closed --------------------------------------------------------------------------
 
-def closed_generator(port: int, tokens: list[str], times: tuple[float, float, float],
+def closed_generator(specs: list[PairSpec], times: tuple[float, float, float],
                      results: Any) -> None:
     start_at, stop_at, hard_stop = times
     latencies: list[float] = []
+    sockets: list[tuple[int, int]] = []
     counters = {"messages": 0, "failed_pairs": 0, "closed_sockets": 0}
     errors: dict[str, int] = {}
     cpu: list[float] = []
@@ -245,12 +274,13 @@ def closed_generator(port: int, tokens: list[str], times: tuple[float, float, fl
     def closed() -> None:
         counters["closed_sockets"] += 1
 
-    async def pair(token: str, gate: trio.Semaphore) -> None:
+    async def pair(spec: PairSpec, gate: trio.Semaphore) -> None:
         try:
-            vis, agent = await open_pair(port, token, gate)
+            vis, agent = await open_pair(spec, gate)
         except SETUP_ERRORS:
             counters["failed_pairs"] += 1
             return
+        sockets.append(client_ports(vis, agent))
         box = [0.0]
         arrived = trio.Event()
         broken = []
@@ -303,12 +333,13 @@ def closed_generator(port: int, tokens: list[str], times: tuple[float, float, fl
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cpu_window(start_at, stop_at, cpu))
                 nursery.start_soon(lag_probe(stop_at, lag))
-                for token in tokens:
-                    nursery.start_soon(pair, token, gate)
+                for spec in specs:
+                    nursery.start_soon(pair, spec, gate)
 
     trio.run(main)
     finish(results, cpu, stop_at - start_at, {
-        "latencies": latencies, **counters, "pairs": len(tokens), "visitor_errors": errors,
+        "latencies": latencies, "sockets": sockets, **counters, "pairs": len(specs),
+        "visitor_errors": errors,
         "lag_p99_ms": percentile(lag, 0.99) * 1000})
 
 
@@ -326,7 +357,7 @@ class OpenPair:
 CONTENT_MARK = '"content":"o'
 
 
-def open_generator(port: int, tokens: list[str], rate: float, phase: float, max_outstanding: int,
+def open_generator(specs: list[PairSpec], rate: float, phase: float, max_outstanding: int,
                    times: tuple[float, float, float, float], results: Any) -> None:
     send_from, start_at, stop_at, hard_stop = times
     latencies: list[float] = []
@@ -335,7 +366,8 @@ def open_generator(port: int, tokens: list[str], rate: float, phase: float, max_
          "send_behind_max_ms": 0.0}
     cpu: list[float] = []
     lag: list[float] = []
-    pairs: list[OpenPair | None] = [None] * len(tokens)
+    pairs: list[OpenPair | None] = [None] * len(specs)
+    sockets: list[tuple[int, int]] = []
     errors: dict[str, int] = {}
 
     def closed() -> None:
@@ -363,19 +395,20 @@ def open_generator(port: int, tokens: list[str], rate: float, phase: float, max_
                 c["delivered"] += 1
         return on_agent
 
-    async def setup(n: int, token: str, gate: trio.Semaphore) -> None:
+    async def setup(n: int, spec: PairSpec, gate: trio.Semaphore) -> None:
         try:
-            vis, agent = await open_pair(port, token, gate)
+            vis, agent = await open_pair(spec, gate)
         except SETUP_ERRORS:
             c["failed_pairs"] += 1
             return
+        sockets.append(client_ports(vis, agent))
         state = OpenPair(vis, agent)
         vis.on_text = error_counter(errors)
         agent.on_text = make_on_agent(state)
         pairs[n] = state
 
     async def sender() -> None:
-        for when, slot, k in open_loop_schedule(rate, len(tokens), send_from, stop_at, phase):
+        for when, slot, k in open_loop_schedule(rate, len(specs), send_from, stop_at, phase):
             delay = when - time.monotonic()
             if delay > 0:
                 await trio.sleep(delay)
@@ -403,8 +436,8 @@ def open_generator(port: int, tokens: list[str], rate: float, phase: float, max_
         gate = trio.Semaphore(HANDSHAKES_AT_ONCE)
         with trio.move_on_at(trio.current_time() + hard_stop - time.monotonic()):
             async with trio.open_nursery() as nursery:
-                for n, token in enumerate(tokens):
-                    nursery.start_soon(setup, n, token, gate)
+                for n, spec in enumerate(specs):
+                    nursery.start_soon(setup, n, spec, gate)
             async with trio.open_nursery() as nursery:
                 await run_readers(nursery, [x for p in pairs if p for x in (p.vis, p.agent)], closed)
                 nursery.start_soon(cpu_window(start_at, stop_at, cpu))
@@ -424,7 +457,8 @@ def open_generator(port: int, tokens: list[str], rate: float, phase: float, max_
     trio.run(main)
     undelivered = sum(1 for p in pairs if p for w in p.pending.values() if start_at <= w < stop_at)
     finish(results, cpu, stop_at - start_at, {
-        "latencies": latencies, **c, "undelivered": undelivered, "pairs": len(tokens),
+        "latencies": latencies, **c, "undelivered": undelivered, "pairs": len(specs),
+        "sockets": sockets,
         "visitor_errors": errors,
         "lag_p99_ms": percentile(lag, 0.99) * 1000})
 
@@ -531,29 +565,215 @@ def idle_generator(port: int, count: int, ping_interval: float, hold_seconds: fl
 
 # ---- driver --------------------------------------------------------------------------------
 
-class Server:
-    """The server process, its temp folder and its config; stopped in ``close``."""
+class Servers:
+    """The server processes of a run and what they share, in a temporary folder: one process
+    (SQLite or MariaDB, with the bus or without), ``--instances`` processes on one MariaDB
+    database and one private Redis, or one ``[server] workers`` supervisor and its workers.
+
+    ``close`` stops every server (SIGTERM, then SIGKILL by PID, workers included), stops
+    Redis and drops the scratch database; after a failure it prints the tail of each log
+    and keeps the folder."""
 
     def __init__(self, args: argparse.Namespace, agents: int) -> None:
-        self.tmp = tempfile.TemporaryDirectory(prefix="cs-bench-scn-")
-        folder = Path(self.tmp.name)
-        self.port = free_port()
-        config, self.note = write_config(folder, self.port, args)
-        self.tokens = trio.run(make_agents, config, agents) if agents else []
-        self.log_path = folder / "server.log"
-        self.log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "customer_service", f"--config={config}", "serve"],
-            cwd=folder, stdout=subprocess.DEVNULL, stderr=self.log)
+        self.folder = Path(tempfile.mkdtemp(prefix="cs-bench-scn-"))
+        self.workers: int = args.workers
+        self.database = new_database_name() if args.mysql else None
+        self.redis: PrivateRedis | None = None
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.names: list[str] = []
+        self.log_paths: list[Path] = []
+        self.worker_pids: list[int] = []  # the supervisor's children, as last seen
         self.log_digest: dict[str, Any] = {}
-
-    def close(self) -> None:
         try:
-            stop(self.process)
-        finally:
-            self.log.close()
-            self.log_digest = log_digest(self.log_path, limit=12)
-            self.tmp.cleanup()
+            if args.bus:
+                self.redis = PrivateRedis(self.folder / "redis")
+            self.ports = [free_port() for _ in range(args.instances)]
+            configs = []
+            for n, port in enumerate(self.ports, 1):
+                folder = self.folder / f"instance{n}" if args.instances > 1 else self.folder
+                folder.mkdir(exist_ok=True)
+                configs.append(write_server_config(
+                    folder, port, group_commit_max=args.group_commit_max, transport=args.transport,
+                    sqlite_cache_mb=args.sqlite_cache_mb, mysql_database=self.database,
+                    redis_url=self.redis.url if self.redis else None, workers=args.workers))
+            self.tokens = trio.run(make_agents, configs[0], agents) if agents else []
+            for n, config in enumerate(configs, 1):
+                self.names.append(f"instance {n}" if args.instances > 1 else "server")
+                self.log_paths.append(config.parent / "server.log")
+                with self.log_paths[-1].open("wb") as log:
+                    self.processes.append(subprocess.Popen(
+                        [sys.executable, "-m", "customer_service", f"--config={config}", "serve"],
+                        cwd=config.parent, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                        stderr=log))
+        except BaseException:
+            self.close(failed=True)
+            raise
+        self.note = self.describe(args)
+
+    def describe(self, args: argparse.Namespace) -> str:
+        storage = f"MariaDB (database {self.database})" if self.database else "SQLite"
+        if args.sqlite_cache_mb:
+            storage += f", sqlite_cache_mb = {args.sqlite_cache_mb}"
+        bus = f"Redis bus on port {self.redis.port}" if self.redis else "no bus"
+        if self.workers > 1:
+            shape = (f"1 server command with [server] workers = {self.workers} on port "
+                     f"{self.ports[0]}; the kernel gives each socket to a worker")
+        elif len(self.ports) == 2:
+            shape = "2 instances; every visitor on instance 1, its agent on instance 2"
+        elif len(self.ports) > 2:
+            shape = (f"{len(self.ports)} instances; pair i: visitor on instance i % "
+                     f"{len(self.ports)}, agent on the next one")
+        else:
+            shape = "1 instance"
+        return (f"{shape}; {storage}; {bus}; [server] transport = "
+                f"{args.transport or 'the server default'}")
+
+    def pair_spec(self, i: int, token: str) -> PairSpec:
+        """Where pair ``i`` connects: with 2 instances the visitor on the first and the agent
+        on the second; with more, the visitor on instance i % N and the agent on the next."""
+        n = len(self.ports)
+        visitor = i % n if n > 2 else 0
+        return token, self.ports[visitor], self.ports[(visitor + 1) % n]
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every process (every worker) answers /healthz, with the bus "ok" when on."""
+        deadline = time.monotonic() + timeout
+        for name, process, port in zip(self.names, self.processes, self.ports, strict=True):
+            wait_healthy(process, port, timeout=timeout)
+            ready: set[str] = set()
+            health: Any = None
+            while len(ready) < self.workers:  # a new connection each time: any worker may answer
+                try:
+                    health = httpx.get(f"http://{HOST}:{port}/healthz", timeout=2).json()
+                    if self.redis is None or health.get("bus") == "ok":
+                        ready.add(health["instance"])
+                except (httpx.HTTPError, ValueError, KeyError):
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"{name} is not ready: {len(ready)} of {self.workers} "
+                                     f"process(es) healthy, last /healthz {health}")
+                time.sleep(0.05)
+        if self.workers > 1:
+            self.worker_pids = children(self.processes[0].pid)
+
+    def measured(self) -> list[tuple[str, int]]:
+        """The server processes whose CPU counts: (name, PID)."""
+        if self.workers > 1:
+            self.worker_pids = children(self.processes[0].pid)
+            return [("supervisor", self.processes[0].pid),
+                    *((f"worker {n}", pid) for n, pid in enumerate(self.worker_pids, 1))]
+        return [(name, p.pid) for name, p in zip(self.names, self.processes, strict=True)]
+
+    def services(self) -> list[tuple[str, int]]:
+        """MariaDB and Redis, measured beside the servers (MariaDB is the machine's)."""
+        found = []
+        pid = mysql_server_pid() if self.database else None
+        if pid is not None:
+            found.append((Path(f"/proc/{pid}/comm").read_text().strip(), pid))
+        if self.redis is not None:
+            found.append(("redis-server", self.redis.pid))
+        return found
+
+    def check_alive(self, measured: list[tuple[str, int]]) -> None:
+        """Raise when a server process exited during the run (a worker restarted counts)."""
+        for name, process in zip(self.names, self.processes, strict=True):
+            if process.poll() is not None:
+                raise SystemExit(f"{name} exited with code {process.returncode} during the run")
+        if self.workers > 1 and set(children(self.processes[0].pid)) != {
+                pid for name, pid in measured if name.startswith("worker")}:
+            raise SystemExit("a worker process exited during the run (the supervisor restarted it)")
+
+    def scrape(self) -> dict[str, dict[str, float]]:
+        """The counters of every instance (every worker), by instance name. For workers, each
+        new connection reaches a worker the kernel picks: /healthz names it, and /metrics is
+        read on the same keep-alive connection."""
+        out: dict[str, dict[str, float]] = {}
+        for port in self.ports:
+            found = 0
+            for _ in range(30 * self.workers):
+                if found == self.workers:
+                    break
+                try:
+                    with httpx.Client(base_url=f"http://{HOST}:{port}", timeout=5) as client:
+                        instance = client.get("/healthz").json()["instance"]
+                        if instance in out:
+                            continue
+                        text = client.get("/metrics").text
+                        if client.get("/healthz").json()["instance"] != instance:
+                            continue  # not the same connection after all
+                except (httpx.HTTPError, ValueError, KeyError):
+                    continue
+                out[instance] = parse_metrics(text)
+                found += 1
+        return out
+
+    def owners(self) -> dict[int, int]:
+        """{client port: worker PID} for every socket on the workers' port (workers only)."""
+        if self.workers == 1:
+            return {}
+        return connection_owners(self.ports[0], self.worker_pids)
+
+    def close(self, failed: bool = False) -> None:
+        problems: list[BaseException] = []
+        for process in self.processes:
+            try:
+                workers = children(process.pid)
+                stop_process(process, timeout=20 if self.workers > 1 else 10)
+                kill_if_child_of(workers + self.worker_pids, process.pid)
+            except Exception as exc:
+                problems.append(exc)
+        try:
+            if self.redis is not None:
+                self.redis.stop()
+            if self.database is not None:
+                drop_database(self.database)
+        except Exception as exc:
+            problems.append(exc)
+        self.log_digest = self.digest()
+        if failed or problems:
+            for name, path in [*zip(self.names, self.log_paths, strict=True),
+                               *([("redis", self.redis.log_path)] if self.redis else [])]:
+                print_log_tail(name, path)
+            print(f"logs kept in {self.folder}")
+        else:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        if problems:
+            raise problems[0]
+
+    def digest(self) -> dict[str, Any]:
+        lines, first = 0, []
+        for name, path in zip(self.names, self.log_paths, strict=True):
+            d = log_digest(path, limit=12)
+            lines += d["lines"]
+            first += [f"[{name}] {line}" if len(self.names) > 1 else line for line in d["first"]]
+        return {"lines": lines, "first": first[:12]}
+
+
+def print_log_tail(name: str, path: Path, lines: int = 30) -> None:
+    try:
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        tail = []
+    print(f"---- last {len(tail)} line(s) of {name}'s log ({path}) ----")
+    for line in tail:
+        print(f"  {line[:300]}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU seconds so far; NaN once it is gone."""
+    try:
+        return proc_times(pid)[0]
+    except (OSError, StopIteration):  # gone, or a zombie without VmRSS
+        return float("nan")
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """The RSS of several processes, added up (those gone count 0)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, StopIteration):  # gone, or a zombie
+            total += proc_times(pid)[1]
+    return total
 
 
 def terminate_all(procs: list[Any]) -> None:
@@ -588,13 +808,28 @@ def latency_ms(values: list[float]) -> dict[str, float]:
             "max": max(values, default=float("nan")) * 1000, "samples": len(values)}
 
 
+def crossing(collected: list[dict[str, Any]], owners: dict[int, int]) -> dict[str, int]:
+    """How many pairs have their visitor and their agent on different worker processes."""
+    placed = [(owners.get(v), owners.get(a)) for r in collected for v, a in r["sockets"]]
+    known = [(v, a) for v, a in placed if v is not None and a is not None]
+    return {"pairs": len(placed), "placed": len(known), "crossing": sum(v != a for v, a in known)}
+
+
+def cpu_report(names: list[tuple[str, int]], cpu0: list[float], cpu1: list[float],
+               window: float) -> list[dict[str, Any]]:
+    return [{"name": name, "pid": pid, "cpu_s": c1 - c0, "cpu_percent": (c1 - c0) / window * 100,
+             "rss_mb": rss_bytes([pid]) / 2**20}
+            for (name, pid), c0, c1 in zip(names, cpu0, cpu1, strict=True)]
+
+
 def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
     raise_fd_limit(4 * args.pairs + 200)
-    server = Server(args, args.pairs)
+    servers = Servers(args, args.pairs)
     procs: list[Any] = []
+    failed = True
     try:
-        wait_healthy(server.process, server.port)
-        _, rss_before = proc_times(server.process.pid)
+        servers.wait_ready()
+        rss_before = rss_bytes([pid for _, pid in servers.measured()])
         setup = max(2.0, args.pairs / 150)
         send_from = time.monotonic() + setup
         start_at = send_from + args.warmup
@@ -603,42 +838,78 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         ctx = mp.get_context("spawn")
         results = ctx.Queue()
         nprocs = min(args.procs, args.pairs)
-        chunks = [server.tokens[i::nprocs] for i in range(nprocs)]
+        specs = [servers.pair_spec(i, token) for i, token in enumerate(servers.tokens)]
+        chunks = [specs[i::nprocs] for i in range(nprocs)]
         for j, chunk in enumerate(chunks):
             if open_loop:
                 share = args.rate * len(chunk) / args.pairs
                 procs.append(ctx.Process(target=open_generator, args=(
-                    server.port, chunk, share, j / args.rate, args.max_outstanding,
+                    chunk, share, j / args.rate, args.max_outstanding,
                     (send_from, start_at, stop_at, hard_stop), results)))
             else:
                 procs.append(ctx.Process(target=closed_generator, args=(
-                    server.port, chunk, (start_at, stop_at, hard_stop), results)))
+                    chunk, (start_at, stop_at, hard_stop), results)))
         for p in procs:
             p.start()
+        # Which worker holds each socket, read once the pairs are set up (before measuring).
+        time.sleep(max(0.0, max(send_from, start_at - 1.0) - time.monotonic()))
+        measured = servers.measured()
+        owners = servers.owners()
+        services = servers.services()
+        watched = [pid for _, pid in measured + services]
         time.sleep(max(0.0, start_at - time.monotonic()))
-        cpu0, _ = proc_times(server.process.pid)
-        m0 = server_metrics(server.port)
-        rss_series = sample_rss(server.process.pid, start_at, stop_at, args.rss_every)
-        cpu1, rss = proc_times(server.process.pid)
-        m1 = server_metrics(server.port)
+        t0 = time.monotonic()
+        cpu0 = [cpu_seconds(pid) for pid in watched]
+        m0 = servers.scrape()
+        rss_series = sample_rss([pid for _, pid in measured], start_at, stop_at, args.rss_every)
+        cpu1 = [cpu_seconds(pid) for pid in watched]
+        t1 = time.monotonic()
+        rss = rss_bytes([pid for _, pid in measured])
+        m1 = servers.scrape()
+        servers.check_alive(measured)
         collected = collect(results, len(procs), hard_stop + 30)
+        failed = False
     finally:
         terminate_all(procs)
-        server.close()
+        servers.close(failed)
 
     latencies = [x for r in collected for x in r["latencies"]]
-    gens = [{k: v for k, v in r.items() if k != "latencies"} for r in collected]
+    gens = [{k: v for k, v in r.items() if k not in ("latencies", "sockets")} for r in collected]
+    window = t1 - t0
+    processes = cpu_report(measured, cpu0, cpu1, window)
+    beside = cpu_report(services, cpu0[len(measured):], cpu1[len(measured):], window)
+    delivered = sum(g["received_in_window" if open_loop else "messages"] for g in gens)
+    server_cpu_s = sum(p["cpu_s"] for p in processes)
+    # CPU per delivered message: the CPU rate over [t0, t1] divided by the delivery rate over
+    # the measured window (the two windows differ by the few ms it takes to read /proc).
+    per_rate = (delivered / args.duration) or float("nan")
+    common = sorted(set(m0) & set(m1))
     report: dict[str, Any] = {
         "scenario": args.scenario, "pairs": args.pairs, "procs": len(procs), "duration_s": args.duration,
+        "deployment": {"storage": "mysql" if servers.database else "sqlite",
+                       "bus": servers.redis is not None, "instances": len(servers.ports),
+                       "workers": servers.workers},
         "latency_ms": latency_ms(latencies),
-        "server": {"cpu_percent": (cpu1 - cpu0) / args.duration * 100, "rss_mb": rss / 2**20,
-                   "rss_before_mb": rss_before / 2**20, "log": server.log_digest,
-                   "rss_series_mb": rss_series, "rss_drift": rss_drift(rss_series),
-                   "metrics_while_measured": metrics_window(m0, m1)},
+        "delivered_in_window": delivered,
+        "server_cpu_us_per_message": server_cpu_s / window / per_rate * 1e6,
+        "server": {"cpu_percent": server_cpu_s / window * 100, "cpu_s": server_cpu_s,
+                   "cpu_window_s": window, "processes": processes,
+                   "rss_mb": rss / 2**20, "rss_before_mb": rss_before / 2**20,
+                   "log": servers.log_digest, "rss_series_mb": rss_series,
+                   "rss_drift": rss_drift(rss_series),
+                   "metrics_instances": f"{len(common)} of {len(servers.ports) * servers.workers}",
+                   "metrics_while_measured": metrics_window(add_up([m0[i] for i in common]),
+                                                            add_up([m1[i] for i in common]))},
+        "beside_servers": {
+            "processes": beside,
+            "cpu_us_per_message_with_them": (server_cpu_s + sum(p["cpu_s"] for p in beside))
+            / window / per_rate * 1e6},
         "load_generators": gens,
-        "transport_note": server.note,
+        "transport_note": servers.note,
         "machine": args.machine,
     }
+    if servers.workers > 1:
+        report["pairs_across_workers"] = crossing(collected, owners)
     if open_loop:
         tot = {k: sum(g[k] for g in gens) for k in (
             "scheduled", "sent", "not_sent_outstanding", "not_sent_failed", "delivered", "undelivered",
@@ -651,12 +922,13 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
     return report
 
 
-def sample_rss(pid: int, start_at: float, stop_at: float, every: float) -> list[tuple[float, float]]:
-    """(seconds into the window, RSS in MB) every ``every`` s until ``stop_at``."""
+def sample_rss(pids: list[int], start_at: float, stop_at: float,
+               every: float) -> list[tuple[float, float]]:
+    """(seconds into the window, RSS of ``pids`` together in MB) every ``every`` s until ``stop_at``."""
     series: list[tuple[float, float]] = []
     while (left := stop_at - time.monotonic()) > 0:
         time.sleep(min(left, every))
-        series.append((round(time.monotonic() - start_at, 1), proc_times(pid)[1] / 2**20))
+        series.append((round(time.monotonic() - start_at, 1), rss_bytes(pids) / 2**20))
     return series
 
 
@@ -675,12 +947,14 @@ def idle(args: argparse.Namespace) -> dict[str, Any]:
     n = args.connections
     nprocs = max(args.procs, math.ceil(n / PER_PROC_SOCKETS))
     raise_fd_limit(n + 200)
-    server = Server(args, 0)
+    servers = Servers(args, 0)
     procs: list[Any] = []
+    failed = True
     try:
-        wait_healthy(server.process, server.port)
+        servers.wait_ready()
         time.sleep(0.5)
-        _, rss_before = proc_times(server.process.pid)
+        pids = [pid for _, pid in servers.measured()]
+        rss_before = rss_bytes(pids)
         connect_budget = max(30.0, n / 100)
         ctx = mp.get_context("spawn")
         results = ctx.Queue()
@@ -690,7 +964,7 @@ def idle(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         hard_stop = t0 + 5 + connect_budget + args.duration + 60
         procs = [ctx.Process(target=idle_generator,
-                             args=(server.port, k, args.ping_interval, args.duration, hold_at,
+                             args=(servers.ports[0], k, args.ping_interval, args.duration, hold_at,
                                    hard_stop, results))
                  for k in counts if k]
         for p in procs:
@@ -701,17 +975,19 @@ def idle(args: argparse.Namespace) -> dict[str, Any]:
         hold_at.value = hold_from
         check_at = hold_from + args.duration
         time.sleep(1)
-        _, rss_connected = proc_times(server.process.pid)
-        cpu0, _ = proc_times(server.process.pid)
+        rss_connected = rss_bytes(pids)
+        cpu0 = sum(cpu_seconds(pid) for pid in pids)
         c0 = time.monotonic()
         time.sleep(max(0.0, check_at - time.monotonic()))
-        cpu1, rss_held = proc_times(server.process.pid)
+        cpu1 = sum(cpu_seconds(pid) for pid in pids)
+        rss_held = rss_bytes(pids)
         c1 = time.monotonic()
         done = collect(results, len(procs), hard_stop + 30, "done")
-        _, rss_after = proc_times(server.process.pid)
+        rss_after = rss_bytes(pids)
+        failed = False
     finally:
         terminate_all(procs)
-        server.close()
+        servers.close(failed)
 
     ok = sum(r["connected"] for r in connected)
     return {
@@ -726,13 +1002,13 @@ def idle(args: argparse.Namespace) -> dict[str, Any]:
                    "rss_held_mb": rss_held / 2**20, "rss_after_check_mb": rss_after / 2**20,
                    "kb_per_connection": (rss_held - rss_before) / 1024 / max(1, ok),
                    "cpu_percent_while_held": (cpu1 - cpu0) / max(1e-9, c1 - c0) * 100,
-                   "log": server.log_digest},
+                   "log": servers.log_digest},
         "pings_sent": sum(r["pings_sent"] for r in done),
         "closed_while_held": sum(r["closed_while_held"] for r in done),
         "answered": sum(r["answered"] for r in done),
         "load_generators": [{k: r[k] for k in ("cpu_percent", "maxrss", "pings_sent", "answered")}
                             for r in done],
-        "transport_note": server.note,
+        "transport_note": servers.note,
         "machine": args.machine,
     }
 

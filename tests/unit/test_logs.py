@@ -52,13 +52,19 @@ def test_configure_logging_sets_format_and_level(capsys: pytest.CaptureFixture[s
 
 
 def test_tag_logs_names_the_instance_in_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging(LogConfig(level="info", format="text"))
-    tag_logs("host-1-abc", show_in_text=True)
-    tag_logs("host-1-abc", show_in_text=True)  # twice: still one tag
-    logging.getLogger("customer_service.test").info("hello %s", "there")
-    assert "[host-1-abc] customer_service.test: hello there" in capsys.readouterr().err
-    configure_logging(LogConfig(level="info", format="json"))
-    tag_logs("host-2-def", show_in_text=True)
-    logging.getLogger("customer_service.test").info("again")
-    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
-    assert line["instance"] == "host-2-def" and line["message"] == "again"
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging(LogConfig(level="info", format="text"))
+        tag_logs("host-1-abc", show_in_text=True)
+        tag_logs("host-1-abc", show_in_text=True)  # twice: still one tag
+        logging.getLogger("customer_service.test").info("hello %s", "there")
+        assert "[host-1-abc] customer_service.test: hello there" in capsys.readouterr().err
+        configure_logging(LogConfig(level="info", format="json"))
+        tag_logs("host-2-def", show_in_text=True)
+        logging.getLogger("customer_service.test").info("again")
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert line["instance"] == "host-2-def" and line["message"] == "again"
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
