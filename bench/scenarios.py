@@ -815,11 +815,12 @@ def crossing(collected: list[dict[str, Any]], owners: dict[int, int]) -> dict[st
     return {"pairs": len(placed), "placed": len(known), "crossing": sum(v != a for v, a in known)}
 
 
-def cpu_report(names: list[tuple[str, int]], cpu0: list[float], cpu1: list[float],
+def cpu_report(names: list[tuple[str, int]], cpu0: list[float], cpu1: list[float], rss: list[int],
                window: float) -> list[dict[str, Any]]:
+    """Each process's CPU seconds and % over the window, and its RSS at the end of it."""
     return [{"name": name, "pid": pid, "cpu_s": c1 - c0, "cpu_percent": (c1 - c0) / window * 100,
-             "rss_mb": rss_bytes([pid]) / 2**20}
-            for (name, pid), c0, c1 in zip(names, cpu0, cpu1, strict=True)]
+             "rss_mb": r / 2**20}
+            for (name, pid), c0, c1, r in zip(names, cpu0, cpu1, rss, strict=True)]
 
 
 def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
@@ -864,7 +865,7 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         rss_series = sample_rss([pid for _, pid in measured], start_at, stop_at, args.rss_every)
         cpu1 = [cpu_seconds(pid) for pid in watched]
         t1 = time.monotonic()
-        rss = rss_bytes([pid for _, pid in measured])
+        rss_each = [rss_bytes([pid]) for pid in watched]
         m1 = servers.scrape()
         servers.check_alive(measured)
         collected = collect(results, len(procs), hard_stop + 30)
@@ -876,8 +877,9 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
     latencies = [x for r in collected for x in r["latencies"]]
     gens = [{k: v for k, v in r.items() if k not in ("latencies", "sockets")} for r in collected]
     window = t1 - t0
-    processes = cpu_report(measured, cpu0, cpu1, window)
-    beside = cpu_report(services, cpu0[len(measured):], cpu1[len(measured):], window)
+    n = len(measured)
+    processes = cpu_report(measured, cpu0[:n], cpu1[:n], rss_each[:n], window)
+    beside = cpu_report(services, cpu0[n:], cpu1[n:], rss_each[n:], window)
     delivered = sum(g["received_in_window" if open_loop else "messages"] for g in gens)
     server_cpu_s = sum(p["cpu_s"] for p in processes)
     # CPU per delivered message: the CPU rate over [t0, t1] divided by the delivery rate over
@@ -894,7 +896,7 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         "server_cpu_us_per_message": server_cpu_s / window / per_rate * 1e6,
         "server": {"cpu_percent": server_cpu_s / window * 100, "cpu_s": server_cpu_s,
                    "cpu_window_s": window, "processes": processes,
-                   "rss_mb": rss / 2**20, "rss_before_mb": rss_before / 2**20,
+                   "rss_mb": sum(rss_each[:n]) / 2**20, "rss_before_mb": rss_before / 2**20,
                    "log": servers.log_digest, "rss_series_mb": rss_series,
                    "rss_drift": rss_drift(rss_series),
                    "metrics_instances": f"{len(common)} of {len(servers.ports) * servers.workers}",
@@ -1028,7 +1030,7 @@ def print_common_tail(report: dict[str, Any]) -> None:
             extra += f", error frames to visitors: {g['visitor_errors'] or 'none'}"
         print(f"  load generator {n}: CPU {g['cpu_percent']:.0f}% while measured{extra}")
     if report.get("transport_note"):
-        print(f"  note: {report['transport_note']}")
+        print(f"  servers: {report['transport_note']}")
     log = report["server"]["log"]
     if log.get("lines"):
         print(f"  server log: {log['lines']} line(s); first distinct:")
@@ -1075,8 +1077,7 @@ def print_report(report: dict[str, Any]) -> None:
               f"{t['not_sent_failed']} on failed pairs")
         print(f"  latency from SCHEDULED send → agent receive: avg {lat['avg']:.2f} ms  "
               f"p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  max {lat['max']:.2f} ms")
-    print(f"  server: CPU {s['cpu_percent']:.0f}%  RSS {s['rss_mb']:.1f} MB "
-          f"(before load {s['rss_before_mb']:.1f} MB)")
+    print_server_cpu(report)
     drift = s["rss_drift"]
     if report["scenario"] == "soak" and drift:
         verdict = "flat" if drift["max_deviation_pct"] <= 5 else "NOT flat"
@@ -1085,10 +1086,40 @@ def print_report(report: dict[str, Any]) -> None:
               f"largest deviation {drift['max_deviation_pct']:.1f}% ({verdict}, target ±5%)")
         print("  RSS samples (s: MB): " + ", ".join(f"{t:g}: {mb:.1f}" for t, mb in s["rss_series_mb"]))
     m = s["metrics_while_measured"]
-    print(f"  server metrics while measured: {m['messages_stored']:.0f} stored in {m['commits']:.0f} "
+    print(f"  server metrics while measured ({s['metrics_instances']} processes read): "
+          f"{m['messages_stored']:.0f} stored in {m['commits']:.0f} "
           f"commits (mean batch {m['mean_batch']:.1f}), mean arrival→hand-off "
           f"{m['mean_server_latency_ms']:.2f} ms, errors/slow consumers: {m['errors'] or 'none'}")
+    if report["deployment"]["bus"]:
+        bus = m["bus"]
+        print(f"  bus while measured: {bus['events_published']:.0f} events published in "
+              f"{bus['batches_published']:.0f} batches, {bus['batches_received']:.0f} batches "
+              f"received, {bus['gap_fill_messages']:.0f} messages filled from the database, "
+              f"{bus['resyncs']:.0f} resyncs")
     print_common_tail(report)
+
+
+def print_server_cpu(report: dict[str, Any]) -> None:
+    """Each server process's CPU, their sum per delivered message, and MariaDB's and Redis's."""
+    s = report["server"]
+    window = s["cpu_window_s"]
+    for p in s["processes"]:
+        print(f"  server process {p['name']} (pid {p['pid']}): CPU {p['cpu_percent']:.0f}% "
+              f"({p['cpu_s']:.2f} s in {window:.2f} s), RSS {p['rss_mb']:.1f} MB")
+    print(f"  server CPU in all: {s['cpu_percent']:.0f}% ({s['cpu_s']:.2f} s); "
+          f"{report['server_cpu_us_per_message']:.0f} µs per delivered message "
+          f"({report['delivered_in_window']} delivered in the window); RSS {s['rss_mb']:.1f} MB "
+          f"(before load {s['rss_before_mb']:.1f} MB)")
+    beside = report["beside_servers"]
+    if beside["processes"]:
+        each = ", ".join(f"{p['name']} {p['cpu_percent']:.0f}% ({p['cpu_s']:.2f} s)"
+                         for p in beside["processes"])
+        print(f"  beside the servers: {each}; servers and these together "
+              f"{beside['cpu_us_per_message_with_them']:.0f} µs per delivered message")
+    cross = report.get("pairs_across_workers")
+    if cross:
+        print(f"  pairs across workers: {cross['crossing']} of {cross['placed']} placed "
+              f"({cross['pairs']} pairs set up); the rest have visitor and agent on one worker")
 
 
 def main() -> None:
@@ -1112,8 +1143,30 @@ def main() -> None:
                         help="[storage] sqlite_cache_mb (default: the server's, 64)")
     parser.add_argument("--transport", choices=["native", "hypercorn"], default=None,
                         help="[server] transport, when the installed config has that key")
+    parser.add_argument("--mysql", action="store_true",
+                        help="MariaDB (127.0.0.1:3306, root, no password; a scratch database, "
+                             "dropped at the end) instead of SQLite")
+    parser.add_argument("--bus", action="store_true",
+                        help="the Redis bus on (a private redis-server), even for one instance")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="relay: separate server processes on one MariaDB database and one "
+                             "Redis (implies --mysql --bus); every pair's visitor and agent are "
+                             "on different instances (default 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="one server command with [server] workers = N on one port (implies "
+                             "--mysql --bus); the kernel spreads the sockets over the workers")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    if not (1 <= args.instances <= 8 and 1 <= args.workers <= 8):
+        parser.error("--instances and --workers must be 1..8")
+    if args.instances > 1 and args.workers > 1:
+        parser.error("--instances and --workers do not combine: choose one")
+    if args.instances > 1 and args.scenario == "idle":
+        parser.error("idle runs against one instance (--workers is allowed)")
+    if args.instances > 1 or args.workers > 1:
+        args.mysql = args.bus = True
+    if args.mysql and args.sqlite_cache_mb:
+        parser.error("--sqlite-cache-mb is for SQLite; not with --mysql, --instances or --workers")
     soak = args.scenario == "soak"
     if args.pairs is None:
         args.pairs = 1000 if args.scenario in ("relay-open", "soak") else 100

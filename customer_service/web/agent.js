@@ -582,8 +582,11 @@ function markRead() {
 document.addEventListener("visibilitychange", markRead);
 
 function renderTransferPicker() {
-  const others = state.agents.filter((a) => a.id !== state.me?.id && !a.disabled);
-  els.transferSelect.replaceChildren(...others.map((a) => h("option", { value: String(a.id) }, a.name || a.username)));
+  // Online agents first (on any server instance), then the others, each group by name.
+  const others = state.agents.filter((a) => a.id !== state.me?.id && !a.disabled)
+    .sort((a, b) => (b.online === true) - (a.online === true) || (a.name || a.username).localeCompare(b.name || b.username));
+  els.transferSelect.replaceChildren(...others.map((a) => h("option", { value: String(a.id) },
+    `${a.name || a.username}${a.online === true ? " (online)" : a.online === false ? " (offline)" : ""}`)));
   if (!others.length) els.transferSelect.append(h("option", { value: "", disabled: true }, "No other agents"));
   els.transferSubmit.disabled = !others.length;
 }

@@ -73,6 +73,9 @@ def test_two_agents_accept_transfer_close(server: ServerProcess, pages: Pages) -
 
     # alice transfers to bob: his (Mine), no longer hers (Others).
     bob_id = agent_ids(server.url, login_token(server.url, AGENTS["alice"]))["bob"]
+    # bob's dashboard is open, so the picker shows him online.
+    expect(alice.locator(f'{tid("transfer-select")} option[value="{bob_id}"]')).to_have_text(
+        "Bob Jones (online)")
     alice.locator(tid("transfer-select")).select_option(str(bob_id))
     alice.locator(tid("transfer-submit")).click()
     expect(tab_count(bob, "mine")).to_have_text(exact("1"))
