@@ -43,6 +43,15 @@ def proc_times(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds all the machine's cores have spent busy since boot (everything but idle and
+    iowait), from /proc/stat: the difference over a window shows what else ran."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-quantile (0..1) by nearest rank; NaN for no values."""
     if not values:
@@ -68,17 +77,20 @@ def wait_healthy(server: subprocess.Popen[bytes], port: int, timeout: float = 30
 def write_server_config(folder: Path, port: int, *, group_commit_max: int = 512,
                         transport: str | None = None, extra: str = "",
                         sqlite_cache_mb: int | None = None, mysql_database: str | None = None,
-                        redis_url: str | None = None, workers: int = 1) -> Path:
+                        redis_url: str | None = None, workers: int = 1,
+                        mysql_pool_size: int | None = None) -> Path:
     """The server's TOML for a benchmark: loopback, rate limits out of the way, warnings only.
     Storage is SQLite in ``folder``, or MariaDB on 127.0.0.1:3306 (root, no password) in
-    ``mysql_database``; ``redis_url`` turns the bus on; ``workers`` above 1 runs that many
-    processes on the port. ``transport`` None keeps the server's default; ``extra`` is
-    appended (more sections)."""
+    ``mysql_database`` (``mysql_pool_size`` None: the server's default); ``redis_url`` turns
+    the bus on; ``workers`` above 1 runs that many processes on the port. ``transport``
+    None keeps the server's default; ``extra`` is appended (more sections)."""
     chosen = f'transport = "{transport}"\n' if transport else ""
     if workers != 1:
         chosen += f"workers = {workers}\n"
     if mysql_database:
         storage = f'backend = "mysql"\nmysql_database = "{mysql_database}"\n'
+        if mysql_pool_size:
+            storage += f"mysql_pool_size = {mysql_pool_size}\n"
     else:
         storage = 'sqlite_path = "bench.db"\n'
         if sqlite_cache_mb:

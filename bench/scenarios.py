@@ -99,6 +99,7 @@ from bench.cluster import (  # noqa: E402
 from bench.common import (  # noqa: E402
     HOST,
     free_port,
+    machine_cpu_seconds,
     machine_speed,
     percentile,
     proc_times,
@@ -110,7 +111,8 @@ from bench.loadgen import Client, Closed, open_loop_schedule  # noqa: E402
 from bench.relay import make_agents  # noqa: E402
 from customer_service.transport.client import HandshakeFailed  # noqa: E402
 
-HANDSHAKES_AT_ONCE = 50  # per load generator; a burst of hundreds overflows the listen backlog
+HANDSHAKES_AT_ONCE = 50  # per load generator (--setup-at-once); a burst of hundreds overflows
+# the listen backlog
 PER_PROC_SOCKETS = 6000  # idle: most sockets in one load-generator process
 GRACE = 5.0  # relay-open: seconds after --duration that messages in flight may still arrive
 SETUP_ERRORS = (OSError, HandshakeFailed, Closed, ValueError, KeyError, trio.TooSlowError)
@@ -253,6 +255,20 @@ def lag_probe(stop_at: float, out: list[float]) -> Callable[[], Any]:
     return measure
 
 
+def timeline(shared: Any, results: Any, limit: float = 120.0) -> tuple[float, float, float, float]:
+    """Report ready, then wait for the driver to set the run's times (send_from, start_at,
+    stop_at, hard_stop) in ``shared``: it sets them once every load generator has started,
+    so a slow start on a busy machine cannot eat into the measured window."""
+    results.put({"phase": "ready"})
+    give_up = time.monotonic() + limit
+    while shared[0] == 0.0:
+        if time.monotonic() > give_up:
+            raise SystemExit("the driver never set the run's times")
+        time.sleep(0.01)
+    send_from, start_at, stop_at, hard_stop = shared[:]
+    return send_from, start_at, stop_at, hard_stop
+
+
 def finish(results: Any, cpu: list[float], window: float, payload: dict[str, Any]) -> None:
     payload["cpu_percent"] = ((cpu[1] - cpu[0]) / window * 100) if len(cpu) == 2 else float("nan")
     payload["maxrss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -261,11 +277,12 @@ def finish(results: Any, cpu: list[float], window: float, payload: dict[str, Any
 
 # ---- relay-closed --------------------------------------------------------------------------
 
-def closed_generator(specs: list[PairSpec], times: tuple[float, float, float],
-                     results: Any) -> None:
-    start_at, stop_at, hard_stop = times
+def closed_generator(specs: list[PairSpec], at_once: int, times: Any, results: Any) -> None:
+    _, start_at, stop_at, hard_stop = timeline(times, results)
+    began = time.monotonic()
     latencies: list[float] = []
     sockets: list[tuple[int, int]] = []
+    ready: list[float] = []  # when each pair was set up
     counters = {"messages": 0, "failed_pairs": 0, "closed_sockets": 0}
     errors: dict[str, int] = {}
     cpu: list[float] = []
@@ -280,6 +297,7 @@ def closed_generator(specs: list[PairSpec], times: tuple[float, float, float],
         except SETUP_ERRORS:
             counters["failed_pairs"] += 1
             return
+        ready.append(time.monotonic())
         sockets.append(client_ports(vis, agent))
         box = [0.0]
         arrived = trio.Event()
@@ -321,14 +339,14 @@ def closed_generator(specs: list[PairSpec], times: tuple[float, float, float],
                         latencies.append(box[0] - sent)
                         counters["messages"] += 1
                 nursery.cancel_scope.cancel()
-        except Closed:
+        except* Closed:  # raised inside the nursery, so it arrives in an exception group
             counters["failed_pairs"] += 1
         finally:
             await vis.aclose()
             await agent.aclose()
 
     async def main() -> None:
-        gate = trio.Semaphore(HANDSHAKES_AT_ONCE)
+        gate = trio.Semaphore(at_once)
         with trio.move_on_at(trio.current_time() + hard_stop - time.monotonic()):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(cpu_window(start_at, stop_at, cpu))
@@ -338,7 +356,8 @@ def closed_generator(specs: list[PairSpec], times: tuple[float, float, float],
 
     trio.run(main)
     finish(results, cpu, stop_at - start_at, {
-        "latencies": latencies, "sockets": sockets, **counters, "pairs": len(specs),
+        "phase": "done", "latencies": latencies, "sockets": sockets, **counters, "pairs": len(specs),
+        "set_up_s": max(ready, default=float("nan")) - began,
         "visitor_errors": errors,
         "lag_p99_ms": percentile(lag, 0.99) * 1000})
 
@@ -358,8 +377,10 @@ CONTENT_MARK = '"content":"o'
 
 
 def open_generator(specs: list[PairSpec], rate: float, phase: float, max_outstanding: int,
-                   times: tuple[float, float, float, float], results: Any) -> None:
-    send_from, start_at, stop_at, hard_stop = times
+                   at_once: int, times: Any, results: Any) -> None:
+    send_from, start_at, stop_at, hard_stop = timeline(times, results)
+    began = time.monotonic()
+    ready: list[float] = []  # when each pair was set up
     latencies: list[float] = []
     c = {"scheduled": 0, "sent": 0, "not_sent_outstanding": 0, "not_sent_failed": 0,
          "delivered": 0, "received_in_window": 0, "failed_pairs": 0, "closed_sockets": 0,
@@ -401,6 +422,7 @@ def open_generator(specs: list[PairSpec], rate: float, phase: float, max_outstan
         except SETUP_ERRORS:
             c["failed_pairs"] += 1
             return
+        ready.append(time.monotonic())
         sockets.append(client_ports(vis, agent))
         state = OpenPair(vis, agent)
         vis.on_text = error_counter(errors)
@@ -433,7 +455,7 @@ def open_generator(specs: list[PairSpec], rate: float, phase: float, max_outstan
             c["sent"] += measured
 
     async def main() -> None:
-        gate = trio.Semaphore(HANDSHAKES_AT_ONCE)
+        gate = trio.Semaphore(at_once)
         with trio.move_on_at(trio.current_time() + hard_stop - time.monotonic()):
             async with trio.open_nursery() as nursery:
                 for n, spec in enumerate(specs):
@@ -457,8 +479,8 @@ def open_generator(specs: list[PairSpec], rate: float, phase: float, max_outstan
     trio.run(main)
     undelivered = sum(1 for p in pairs if p for w in p.pending.values() if start_at <= w < stop_at)
     finish(results, cpu, stop_at - start_at, {
-        "latencies": latencies, **c, "undelivered": undelivered, "pairs": len(specs),
-        "sockets": sockets,
+        "phase": "done", "latencies": latencies, **c, "undelivered": undelivered, "pairs": len(specs),
+        "sockets": sockets, "set_up_s": max(ready, default=float("nan")) - began,
         "visitor_errors": errors,
         "lag_p99_ms": percentile(lag, 0.99) * 1000})
 
@@ -584,6 +606,7 @@ class Servers:
         self.log_paths: list[Path] = []
         self.worker_pids: list[int] = []  # the supervisor's children, as last seen
         self.log_digest: dict[str, Any] = {}
+        self.keep: bool = args.keep
         try:
             if args.bus:
                 self.redis = PrivateRedis(self.folder / "redis")
@@ -595,7 +618,8 @@ class Servers:
                 configs.append(write_server_config(
                     folder, port, group_commit_max=args.group_commit_max, transport=args.transport,
                     sqlite_cache_mb=args.sqlite_cache_mb, mysql_database=self.database,
-                    redis_url=self.redis.url if self.redis else None, workers=args.workers))
+                    redis_url=self.redis.url if self.redis else None, workers=args.workers,
+                    mysql_pool_size=args.mysql_pool_size))
             self.tokens = trio.run(make_agents, configs[0], agents) if agents else []
             for n, config in enumerate(configs, 1):
                 self.names.append(f"instance {n}" if args.instances > 1 else "server")
@@ -612,6 +636,8 @@ class Servers:
 
     def describe(self, args: argparse.Namespace) -> str:
         storage = f"MariaDB (database {self.database})" if self.database else "SQLite"
+        if args.mysql_pool_size:
+            storage += f", mysql_pool_size = {args.mysql_pool_size}"
         if args.sqlite_cache_mb:
             storage += f", sqlite_cache_mb = {args.sqlite_cache_mb}"
         bus = f"Redis bus on port {self.redis.port}" if self.redis else "no bus"
@@ -734,6 +760,7 @@ class Servers:
             for name, path in [*zip(self.names, self.log_paths, strict=True),
                                *([("redis", self.redis.log_path)] if self.redis else [])]:
                 print_log_tail(name, path)
+        if failed or problems or self.keep:
             print(f"logs kept in {self.folder}")
         else:
             shutil.rmtree(self.folder, ignore_errors=True)
@@ -831,13 +858,9 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
     try:
         servers.wait_ready()
         rss_before = rss_bytes([pid for _, pid in servers.measured()])
-        setup = max(2.0, args.pairs / 150)
-        send_from = time.monotonic() + setup
-        start_at = send_from + args.warmup
-        stop_at = start_at + args.duration
-        hard_stop = stop_at + GRACE + 20
         ctx = mp.get_context("spawn")
         results = ctx.Queue()
+        times = ctx.Array("d", 4)  # send_from, start_at, stop_at, hard_stop: set once all started
         nprocs = min(args.procs, args.pairs)
         specs = [servers.pair_spec(i, token) for i, token in enumerate(servers.tokens)]
         chunks = [specs[i::nprocs] for i in range(nprocs)]
@@ -845,13 +868,21 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
             if open_loop:
                 share = args.rate * len(chunk) / args.pairs
                 procs.append(ctx.Process(target=open_generator, args=(
-                    chunk, share, j / args.rate, args.max_outstanding,
-                    (send_from, start_at, stop_at, hard_stop), results)))
+                    chunk, share, j / args.rate, args.max_outstanding, args.setup_at_once, times,
+                    results)))
             else:
-                procs.append(ctx.Process(target=closed_generator, args=(
-                    chunk, (start_at, stop_at, hard_stop), results)))
+                procs.append(ctx.Process(target=closed_generator,
+                                         args=(chunk, args.setup_at_once, times, results)))
         for p in procs:
             p.start()
+        collect(results, len(procs), time.monotonic() + 60, "ready")
+        set_up_from = time.monotonic()
+        send_from = set_up_from + args.setup
+        start_at = send_from + args.warmup
+        stop_at = start_at + args.duration
+        hard_stop = stop_at + GRACE + 20
+        times[:] = [send_from, start_at, stop_at, hard_stop]
+        wall = time.time() - time.monotonic()  # to match the servers' log lines
         # Which worker holds each socket, read once the pairs are set up (before measuring).
         time.sleep(max(0.0, max(send_from, start_at - 1.0) - time.monotonic()))
         measured = servers.measured()
@@ -860,22 +891,25 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         watched = [pid for _, pid in measured + services]
         time.sleep(max(0.0, start_at - time.monotonic()))
         t0 = time.monotonic()
+        busy0 = machine_cpu_seconds()
         cpu0 = [cpu_seconds(pid) for pid in watched]
         m0 = servers.scrape()
         rss_series = sample_rss([pid for _, pid in measured], start_at, stop_at, args.rss_every)
         cpu1 = [cpu_seconds(pid) for pid in watched]
+        busy1 = machine_cpu_seconds()
         t1 = time.monotonic()
         rss_each = [rss_bytes([pid]) for pid in watched]
         m1 = servers.scrape()
         servers.check_alive(measured)
-        collected = collect(results, len(procs), hard_stop + 30)
+        collected = collect(results, len(procs), hard_stop + 30, "done")
         failed = False
     finally:
         terminate_all(procs)
         servers.close(failed)
 
     latencies = [x for r in collected for x in r["latencies"]]
-    gens = [{k: v for k, v in r.items() if k not in ("latencies", "sockets")} for r in collected]
+    gens = [{k: v for k, v in r.items() if k not in ("phase", "latencies", "sockets")}
+            for r in collected]
     window = t1 - t0
     n = len(measured)
     processes = cpu_report(measured, cpu0[:n], cpu1[:n], rss_each[:n], window)
@@ -907,6 +941,10 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
             "cpu_us_per_message_with_them": (server_cpu_s + sum(p["cpu_s"] for p in beside))
             / window / per_rate * 1e6},
         "load_generators": gens,
+        "machine_busy_percent": (busy1 - busy0) / window * 100,
+        "wall_clock": {name: time.strftime("%H:%M:%S", time.localtime(t + wall))
+                       for name, t in (("set_up_from", set_up_from), ("sending_from", send_from),
+                                       ("measured_from", start_at), ("measured_until", stop_at))},
         "transport_note": servers.note,
         "machine": args.machine,
     }
@@ -1024,11 +1062,17 @@ def print_common_tail(report: dict[str, Any]) -> None:
             extra = f", loop lag p99 {g['lag_p99_ms']:.1f} ms"
         if "send_behind_max_ms" in g:
             extra += f", sends behind schedule by up to {g['send_behind_max_ms']:.1f} ms"
+        if "set_up_s" in g:
+            extra += f", its pairs set up in {g['set_up_s']:.1f} s"
         if "failed_pairs" in g:
             extra += f", {g['failed_pairs']} pair(s) failed, {g['closed_sockets']} socket(s) closed"
         if "visitor_errors" in g:
             extra += f", error frames to visitors: {g['visitor_errors'] or 'none'}"
         print(f"  load generator {n}: CPU {g['cpu_percent']:.0f}% while measured{extra}")
+    if report.get("wall_clock"):
+        w = report["wall_clock"]
+        print(f"  wall clock: pairs set up from {w['set_up_from']}, sending from "
+              f"{w['sending_from']}, measured from {w['measured_from']} to {w['measured_until']}")
     if report.get("transport_note"):
         print(f"  servers: {report['transport_note']}")
     log = report["server"]["log"]
@@ -1116,6 +1160,12 @@ def print_server_cpu(report: dict[str, Any]) -> None:
                          for p in beside["processes"])
         print(f"  beside the servers: {each}; servers and these together "
               f"{beside['cpu_us_per_message_with_them']:.0f} µs per delivered message")
+    ours = s["cpu_s"] + sum(p["cpu_s"] for p in beside["processes"])
+    gens = sum(g["cpu_percent"] for g in report["load_generators"]) / 100 * window
+    print(f"  the machine's cores were busy {report['machine_busy_percent']:.0f}% (of "
+          f"{report['machine']['cpus'] * 100}%) while measured; outside the servers, MariaDB, "
+          f"Redis and the load generators (other processes, interrupts, this driver): "
+          f"{report['machine_busy_percent'] - (ours + gens) / window * 100:.0f}%")
     cross = report.get("pairs_across_workers")
     if cross:
         print(f"  pairs across workers: {cross['crossing']} of {cross['placed']} placed "
@@ -1138,6 +1188,13 @@ def main() -> None:
                         help="measured (relay) or held (idle) seconds; default 10 / 30")
     parser.add_argument("--warmup", type=float, default=3.0, help="relay: seconds of load before measuring")
     parser.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--setup", type=float, default=None,
+                        help="relay: seconds allowed for setting the pairs up before the warm-up "
+                             "(default: pairs / 150, at least 2); a pair still setting up then "
+                             "joins late")
+    parser.add_argument("--setup-at-once", type=int, default=HANDSHAKES_AT_ONCE,
+                        help="relay: pairs each load generator sets up at a time (default "
+                             f"{HANDSHAKES_AT_ONCE})")
     parser.add_argument("--group-commit-max", type=int, default=512)
     parser.add_argument("--sqlite-cache-mb", type=int, default=None,
                         help="[storage] sqlite_cache_mb (default: the server's, 64)")
@@ -1148,6 +1205,9 @@ def main() -> None:
                              "dropped at the end) instead of SQLite")
     parser.add_argument("--bus", action="store_true",
                         help="the Redis bus on (a private redis-server), even for one instance")
+    parser.add_argument("--mysql-pool-size", type=int, default=None,
+                        help="[storage] mysql_pool_size of each server process (default: the "
+                             "server's, 4)")
     parser.add_argument("--instances", type=int, default=1,
                         help="relay: separate server processes on one MariaDB database and one "
                              "Redis (implies --mysql --bus); every pair's visitor and agent are "
@@ -1155,6 +1215,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="one server command with [server] workers = N on one port (implies "
                              "--mysql --bus); the kernel spreads the sockets over the workers")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary folder (config, server and Redis logs) even "
+                             "after a run that went well (it is always kept after a failure)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if not (1 <= args.instances <= 8 and 1 <= args.workers <= 8):
@@ -1165,6 +1228,8 @@ def main() -> None:
         parser.error("idle runs against one instance (--workers is allowed)")
     if args.instances > 1 or args.workers > 1:
         args.mysql = args.bus = True
+    if args.mysql_pool_size is not None and not (args.mysql and 1 <= args.mysql_pool_size <= 64):
+        parser.error("--mysql-pool-size must be 1..64, with --mysql (or --instances, --workers)")
     if args.mysql and args.sqlite_cache_mb:
         parser.error("--sqlite-cache-mb is for SQLite; not with --mysql, --instances or --workers")
     soak = args.scenario == "soak"
@@ -1176,6 +1241,10 @@ def main() -> None:
         args.rate = 2900.0 if soak else 3247.0
     if args.rss_every is None:
         args.rss_every = 10.0 if soak else 1.0
+    if args.setup is None:
+        args.setup = max(2.0, args.pairs / 150)
+    if not (0 < args.setup <= 300 and 1 <= args.setup_at_once <= 1000):
+        parser.error("--setup must be 0..300 s, --setup-at-once 1..1000")
     if not 0.2 <= args.rss_every <= 60:
         parser.error("--rss-every must be 0.2..60 s")
     if not (1 <= args.pairs <= 5000 and 0 < args.duration <= 600 and 1 <= args.procs <= 32):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 
 STORE_DEADLINE = 5.0
 """Seconds to store a reply's outcome, even while the server shuts down."""
+FINISHED_REMEMBERED = 1000
+TAKEOVER_CLAIM = 60.0
+"""Seconds the claim to answer again for a dead instance's reply is held."""
 
 
 @dataclass(eq=False, slots=True)
@@ -72,12 +76,15 @@ class AiResponder:
         self._nursery = nursery
         self.live: dict[int, LiveReply] = {}
         """Replies streaming on this instance."""
-        self.remote_live: dict[int, str] = {}
-        """conversation id → stream id of a reply streaming on another instance."""
+        self.remote_live: dict[int, tuple[str, str]] = {}
+        """conversation id → (stream id, instance) of a reply streaming on another instance."""
         self._remote_done: dict[int, trio.Event] = {}
         self._follow_up: set[int] = set()
+        self._finished: OrderedDict[str, int] = OrderedDict()
+        """Stream ids of the replies this instance ran lately (a ``more`` may come late)."""
         self._max_chars = config.ai.max_reply_tokens * 16
         service.hub.on_ai_event = self.on_remote_event
+        service.hub.on_origin_gone = self.on_origin_gone
 
     @property
     def status(self) -> str:
@@ -97,28 +104,31 @@ class AiResponder:
 
     def visitor_wrote(self, conversation: Conversation) -> None:
         """A visitor message was stored: answer it, or queue a follow-up if a reply streams."""
-        if not self.wants(conversation):
-            return
-        if conversation.id in self.live:
-            self._follow_up.add(conversation.id)
-            return
-        remote = self.remote_live.get(conversation.id)
-        if remote is not None:
-            self.service.hub.ai(AiEvent(conversation.id, remote, "more"))
-            return
-        self._start(conversation.id)
+        if self.wants(conversation):
+            self._answer(conversation.id)
 
     def visitor_wrote_in(self, conversation_id: int) -> None:
         """``visitor_wrote`` for a conversation not in the cache: read it first."""
         self._nursery.start_soon(self._answer_if_wanted, conversation_id)
 
-    def on_remote_event(self, event: AiEvent) -> None:
+    def _answer(self, conversation_id: int) -> None:
+        """Start a reply, or have the one streaming (here or elsewhere) followed up."""
+        if conversation_id in self.live:
+            self._follow_up.add(conversation_id)
+            return
+        remote = self.remote_live.get(conversation_id)
+        if remote is not None:
+            self.service.hub.ai(AiEvent(conversation_id, remote[0], "more"))
+            return
+        self._start(conversation_id)
+
+    def on_remote_event(self, origin: str, event: AiEvent) -> None:
         """Another instance's AI reply: streaming, done, to be stopped, or to be followed up."""
         cid = event.conversation_id
         if event.state == "live":
-            self.remote_live[cid] = event.stream_id
+            self.remote_live[cid] = (event.stream_id, origin)
         elif event.state == "done":
-            if self.remote_live.get(cid) == event.stream_id:
+            if self.remote_live.get(cid, ("",))[0] == event.stream_id:
                 del self.remote_live[cid]
             waiter = self._remote_done.pop(cid, None)
             if waiter is not None:
@@ -127,29 +137,43 @@ class AiResponder:
             if self.cancel(cid, "an agent took over") is not None:
                 log.info("[conv %s] AI reply stopped: an agent took over on another instance",
                          cid)
-        elif cid in self.live:
-            self._follow_up.add(cid)
-        else:
-            self._nursery.start_soon(self._answer_if_wanted, cid)
+        else:  # "more": only for the instance that runs (or just ran) that reply
+            reply = self.live.get(cid)
+            if reply is not None and reply.stream_id == event.stream_id:
+                self._follow_up.add(cid)
+            elif self._finished.get(event.stream_id) == cid:
+                self._nursery.start_soon(self._answer_if_wanted, cid)
+
+    def on_origin_gone(self, origin: str) -> None:
+        """An instance died: its live replies will never end. Forget them, and answer
+        their conversations again, once (whoever claims it first on the bus)."""
+        for cid, (stream_id, owner) in list(self.remote_live.items()):
+            if owner != origin:
+                continue
+            del self.remote_live[cid]
+            waiter = self._remote_done.pop(cid, None)
+            if waiter is not None:
+                waiter.set()
+            self._nursery.start_soon(self._take_over, cid, stream_id)
+
+    async def _take_over(self, conversation_id: int, stream_id: str) -> None:
+        if not await self.service.hub.claim(f"ai-takeover:{stream_id}", TAKEOVER_CLAIM):
+            return
+        log.warning("[conv %s] the instance streaming AI reply %s is gone; answering again",
+                    conversation_id, stream_id)
+        await self._answer_if_wanted(conversation_id)
 
     async def _answer_if_wanted(self, conversation_id: int) -> None:
         """Answer a visitor message once the conversation is read (it was not cached, or
-        another instance asked for a follow-up after our reply ended)."""
+        a follow-up was asked for after our reply ended, or the replying instance died)."""
         with trio.move_on_after(STORE_DEADLINE):
             try:
                 conversation = await self.service.conversation(conversation_id)
             except CustomerServiceError as exc:
-                log.warning("[conv %s] AI follow-up skipped: %s", conversation_id, exc)
+                log.warning("[conv %s] AI answer skipped: %s", conversation_id, exc)
                 return
-            if not self.wants(conversation):
-                return
-            if conversation_id in self.live:
-                self._follow_up.add(conversation_id)
-            elif conversation_id in self.remote_live:
-                self.service.hub.ai(AiEvent(conversation_id, self.remote_live[conversation_id],
-                                            "more"))
-            else:
-                self._start(conversation_id)
+            if self.wants(conversation):
+                self._answer(conversation_id)
 
     def cancel(self, conversation_id: int, reason: str) -> LiveReply | None:
         """Stop a live reply now (an agent took over); its streamed part is stored."""
@@ -171,7 +195,7 @@ class AiResponder:
         # Another instance may be streaming it (even if we missed its ``live``): ask it to
         # stop, and wait for its ``done`` when we know it streams.
         remote = self.remote_live.get(conversation_id)
-        self.service.hub.ai(AiEvent(conversation_id, remote or "", "stop"))
+        self.service.hub.ai(AiEvent(conversation_id, remote[0] if remote else "", "stop"))
         if remote is not None:
             done = self._remote_done.setdefault(conversation_id, trio.Event())
             with trio.move_on_after(timeout):
@@ -216,6 +240,9 @@ class AiResponder:
                 reply.stored.set()
                 if self.live.get(cid) is reply:
                     del self.live[cid]
+                self._finished[reply.stream_id] = cid
+                while len(self._finished) > FINISHED_REMEMBERED:
+                    self._finished.popitem(last=False)
                 self.service.hub.ai(AiEvent(cid, reply.stream_id, "done"))
         if cid in self._follow_up and failure is None and reply.stopped_by in (None, "length"):
             self._follow_up.discard(cid)

@@ -40,6 +40,7 @@ import coredis
 import trio
 from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
+from coredis.tokens import PureToken
 
 from customer_service.config import BusConfig
 from customer_service.core.bus_events import (
@@ -117,13 +118,18 @@ class BusMetrics(Protocol):
     def bus_bad_batches(self) -> _Counts: ...
 
 
+class _StaleSubscription(Exception):
+    """The subscription still looks open but carries nothing: start it again."""
+
+
 class RedisBus:
     """Build it with ``open_redis_bus``."""
 
-    def __init__(self, config: BusConfig, instance: str, client: coredis.Redis[bytes],
-                 metrics: BusMetrics, presence: PresenceSource) -> None:
+    def __init__(self, config: BusConfig, client: coredis.Redis[bytes], *, instance: str,
+                 deployment: str, metrics: BusMetrics, presence: PresenceSource) -> None:
         self.config = config
         self._instance = instance
+        self._deployment = deployment
         self._client = client
         self._metrics = metrics
         self._presence = presence
@@ -143,6 +149,7 @@ class RedisBus:
         self._last_publish = -math.inf
         self._publishing_ok = False
         self._subscribed = False
+        self._ever_subscribed = False
         self._own_seen = -math.inf
         self._warned: dict[str, float] = {}
 
@@ -191,7 +198,7 @@ class RedisBus:
             self._number += 1  # the skipped number tells receivers they missed something
             self._dropped = 0
         self._number += 1
-        payload = encode_batch(Batch(self._instance, self._number, events))
+        payload = encode_batch(Batch(self._deployment, self._instance, self._number, events))
         rewrite, self._rewrite_presence = self._rewrite_presence, False
         dirty, self._dirty = self._dirty, {}
         self._last_publish = trio.current_time()
@@ -247,28 +254,43 @@ class RedisBus:
         delay = RETRY_MIN
         while True:
             try:
-                async with self._client.pubsub(channels=[self.channel],
-                                               ignore_subscribe_messages=True,
-                                               retry_policy=NoRetryPolicy()) as pubsub:
-                    self._subscribed = True
-                    # The subscription was lost (or this is the start): Redis may have
-                    # restarted empty, so write this instance's presence hash again.
-                    self._rewrite_presence = True
-                    self._wake.set()
-                    delay = RETRY_MIN
-                    if self._warned.pop("subscribe", None) is not None:
-                        log.info("subscribed to Redis again")
-                    while True:
-                        message = await pubsub.get_message()
-                        if message is not None and message["type"] == "message":
-                            self._on_payload(message["data"])
+                await self._subscribe()
             except* _BUS_FAILURES as group:
-                self._warn("subscribe", "Redis subscription lost (%s); retrying",
-                           _describe(group))
+                self._warn("subscribe", "%s (%s); retrying",
+                           "Redis subscription lost" if self._ever_subscribed
+                           else "cannot subscribe to Redis", _describe(group))
+            except* _StaleSubscription:
+                self._warn("subscribe", "this instance's own heartbeats stopped coming back "
+                           "through Redis; subscribing again")
             finally:
                 self._subscribed = False
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+
+    async def _subscribe(self) -> None:
+        """One subscription, until it fails or goes quiet. A connection that died without
+        a word (no FIN, no RST) is noticed by this instance's heartbeats not coming back
+        while its publishes succeed."""
+        interval = self.config.heartbeat_interval
+        stale_after = 3 * interval + 1
+        async with self._client.pubsub(channels=[self.channel], ignore_subscribe_messages=True,
+                                       retry_policy=NoRetryPolicy()) as pubsub:
+            self._subscribed = True
+            self._ever_subscribed = True
+            subscribed_at = trio.current_time()
+            # Redis may have restarted empty: write this instance's presence hash again.
+            self._rewrite_presence = True
+            self._wake.set()
+            if self._warned.pop("subscribe", None) is not None:
+                log.info("subscribed to Redis again")
+            while True:
+                message = await pubsub.get_message(timeout=interval)
+                if message is not None and message["type"] == "message":
+                    self._on_payload(message["data"])
+                now = trio.current_time()
+                if (self._publishing_ok and now - subscribed_at > stale_after
+                        and now - self._own_seen > stale_after):
+                    raise _StaleSubscription
 
     def _on_payload(self, data: Any) -> None:
         try:
@@ -277,6 +299,12 @@ class RedisBus:
             self._metrics.bus_bad_batches.inc()
             self._warn("payload", "ignoring a message on %s that is not a bus batch: %s",
                        self.channel, exc)
+            return
+        if batch.deployment != self._deployment:
+            self._metrics.bus_bad_batches.inc()
+            self._warn("deployment", "ignoring batches of instance %s: it uses another database "
+                       "on the same Redis channel %s; give each deployment its own [bus] "
+                       "namespace", batch.origin, self.channel)
             return
         if batch.origin == self._instance:
             self._own_seen = trio.current_time()
@@ -306,6 +334,13 @@ class RedisBus:
             _TAKE_TOKEN, keys=[f"{self.config.namespace}:throttle:{key}"],
             args=[interval, burst]))
         return answer == 1
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True for the first instance to ask for ``key`` within ``ttl`` seconds."""
+        answer = await self._call(self._client.set(
+            f"{self.config.namespace}:claim:{key}", self._instance, condition=PureToken.NX,
+            px=max(1, int(ttl * 1000))))
+        return bool(answer)
 
     async def _call(self, request: Awaitable[T]) -> T:
         """Await one Redis request under ``command_timeout``; failures become ``BusError``."""
@@ -346,8 +381,9 @@ def _describe(group: BaseExceptionGroup[Any] | BaseException) -> str:
 
 
 @asynccontextmanager
-async def open_redis_bus(config: BusConfig, instance: str, metrics: BusMetrics,
-                         presence: PresenceSource) -> AsyncIterator[RedisBus]:
+async def open_redis_bus(config: BusConfig, instance: str, deployment: str,
+                         metrics: BusMetrics, presence: PresenceSource
+                         ) -> AsyncIterator[RedisBus]:
     """Connect to Redis and run the bus for the duration of the block.
 
     Redis not answering at start is not fatal: the instance serves its own sockets and
@@ -357,7 +393,8 @@ async def open_redis_bus(config: BusConfig, instance: str, metrics: BusMetrics,
         config.redis_url, retry_policy=NoRetryPolicy(), connect_timeout=config.command_timeout,
         stream_timeout=None, decode_responses=False)
     async with client, trio.open_nursery() as nursery:
-        bus = RedisBus(config, instance, client, metrics, presence)
+        bus = RedisBus(config, client, instance=instance, deployment=deployment,
+                       metrics=metrics, presence=presence)
         try:
             await bus.ping()
             log.info("bus: Redis at %s answers; this instance is %s", _safe_url(config.redis_url),
@@ -376,14 +413,15 @@ async def open_redis_bus(config: BusConfig, instance: str, metrics: BusMetrics,
             nursery.cancel_scope.cancel()
 
 
-async def publish_once(config: BusConfig, origin: str, events: list[BusEvent]) -> None:
+async def publish_once(config: BusConfig, deployment: str, origin: str,
+                       events: list[BusEvent]) -> None:
     """Publish ``events`` from a short-lived process (the CLI disabling an agent), as batch
     number 0: receivers apply it without tracking ``origin`` as an instance. Raises
     ``BusError`` when Redis does not take it in time."""
     client: coredis.Redis[bytes] = coredis.Redis.from_url(
         config.redis_url, retry_policy=NoRetryPolicy(), connect_timeout=config.command_timeout,
         decode_responses=False)
-    payload = encode_batch(Batch(origin, 0, events))
+    payload = encode_batch(Batch(deployment, origin, 0, events))
     try:
         with trio.fail_after(config.command_timeout):
             async with client:

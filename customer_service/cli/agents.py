@@ -137,7 +137,7 @@ def list_agents(as_json: bool) -> None:
     console().print(table)
 
 
-def _close_sockets_now(config: Config, agent: Agent) -> None:
+def _close_sockets_now(config: Config, deployment: str, agent: Agent) -> None:
     """Tell the running instances over the bus to close the agent's sockets at once (they
     also notice within 30 s by themselves, which is all there is without a bus)."""
     if not config.bus.redis_url:
@@ -152,7 +152,7 @@ def _close_sockets_now(config: Config, agent: Agent) -> None:
 
     try:
         events: list[BusEvent] = [RevokeEvent(agent.id, None)]
-        trio.run(publish_once, config.bus, f"cli-{os.getpid()}", events)
+        trio.run(publish_once, config.bus, deployment, f"cli-{os.getpid()}", events)
     except BusError as exc:
         console(stderr=True).print(f"Warning: could not reach the bus ({exc.message}); the "
                                    "agent's open sockets close within 30 s.")
@@ -164,12 +164,15 @@ def _set_disabled(username: str, disabled: bool) -> None:
     async def work(store: Store) -> Agent:
         return await store.set_agent_disabled(username, disabled)
 
+    async def work_and_deployment(store: Store) -> tuple[Agent, str]:
+        return await work(store), await store.deployment_token()
+
     config = current_config()
-    agent = with_store(config, work)
+    agent, deployment = with_store(config, work_and_deployment)
     if disabled:
         console().print(f"Disabled agent [bold]{agent.username}[/bold]; "
                         "their tokens are revoked.")
-        _close_sockets_now(config, agent)
+        _close_sockets_now(config, deployment, agent)
     else:
         console().print(f"Enabled agent [bold]{agent.username}[/bold].")
 

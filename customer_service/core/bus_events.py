@@ -18,6 +18,7 @@ one msgspec call per batch. Pure: no I/O.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
@@ -104,6 +105,9 @@ BusEvent = (MessageEvent | FrameEvent | ConversationEvent | PresenceEvent | Revo
 
 
 class Batch(msgspec.Struct, array_like=True):
+    deployment: str
+    """The database's deployment token: batches of another deployment that shares the
+    Redis namespace by mistake are ignored."""
     origin: str
     number: int
     events: list[BusEvent]
@@ -147,8 +151,12 @@ class _Origin:
 class Streams:
     """The batch numbers each origin sent, to notice lost batches and silent origins."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember_gone: int = 1000) -> None:
         self._origins: dict[str, _Origin] = {}
+        self._gone: OrderedDict[str, float] = OrderedDict()
+        """Origins counted gone, with when they were last heard: one that comes back
+        (it was cut off, not dead) missed nothing of ours, but we missed its batches."""
+        self._remember_gone = remember_gone
 
     def __contains__(self, origin: str) -> bool:
         return origin in self._origins
@@ -162,6 +170,9 @@ class Streams:
         known = self._origins.get(origin)
         if known is None:
             self._origins[origin] = _Origin(number, now)
+            gone_since = self._gone.pop(origin, None)
+            if gone_since is not None:
+                return Arrival.LOST, gone_since
             return Arrival.NEW, now
         if number <= known.number:
             return Arrival.STALE, known.seen
@@ -171,11 +182,16 @@ class Streams:
         known.seen = now
         return arrival, previous_seen
 
-    def silent(self, now: float, timeout: float) -> list[tuple[str, float]]:
-        """Forget origins that sent nothing for ``timeout`` seconds; returns them with the
-        time they were last heard from."""
+    def silent(self, now: float, timeout: float, *, heard_since: float = 0.0
+               ) -> list[tuple[str, float]]:
+        """Forget origins that sent nothing for ``timeout`` seconds, counting from
+        ``heard_since`` at the earliest (when this instance could hear anyone again after
+        its own outage); returns them with the time they were last heard from."""
         gone = [(origin, known.seen) for origin, known in self._origins.items()
-                if now - known.seen >= timeout]
-        for origin, _ in gone:
+                if now - max(known.seen, heard_since) >= timeout]
+        for origin, seen in gone:
             del self._origins[origin]
+            self._gone[origin] = seen
+            while len(self._gone) > self._remember_gone:
+                self._gone.popitem(last=False)
         return gone

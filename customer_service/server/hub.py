@@ -40,6 +40,7 @@ from customer_service.core.bus_events import (
 from customer_service.core.presence import PresenceView
 from customer_service.core.routing import agents_for_assignee, agents_for_change
 from customer_service.core.sequencer import Sequencer
+from customer_service.errors import BusError
 from customer_service.server.peers import ConversationCache, Outbound, Peer
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ class BusPort(Protocol):
 
     def publish(self, event: BusEvent) -> None:
         """Queue an event for the other instances; never waits (drops when full)."""
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True for exactly one instance asking for ``key`` within ``ttl`` seconds; raises
+        ``BusError`` when Redis does not answer."""
 
 
 class SyncRequests:
@@ -108,8 +113,10 @@ class Hub:
         self.streams = Streams()
         self.sync = SyncRequests()
         self.bus: BusPort | None = None
-        self.on_ai_event: Callable[[AiEvent], None] | None = None
-        """The AI responder's handler for other instances' AI events."""
+        self.on_ai_event: Callable[[str, AiEvent], None] | None = None
+        """The AI responder's handler for other instances' AI events (origin, event)."""
+        self.on_origin_gone: Callable[[str], None] | None = None
+        """Told when another instance is gone (the AI responder takes over its replies)."""
         self._wall_clock = wall_clock or time.time
 
     # ---- membership ------------------------------------------------------
@@ -244,6 +251,17 @@ class Hub:
         """Tell the other instances about an AI reply (its frames go through ``frame``)."""
         self._publish(event)
 
+    async def claim(self, key: str, ttl: float) -> bool:
+        """Whether this instance is the one to act on ``key`` (the first to ask, on the
+        bus); alone, or when Redis does not answer, it is."""
+        if self.bus is None:
+            return True
+        try:
+            return await self.bus.claim(key, ttl)
+        except BusError as exc:
+            log.warning("could not claim %s on the bus (%s); acting alone", key, exc)
+            return True
+
     def close_all(self, code: int, reason: str) -> None:
         """Ask every connection to close with ``code`` (their handlers close them)."""
         self.draining = True
@@ -291,7 +309,7 @@ class Hub:
                 self._watch_here(conversation_id, agent_id)
             case AiEvent():
                 if self.on_ai_event is not None:
-                    self.on_ai_event(event)
+                    self.on_ai_event(origin, event)
 
     def forget_origin(self, origin: str, last_seen: float) -> None:
         """An instance fell silent: its agents and visitors are offline, and what it
@@ -299,6 +317,8 @@ class Hub:
         log.warning("instance %s is silent; counting it gone", origin)
         self.presence.drop(origin)
         self.sync.resync(last_seen)
+        if self.on_origin_gone is not None:
+            self.on_origin_gone(origin)
 
     # ---- delivery to this instance's sockets -----------------------------
     def fill(self, event: MessageEvent) -> None:

@@ -124,7 +124,7 @@ class Server:
 
 
 @asynccontextmanager
-async def open_bus(config: Config, instance: str, metrics: Metrics, hub: Hub
+async def open_bus(config: Config, instance: str, deployment: str, metrics: Metrics, hub: Hub
                    ) -> AsyncIterator[RedisBus | None]:
     """The Redis bus when ``[bus] redis_url`` is set (None: one instance, no bus)."""
     if not config.bus.redis_url:
@@ -135,7 +135,8 @@ async def open_bus(config: Config, instance: str, metrics: Metrics, hub: Hub
     if config.storage.backend == "sqlite":
         log.warning("[bus] redis_url is set but [storage] backend is sqlite: instances on the "
                     "bus must share one database; use backend = \"mysql\" for several")
-    async with open_redis_bus(config.bus, instance, metrics, hub.local_presence) as bus:
+    async with open_redis_bus(config.bus, instance, deployment, metrics,
+                              hub.local_presence) as bus:
         bus.receiver = hub.receive
         hub.bus = bus
         try:
@@ -160,7 +161,8 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
         store = wrap_store(raw_store) if wrap_store else raw_store
         metrics = Metrics()
         hub = Hub()
-        async with open_bus(config, instance, metrics, hub) as bus:
+        deployment = await raw_store.deployment_token()
+        async with open_bus(config, instance, deployment, metrics, hub) as bus:
             service = ChatService(config, store, hub, metrics)
             logins: Throttle = LocalThrottle(LOGIN_RATE_PER_MINUTE / 60, LOGIN_RATE_PER_MINUTE)
             if bus is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -54,6 +55,10 @@ RETRY_DELAY = 1.0
 class PresenceReader(Protocol):
     """What the sync task needs of the bus (``bus.redis.RedisBus``)."""
 
+    @property
+    def status(self) -> str:
+        """``ok`` or ``degraded``."""
+
     async def read_presence(self, instance: str) -> tuple[list[int], list[int]]:
         """Another instance's online agents and visitors; ``BusError`` when Redis fails."""
 
@@ -66,8 +71,9 @@ async def serve_sync(hub: Hub, service: ChatService, config: Config, *,
         nursery.start_soon(_fill_gaps, hub, service, config.bus.gap_wait)
         if presence_reader is not None:
             nursery.start_soon(_resync_loop, hub, service, presence_reader)
-            nursery.start_soon(_watch_silence, hub, config.bus.heartbeat_interval,
-                               config.bus.instance_timeout)
+            nursery.start_soon(_watch_silence, hub,
+                               lambda: presence_reader.status == "ok",
+                               config.bus.heartbeat_interval, config.bus.instance_timeout)
         task_status.started()
 
 
@@ -168,6 +174,10 @@ async def _resync(hub: Hub, service: ChatService, since: float) -> bool:
             now = trio.current_time()
             for conversation in changed:
                 cache.put_loaded(conversation, stamp)
+                if conversation.created_at >= start:
+                    # Begun while we heard nothing: its sockets here start at seq 1. (An
+                    # older one unknown here has nobody here who saw any of it.)
+                    hub.sequencer.seed(conversation.id, 0)
                 hub.sequencer.note_horizon(conversation.id, conversation.last_seq, now)
             hub.sync.gaps()
             for conversation in changed[:RESYNC_ANNOUNCE]:
@@ -181,8 +191,20 @@ async def _resync(hub: Hub, service: ChatService, since: float) -> bool:
     return True
 
 
-async def _watch_silence(hub: Hub, interval: float, timeout: float) -> None:
+async def _watch_silence(hub: Hub, bus_ok: Callable[[], bool], interval: float,
+                         timeout: float) -> None:
+    """Count an instance gone when nothing came from it for ``timeout`` seconds, while
+    this instance could hear: during its own outage, Redis is the one at fault."""
+    heard_since = time.time()
+    hearing = True
     while True:
         await trio.sleep(interval)
-        for origin, last_seen in hub.streams.silent(time.time(), timeout):
+        if not bus_ok():
+            hearing = False
+            continue
+        if not hearing:
+            hearing = True
+            heard_since = time.time()
+        for origin, last_seen in hub.streams.silent(time.time(), timeout,
+                                                    heard_since=heard_since):
             hub.forget_origin(origin, last_seen)

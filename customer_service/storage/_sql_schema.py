@@ -49,6 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
+from customer_service.errors import NotFound
 from customer_service.storage._sql import Dialect, Tx, now_ms
 from customer_service.storage._sql_ddl import statement_applied
 
@@ -106,6 +107,14 @@ def applied_versions(tx: Tx) -> set[int]:
 
 def schema_version(tx: Tx) -> int:
     return max(applied_versions(tx), default=0)
+
+
+def deployment_token(tx: Tx) -> str:
+    """The random token migration 3 gave this database."""
+    row = tx.one("SELECT token FROM deployment WHERE id = 1")
+    if row is None:
+        raise NotFound("this database has no deployment token; run customer-service db migrate")
+    return str(row[0])
 
 
 def probe_write(tx: Tx) -> None:

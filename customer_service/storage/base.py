@@ -37,6 +37,10 @@ class Store(Protocol):
     async def ping(self) -> None:
         """Raise ``StorageError`` when the database cannot answer."""
 
+    async def deployment_token(self) -> str:
+        """The random token naming this database (made by a migration): instances on one
+        bus with different tokens belong to different deployments."""
+
     async def probe_write(self) -> None:
         """Run a write transaction that changes nothing: raise ``StorageError`` when the
         database cannot be written (read-only file, missing privilege, a lock nobody

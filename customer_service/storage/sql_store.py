@@ -47,6 +47,9 @@ class SqlStore(ABC):
 
         await self._run(work, write=False)
 
+    async def deployment_token(self) -> str:
+        return await self._run(schema.deployment_token, write=False)
+
     async def probe_write(self) -> None:
         def work(tx: Tx) -> None:
             schema.probe_write(tx)

@@ -87,17 +87,18 @@ def test_two_clauses_on_one_name_leave_the_others_checked() -> None:
 
 def test_every_shipped_mysql_statement_is_checked_or_idempotent() -> None:
     """The rule, applied to the files we ship: each statement is checked by the
-    runner or says IF NOT EXISTS itself."""
+    runner or says IF NOT EXISTS (INSERT IGNORE for data) itself."""
     for migration in _sql_schema.load_migrations(MYSQL):
         for statement in migration.statements:
             assert (_sql_ddl.schema_objects(statement)
-                    or "IF NOT EXISTS" in statement.upper()), (migration.name, statement)
+                    or "IF NOT EXISTS" in statement.upper()
+                    or statement.upper().startswith("INSERT IGNORE")), (migration.name, statement)
 
 
 # --- on MariaDB ----------------------------------------------------------------
 
 ADDS = """
--- Test migration 3: one of each kind of statement that creates something.
+-- Test migration NEXT: one of each kind of statement that creates something.
 ALTER TABLE conversations ADD COLUMN priority INT NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN label VARCHAR(32) NULL,
     ADD KEY conversations_label (label, id);
@@ -114,7 +115,7 @@ INSERT IGNORE INTO notes (id, conversation_id, body) SELECT id, id, 'migrated' F
 """
 
 CHANGES = """
--- Test migration 4: renames and removes what migration 3 made.
+-- Test migration NEXT + 1: renames and removes what migration NEXT made.
 ALTER TABLE conversations RENAME COLUMN label TO topic;
 ALTER TABLE conversations DROP INDEX conversations_label;
 ALTER TABLE notes DROP FOREIGN KEY notes_conversation_fk;
@@ -124,8 +125,10 @@ DROP TABLE notes;
 """
 
 SHIPPED = _sql_schema.load_migrations(MYSQL)
-EXTRA = [Migration(3, "0003_test_adds.sql", tuple(split_statements(ADDS))),
-         Migration(4, "0004_test_changes.sql", tuple(split_statements(CHANGES)))]
+ALL = [m.version for m in SHIPPED]
+NEXT = ALL[-1] + 1
+EXTRA = [Migration(NEXT, f"{NEXT:04d}_test_adds.sql", tuple(split_statements(ADDS))),
+         Migration(NEXT + 1, f"{NEXT + 1:04d}_test_changes.sql", tuple(split_statements(CHANGES)))]
 
 
 def ship(monkeypatch: pytest.MonkeyPatch, migrations: list[Migration]) -> None:
@@ -173,21 +176,21 @@ async def test_shipped_migrations_run_again_without_their_version_rows(
     cfg = dataclasses.replace(mysql_databases(), mysql_pool_size=1)
     db = cfg.mysql_database
     async with open_mysql_store(cfg) as store:
-        assert await store.migrate() == [1, 2]
+        assert await store.migrate() == ALL
         (cid,) = await add_conversations(store, 1)
         await store.set_needs_agent(cid, True)
         before = snapshot(mysql_admin, db)
 
         mysql_admin(db, "DELETE FROM schema_migrations WHERE version = 2")
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == ALL[-1]
         assert await store.migrate() == [2]
-        assert await store.schema_version() == 2
+        assert await store.schema_version() == ALL[-1]
         assert snapshot(mysql_admin, db) == before
         conversation = await store.get_conversation(cid)
         assert conversation is not None and conversation.needs_agent is True
 
         mysql_admin(db, "DELETE FROM schema_migrations")
-        assert await store.migrate() == [1, 2]
+        assert await store.migrate() == ALL
         assert snapshot(mysql_admin, db) == before
         assert await store.get_conversation(cid) == conversation
         assert await store.migrate() == []
@@ -239,14 +242,14 @@ async def test_a_statement_found_partly_applied_stops_the_migration(
     db = cfg.mysql_database
     async with open_mysql_store(cfg) as store:
         await store.migrate()
-        ship(monkeypatch, [*SHIPPED, Migration(3, "0003_two_columns.sql", (statement,))])
+        ship(monkeypatch, [*SHIPPED, Migration(NEXT, f"{NEXT:04d}_two_columns.sql", (statement,))])
         mysql_admin(db, "ALTER TABLE conversations ADD COLUMN a INT NULL")
         with pytest.raises(StorageError, match="partly applied") as raised:
             await store.migrate()
-        assert "ADD COLUMN b" in str(raised.value) and "0003_two_columns.sql" in str(raised.value)
-        assert await store.schema_version() == 2
+        assert "ADD COLUMN b" in str(raised.value) and f"{NEXT:04d}_two_columns.sql" in str(raised.value)
+        assert await store.schema_version() == ALL[-1]
         mysql_admin(db, "ALTER TABLE conversations DROP COLUMN a")
-        assert await store.migrate() == [3]
+        assert await store.migrate() == [NEXT]
         columns = mysql_admin(db, "SELECT column_name FROM information_schema.columns"
                               " WHERE table_schema = %s AND table_name = 'conversations'"
                               " AND column_name IN ('a', 'b') ORDER BY 1", db)

@@ -18,7 +18,7 @@ from customer_service.core.models import (
     Role,
     StoredMessage,
 )
-from customer_service.errors import Conflict, NotFound, StorageError
+from customer_service.errors import Conflict, CustomerServiceError, NotFound, StorageError
 from customer_service.storage import open_store
 from customer_service.storage.base import Store
 
@@ -43,11 +43,28 @@ def seqs(results: list[AppendResult]) -> list[int]:
 
 async def test_migrate_reports_versions_and_is_idempotent(fresh_store: Store) -> None:
     assert await fresh_store.schema_version() == 0
-    assert await fresh_store.migrate() == [1, 2]
-    assert await fresh_store.schema_version() == 2
+    assert await fresh_store.migrate() == [1, 2, 3]
+    assert await fresh_store.schema_version() == 3
     assert await fresh_store.migrate() == []
-    assert await fresh_store.schema_version() == 2
+    assert await fresh_store.schema_version() == 3
     await fresh_store.ping()
+
+
+async def test_the_deployment_token_is_made_once_and_kept(
+        open_test_store: Callable[[], AbstractAsyncContextManager[Store]]) -> None:
+    async with open_test_store() as first:
+        await first.migrate()
+        token = await first.deployment_token()
+        assert len(token) == 32 and int(token, 16) >= 0
+        await first.migrate()
+        assert await first.deployment_token() == token
+    async with open_test_store() as again:
+        assert await again.deployment_token() == token
+
+
+async def test_an_unmigrated_database_has_no_deployment_token(fresh_store: Store) -> None:
+    with pytest.raises(CustomerServiceError):
+        await fresh_store.deployment_token()
 
 
 async def test_migrated_schema_survives_reopening(
@@ -83,7 +100,7 @@ async def test_probe_write_fails_where_the_database_may_only_be_read(
     ann = await store.create_agent("ann", "Ann", "h")
     async with open_read_only_store() as read_only:
         await read_only.ping()
-        assert await read_only.schema_version() == 2
+        assert await read_only.schema_version() == 3
         assert await read_only.get_agent(ann.id) == ann
         with pytest.raises(StorageError):
             await read_only.probe_write()

@@ -42,7 +42,7 @@ EVENTS = [
 
 
 def test_a_batch_survives_encoding_with_every_kind_of_event() -> None:
-    batch = Batch("host-1-abc", 42, EVENTS)
+    batch = Batch("0123abcd" * 4, "host-1-abc", 42, EVENTS)
     assert decode_batch(encode_batch(batch)) == batch
 
 
@@ -77,7 +77,17 @@ def test_silent_origins_are_forgotten_with_when_they_were_last_heard() -> None:
     streams.note("b", 1, 104.0)
     assert streams.silent(105.0, timeout=3.0) == [("a", 100.0)]
     assert "a" not in streams and "b" in streams
-    assert streams.note("a", 2, 106.0)[0] is Arrival.NEW
+    # It was cut off, not dead: what it sent meanwhile is missing.
+    assert streams.note("a", 9, 106.0) == (Arrival.LOST, 100.0)
+    assert streams.note("c", 1, 106.0)[0] is Arrival.NEW
+
+
+def test_nobody_is_silent_while_this_instance_could_not_hear() -> None:
+    streams = Streams()
+    streams.note("a", 1, 100.0)
+    # our own bus was down until 108: counting starts there
+    assert streams.silent(110.0, timeout=3.0, heard_since=108.0) == []
+    assert streams.silent(111.0, timeout=3.0, heard_since=108.0) == [("a", 100.0)]
 
 
 def test_presence_counts_each_instance_once_and_drops_a_gone_one() -> None:
