@@ -106,7 +106,7 @@ class BusConfig:
         "Seconds between an instance's heartbeats on the bus.", gt=0))
     instance_timeout: float = field(default=6.0, metadata=_doc(
         "Seconds without a heartbeat before another instance counts as gone. Its agents "
-        "and visitors then count as offline.", gt=0))
+        "and visitors then count as offline. At least twice heartbeat_interval.", gt=0))
     publish_interval: float = field(default=0.002, metadata=_doc(
         "Seconds an instance gathers events into one Redis publish under load. An event "
         "after a quiet spell goes out at once.", ge=0, le=1))
@@ -333,12 +333,15 @@ def _takes_text(hint: Any) -> bool:
 
 
 def _from_env(raw: str, hint: Any) -> Any:
-    """Parse an environment value as a TOML value, falling back to a bare string."""
+    """Parse an environment value as a TOML value, falling back to a bare string (and, for
+    a list of strings, to words separated by commas: ``10.0.0.5,10.0.0.6``)."""
     try:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         if _takes_text(hint):
             return raw
+        if typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
+            return [word.strip() for word in raw.split(",") if word.strip()]
         raise
 
 
@@ -478,8 +481,12 @@ def _check_sections(config: Config, path: str | None, text: str,
         raise error("[bus] namespace must be 1 to 64 letters, digits or _ . : -", "bus",
                     "namespace")
     if bus.instance_timeout < 2 * bus.heartbeat_interval:
-        raise error("[bus] instance_timeout must be at least twice heartbeat_interval",
-                    "bus", "instance_timeout")
+        given = (f"{ENV_PREFIX}BUS_INSTANCE_TIMEOUT" in environ
+                 or _line_of(text, "bus", "instance_timeout") is not None)
+        raise error(f"[bus] instance_timeout ({bus.instance_timeout:g}) must be at least twice "
+                    f"heartbeat_interval ({bus.heartbeat_interval:g}): an instance would count "
+                    "as gone between two heartbeats", "bus",
+                    "instance_timeout" if given else "heartbeat_interval")
     for entry in server.trusted_proxies:
         try:
             ipaddress.ip_network(entry, strict=False)

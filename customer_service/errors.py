@@ -113,6 +113,10 @@ class HandshakeFailed(WebSocketError):
         self.headers = headers or {}
 
 
+class ListenError(CustomerServiceError):
+    """The server cannot listen on its address (port taken, address not local...)."""
+
+
 class BusError(Unavailable):
     """Redis, the bus between instances, failed or did not answer in time."""
 

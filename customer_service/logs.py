@@ -44,6 +44,9 @@ def configure_logging(config: LogConfig) -> None:
     root.setLevel(config.level.upper())
     for noisy in ("hypercorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # coredis logs every failed connection attempt with a long traceback (and "Connection
+    # closed unexpectedly!" at INFO); the bus logs one line per outage of its own instead.
+    logging.getLogger("coredis").setLevel(logging.CRITICAL)
 
 
 class _InstanceTag(logging.Filter):

@@ -38,7 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 import coredis
 import trio
-from coredis.exceptions import RedisError
+from coredis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
@@ -57,7 +57,12 @@ log = logging.getLogger(__name__)
 coredis.Config.optimized = True  # no runtime type checks on every command
 
 T = TypeVar("T")
-Receiver = Callable[[str, int, list[BusEvent]], None]
+class Receiver(Protocol):
+    def __call__(self, origin: str, number: int, events: list[BusEvent], *,
+                 final: bool = False) -> None: ...
+
+
+
 PresenceSource = Callable[[], tuple[set[int], set[int]]]
 
 MAX_BATCH_EVENTS = 2000
@@ -146,10 +151,13 @@ class RedisBus:
         self._rewrite_presence = True
         """Write the whole presence hash next time (at start, and after Redis was down)."""
         self._heartbeat_due = False
+        self._publish_lock = trio.Lock()
         self._last_publish = -math.inf
         self._publishing_ok = False
         self._subscribed = False
         self._ever_subscribed = False
+        self._outage_started: float | None = None
+        self._outage_dropped = 0
         self._own_seen = -math.inf
         self._warned: dict[str, float] = {}
 
@@ -188,33 +196,47 @@ class RedisBus:
             if self._outbox:
                 self._wake.set()
 
-    async def _publish_batch(self) -> None:
+    async def _publish_batch(self, *, final: bool = False) -> None:
+        """One batch, in number order (the publisher and the goodbye at exit take turns)."""
+        async with self._publish_lock:
+            await self._publish_locked(final)
+
+    async def _publish_locked(self, final: bool) -> None:
         events = [self._outbox.popleft()
                   for _ in range(min(len(self._outbox), MAX_BATCH_EVENTS))]
         heartbeat, self._heartbeat_due = self._heartbeat_due, False
-        if not events and not heartbeat and not self._dirty and not self._rewrite_presence:
+        if (not events and not heartbeat and not self._dirty and not self._rewrite_presence
+                and not final):
             return
         if self._dropped:
             self._number += 1  # the skipped number tells receivers they missed something
             self._dropped = 0
         self._number += 1
-        payload = encode_batch(Batch(self._deployment, self._instance, self._number, events))
+        payload = encode_batch(Batch(self._deployment, self._instance, self._number, events,
+                                     final))
         rewrite, self._rewrite_presence = self._rewrite_presence, False
         dirty, self._dirty = self._dirty, {}
         self._last_publish = trio.current_time()
         try:
             await self._call(self._send(payload, dirty, rewrite, heartbeat or rewrite))
         except BusError as exc:
+            if self._publishing_ok or self._outage_started is None:
+                self._outage_started = trio.current_time()
+                self._outage_dropped = 0
             self._publishing_ok = False
             self._rewrite_presence = True
+            self._outage_dropped += len(events)
             self._metrics.bus_publish_failures.inc()
             self._metrics.bus_events_dropped.inc(len(events))
-            self._warn("publish", "cannot publish to Redis (%s); %d events dropped, the other "
-                       "instances will read them from the database", exc, len(events))
+            self._warn("publish", "cannot publish to Redis (%s); until it works, what this "
+                       "instance's sockets do reaches the others through the database", exc)
             await trio.sleep(RETRY_MIN)
             return
-        if self._warned.pop("publish", None) is not None:
-            log.info("publishing to Redis again")
+        if self._warned.pop("publish", None) is not None and self._outage_started is not None:
+            log.info("publishing to Redis again after %.1f s; %d events were not published "
+                     "(the other instances read what matters from the database)",
+                     trio.current_time() - self._outage_started, self._outage_dropped)
+        self._outage_started = None
         self._publishing_ok = True
         self._metrics.bus_batches_published.inc()
         self._metrics.bus_events_published.inc(len(events))
@@ -311,7 +333,7 @@ class RedisBus:
             return
         self._metrics.bus_batches_received.inc()
         if self.receiver is not None:
-            self.receiver(batch.origin, batch.number, batch.events)
+            self.receiver(batch.origin, batch.number, batch.events, final=batch.final)
 
     # ---- shared state ---------------------------------------------------------
     async def read_presence(self, instance: str) -> tuple[list[int], list[int]]:
@@ -365,8 +387,7 @@ class RedisBus:
         hash, so the others see this instance's agents leave at once."""
         with trio.move_on_after(self.config.command_timeout, shield=True):
             try:
-                if self._outbox:
-                    await self._publish_batch()
+                await self._publish_batch(final=True)
                 await self._call(self._client.delete([self.presence_key(self._instance)]))
             except BusError:
                 pass
@@ -377,6 +398,8 @@ def _describe(group: BaseExceptionGroup[Any] | BaseException) -> str:
         group = group.exceptions[0]
     if isinstance(group, trio.TooSlowError):
         return "no answer in time"
+    if isinstance(group, AuthenticationError | AuthorizationError):
+        return f"Redis refused the credentials of [bus] redis_url: {group}"
     return str(group) or type(group).__name__
 
 
@@ -400,8 +423,9 @@ async def open_redis_bus(config: BusConfig, instance: str, deployment: str,
             log.info("bus: Redis at %s answers; this instance is %s", _safe_url(config.redis_url),
                      instance)
         except BusError as exc:
-            log.warning("bus: Redis at %s does not answer (%s); serving this instance's own "
-                        "sockets until it does", _safe_url(config.redis_url), exc)
+            log.warning("bus: Redis at %s is not usable (%s); serving this instance's own "
+                        "sockets, and joining the others once it is",
+                        _safe_url(config.redis_url), exc.message.removeprefix("Redis: "))
         nursery.start_soon(bus._subscriber)
         nursery.start_soon(bus._publisher)
         nursery.start_soon(bus._heartbeat)

@@ -27,7 +27,7 @@ def banner_rows(config: Config, base_url: str) -> list[tuple[str, str]]:
         ("Agent dashboard", f"{public}/agent"),
         ("Widget", f'<script src="{public}/widget.js"></script>'),
         ("Health", f"{public}/healthz"),
-        ("Metrics", f"{public}/metrics"),
+        ("Metrics", f"{listening}/metrics"),
         ("Visitor socket", f"{ws}/ws/visitor"),
         ("Agent socket", f"{ws}/ws/agent"),
     ]

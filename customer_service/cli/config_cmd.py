@@ -18,7 +18,7 @@ from customer_service.cli.common import (
     esc,
     get_state,
 )
-from customer_service.config import Config, load_config
+from customer_service.config import Config, load_config, worker_count
 
 
 @click.group("config")
@@ -62,12 +62,27 @@ def _env_overrides() -> list[str]:
     return sorted(name for name in os.environ if name in names)
 
 
+def mask_password(url: str) -> str:
+    """A URL with its password replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
 def _summary(config: Config) -> list[tuple[str, str]]:
     server = config.server
     rows = [
         ("listen", f"{server.host}:{server.port}"),
         ("public URL", server.public_url or f"http://{server.host}:{server.port}"),
         ("database", describe_database(config)),
+        ("workers", str(server.workers) if server.workers != "auto"
+         else f"auto ({worker_count(server)} on this machine)"),
+        ("bus", f"Redis {mask_password(config.bus.redis_url)}, namespace "
+                f"{config.bus.namespace}" if config.bus.redis_url else "off (one instance)"),
+        ("trusted proxies", ", ".join(server.trusted_proxies) or "none"),
         ("AI", "on" if config.ai.enabled else "off"),
         ("log", f"{config.log.level}, {config.log.format}"),
     ]
@@ -98,6 +113,18 @@ def check(path: str | None) -> None:
     for label, value in _summary(config):
         table.add_row(label, esc(value))
     out.print(table)
+    for warning in config_warnings(config):
+        console(stderr=True).print(f"[yellow]warning[/yellow]: {esc(warning)}")
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Valid but probably not meant."""
+    found = []
+    if config.bus.redis_url and config.storage.backend == "sqlite":
+        found.append("[bus] redis_url is set but [storage] backend is sqlite: instances on "
+                     "the bus must share one database, so use backend = \"mysql\" for "
+                     "several")
+    return found
 
 
 @config_group.command()

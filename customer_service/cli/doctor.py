@@ -579,10 +579,13 @@ async def check_public_url(config: Config, progress: Progress, timeout: float) -
                 else "; is the server running behind it?")
         raise Failed(f"GET {health_url} answered {health.status_code}{hint}")
     version = ""
+    bus_state: object = None
     try:
         body = health.json()
         if isinstance(body, dict) and body.get("version"):
             version = f" (customer-service {body['version']})"
+        if isinstance(body, dict):
+            bus_state = body.get("bus")
     except ValueError:
         pass
 
@@ -620,8 +623,15 @@ async def check_public_url(config: Config, progress: Progress, timeout: float) -
         raise Failed(f"{ws_url}: {exc}") from None
     except OSError as exc:
         raise Failed(f"{ws_url} unreachable: {_describe(exc)}") from None
-    return Check("public url", "ok", f"{base}: /healthz 200{version}, WebSocket ping/pong via "
-                                     f"{ws_url} in {_ms(elapsed)}")
+    detail = (f"{base}: /healthz 200{version}, WebSocket ping/pong via {ws_url} in "
+              f"{_ms(elapsed)}")
+    if config.bus.redis_url and bus_state != "ok":
+        # The instance that answered is not (or not yet) on the bus: its sockets do not
+        # reach the others'.
+        return Check("public url", "warn", f"{detail}; but the instance that answered says "
+                                           f"\"bus\": {json.dumps(bus_state)} (is its Redis "
+                                           "reachable, and is its [bus] redis_url this one?)")
+    return Check("public url", "ok", detail)
 
 
 # --- running them ------------------------------------------------------------------------

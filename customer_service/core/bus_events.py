@@ -111,6 +111,8 @@ class Batch(msgspec.Struct, array_like=True):
     origin: str
     number: int
     events: list[BusEvent]
+    final: bool = False
+    """The origin's last batch: it is shutting down cleanly (nothing to catch up on)."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -181,6 +183,10 @@ class Streams:
         known.number = number
         known.seen = now
         return arrival, previous_seen
+
+    def leave(self, origin: str) -> None:
+        """The origin shut down cleanly: forget it, with nothing missed."""
+        self._origins.pop(origin, None)
 
     def silent(self, now: float, timeout: float, *, heard_since: float = 0.0
                ) -> list[tuple[str, float]]:

@@ -54,24 +54,32 @@ class PresenceView:
         else:
             _change(sets.visitors, self._visitors, event.key, event.online)
 
-    def replace(self, origin: str, agents: Iterable[int], visitors: Iterable[int]) -> None:
-        """An origin's whole presence, from a snapshot."""
+    def replace(self, origin: str, agents: Iterable[int], visitors: Iterable[int]) -> set[int]:
+        """An origin's whole presence, from a snapshot. Returns the conversations whose
+        visitor came or went by it (their ``online`` changed)."""
+        before = {cid for cid in self._by_origin.get(origin, _Sets()).visitors}
+        was_online = {cid for cid in before if self.visitor_online(cid)}
         self.drop(origin)
         sets = self._by_origin.setdefault(origin, _Sets())
         for agent_id in agents:
             _change(sets.agents, self._agents, agent_id, True)
         for conversation_id in visitors:
             _change(sets.visitors, self._visitors, conversation_id, True)
+        candidates = before | sets.visitors
+        return {cid for cid in candidates
+                if (cid in was_online) != self.visitor_online(cid)}
 
-    def drop(self, origin: str) -> None:
-        """An origin is gone: nobody is online there any more."""
+    def drop(self, origin: str) -> set[int]:
+        """An origin is gone: nobody is online there any more. Returns the conversations
+        whose visitor is now offline everywhere else too."""
         sets = self._by_origin.pop(origin, None)
         if sets is None:
-            return
+            return set()
         for agent_id in sets.agents:
             _decrement(self._agents, agent_id)
         for conversation_id in sets.visitors:
             _decrement(self._visitors, conversation_id)
+        return {cid for cid in sets.visitors if cid not in self._visitors}
 
 
 def _change(members: set[int], totals: Counter[int], key: int, online: bool) -> None:

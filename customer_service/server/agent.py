@@ -38,8 +38,8 @@ class AgentSession(Session):
     __slots__ = ("agent", "follows_queue", "token_hash")
 
     def __init__(self, conn: Connection, service: ChatService, agent: Agent,
-                 token_hash: str, follows_queue: bool = True) -> None:
-        super().__init__(conn, service, agent.id)
+                 token_hash: str, *, follows_queue: bool = True, client: str = "") -> None:
+        super().__init__(conn, service, agent.id, client)
         self.agent = agent
         self.token_hash = token_hash
         self.peer.token_hash = token_hash
@@ -72,8 +72,9 @@ class AgentSession(Session):
     async def start(self) -> None:
         hub = self.service.hub
         hub.add_agent(self.peer, self.follows_queue)
-        log.info("[%s] agent %s (%s) connected%s", self.peer.conn_id, self.agent.id,
-                 self.agent.username, "" if self.follows_queue else " (not following the queue)")
+        log.info("[%s] agent %s (%s) connected from %s%s", self.peer.conn_id, self.agent.id,
+                 self.agent.username, self.client,
+                 "" if self.follows_queue else " (not following the queue)")
         with trio.move_on_after(self.config.message_timeout * 3) as listing:
             summaries = await self._welcome_list()
         if listing.cancelled_caught:

@@ -352,13 +352,14 @@ class App:
         token, 404 unknown path, 400 bad query, 503 shutting down).
         """
         path = scope["path"]
+        client = self.client(scope)
         if self.service.hub.draining:
             raise Unavailable("the server is shutting down; retry")
         # The runners are plain functions returning the session's coroutine, so an idle
         # socket's stack holds no frame of theirs.
         if path == "/ws/visitor":
             def visitor(conn: Connection) -> Awaitable[None]:
-                session = VisitorSession(conn, self.service)
+                session = VisitorSession(conn, self.service, client)
                 return session.run(session.start)
             return visitor
         if path == "/ws/agent":
@@ -366,7 +367,8 @@ class App:
             follows_queue = _switch(_query(scope), "queue", default=True)
 
             def agent_session(conn: Connection) -> Awaitable[None]:
-                session = AgentSession(conn, self.service, agent, token_hash, follows_queue)
+                session = AgentSession(conn, self.service, agent, token_hash,
+                                       follows_queue=follows_queue, client=client)
                 return session.run(session.start)
             return agent_session
         raise NotFound(f"no WebSocket endpoint {path}")

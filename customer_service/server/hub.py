@@ -74,6 +74,8 @@ class SyncRequests:
         """Set when a snapshot or a resync is asked for."""
         self.gap_wake = trio.Event()
         """Set when a gap opened (or became due at once)."""
+        self.reannounce: set[int] = set()
+        """Conversations to show this instance's agents again."""
 
     def snapshot(self, origin: str) -> None:
         self.snapshots.add(origin)
@@ -87,6 +89,13 @@ class SyncRequests:
     def gaps(self) -> None:
         """A gap opened in some conversation."""
         self.gap_wake.set()
+
+    def announce(self, conversation_ids: set[int]) -> None:
+        """These conversations' visitors came or went without events (an instance went
+        or came back): show agents here their new state."""
+        if conversation_ids:
+            self.reannounce |= conversation_ids
+            self.wake.set()
 
 
 class Hub:
@@ -269,7 +278,8 @@ class Hub:
             peer.kick(code, reason)
 
     # ---- from the other instances ----------------------------------------
-    def receive(self, origin: str, number: int, events: Iterable[BusEvent]) -> None:
+    def receive(self, origin: str, number: int, events: Iterable[BusEvent], *,
+                final: bool = False) -> None:
         """A batch published by another instance (number 0: a one-off from a command, such
         as ``agents disable``, that is not an instance's stream)."""
         if number == 0:
@@ -290,6 +300,13 @@ class Hub:
             self.sync.resync(previous)
         for event in events:
             self._apply_remote(origin, event)
+        if final:
+            log.info("instance %s left the bus", origin)
+            self.streams.leave(origin)
+            self.sync.announce({cid for cid in self.presence.drop(origin)
+                                if cid not in self.visitors})
+            if self.on_origin_gone is not None:
+                self.on_origin_gone(origin)
 
     def _apply_remote(self, origin: str, event: BusEvent) -> None:
         match event:
@@ -315,7 +332,8 @@ class Hub:
         """An instance fell silent: its agents and visitors are offline, and what it
         committed just before may never have reached us."""
         log.warning("instance %s is silent; counting it gone", origin)
-        self.presence.drop(origin)
+        self.sync.announce({cid for cid in self.presence.drop(origin)
+                            if cid not in self.visitors})
         self.sync.resync(last_seen)
         if self.on_origin_gone is not None:
             self.on_origin_gone(origin)

@@ -28,6 +28,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from customer_service.ai.responder import open_ai_responder
 from customer_service.config import Config, worker_count
+from customer_service.errors import ListenError
 from customer_service.logs import tag_logs
 from customer_service.server.app import LOGIN_RATE_PER_MINUTE, App
 from customer_service.server.hub import Hub
@@ -110,15 +111,20 @@ class Server:
 
         async with trio.open_nursery() as nursery:
             server = self.config.server
-            if server.transport == "native":
-                options = ListenOptions(server.host, server.port, server.max_frame_bytes,
-                                        server.shutdown_timeout, reuse_port=self.reuse_port)
-                self.urls = await nursery.start(partial(
-                    serve_native, self.app, options, shutdown_trigger=stop_accepting))
-            else:
-                self.urls = await nursery.start(partial(
-                    hypercorn_serve, cast(Any, self.app), self._hypercorn_config(),
-                    shutdown_trigger=stop_accepting))
+            try:
+                if server.transport == "native":
+                    options = ListenOptions(server.host, server.port, server.max_frame_bytes,
+                                            server.shutdown_timeout, reuse_port=self.reuse_port)
+                    self.urls = await nursery.start(partial(
+                        serve_native, self.app, options, shutdown_trigger=stop_accepting))
+                else:
+                    self.urls = await nursery.start(partial(
+                        hypercorn_serve, cast(Any, self.app), self._hypercorn_config(),
+                        shutdown_trigger=stop_accepting))
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc} "
+                    "(change [server] host or port, or stop what uses it)") from None
             log.info("serving on %s", ", ".join(self.urls))
             task_status.started(self.urls)
 

@@ -40,11 +40,29 @@ class Session:
 
     role = "?"
 
-    __slots__ = ("_backlog", "_bucket", "_flushed", "_flushing", "_nursery", "_open", "_sent",
-                 "_strikes", "config", "conn", "floor", "metrics", "peer", "service")
+    __slots__ = (
+        "_backlog",
+        "_bucket",
+        "_flushed",
+        "_flushing",
+        "_nursery",
+        "_open",
+        "_sent",
+        "_strikes",
+        "client",
+        "config",
+        "conn",
+        "floor",
+        "metrics",
+        "peer",
+        "service",
+    )
 
-    def __init__(self, conn: Connection, service: ChatService, identity: int) -> None:
+    def __init__(self, conn: Connection, service: ChatService, identity: int,
+                 client: str = "") -> None:
         self.conn = conn
+        self.client = client or conn.remote
+        """The client's address (behind a trusted proxy, the one it forwarded), for logs."""
         self.service = service
         self.config = service.config.server
         self.metrics = service.metrics

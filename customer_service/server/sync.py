@@ -50,6 +50,8 @@ RESYNC_ANNOUNCE = 500
 """At most this many changed conversations are re-announced to this instance's agents."""
 RESYNC_DEADLINE = 30.0
 RETRY_DELAY = 1.0
+GATHER = 0.2
+"""Seconds the resync task waits after a first request for others to join it."""
 
 
 class PresenceReader(Protocol):
@@ -135,14 +137,16 @@ async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
         for event in hub.sequencer.abandon_gap(cid):
             hub.deliver_held(event)
     else:
-        log.info("[conv %s] filled messages %s..%s from the database", cid, gap.after + 1,
-                 gap.until)
+        log.debug("[conv %s] filled messages %s..%s from the database", cid, gap.after + 1,
+                  gap.until)
 
 
 async def _resync_loop(hub: Hub, service: ChatService, reader: PresenceReader) -> None:
     requests = hub.sync
     while True:
         await requests.wake.wait()
+        # Gather: an outage makes every origin's next batch ask for the same resync.
+        await trio.sleep(GATHER)
         requests.wake = trio.Event()
         origins, requests.snapshots = requests.snapshots, set()
         since, requests.resync_since = requests.resync_since, None
@@ -156,10 +160,25 @@ async def _resync_loop(hub: Hub, service: ChatService, reader: PresenceReader) -
                 await trio.sleep(RETRY_DELAY)
                 continue
             if origin in hub.streams:
-                hub.presence.replace(origin, agents, visitors)
+                requests.reannounce |= {cid for cid in hub.presence.replace(origin, agents, visitors)
+                                        if cid not in hub.visitors}
         if since is not None and not await _resync(hub, service, since):
             requests.resync(since)
             await trio.sleep(RETRY_DELAY)
+        if requests.reannounce:
+            await _reannounce(hub, service)
+
+
+async def _reannounce(hub: Hub, service: ChatService) -> None:
+    """Show this instance's agents conversations whose visitor came or went unseen."""
+    pending, hub.sync.reannounce = hub.sync.reannounce, set()
+    with trio.move_on_after(RESYNC_DEADLINE):
+        for cid in sorted(pending)[:RESYNC_ANNOUNCE]:
+            try:
+                await service.announce(await service.conversation(cid), local_only=True)
+            except CustomerServiceError as exc:
+                log.warning("[conv %s] could not show agents its visitor's presence: %s",
+                            cid, exc)
 
 
 async def _resync(hub: Hub, service: ChatService, since: float) -> bool:

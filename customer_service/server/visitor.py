@@ -26,8 +26,8 @@ class VisitorSession(Session):
 
     __slots__ = ("conversation_id", "visitor")
 
-    def __init__(self, conn: Connection, service: ChatService) -> None:
-        super().__init__(conn, service, 0)
+    def __init__(self, conn: Connection, service: ChatService, client: str = "") -> None:
+        super().__init__(conn, service, 0, client)
         self.visitor: Visitor | None = None
         self.conversation_id = 0
 
@@ -87,8 +87,8 @@ class VisitorSession(Session):
         # Messages the hub hands on from here are either in the replay or after it; a
         # conversation new to this instance starts where the replay starts to look.
         hub.sequencer.seed(conversation.id, conversation.last_seq)
-        log.info("[%s] visitor %s joined conversation %s", self.peer.conn_id, visitor.id,
-                 conversation.id)
+        log.info("[%s] visitor %s joined conversation %s from %s", self.peer.conn_id,
+                 visitor.id, conversation.id, self.client)
         await self.send_now(frames.VisitorWelcomeOut(
             visitor_id=visitor.id, visitor_token=token, conversation_id=conversation.id,
             last_seq=conversation.last_seq, status=str(conversation.status)))

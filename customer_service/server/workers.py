@@ -13,6 +13,7 @@ the supervisor stops the rest and exits with an error.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -30,6 +31,7 @@ from customer_service.errors import CustomerServiceError
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1
 EARLY_EXIT = 5.0
 """A worker that exits within this many seconds of starting failed to start."""
 EARLY_EXITS_ALLOWED = 3
@@ -49,11 +51,25 @@ def _reserve_port(host: str) -> socket.socket:
     return sock
 
 
-def _worker_main(config: Config, number: int, banner: Callable[[str], None] | None) -> None:
+def _die_with(supervisor: int) -> None:
+    """Have the kernel send SIGTERM to this worker when the supervisor dies (Linux), so a
+    killed supervisor leaves no workers holding the port; elsewhere, nothing."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != supervisor:  # it died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_main(config: Config, number: int, banner: Callable[[str], None] | None,
+                 supervisor: int) -> None:
     from customer_service.server.run import run_worker  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with(supervisor)
     try:
         run_worker(config, number, banner)
     except (CustomerServiceError, BaseExceptionGroup) as exc:
@@ -81,7 +97,7 @@ class Supervisor:
     def start(self, number: int) -> None:
         process = self.context.Process(
             target=_worker_main, name=f"customer-service worker {number}",
-            args=(self.config, number, self.banner if number == 1 else None))
+            args=(self.config, number, self.banner if number == 1 else None, os.getpid()))
         process.start()
         self.workers[number] = (process, time.monotonic())
         log.info("worker %d started (pid %s)", number, process.pid)

@@ -530,7 +530,7 @@ def test_render_loopback_conf_keeps_everything_local(tmp_path: Path) -> None:
     code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     assert not re.search(r"\bapp[12]\b", code)
     assert re.findall(r"^\s*listen\s+(\S+);", text, re.M) == ["127.0.0.1:18080"]
-    assert re.findall(r"^\s*server\s+(\S+)\s+max_fails=3 fail_timeout=10s;", text, re.M) == [
+    assert re.findall(r"^\s*server\s+(\S+)\s+max_fails=3 fail_timeout=3s;", text, re.M) == [
         "127.0.0.1:9001", "127.0.0.1:9002"]
     written = re.findall(r"^\s*(?:pid|error_log|access_log|\w+_temp_path)\s+(\S+)", text, re.M)
     assert len(written) >= 8

@@ -258,3 +258,66 @@ def test_reference_shows_type_default_and_env() -> None:
     assert '| `port` | integer | `8080` | `CUSTOMER_SERVICE_SERVER_PORT` |' in text
     assert '| `backend` | one of "sqlite", "mysql" | `"sqlite"` |' in text
     assert toml_value(False) == "false" and toml_value(3.0) == "3.0"
+
+
+# --- several instances --------------------------------------------------------------------
+
+def test_workers_take_a_number_or_auto(tmp_path: Path) -> None:
+    base = ('[bus]\nredis_url = "redis://127.0.0.1:6379/0"\n'
+            '[storage]\nbackend = "mysql"\n[server]\n')
+    assert load_config(write(tmp_path, base + "workers = 4\n"), environ={}).server.workers == 4
+    assert load_config(write(tmp_path, base + 'workers = "auto"\n'),
+                       environ={}).server.workers == "auto"
+    for bad, why in [("0", "at least 1"), ('"AUTO"', 'integer or "auto"'),
+                     ('"2"', 'integer or "auto"'), ("257", "at most 256")]:
+        error = load_error(write(tmp_path, base + f"workers = {bad}\n"))
+        assert why in error.message and error.key == "server.workers" and error.line == 6
+
+
+def test_several_workers_need_the_bus_and_mysql(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, "[server]\nworkers = 2\n"))
+    assert "[server] workers = 2 needs [bus] redis_url" in error.message
+    assert error.line == 2
+    error = load_error(write(tmp_path, '[server]\nworkers = "auto"\n'
+                                       '[bus]\nredis_url = "redis://h:6379/0"\n'))
+    assert '[server] workers = "auto" needs [storage] backend = "mysql"' in error.message
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://h:6379", "must start with redis://"),
+    ("redis://", "needs a host"),
+    ("redis://h:0", "port 0"),
+    ("redis://h:6379/x", "databases are numbers"),
+    ("unix://", "socket's path"),
+])
+def test_a_bad_redis_url_names_the_key_and_line(tmp_path: Path, url: str, why: str) -> None:
+    error = load_error(write(tmp_path, f'[bus]\nnamespace = "cs"\nredis_url = "{url}"\n'))
+    assert why in error.message and error.key == "bus.redis_url" and error.line == 3
+
+
+def test_good_redis_urls_pass(tmp_path: Path) -> None:
+    for url in ("redis://127.0.0.1:6379/0", "rediss://:secret@redis.internal:6380/2",
+                "unix:///run/redis/redis.sock", "redis://h"):
+        assert load_config(write(tmp_path, f'[bus]\nredis_url = "{url}"\n'),
+                           environ={}).bus.redis_url == url
+
+
+def test_heartbeats_must_fit_in_the_instance_timeout(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, "[bus]\nheartbeat_interval = 5\n"))
+    assert "instance_timeout (6) must be at least twice heartbeat_interval (5)" in error.message
+    assert error.line == 2 and error.key == "bus.heartbeat_interval"
+
+
+def test_trusted_proxies_are_checked_and_may_come_from_the_environment(tmp_path: Path) -> None:
+    error = load_error(write(tmp_path, '[server]\ntrusted_proxies = ["10.0.0.1", "nope"]\n'))
+    assert "'nope' is not an IP address or network" in error.message and error.line == 2
+    config = load_config(None, environ={
+        "CUSTOMER_SERVICE_SERVER_TRUSTED_PROXIES": "10.0.0.5, 192.168.0.0/16"})
+    assert config.server.trusted_proxies == ["10.0.0.5", "192.168.0.0/16"]
+
+
+def test_an_unknown_environment_variable_is_an_error_that_names_it() -> None:
+    error = load_error(None, {"CUSTOMER_SERVICE_BUS_REDIS_ULR": "redis://h"})
+    assert "CUSTOMER_SERVICE_BUS_REDIS_ULR" in error.message
+    assert "did you mean CUSTOMER_SERVICE_BUS_REDIS_URL" in error.message
+    assert load_config(None, environ={"CUSTOMER_SERVICE_CONFIG": "x.toml"}) == Config()
