@@ -112,6 +112,21 @@ level = "warning"
     return path
 
 
+def code_version(root: Path) -> str:
+    """The checkout's commit and whether the server's code differs from it (read-only git:
+    ``--no-optional-locks`` keeps ``status`` from rewriting the index)."""
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain", "--",
+             "customer_service"], capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    files = len(changed.splitlines())
+    return f"{commit}, customer_service/ " + (f"with {files} changed file(s)" if files else "as committed")
+
+
 def machine_speed() -> float:
     """Seconds this machine's Python takes for a fixed loop (sum of 10**7 squares), best of 3:
     figures from different machines compare only next to it."""

@@ -98,6 +98,7 @@ from bench.cluster import (  # noqa: E402
 )
 from bench.common import (  # noqa: E402
     HOST,
+    code_version,
     free_port,
     machine_cpu_seconds,
     machine_speed,
@@ -1255,9 +1256,10 @@ def main() -> None:
         parser.error("--connections must be 1..19000 (20,000 open files here), --ping-interval 1..60")
 
     args.machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                    "python_loop_s": round(machine_speed(), 3)}
+                    "python_loop_s": round(machine_speed(), 3), "code": code_version(ROOT)}
     print(f"machine: {args.machine['cpus']} CPUs, Python {args.machine['python']}, reference "
-          f"loop {args.machine['python_loop_s']} s (sum of 10**7 squares; lower is faster)")
+          f"loop {args.machine['python_loop_s']} s (sum of 10**7 squares; lower is faster); "
+          f"code: {args.machine['code']}")
     open_loop = args.scenario in ("relay-open", "soak")
     report = idle(args) if args.scenario == "idle" else relay(args, open_loop=open_loop)
     print_report(report)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -103,10 +104,11 @@ class BusConfig:
     namespace: str = field(default="customer-service", metadata=_doc(
         "Prefix of every Redis key and channel, so deployments can share one Redis."))
     heartbeat_interval: float = field(default=1.0, metadata=_doc(
-        "Seconds between an instance's heartbeats on the bus.", gt=0))
+        "Seconds between an instance's heartbeats on the bus.", ge=0.05, le=60))
     instance_timeout: float = field(default=6.0, metadata=_doc(
         "Seconds without a heartbeat before another instance counts as gone. Its agents "
-        "and visitors then count as offline. At least twice heartbeat_interval.", gt=0))
+        "and visitors then count as offline. At least twice heartbeat_interval.", gt=0,
+        le=3600))
     publish_interval: float = field(default=0.002, metadata=_doc(
         "Seconds an instance gathers events into one Redis publish under load. An event "
         "after a quiet spell goes out at once.", ge=0, le=1))
@@ -117,7 +119,8 @@ class BusConfig:
         "Seconds a message may wait for an earlier one still on the bus. Then the missing "
         "ones are read from the database.", ge=0, le=10))
     command_timeout: float = field(default=1.0, metadata=_doc(
-        "Seconds one Redis command may take before the bus counts as degraded.", gt=0))
+        "Seconds one Redis command may take before the bus counts as degraded.", gt=0,
+        le=60))
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,6 +317,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{where} must be a number, not {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be a finite number, not {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

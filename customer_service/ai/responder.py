@@ -266,6 +266,12 @@ class AiResponder:
 
     async def _store_outcome(self, reply: LiveReply, failure: CustomerServiceError | None) -> None:
         cid = reply.conversation_id
+        if await self.service.hub.claimed(f"ai-takeover:{reply.stream_id}"):
+            # This instance was counted gone (paused, cut off) and another one answered
+            # the conversation again meanwhile: one answer is enough.
+            log.warning("[conv %s] AI reply %s not stored: another instance answered in its "
+                        "place while this one was unreachable", cid, reply.stream_id)
+            return
         try:
             text = "".join(reply.parts)
             if text.strip():

@@ -59,16 +59,19 @@ coredis.Config.optimized = True  # no runtime type checks on every command
 T = TypeVar("T")
 class Receiver(Protocol):
     def __call__(self, origin: str, number: int, events: list[BusEvent], *,
-                 final: bool = False) -> None: ...
+                 final: bool = False, heartbeat: float = 0.0) -> None: ...
 
 
 
 PresenceSource = Callable[[], tuple[set[int], set[int]]]
 
+POOL_SIZE = 16
+"""Redis connections per instance: the subscription, the publisher, a few commands."""
 MAX_BATCH_EVENTS = 2000
 """Most events in one published batch (a few hundred KB at most)."""
 RETRY_MIN = 0.1
 RETRY_MAX = 2.0
+MAX_ID_DIGITS = 19
 LOG_EVERY = 30.0
 """Seconds between repeated warnings about the same outage."""
 
@@ -80,14 +83,31 @@ local now = tonumber(now_s[1]) * 1000000 + tonumber(now_s[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
+-- Anything but a sane time (not a number, NaN, infinity, far ahead) starts afresh.
+if tat == nil or tat ~= tat or tat < now or tat > now + (burst + 1) * interval then
+  tat = now
+end
 local next_tat = tat + interval
 if next_tat - now > burst * interval then return 0 end
 redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
 return 1
 """
 
-_BUS_FAILURES = (RedisError, OSError, trio.TooSlowError)
+_BUS_FAILURES = (RedisError, OSError, TimeoutError, trio.TooSlowError)
+
+
+class _HealingPool(coredis.ConnectionPool[Any]):
+    """coredis 6.9's pool drops the slot of a connection that dies while leased (its
+    ``release`` keeps only usable connections and puts nothing back), so every lost
+    subscription or pipeline shrinks the pool until no connection can be had. This
+    puts an empty slot back, as the pool itself does for idle connections that die."""
+
+    def release(self, connection: Any) -> None:
+        if connection.usable:
+            super().release(connection)
+            return
+        self.statistics.connection_released(connection)
+        self._available_connections.put_nowait(None)
 
 
 class _Counts(Protocol):
@@ -156,6 +176,7 @@ class RedisBus:
         self._publishing_ok = False
         self._subscribed = False
         self._ever_subscribed = False
+        self._subscribed_once = False
         self._outage_started: float | None = None
         self._outage_dropped = 0
         self._own_seen = -math.inf
@@ -213,7 +234,7 @@ class RedisBus:
             self._dropped = 0
         self._number += 1
         payload = encode_batch(Batch(self._deployment, self._instance, self._number, events,
-                                     final))
+                                     final, self.config.heartbeat_interval))
         rewrite, self._rewrite_presence = self._rewrite_presence, False
         dirty, self._dirty = self._dirty, {}
         self._last_publish = trio.current_time()
@@ -243,27 +264,40 @@ class RedisBus:
 
     async def _send(self, payload: bytes, dirty: dict[tuple[str, int], bool], rewrite: bool,
                     refresh: bool) -> None:
+        """One round trip: presence changes, then the batch. Only a failed publish fails
+        it; a presence write that fails (Redis out of memory...) is retried whole later."""
         key = self.presence_key(self._instance)
-        async with self._client.pipeline(transaction=False) as pipe:
+        writes: list[Awaitable[Any]] = []
+        async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
             # Presence first: whoever reads the hash because of this batch reads it after
             # the changes the batch announces (Redis runs a pipeline's commands in order).
             if rewrite:
                 agents, visitors = self._presence()
-                pipe.delete([key])
+                writes.append(pipe.delete([key]))
                 fields = {**{f"agent:{a}": b"1" for a in agents},
                           **{f"visitor:{v}": b"1" for v in visitors}}
                 if fields:
-                    pipe.hset(key, fields)
+                    writes.append(pipe.hset(key, fields))
             else:
                 online = {f"{kind}:{k}": b"1" for (kind, k), on in dirty.items() if on}
                 offline = [f"{kind}:{k}" for (kind, k), on in dirty.items() if not on]
                 if online:
-                    pipe.hset(key, online)
+                    writes.append(pipe.hset(key, online))
                 if offline:
-                    pipe.hdel(key, offline)
+                    writes.append(pipe.hdel(key, offline))
             if refresh:
-                pipe.pexpire(key, int(self.config.instance_timeout * 2000))
-            pipe.publish(self.channel, payload)
+                writes.append(pipe.pexpire(key, int(self.config.instance_timeout * 2000)))
+            published = pipe.publish(self.channel, payload)
+        outcome = await published
+        if isinstance(outcome, BaseException):
+            raise outcome
+        for write in writes:
+            failed = await write
+            if isinstance(failed, BaseException):
+                self._rewrite_presence = True
+                self._warn("presence", "cannot write this instance's presence to Redis (%s); "
+                           "retrying", failed)
+                break
 
     async def _heartbeat(self) -> None:
         while True:
@@ -275,6 +309,7 @@ class RedisBus:
     async def _subscriber(self) -> None:
         delay = RETRY_MIN
         while True:
+            self._subscribed_once = False
             try:
                 await self._subscribe()
             except* _BUS_FAILURES as group:
@@ -286,6 +321,8 @@ class RedisBus:
                            "through Redis; subscribing again")
             finally:
                 self._subscribed = False
+            if self._subscribed_once:  # it worked for a while: start the backoff again
+                delay = RETRY_MIN
             await trio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
@@ -298,6 +335,7 @@ class RedisBus:
         async with self._client.pubsub(channels=[self.channel], ignore_subscribe_messages=True,
                                        retry_policy=NoRetryPolicy()) as pubsub:
             self._subscribed = True
+            self._subscribed_once = True
             self._ever_subscribed = True
             subscribed_at = trio.current_time()
             # Redis may have restarted empty: write this instance's presence hash again.
@@ -319,7 +357,7 @@ class RedisBus:
             batch = decode_batch(bytes(data))
         except (ValueError, TypeError) as exc:
             self._metrics.bus_bad_batches.inc()
-            self._warn("payload", "ignoring a message on %s that is not a bus batch: %s",
+            self._warn("payload", "ignoring a message on %s: %s",
                        self.channel, exc)
             return
         if batch.deployment != self._deployment:
@@ -333,7 +371,8 @@ class RedisBus:
             return
         self._metrics.bus_batches_received.inc()
         if self.receiver is not None:
-            self.receiver(batch.origin, batch.number, batch.events, final=batch.final)
+            self.receiver(batch.origin, batch.number, batch.events, final=batch.final,
+                          heartbeat=batch.heartbeat)
 
     # ---- shared state ---------------------------------------------------------
     async def read_presence(self, instance: str) -> tuple[list[int], list[int]]:
@@ -343,8 +382,8 @@ class RedisBus:
         visitors: list[int] = []
         for raw in found:
             kind, _, key = bytes(raw).decode("ascii", "replace").partition(":")
-            if not key.isdigit():
-                continue
+            if not key.isdigit() or len(key) > MAX_ID_DIGITS or kind not in ("agent", "visitor"):
+                continue  # not written by an instance: ignore it
             (agents if kind == "agent" else visitors).append(int(key))
         return agents, visitors
 
@@ -363,6 +402,10 @@ class RedisBus:
             f"{self.config.namespace}:claim:{key}", self._instance, condition=PureToken.NX,
             px=max(1, int(ttl * 1000))))
         return bool(answer)
+
+    async def claimed(self, key: str) -> bool:
+        """Whether some instance claimed ``key`` (and the claim has not expired)."""
+        return bool(await self._call(self._client.exists([f"{self.config.namespace}:claim:{key}"])))
 
     async def _call(self, request: Awaitable[T]) -> T:
         """Await one Redis request under ``command_timeout``; failures become ``BusError``."""
@@ -412,9 +455,7 @@ async def open_redis_bus(config: BusConfig, instance: str, deployment: str,
     Redis not answering at start is not fatal: the instance serves its own sockets and
     the bus connects when Redis comes (``/healthz`` says ``"bus": "degraded"`` until then).
     """
-    client: coredis.Redis[bytes] = coredis.Redis.from_url(
-        config.redis_url, retry_policy=NoRetryPolicy(), connect_timeout=config.command_timeout,
-        stream_timeout=None, decode_responses=False)
+    client = _client(config)
     async with client, trio.open_nursery() as nursery:
         bus = RedisBus(config, client, instance=instance, deployment=deployment,
                        metrics=metrics, presence=presence)
@@ -442,9 +483,7 @@ async def publish_once(config: BusConfig, deployment: str, origin: str,
     """Publish ``events`` from a short-lived process (the CLI disabling an agent), as batch
     number 0: receivers apply it without tracking ``origin`` as an instance. Raises
     ``BusError`` when Redis does not take it in time."""
-    client: coredis.Redis[bytes] = coredis.Redis.from_url(
-        config.redis_url, retry_policy=NoRetryPolicy(), connect_timeout=config.command_timeout,
-        decode_responses=False)
+    client = _client(config)
     payload = encode_batch(Batch(deployment, origin, 0, events))
     try:
         with trio.fail_after(config.command_timeout):
@@ -452,6 +491,16 @@ async def publish_once(config: BusConfig, deployment: str, origin: str,
                 await client.publish(f"{config.namespace}:bus", payload)
     except* _BUS_FAILURES as group:
         raise BusError(f"Redis at {_safe_url(config.redis_url)}: {_describe(group)}") from None
+
+
+def _client(config: BusConfig) -> coredis.Redis[bytes]:
+    """A client whose every wait is bounded: connecting, and waiting for a free
+    connection in the pool (commands are bounded by ``RedisBus._call``)."""
+    pool = _HealingPool.from_url(config.redis_url, decode_responses=False,
+                                 connect_timeout=config.command_timeout,
+                                 timeout=config.command_timeout, max_connections=POOL_SIZE)
+    return coredis.Redis(connection_pool=pool, retry_policy=NoRetryPolicy(),
+                         decode_responses=False)
 
 
 def _safe_url(url: str) -> str:

@@ -113,6 +113,9 @@ class Batch(msgspec.Struct, array_like=True):
     events: list[BusEvent]
     final: bool = False
     """The origin's last batch: it is shutting down cleanly (nothing to catch up on)."""
+    heartbeat: float = 0.0
+    """The origin's ``[bus] heartbeat_interval``: it counts as silent only after missing a
+    few of its own heartbeats, whatever the receiver's settings."""
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -148,6 +151,7 @@ class _Origin:
     number: int
     seen: float
     """When the last batch arrived from it."""
+    heartbeat: float = 0.0
 
 
 class Streams:
@@ -166,12 +170,13 @@ class Streams:
     def __len__(self) -> int:
         return len(self._origins)
 
-    def note(self, origin: str, number: int, now: float) -> tuple[Arrival, float]:
+    def note(self, origin: str, number: int, now: float, heartbeat: float = 0.0
+             ) -> tuple[Arrival, float]:
         """Classify a batch; also returns when the previous one from its origin came (the
         moment after which something may be missing), or ``now`` for a new origin."""
         known = self._origins.get(origin)
         if known is None:
-            self._origins[origin] = _Origin(number, now)
+            self._origins[origin] = _Origin(number, now, heartbeat)
             gone_since = self._gone.pop(origin, None)
             if gone_since is not None:
                 return Arrival.LOST, gone_since
@@ -182,6 +187,7 @@ class Streams:
         arrival = Arrival.NEXT if number == known.number + 1 else Arrival.LOST
         known.number = number
         known.seen = now
+        known.heartbeat = heartbeat
         return arrival, previous_seen
 
     def leave(self, origin: str) -> None:
@@ -194,7 +200,7 @@ class Streams:
         ``heard_since`` at the earliest (when this instance could hear anyone again after
         its own outage); returns them with the time they were last heard from."""
         gone = [(origin, known.seen) for origin, known in self._origins.items()
-                if now - max(known.seen, heard_since) >= timeout]
+                if now - max(known.seen, heard_since) >= max(timeout, 3 * known.heartbeat)]
         for origin, seen in gone:
             del self._origins[origin]
             self._gone[origin] = seen

@@ -18,9 +18,22 @@ from collections.abc import Iterable, Sequence
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+MAX_HOPS = 32
+"""Forwarded hops looked at, from the right: more than that is not a real proxy chain."""
+
+
 def trusted_networks(entries: Iterable[str]) -> tuple[Network, ...]:
-    """``[server] trusted_proxies`` as networks (the config loader already validated them)."""
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+    """``[server] trusted_proxies`` as networks (the config loader already validated them).
+    IPv4-mapped IPv6 entries (``::ffff:10.0.0.1``) become IPv4, as addresses do."""
+    networks: list[Network] = []
+    for entry in entries:
+        network = ipaddress.ip_network(entry, strict=False)
+        mapped = (network.network_address.ipv4_mapped
+                  if isinstance(network, ipaddress.IPv6Network) else None)
+        if mapped is not None and network.prefixlen >= 96:
+            network = ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}", strict=False)
+        networks.append(network)
+    return tuple(networks)
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -50,7 +63,7 @@ def client_address(peer: str, forwarded_for: str | None, networks: Sequence[Netw
     current = _address(peer)
     if current is None or not _trusted(current, networks):
         return peer
-    hops = [hop for hop in forwarded_for.split(",") if hop.strip()]
+    hops = [hop for hop in forwarded_for.split(",") if hop.strip()][-MAX_HOPS:]
     for hop in reversed(hops):
         found = _address(hop)
         if found is None:

@@ -146,16 +146,19 @@ class Sequencer(Generic[T]):
         if track is not None:
             track.since = now + delay
 
-    def abandon_gap(self, conversation_id: int) -> list[T]:
-        """Stop waiting for missing messages (the database does not have them either):
-        hand on what is held, in order, and go on from the newest seq known."""
+    def abandon_gap(self, conversation_id: int) -> None:
+        """Stop waiting: the database ends where delivery stands. What the bus announced
+        beyond it (held messages, the horizon) was not real and is dropped."""
         track = self._gapped.pop(conversation_id, None)
         if track is None:
-            return []
-        out = [track.held[seq] for seq in sorted(track.held)]
+            return
         track.held.clear()
-        track.delivered = max(track.delivered, track.horizon)
-        return out
+        track.horizon = track.delivered
+
+    def forget(self, conversation_id: int) -> None:
+        """A conversation the database does not know (announced by mistake): drop it."""
+        self._gapped.pop(conversation_id, None)
+        self._tracks.pop(conversation_id, None)
 
     def _add(self, conversation_id: int, track: _Track[T]) -> None:
         self._tracks[conversation_id] = track

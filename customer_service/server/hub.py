@@ -46,6 +46,8 @@ from customer_service.server.peers import ConversationCache, Outbound, Peer
 log = logging.getLogger(__name__)
 
 NO_WATCHERS: frozenset[int] = frozenset()
+LOG_EVERY = 30
+MAX_DEFERRED = 10_000
 
 
 class BusPort(Protocol):
@@ -60,6 +62,10 @@ class BusPort(Protocol):
     async def claim(self, key: str, ttl: float) -> bool:
         """True for exactly one instance asking for ``key`` within ``ttl`` seconds; raises
         ``BusError`` when Redis does not answer."""
+
+    async def claimed(self, key: str) -> bool:
+        """Whether an instance claimed ``key``; raises ``BusError`` when Redis does not
+        answer."""
 
 
 class SyncRequests:
@@ -76,6 +82,9 @@ class SyncRequests:
         """Set when a gap opened (or became due at once)."""
         self.reannounce: set[int] = set()
         """Conversations to show this instance's agents again."""
+        self.resyncing = False
+        """A resynchronisation is asked for or running: messages of conversations unknown
+        here wait for it (it says where they start)."""
 
     def snapshot(self, origin: str) -> None:
         self.snapshots.add(origin)
@@ -84,6 +93,7 @@ class SyncRequests:
     def resync(self, since: float) -> None:
         if self.resync_since is None or since < self.resync_since:
             self.resync_since = since
+        self.resyncing = True
         self.wake.set()
 
     def gaps(self) -> None:
@@ -127,6 +137,9 @@ class Hub:
         self.on_origin_gone: Callable[[str], None] | None = None
         """Told when another instance is gone (the AI responder takes over its replies)."""
         self._wall_clock = wall_clock or time.time
+        self._started = self._wall_clock()
+        self._lost_logged: dict[str, float] = {}
+        self._deferred: list[MessageEvent] = []
 
     # ---- membership ------------------------------------------------------
     def track(self, peer: Peer) -> None:
@@ -271,6 +284,15 @@ class Hub:
             log.warning("could not claim %s on the bus (%s); acting alone", key, exc)
             return True
 
+    async def claimed(self, key: str) -> bool:
+        """Whether another instance claimed ``key`` (False alone, or when Redis is down)."""
+        if self.bus is None:
+            return False
+        try:
+            return await self.bus.claimed(key)
+        except BusError:
+            return False
+
     def close_all(self, code: int, reason: str) -> None:
         """Ask every connection to close with ``code`` (their handlers close them)."""
         self.draining = True
@@ -279,7 +301,7 @@ class Hub:
 
     # ---- from the other instances ----------------------------------------
     def receive(self, origin: str, number: int, events: Iterable[BusEvent], *,
-                final: bool = False) -> None:
+                final: bool = False, heartbeat: float = 0.0) -> None:
         """A batch published by another instance (number 0: a one-off from a command, such
         as ``agents disable``, that is not an instance's stream)."""
         if number == 0:
@@ -287,15 +309,22 @@ class Hub:
                 if isinstance(event, RevokeEvent | ConversationEvent):
                     self._apply_remote(origin, event)
             return
-        arrival, previous = self.streams.note(origin, number, self._wall_clock())
+        now = self._wall_clock()
+        arrival, previous = self.streams.note(origin, number, now, heartbeat)
         if arrival is Arrival.STALE:
             return
         if arrival is Arrival.NEW:
             log.info("instance %s joined the bus", origin)
             self.sync.snapshot(origin)
+            if number > 1:
+                # It published before we heard of it: what concerns our sockets can only
+                # date from our own start.
+                self.sync.resync(self._started)
         elif arrival is Arrival.LOST:
-            log.warning("missed batches from instance %s; resynchronising from the database",
-                        origin)
+            if now - self._lost_logged.get(origin, -LOG_EVERY) >= LOG_EVERY:
+                self._lost_logged[origin] = now
+                log.warning("missed batches from instance %s; resynchronising from the "
+                            "database (logged once every %d s)", origin, LOG_EVERY)
             self.sync.snapshot(origin)
             self.sync.resync(previous)
         for event in events:
@@ -343,11 +372,21 @@ class Hub:
         """A message read from the database to close a gap (not published again)."""
         self._sequence(event)
 
-    def deliver_held(self, event: MessageEvent) -> None:
-        """A message released from the sequencer by other means than ``offer``."""
-        self._deliver_message(event)
+    def release_deferred(self) -> None:
+        """The resynchronisation is over: hand on the messages that waited for it."""
+        self.sync.resyncing = False
+        waiting, self._deferred = self._deferred, []
+        for event in waiting:
+            self._sequence(event)
 
     def _sequence(self, event: MessageEvent) -> None:
+        if (self.sync.resyncing and len(self._deferred) < MAX_DEFERRED
+                and self.sequencer.delivered(event.conversation_id) is None):
+            # A conversation new to this instance while batches were lost: its first
+            # messages may be among the lost ones. The resynchronisation reads where it
+            # starts; until then its messages wait, in order.
+            self._deferred.append(event)
+            return
         ready = self.sequencer.offer(event.conversation_id, event.seq, event, trio.current_time())
         if not ready:
             if self.sequencer.gapped:

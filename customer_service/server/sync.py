@@ -50,6 +50,7 @@ RESYNC_ANNOUNCE = 500
 """At most this many changed conversations are re-announced to this instance's agents."""
 RESYNC_DEADLINE = 30.0
 RETRY_DELAY = 1.0
+SNAPSHOT_ATTEMPTS = 3
 GATHER = 0.2
 """Seconds the resync task waits after a first request for others to join it."""
 
@@ -99,8 +100,7 @@ async def _fill_gaps(hub: Hub, service: ChatService, wait: float) -> None:
 async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
     cid = gap.conversation_id
     if gap.after >= gap.until:  # nothing is missing after all
-        for event in hub.sequencer.abandon_gap(cid):
-            hub.deliver_held(event)
+        hub.sequencer.abandon_gap(cid)
         return
     read = 0
     try:
@@ -120,6 +120,11 @@ async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
                 if len(page) < FILL_PAGE:
                     break
                 after = page[-1].seq
+    except NotFound:
+        log.warning("[conv %s] the bus announced messages of a conversation the database "
+                    "does not have; ignoring it", cid)
+        hub.sequencer.forget(cid)
+        return
     except (CustomerServiceError, trio.TooSlowError) as exc:
         log.warning("[conv %s] could not read messages %s..%s to fill a gap (%s); retrying",
                     cid, gap.after + 1, gap.until, exc or "no answer in time")
@@ -129,13 +134,11 @@ async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
         service.metrics.bus_gap_fills.inc(read)
     delivered = hub.sequencer.delivered(cid) or 0
     if delivered < gap.until:
-        # The database has fewer messages than the bus announced (another deployment on
-        # the same Redis namespace?): hand on what is held rather than wait forever.
+        # The bus announced messages the database does not have: not real (a forged
+        # publish on Redis?). Go on from what the database has.
         log.error("[conv %s] the bus announced message %s but the database ends at %s; "
-                  "check that every instance uses the same database and [bus] namespace",
-                  cid, gap.until, delivered)
-        for event in hub.sequencer.abandon_gap(cid):
-            hub.deliver_held(event)
+                  "ignoring what lies beyond", cid, gap.until, delivered)
+        hub.sequencer.abandon_gap(cid)
     else:
         log.debug("[conv %s] filled messages %s..%s from the database", cid, gap.after + 1,
                   gap.until)
@@ -143,6 +146,7 @@ async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
 
 async def _resync_loop(hub: Hub, service: ChatService, reader: PresenceReader) -> None:
     requests = hub.sync
+    failures: dict[str, int] = {}
     while True:
         await requests.wake.wait()
         # Gather: an outage makes every origin's next batch ask for the same resync.
@@ -150,23 +154,38 @@ async def _resync_loop(hub: Hub, service: ChatService, reader: PresenceReader) -
         requests.wake = trio.Event()
         origins, requests.snapshots = requests.snapshots, set()
         since, requests.resync_since = requests.resync_since, None
+        retry = False
         for origin in origins:
+            if origin not in hub.streams:
+                continue  # gone meanwhile
             try:
                 agents, visitors = await reader.read_presence(origin)
             except CustomerServiceError as exc:
-                log.warning("could not read the presence of instance %s (%s); retrying",
-                            origin, exc)
-                requests.snapshot(origin)
-                await trio.sleep(RETRY_DELAY)
+                failures[origin] = failures.get(origin, 0) + 1
+                if failures[origin] < SNAPSHOT_ATTEMPTS:
+                    requests.snapshots.add(origin)
+                    retry = True
+                else:
+                    log.warning("could not read the presence of instance %s (%s); going by "
+                                "its events alone", origin, exc)
+                    del failures[origin]
                 continue
+            failures.pop(origin, None)
             if origin in hub.streams:
                 requests.reannounce |= {cid for cid in hub.presence.replace(origin, agents, visitors)
                                         if cid not in hub.visitors}
-        if since is not None and not await _resync(hub, service, since):
-            requests.resync(since)
-            await trio.sleep(RETRY_DELAY)
+        if since is not None:
+            if await _resync(hub, service, since):
+                if requests.resync_since is None:
+                    hub.release_deferred()
+            else:
+                requests.resync(since)
+                await trio.sleep(RETRY_DELAY)
         if requests.reannounce:
             await _reannounce(hub, service)
+        if retry:
+            await trio.sleep(RETRY_DELAY)
+            requests.wake.set()
 
 
 async def _reannounce(hub: Hub, service: ChatService) -> None:

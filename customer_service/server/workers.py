@@ -32,6 +32,7 @@ from customer_service.errors import CustomerServiceError
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 EARLY_EXIT = 5.0
 """A worker that exits within this many seconds of starting failed to start."""
 EARLY_EXITS_ALLOWED = 3
@@ -69,6 +70,9 @@ def _worker_main(config: Config, number: int, banner: Callable[[str], None] | No
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Blocked by the supervisor around the fork, so that a signal arriving meanwhile did
+    # not run the supervisor's handler in this process; pending ones now take effect.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _die_with(supervisor)
     try:
         run_worker(config, number, banner)
@@ -98,7 +102,11 @@ class Supervisor:
         process = self.context.Process(
             target=_worker_main, name=f"customer-service worker {number}",
             args=(self.config, number, self.banner if number == 1 else None, os.getpid()))
-        process.start()
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         self.workers[number] = (process, time.monotonic())
         log.info("worker %d started (pid %s)", number, process.pid)
 
@@ -154,7 +162,8 @@ class Supervisor:
             self.stop()
             return
         time.sleep(RESTART_DELAY)
-        self.start(number)
+        if not self.stopping:  # a SIGTERM may have come during the pause
+            self.start(number)
 
 
 def run_workers(config: Config, count: int, banner: Callable[[str], None] | None) -> None:

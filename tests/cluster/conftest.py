@@ -71,11 +71,13 @@ class Cluster:
     def config_file(self, name: str, **overrides: dict[str, Any]) -> Path:
         return cluster_config(self.folder / name, self.database, self.redis.url, **overrides)
 
-    async def start(self, name: str, *, bus: str | None = "ok",
+    async def start(self, name: str, *, healthy_bus: str | None = "ok",
                     **overrides: dict[str, Any]) -> ServerProcess:
+        """Start an instance; ``overrides`` are config sections; it is ready once /healthz
+        says ``"bus": healthy_bus``."""
         config = self.config_file(name, **overrides)
         server: ServerProcess = await trio.to_thread.run_sync(
-            lambda: start_server(self.folder / name, config, name, bus=bus))
+            lambda: start_server(self.folder / name, config, name, bus=healthy_bus))
         self.servers.append(server)
         return server
 

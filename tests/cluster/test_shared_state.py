@@ -197,7 +197,7 @@ def test_workers_without_a_bus_are_refused_at_start_naming_the_keys(tmp_path: Pa
 async def test_an_instance_starts_while_redis_is_down_and_joins_when_it_comes(
         cluster: Cluster) -> None:
     cluster.redis.kill9()
-    a = await cluster.start("a", bus="degraded")
+    a = await cluster.start("a", healthy_bus="degraded")
     health = a.health()
     assert health is not None and health["status"] == "ok" and health["bus"] == "degraded"
     assert "is not usable" in a.log_text()

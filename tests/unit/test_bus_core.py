@@ -138,3 +138,13 @@ def test_the_client_address_comes_from_trusted_proxies_only(peer: str, header: s
 
 def test_without_trusted_proxies_the_header_is_ignored() -> None:
     assert client_address("127.0.0.1", "198.51.100.7", ()) == "127.0.0.1"
+
+
+def test_an_ipv4_mapped_proxy_entry_matches_its_ipv4_peer() -> None:
+    mapped = trusted_networks(["::ffff:127.0.0.1"])
+    assert client_address("127.0.0.1", "198.51.100.9", mapped) == "198.51.100.9"
+
+
+def test_a_long_forwarded_chain_is_read_from_the_right_only_so_far() -> None:
+    chain = ", ".join(["10.0.0.1"] * 5000)
+    assert client_address("127.0.0.1", f"6.6.6.6, {chain}", PROXIES) == "10.0.0.1"

@@ -104,14 +104,22 @@ def test_a_failed_fill_is_retried_later() -> None:
     assert seq.due(3.06, wait=0.05) == [Gap(1, 0, 3)]
 
 
-def test_abandoning_a_gap_hands_on_what_is_held_in_order() -> None:
+def test_abandoning_a_gap_drops_what_the_database_does_not_have() -> None:
+    """A forged seq far ahead must not move delivery past what really exists."""
     seq: Sequencer[str] = Sequencer()
-    seq.seed(1, 0)
-    seq.offer(1, 4, "m4", 0.0)
-    seq.offer(1, 3, "m3", 0.0)
-    assert seq.abandon_gap(1) == ["m3", "m4"]
-    assert seq.delivered(1) == 4 and not seq.gapped
-    assert seq.offer(1, 5, "m5", 0.0) == ["m5"]
+    seq.offer(1, 12, "m12", 0.0)
+    seq.offer(1, 10**12, "forged", 0.0)
+    seq.abandon_gap(1)
+    assert seq.delivered(1) == 12 and not seq.gapped
+    assert seq.offer(1, 13, "m13", 0.0) == ["m13"]
+
+
+def test_a_conversation_the_database_does_not_know_is_forgotten() -> None:
+    seq: Sequencer[str] = Sequencer()
+    seq.offer(99, 1, "ghost", 0.0)
+    seq.offer(99, 3, "ghost3", 0.0)
+    seq.forget(99)
+    assert not seq.gapped and seq.delivered(99) is None
 
 
 def test_capacity_forgets_old_conversations_but_not_pinned_or_gapped_ones() -> None:
