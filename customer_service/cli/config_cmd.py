@@ -82,7 +82,7 @@ def _summary(config: Config) -> list[tuple[str, str]]:
          else f"auto ({worker_count(server)} on this machine)"),
         ("bus", f"Redis {mask_password(config.bus.redis_url)}, namespace "
                 f"{config.bus.namespace}" if config.bus.redis_url else "off (one instance)"),
-        ("trusted proxies", ", ".join(server.trusted_proxies) or "none"),
+        ("proxies", ", ".join(server.trusted_proxies) or "none trusted"),
         ("AI", "on" if config.ai.enabled else "off"),
         ("log", f"{config.log.level}, {config.log.format}"),
     ]
@@ -103,16 +103,12 @@ def check(path: str | None) -> None:
     """
     source = path if path is not None else get_state().config_path
     config = load_config(source)  # ConfigError -> "Error: FILE:LINE: ..." (exit 1)
-    from rich.table import Table
-
     out = console()
     out.print(f"[green]ok[/green]: {esc(source or 'no config file; the embedded defaults')}")
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    for label, value in _summary(config):
-        table.add_row(label, esc(value))
-    out.print(table)
+    rows = _summary(config)
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:  # one line each, never wrapped: paths stay copyable
+        out.print(f"[bold]{label:<{width}}[/bold]  {esc(value)}", soft_wrap=True)
     for warning in config_warnings(config):
         console(stderr=True).print(f"[yellow]warning[/yellow]: {esc(warning)}")
 
