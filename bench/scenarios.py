@@ -923,6 +923,7 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
     common = sorted(set(m0) & set(m1))
     report: dict[str, Any] = {
         "scenario": args.scenario, "pairs": args.pairs, "procs": len(procs), "duration_s": args.duration,
+        "setup_s": args.setup, "warmup_s": args.warmup, "setup_at_once": args.setup_at_once,
         "deployment": {"storage": "mysql" if servers.database else "sqlite",
                        "bus": servers.redis is not None, "instances": len(servers.ports),
                        "workers": servers.workers},
@@ -1070,6 +1071,12 @@ def print_common_tail(report: dict[str, Any]) -> None:
         if "visitor_errors" in g:
             extra += f", error frames to visitors: {g['visitor_errors'] or 'none'}"
         print(f"  load generator {n}: CPU {g['cpu_percent']:.0f}% while measured{extra}")
+    late = [g["set_up_s"] for g in report["load_generators"]
+            if g.get("set_up_s", 0) > report.get("setup_s", math.inf) + report.get("warmup_s", 0)]
+    if late:
+        print(f"  WARNING: pairs were still being set up {max(late):.1f} s after the set-up began, "
+              f"after the measured window opened (--setup {report['setup_s']:g} + --warmup "
+              f"{report['warmup_s']:g} s): the window saw set-up work and fewer pairs chatting")
     if report.get("wall_clock"):
         w = report["wall_clock"]
         print(f"  wall clock: pairs set up from {w['set_up_from']}, sending from "

@@ -38,10 +38,15 @@ from typing import Any, Protocol, TypeVar
 
 import coredis
 import trio
-from coredis.exceptions import AuthenticationError, AuthorizationError, RedisError
 from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
+from customer_service.bus.connection import (
+    BUS_FAILURES,
+    describe,
+    redis_client,
+    safe_url,
+)
 from customer_service.config import BusConfig
 from customer_service.core.bus_events import (
     Batch,
@@ -54,7 +59,6 @@ from customer_service.errors import BusError
 
 log = logging.getLogger(__name__)
 
-coredis.Config.optimized = True  # no runtime type checks on every command
 
 T = TypeVar("T")
 class Receiver(Protocol):
@@ -65,8 +69,6 @@ class Receiver(Protocol):
 
 PresenceSource = Callable[[], tuple[set[int], set[int]]]
 
-POOL_SIZE = 16
-"""Redis connections per instance: the subscription, the publisher, a few commands."""
 MAX_BATCH_EVENTS = 2000
 """Most events in one published batch (a few hundred KB at most)."""
 RETRY_MIN = 0.1
@@ -93,21 +95,6 @@ redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) 
 return 1
 """
 
-_BUS_FAILURES = (RedisError, OSError, TimeoutError, trio.TooSlowError)
-
-
-class _HealingPool(coredis.ConnectionPool[Any]):
-    """coredis 6.9's pool drops the slot of a connection that dies while leased (its
-    ``release`` keeps only usable connections and puts nothing back), so every lost
-    subscription or pipeline shrinks the pool until no connection can be had. This
-    puts an empty slot back, as the pool itself does for idle connections that die."""
-
-    def release(self, connection: Any) -> None:
-        if connection.usable:
-            super().release(connection)
-            return
-        self.statistics.connection_released(connection)
-        self._available_connections.put_nowait(None)
 
 
 class _Counts(Protocol):
@@ -312,10 +299,10 @@ class RedisBus:
             self._subscribed_once = False
             try:
                 await self._subscribe()
-            except* _BUS_FAILURES as group:
+            except* BUS_FAILURES as group:
                 self._warn("subscribe", "%s (%s); retrying",
                            "Redis subscription lost" if self._ever_subscribed
-                           else "cannot subscribe to Redis", _describe(group))
+                           else "cannot subscribe to Redis", describe(group))
             except* _StaleSubscription:
                 self._warn("subscribe", "this instance's own heartbeats stopped coming back "
                            "through Redis; subscribing again")
@@ -412,8 +399,8 @@ class RedisBus:
         try:
             with trio.fail_after(self.config.command_timeout):
                 return await request
-        except* _BUS_FAILURES as group:
-            raise BusError(f"Redis: {_describe(group)}") from None
+        except* BUS_FAILURES as group:
+            raise BusError(f"Redis: {describe(group)}") from None
 
     async def ping(self) -> None:
         await self._call(self._client.ping())
@@ -436,16 +423,6 @@ class RedisBus:
                 pass
 
 
-def _describe(group: BaseExceptionGroup[Any] | BaseException) -> str:
-    while isinstance(group, BaseExceptionGroup) and group.exceptions:
-        group = group.exceptions[0]
-    if isinstance(group, trio.TooSlowError):
-        return "no answer in time"
-    if isinstance(group, AuthenticationError | AuthorizationError):
-        return f"Redis refused the credentials of [bus] redis_url: {group}"
-    return str(group) or type(group).__name__
-
-
 @asynccontextmanager
 async def open_redis_bus(config: BusConfig, instance: str, deployment: str,
                          metrics: BusMetrics, presence: PresenceSource
@@ -455,18 +432,18 @@ async def open_redis_bus(config: BusConfig, instance: str, deployment: str,
     Redis not answering at start is not fatal: the instance serves its own sockets and
     the bus connects when Redis comes (``/healthz`` says ``"bus": "degraded"`` until then).
     """
-    client = _client(config)
+    client = redis_client(config)
     async with client, trio.open_nursery() as nursery:
         bus = RedisBus(config, client, instance=instance, deployment=deployment,
                        metrics=metrics, presence=presence)
         try:
             await bus.ping()
-            log.info("bus: Redis at %s answers; this instance is %s", _safe_url(config.redis_url),
+            log.info("bus: Redis at %s answers; this instance is %s", safe_url(config.redis_url),
                      instance)
         except BusError as exc:
             log.warning("bus: Redis at %s is not usable (%s); serving this instance's own "
                         "sockets, and joining the others once it is",
-                        _safe_url(config.redis_url), exc.message.removeprefix("Redis: "))
+                        safe_url(config.redis_url), exc.message.removeprefix("Redis: "))
         nursery.start_soon(bus._subscriber)
         nursery.start_soon(bus._publisher)
         nursery.start_soon(bus._heartbeat)
@@ -476,38 +453,3 @@ async def open_redis_bus(config: BusConfig, instance: str, deployment: str,
         finally:
             await bus._flush_on_exit()
             nursery.cancel_scope.cancel()
-
-
-async def publish_once(config: BusConfig, deployment: str, origin: str,
-                       events: list[BusEvent]) -> None:
-    """Publish ``events`` from a short-lived process (the CLI disabling an agent), as batch
-    number 0: receivers apply it without tracking ``origin`` as an instance. Raises
-    ``BusError`` when Redis does not take it in time."""
-    client = _client(config)
-    payload = encode_batch(Batch(deployment, origin, 0, events))
-    try:
-        with trio.fail_after(config.command_timeout):
-            async with client:
-                await client.publish(f"{config.namespace}:bus", payload)
-    except* _BUS_FAILURES as group:
-        raise BusError(f"Redis at {_safe_url(config.redis_url)}: {_describe(group)}") from None
-
-
-def _client(config: BusConfig) -> coredis.Redis[bytes]:
-    """A client whose every wait is bounded: connecting, and waiting for a free
-    connection in the pool (commands are bounded by ``RedisBus._call``)."""
-    pool = _HealingPool.from_url(config.redis_url, decode_responses=False,
-                                 connect_timeout=config.command_timeout,
-                                 timeout=config.command_timeout, max_connections=POOL_SIZE)
-    return coredis.Redis(connection_pool=pool, retry_policy=NoRetryPolicy(),
-                         decode_responses=False)
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user + ':' if user else ':'}***@{host}"

@@ -146,7 +146,7 @@ def _close_sockets_now(config: Config, deployment: str, agent: Agent) -> None:
 
     import trio
 
-    from customer_service.bus.redis import publish_once
+    from customer_service.bus.connection import publish_once
     from customer_service.core.bus_events import BusEvent, RevokeEvent
     from customer_service.errors import BusError
 
