@@ -51,6 +51,9 @@ from customer_service.storage import open_store  # noqa: E402
 
 
 async def make_agents(config_path: Path, count: int) -> list[str]:
+    """``count`` agents with a login token each, made straight in the database the config file
+    names (SQLite or MariaDB: ``open_store`` picks the backend; migrated first, so this also
+    creates a fresh MariaDB database). Returns the tokens."""
     config = load_config(config_path, environ={})
     tokens = []
     async with open_store(config) as store:

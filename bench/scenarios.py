@@ -75,6 +75,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,9 @@ from bench.loadgen import Client, Closed, open_loop_schedule  # noqa: E402
 from bench.relay import make_agents  # noqa: E402
 from customer_service.transport.client import HandshakeFailed  # noqa: E402
 
-HANDSHAKES_AT_ONCE = 50  # per load generator (--setup-at-once); a burst of hundreds overflows
-# the listen backlog
+# Pairs each load generator sets up at a time (--setup-at-once); a burst of hundreds
+# overflows the listen backlog.
+HANDSHAKES_AT_ONCE = 50
 PER_PROC_SOCKETS = 6000  # idle: most sockets in one load-generator process
 GRACE = 5.0  # relay-open: seconds after --duration that messages in flight may still arrive
 SETUP_ERRORS = (OSError, HandshakeFailed, Closed, ValueError, KeyError, trio.TooSlowError)
@@ -741,21 +743,19 @@ class Servers:
         return connection_owners(self.ports[0], self.worker_pids)
 
     def close(self, failed: bool = False) -> None:
+        """Servers first (their connections would hold the database), then Redis, then the
+        database; every step runs even when an earlier one failed."""
+        steps: list[Callable[[], None]] = [partial(self._stop_server, p) for p in self.processes]
+        if self.redis is not None:
+            steps.append(self.redis.stop)
+        if self.database is not None:
+            steps.append(partial(drop_database, self.database))
         problems: list[BaseException] = []
-        for process in self.processes:
+        for step in steps:
             try:
-                workers = children(process.pid)
-                stop_process(process, timeout=20 if self.workers > 1 else 10)
-                kill_if_child_of(workers + self.worker_pids, process.pid)
+                step()
             except Exception as exc:
                 problems.append(exc)
-        try:
-            if self.redis is not None:
-                self.redis.stop()
-            if self.database is not None:
-                drop_database(self.database)
-        except Exception as exc:
-            problems.append(exc)
         self.log_digest = self.digest()
         if failed or problems:
             for name, path in [*zip(self.names, self.log_paths, strict=True),
@@ -767,6 +767,13 @@ class Servers:
             shutil.rmtree(self.folder, ignore_errors=True)
         if problems:
             raise problems[0]
+
+    def _stop_server(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGTERM (a supervisor passes it on to its workers), then SIGKILL by PID, workers
+        included."""
+        workers = children(process.pid)
+        stop_process(process, timeout=20 if self.workers > 1 else 10)
+        kill_if_child_of(workers + self.worker_pids, process.pid)
 
     def digest(self) -> dict[str, Any]:
         lines, first = 0, []
@@ -890,11 +897,11 @@ def relay(args: argparse.Namespace, open_loop: bool) -> dict[str, Any]:
         owners = servers.owners()
         services = servers.services()
         watched = [pid for _, pid in measured + services]
+        m0 = servers.scrape()
         time.sleep(max(0.0, start_at - time.monotonic()))
         t0 = time.monotonic()
         busy0 = machine_cpu_seconds()
         cpu0 = [cpu_seconds(pid) for pid in watched]
-        m0 = servers.scrape()
         rss_series = sample_rss([pid for _, pid in measured], start_at, stop_at, args.rss_every)
         cpu1 = [cpu_seconds(pid) for pid in watched]
         busy1 = machine_cpu_seconds()
