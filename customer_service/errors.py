@@ -8,6 +8,8 @@ a JSON body with ``http_status``, the CLI into a ``click`` error.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 
 class CustomerServiceError(Exception):
     """Base of every error raised on purpose by customer-service."""
@@ -178,3 +180,25 @@ class AiBadResponse(AiError):
 
 class AiCircuitOpen(AiError):
     kind = "circuit_open"
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def the_error(exc: BaseException, *, besides: tuple[type[BaseException], ...] = ()
+              ) -> CustomerServiceError | None:
+    """The one ``CustomerServiceError`` behind ``exc``, looking through exception groups
+    (trio wraps what fails inside a nursery, several levels deep) and past ``besides``
+    (the cancellations the failure caused on its way out); None when there is another
+    error, or several."""
+    found = {id(leaf): leaf for leaf in _leaves(exc) if not isinstance(leaf, besides)}
+    if len(found) == 1:  # one error, even when the groups hold it in two places
+        (leaf,) = found.values()
+        if isinstance(leaf, CustomerServiceError):
+            return leaf
+    return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import coredis
 import trio
 from coredis.exceptions import AuthenticationError, AuthorizationError, RedisError
@@ -19,8 +20,11 @@ coredis.Config.optimized = True  # no runtime type checks on every command
 
 POOL_SIZE = 16
 """Redis connections per instance: the subscription, the publisher, a few commands."""
-BUS_FAILURES = (RedisError, OSError, TimeoutError, trio.TooSlowError)
-"""What a Redis call may fail with; ``RedisBus._call`` makes them ``BusError``."""
+BUS_FAILURES = (RedisError, OSError, TimeoutError, trio.TooSlowError,
+                anyio.ClosedResourceError, anyio.BrokenResourceError)
+"""What a Redis call may fail with; ``RedisBus._call`` makes them ``BusError``. (coredis's
+connection tasks run on anyio, whose stream errors leak out when a connection is torn
+down, for instance while a subscription is being cancelled.)"""
 
 
 class _HealingPool(coredis.ConnectionPool[Any]):
@@ -37,14 +41,20 @@ class _HealingPool(coredis.ConnectionPool[Any]):
         self._available_connections.put_nowait(None)
 
 
-def redis_client(config: BusConfig) -> coredis.Redis[bytes]:
+def redis_client(config: BusConfig, *, noreply: bool = False) -> coredis.Redis[bytes]:
     """A client whose every wait is bounded: connecting, and waiting for a free
-    connection in the pool (commands are bounded by ``RedisBus._call``)."""
-    pool = _HealingPool.from_url(config.redis_url, decode_responses=False,
+    connection in the pool (commands are bounded by ``RedisBus._call``).
+
+    ``noreply``: one connection on which Redis sends no replies (``CLIENT REPLY OFF``): a
+    command costs a write, not a round trip (measured: about 150 µs of CPU through coredis
+    on trio against 450 to 700 µs), and one connection keeps the commands in order. Only for
+    fire-and-forget writes; a dead connection still fails the next write."""
+    pool = _HealingPool.from_url(config.redis_url, decode_responses=False, noreply=noreply,
                                  connect_timeout=config.command_timeout,
-                                 timeout=config.command_timeout, max_connections=POOL_SIZE)
+                                 timeout=config.command_timeout,
+                                 max_connections=1 if noreply else POOL_SIZE)
     return coredis.Redis(connection_pool=pool, retry_policy=NoRetryPolicy(),
-                         decode_responses=False)
+                         decode_responses=False, noreply=noreply)
 
 
 def describe(group: BaseExceptionGroup[Any] | BaseException) -> str:

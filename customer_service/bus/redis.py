@@ -137,9 +137,12 @@ class _StaleSubscription(Exception):
 class RedisBus:
     """Build it with ``open_redis_bus``."""
 
-    def __init__(self, config: BusConfig, client: coredis.Redis[bytes], *, instance: str,
-                 deployment: str, metrics: BusMetrics, presence: PresenceSource) -> None:
+    def __init__(self, config: BusConfig, client: coredis.Redis[bytes],
+                 writer: coredis.Redis[bytes], *, instance: str, deployment: str,
+                 metrics: BusMetrics, presence: PresenceSource) -> None:
         self.config = config
+        self._writer = writer
+        """The no-reply connection the publisher writes on."""
         self._instance = instance
         self._deployment = deployment
         self._client = client
@@ -251,40 +254,29 @@ class RedisBus:
 
     async def _send(self, payload: bytes, dirty: dict[tuple[str, int], bool], rewrite: bool,
                     refresh: bool) -> None:
-        """One round trip: presence changes, then the batch. Only a failed publish fails
-        it; a presence write that fails (Redis out of memory...) is retried whole later."""
+        """Presence changes, then the batch, written on the no-reply connection (in order,
+        without waiting for answers): whoever reads the presence hash because of this batch
+        reads it after the changes the batch announces. Whether it all arrived shows in
+        this instance's own heartbeats coming back."""
         key = self.presence_key(self._instance)
-        writes: list[Awaitable[Any]] = []
-        async with self._client.pipeline(transaction=False, raise_on_error=False) as pipe:
-            # Presence first: whoever reads the hash because of this batch reads it after
-            # the changes the batch announces (Redis runs a pipeline's commands in order).
-            if rewrite:
-                agents, visitors = self._presence()
-                writes.append(pipe.delete([key]))
-                fields = {**{f"agent:{a}": b"1" for a in agents},
-                          **{f"visitor:{v}": b"1" for v in visitors}}
-                if fields:
-                    writes.append(pipe.hset(key, fields))
-            else:
-                online = {f"{kind}:{k}": b"1" for (kind, k), on in dirty.items() if on}
-                offline = [f"{kind}:{k}" for (kind, k), on in dirty.items() if not on]
-                if online:
-                    writes.append(pipe.hset(key, online))
-                if offline:
-                    writes.append(pipe.hdel(key, offline))
-            if refresh:
-                writes.append(pipe.pexpire(key, int(self.config.instance_timeout * 2000)))
-            published = pipe.publish(self.channel, payload)
-        outcome = await published
-        if isinstance(outcome, BaseException):
-            raise outcome
-        for write in writes:
-            failed = await write
-            if isinstance(failed, BaseException):
-                self._rewrite_presence = True
-                self._warn("presence", "cannot write this instance's presence to Redis (%s); "
-                           "retrying", failed)
-                break
+        writer = self._writer
+        if rewrite:
+            agents, visitors = self._presence()
+            await writer.delete([key])
+            fields = {**{f"agent:{a}": b"1" for a in agents},
+                      **{f"visitor:{v}": b"1" for v in visitors}}
+            if fields:
+                await writer.hset(key, fields)
+        else:
+            online = {f"{kind}:{k}": b"1" for (kind, k), on in dirty.items() if on}
+            offline = [f"{kind}:{k}" for (kind, k), on in dirty.items() if not on]
+            if online:
+                await writer.hset(key, online)
+            if offline:
+                await writer.hdel(key, offline)
+        if refresh:
+            await writer.pexpire(key, int(self.config.instance_timeout * 2000))
+        await writer.publish(self.channel, payload)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -319,8 +311,11 @@ class RedisBus:
         while its publishes succeed."""
         interval = self.config.heartbeat_interval
         stale_after = 3 * interval + 1
-        async with self._client.pubsub(channels=[self.channel], ignore_subscribe_messages=True,
-                                       retry_policy=NoRetryPolicy()) as pubsub:
+        # A client of its own for each subscription: a fresh connection every time, never
+        # an idle pooled one that may be as dead as the subscription it replaces.
+        async with redis_client(self.config) as client, client.pubsub(
+                channels=[self.channel], ignore_subscribe_messages=True,
+                retry_policy=NoRetryPolicy()) as pubsub:
             self._subscribed = True
             self._subscribed_once = True
             self._ever_subscribed = True
@@ -337,6 +332,9 @@ class RedisBus:
                 now = trio.current_time()
                 if (self._publishing_ok and now - subscribed_at > stale_after
                         and now - self._own_seen > stale_after):
+                    # Any connection may be as dead: start the others afresh too.
+                    self._writer.connection_pool.disconnect()
+                    self._client.connection_pool.disconnect()
                     raise _StaleSubscription
 
     def _on_payload(self, data: Any) -> None:
@@ -433,8 +431,9 @@ async def open_redis_bus(config: BusConfig, instance: str, deployment: str,
     the bus connects when Redis comes (``/healthz`` says ``"bus": "degraded"`` until then).
     """
     client = redis_client(config)
-    async with client, trio.open_nursery() as nursery:
-        bus = RedisBus(config, client, instance=instance, deployment=deployment,
+    writer = redis_client(config, noreply=True)
+    async with client, writer, trio.open_nursery() as nursery:
+        bus = RedisBus(config, client, writer, instance=instance, deployment=deployment,
                        metrics=metrics, presence=presence)
         try:
             await bus.ping()

@@ -17,18 +17,16 @@ from customer_service.cli.config_cmd import config_group
 from customer_service.cli.conversations import conversations
 from customer_service.cli.db import db, stats
 from customer_service.cli.doctor import doctor
-from customer_service.errors import CustomerServiceError
+from customer_service.errors import CustomerServiceError, the_error
 
 
 def _single_error(exc: BaseException) -> CustomerServiceError | None:
-    """The ``CustomerServiceError`` behind ``exc``, unwrapping one-error exception groups.
+    """The ``CustomerServiceError`` behind ``exc``: trio wraps an error raised inside a
+    nursery (the store's, the server's) in exception groups, with the cancellations it
+    caused beside it; one error is still that one error to the user."""
+    import trio
 
-    trio wraps an error raised inside a nursery (the store's, the server's) in an
-    ``ExceptionGroup``; a group of one is still that one error to the user.
-    """
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, CustomerServiceError) else None
+    return the_error(exc, besides=(trio.Cancelled,))
 
 
 class CliGroup(click.Group):

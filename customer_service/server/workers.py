@@ -27,7 +27,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from customer_service.config import Config
-from customer_service.errors import CustomerServiceError
+from customer_service.errors import CustomerServiceError, the_error
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,10 @@ def _worker_main(config: Config, number: int, banner: Callable[[str], None] | No
     try:
         run_worker(config, number, banner)
     except (CustomerServiceError, BaseExceptionGroup) as exc:
-        error = exc
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        if not isinstance(error, CustomerServiceError):
+        import trio  # noqa: PLC0415
+
+        error = the_error(exc, besides=(trio.Cancelled,))
+        if error is None:
             raise
         log.error("worker %d could not run: %s", number, error.message)
         sys.exit(1)

@@ -321,3 +321,26 @@ def test_an_unknown_environment_variable_is_an_error_that_names_it() -> None:
     assert "CUSTOMER_SERVICE_BUS_REDIS_ULR" in error.message
     assert "did you mean CUSTOMER_SERVICE_BUS_REDIS_URL" in error.message
     assert load_config(None, environ={"CUSTOMER_SERVICE_CONFIG": "x.toml"}) == Config()
+
+
+def test_the_error_behind_nested_groups_and_the_cancellations_it_caused() -> None:
+    import trio
+
+    from customer_service.errors import ListenError, the_error
+
+    cancelled = trio.Cancelled._create(source="explicit")  # type: ignore[call-arg]
+    error = ListenError("cannot listen")
+    nested = BaseExceptionGroup("outer", [ExceptionGroup("inner", [error]),
+                                          BaseExceptionGroup("bus", [cancelled])])
+    assert the_error(nested, besides=(trio.Cancelled,)) is error
+    assert the_error(nested) is None  # the cancellation counts unless set aside
+    two = ExceptionGroup("two", [error, ValueError("bug")])
+    assert the_error(two, besides=(trio.Cancelled,)) is None
+
+
+def test_one_error_held_in_two_branches_is_still_one() -> None:
+    from customer_service.errors import ListenError, the_error
+
+    error = ListenError("cannot listen")
+    twice = ExceptionGroup("outer", [ExceptionGroup("a", [error]), ExceptionGroup("b", [error])])
+    assert the_error(twice) is error
