@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import trio
 
 from customer_service.config import Config, load_config
 from customer_service.config_template import (
@@ -16,7 +17,7 @@ from customer_service.config_template import (
     render_template,
     toml_value,
 )
-from customer_service.errors import ConfigError, CustomerServiceError
+from customer_service.errors import ConfigError, CustomerServiceError, ListenError, the_error
 
 
 def write(tmp_path: Path, text: str, name: str = "cs.toml") -> Path:
@@ -324,10 +325,6 @@ def test_an_unknown_environment_variable_is_an_error_that_names_it() -> None:
 
 
 def test_the_error_behind_nested_groups_and_the_cancellations_it_caused() -> None:
-    import trio
-
-    from customer_service.errors import ListenError, the_error
-
     cancelled = trio.Cancelled._create(source="explicit")  # type: ignore[call-arg]
     error = ListenError("cannot listen")
     nested = BaseExceptionGroup("outer", [ExceptionGroup("inner", [error]),
@@ -339,8 +336,6 @@ def test_the_error_behind_nested_groups_and_the_cancellations_it_caused() -> Non
 
 
 def test_one_error_held_in_two_branches_is_still_one() -> None:
-    from customer_service.errors import ListenError, the_error
-
     error = ListenError("cannot listen")
     twice = ExceptionGroup("outer", [ExceptionGroup("a", [error]), ExceptionGroup("b", [error])])
     assert the_error(twice) is error
