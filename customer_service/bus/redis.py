@@ -167,6 +167,7 @@ class RedisBus:
         self._subscribed = False
         self._ever_subscribed = False
         self._subscribed_once = False
+        self._closing = False
         self._outage_started: float | None = None
         self._outage_dropped = 0
         self._own_seen = -math.inf
@@ -292,9 +293,10 @@ class RedisBus:
             try:
                 await self._subscribe()
             except* BUS_FAILURES as group:
-                self._warn("subscribe", "%s (%s); retrying",
-                           "Redis subscription lost" if self._ever_subscribed
-                           else "cannot subscribe to Redis", describe(group))
+                if not self._closing:  # torn down on the way out: nothing to report
+                    self._warn("subscribe", "%s (%s); retrying",
+                               "Redis subscription lost" if self._ever_subscribed
+                               else "cannot subscribe to Redis", describe(group))
             except* _StaleSubscription:
                 self._warn("subscribe", "this instance's own heartbeats stopped coming back "
                            "through Redis; subscribing again")
@@ -413,6 +415,7 @@ class RedisBus:
     async def _flush_on_exit(self) -> None:
         """Send what is queued (the goodbyes of the last sockets) and drop the presence
         hash, so the others see this instance's agents leave at once."""
+        self._closing = True
         with trio.move_on_after(self.config.command_timeout, shield=True):
             try:
                 await self._publish_batch(final=True)
