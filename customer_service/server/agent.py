@@ -161,5 +161,3 @@ class AgentSession(Session):
                     except_agent=agent.id)
                 if client_id:
                     self.reply(frames.AckOut(id=client_id))
-            case frames.Ping(id=client_id):
-                self.reply(frames.PongOut(id=client_id))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ from customer_service.core.models import Agent, ConversationStatus, utc_now
 from customer_service.errors import (
     BadRequest,
     CustomerServiceError,
+    DeadlineExceeded,
     NotFound,
     RateLimited,
     TooLarge,
@@ -153,8 +155,16 @@ class App:
 
     # ---- HTTP ---------------------------------------------------------------
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        timeout = self.service.config.server.message_timeout
         try:
-            response = await self.route(scope, receive)
+            with trio.fail_after(timeout):
+                response = await self.route(scope, receive)
+        except trio.TooSlowError:
+            log.warning("%s %s was not answered within its %ss deadline", scope["method"],
+                        scope["path"], timeout)
+            response = error_response(DeadlineExceeded(
+                f"not answered within {timeout:g} s (the database is slow or locked); "
+                "try again"))
         except CustomerServiceError as exc:
             if exc.http_status >= 500:
                 log.warning("%s %s failed: %s", scope["method"], scope["path"], exc)
@@ -209,17 +219,23 @@ class App:
 
     async def healthz(self) -> Response:
         db = "ok"
-        with trio.move_on_after(2) as waited:
+        with trio.move_on_after(min(2.0, self.service.config.server.message_timeout / 2)
+                                ) as waited:
             try:
                 await self.store.ping()
             except CustomerServiceError:
                 db = "error"
         if waited.cancelled_caught:
             db = "timeout"
-        body = {"status": "ok" if db == "ok" else "error", "version": __version__, "db": db,
+        elif db == "ok" and self.store.write_health.degraded(time.monotonic()):
+            # It answers a ping, but writes time out or fail (a lock, a full disk): the
+            # instance still serves what needs no write, so it stays in the balancer.
+            db = "degraded"
+        status = {"ok": "ok", "degraded": "degraded"}.get(db, "error")
+        body = {"status": status, "version": __version__, "db": db,
                 "ai": self.ai_status(), "bus": self.bus_status(), "instance": self.instance,
                 "connections": self.service.hub.connection_count()}
-        return json_response(200 if db == "ok" else 503, body)
+        return json_response(503 if status == "error" else 200, body)
 
     async def metrics_page(self) -> Response:
         return Response(200, self.metrics.exposition(), self.metrics.content_type.encode())

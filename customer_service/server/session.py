@@ -34,6 +34,9 @@ from customer_service.transport.interface import Connection
 
 log = logging.getLogger(__name__)
 
+IN_FLIGHT = 16
+"""Frames that may wait for their answer on one socket before reading pauses."""
+
 
 class Session:
     """What both socket kinds share: the peer, its writer, the read loop and error handling."""
@@ -47,7 +50,9 @@ class Session:
         "_flushing",
         "_nursery",
         "_open",
+        "_reading",
         "_sent",
+        "_side_tasks",
         "_strikes",
         "client",
         "config",
@@ -80,6 +85,9 @@ class Session:
         """Per conversation, the newest seq already sent by replay; the writer skips up to it."""
         self._bucket = TokenBucket(self.config.rate_limit_per_second, self.config.rate_limit_burst)
         self._strikes = 0
+        self._reading = trio.CancelScope()
+        """Cancelled when a handled frame kicked the peer: the read loop stops."""
+        self._side_tasks = 0
 
     # ---- output -------------------------------------------------------------
     def reply(self, frame: Any) -> None:
@@ -164,41 +172,83 @@ class Session:
         return True
 
     async def read_loop(self) -> None:
+        """Read frames until the peer leaves or is kicked; a stuck frame blocks no other.
+
+        A ping is answered here at once. Every other frame is handled by ``_handle_in_order``,
+        one at a time in arrival order (a text, then an accept, then a close must take
+        effect in that order), each under its own deadline counted from its arrival, so a
+        frame that waited behind a stuck one still gets its answer (or ``timeout``) within
+        ``message_timeout``. ``history`` changes nothing and may run beside them (at most
+        ``IN_FLIGHT`` at once). At most ``IN_FLIGHT`` frames wait in line per socket.
+        """
         counter = self.metrics.in_role[self.role]
+        send, receive = trio.open_memory_channel[tuple[float, Any]](IN_FLIGHT)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._handle_in_order, receive)
+            with send, trio.CancelScope() as self._reading:
+                while not self.peer.kicked:
+                    try:
+                        raw = await self.conn.receive()
+                    except ConnectionClosed as exc:
+                        self._closing(exc.close_code, "")
+                        break
+                    counter.inc()
+                    arrived = trio.current_time()
+                    try:
+                        if self._rate_limited():
+                            raise RateLimited("too many frames; slow down",
+                                              client_id=frames.peek_client_id(raw))
+                        frame = self.parse(raw)
+                    except ProtocolError as exc:
+                        self.reply_error(exc, exc.client_id)
+                        continue
+                    if isinstance(frame, frames.Ping):
+                        self.reply(frames.PongOut(id=frame.id))
+                    elif isinstance(frame, frames.History) and self._side_tasks < IN_FLIGHT:
+                        self._side_tasks += 1
+                        nursery.start_soon(self._handle_aside, arrived, frame)
+                    else:
+                        # When IN_FLIGHT frames wait already, reading waits too (the peer's
+                        # TCP window fills): each of them ends within its deadline.
+                        await send.send((arrived, frame))
+
+    async def _handle_in_order(self, receive: trio.MemoryReceiveChannel[tuple[float, Any]]
+                               ) -> None:
+        async with receive:
+            async for arrived, frame in receive:
+                await self._handle_one(arrived, frame)
+                if self.peer.kicked:
+                    self._reading.cancel()
+                    return
+
+    async def _handle_aside(self, arrived: float, frame: Any) -> None:
+        try:
+            await self._handle_one(arrived, frame)
+        finally:
+            self._side_tasks -= 1
+
+    async def _handle_one(self, arrived: float, frame: Any) -> None:
+        """Handle one frame under its deadline; every failure becomes an error frame here."""
         timeout = self.config.message_timeout
-        while True:
+        client_id: str | None = getattr(frame, "id", None)
+        with trio.CancelScope(deadline=arrived + timeout) as deadline:
             try:
-                raw = await self.conn.receive()
-            except ConnectionClosed as exc:
-                self._closing(exc.close_code, "")
-                return
-            counter.inc()
-            client_id: str | None = None
-            with trio.move_on_after(timeout) as deadline:
-                try:
-                    if self._rate_limited():
-                        raise RateLimited("too many frames; slow down",
-                                          client_id=frames.peek_client_id(raw))
-                    frame = self.parse(raw)
-                    client_id = getattr(frame, "id", None)
-                    await self.handle(frame)
-                except ProtocolError as exc:
-                    self.reply_error(exc, exc.client_id or client_id)
-                except Unavailable as exc:
-                    self.metrics.db_errors.inc()
-                    log.warning("[%s] unavailable: %s", self.peer.conn_id, exc)
-                    self.reply_error(exc, client_id)
-                except CustomerServiceError as exc:
-                    log.exception("[%s] failed handling a frame", self.peer.conn_id)
-                    self.reply_error(exc, client_id)
-            if self.peer.kicked:
-                return
-            if deadline.cancelled_caught:
-                log.warning("[%s] frame handling missed its %ss deadline", self.peer.conn_id,
-                            timeout)
-                self.reply_error(DeadlineExceeded(
-                    f"not handled within {timeout:g} s; resend it with the same id (a message "
-                    "that was stored meanwhile is acked, not stored twice)"), client_id)
+                await self.handle(frame)
+            except ProtocolError as exc:
+                self.reply_error(exc, exc.client_id or client_id)
+            except Unavailable as exc:
+                self.metrics.db_errors.inc()
+                log.warning("[%s] unavailable: %s", self.peer.conn_id, exc)
+                self.reply_error(exc, client_id)
+            except CustomerServiceError as exc:
+                log.exception("[%s] failed handling a frame", self.peer.conn_id)
+                self.reply_error(exc, client_id)
+        if deadline.cancelled_caught and not self.peer.kicked:
+            log.warning("[%s] %s frame missed its %ss deadline", self.peer.conn_id,
+                        type(frame).__name__, timeout)
+            self.reply_error(DeadlineExceeded(
+                f"not handled within {timeout:g} s; resend it with the same id (a message "
+                "that was stored meanwhile is acked, not stored twice)"), client_id)
 
     async def run(self, start: Callable[[], Awaitable[None]]) -> None:
         """Run the session until the peer leaves or is kicked; then close the socket."""

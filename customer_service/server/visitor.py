@@ -154,7 +154,5 @@ class VisitorSession(Session):
                     by="visitor")), visitor=False)
                 if client_id:
                     self.reply(frames.AckOut(id=client_id))
-            case frames.Ping(id=client_id):
-                self.reply(frames.PongOut(id=client_id))
             case frames.Hello():
                 raise BadRequest("hello was already received on this socket")

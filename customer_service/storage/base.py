@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from customer_service.core.db_health import WriteHealth
 from customer_service.core.models import (
     Agent,
     AppendResult,
@@ -27,6 +28,9 @@ from customer_service.core.models import (
 
 
 class Store(Protocol):
+    write_health: WriteHealth
+    """How recent writes went: ``/healthz`` reports ``degraded`` while they fail."""
+
     # --- schema -------------------------------------------------------------
     async def migrate(self) -> list[int]:
         """Apply pending migrations in order; return the versions applied now."""

@@ -37,11 +37,12 @@ import trio
 from pymysql.constants import CR, ER
 
 from customer_service.config import StorageConfig
+from customer_service.core.db_health import WriteHealth
 from customer_service.errors import Conflict, StorageError
 from customer_service.storage import _sql
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
-from customer_service.storage.sql_store import SqlStore
+from customer_service.storage.sql_store import SqlStore, run_interruptible
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,10 @@ CONNECT_TIMEOUT = 10
 IO_TIMEOUT = 30
 """Socket read/write timeout: a hung server fails a request instead of a thread forever."""
 LOCK_WAIT_TIMEOUT = 10
+"""Seconds a statement waits for a row lock (InnoDB) or a table lock (``LOCK TABLES``, DDL;
+MySQL's default for those is a year): work nobody waits for any more (the group commit)
+is not stuck behind a lock for longer than this."""
+KILL_CONNECT_TIMEOUT = 3
 ATTEMPTS = 3
 RETRY_PAUSE = 0.01
 """Up to this many seconds (times the attempt number, at random) before running a
@@ -95,7 +100,8 @@ def _connect(cfg: StorageConfig, database: str | None) -> Connection:
         password=cfg.mysql_password, database=database, charset="utf8mb4",
         autocommit=True, connect_timeout=CONNECT_TIMEOUT, read_timeout=IO_TIMEOUT,
         write_timeout=IO_TIMEOUT, sql_mode=SQL_MODE,
-        init_command=f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_TIMEOUT}")
+        init_command=(f"SET SESSION innodb_lock_wait_timeout = {LOCK_WAIT_TIMEOUT},"
+                      f" SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT}"))
 
 
 def _quote_identifier(name: str) -> str:
@@ -136,6 +142,8 @@ class _Pooled:
     conn: Connection
     limiter: trio.CapacityLimiter
     suspect: bool = False
+    unit: object | None = None
+    """The unit of work running on this connection now (see ``_run_mode``)."""
 
 
 class _StaleConnection(Exception):
@@ -150,6 +158,7 @@ class MysqlStore(SqlStore):
         self._send, self._receive = trio.open_memory_channel[_Pooled](max(1, cfg.mysql_pool_size))
         self._size = 0
         self._closed = False
+        self.write_health = WriteHealth()
 
     def __repr__(self) -> str:
         cfg = self._cfg
@@ -179,14 +188,56 @@ class MysqlStore(SqlStore):
                 f"no free MySQL connection within {ACQUIRE_TIMEOUT:g} s") from exc
         except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
             raise StorageError("the MySQL store is closed") from exc
+        unit = object()
+
+        def job() -> T:
+            pooled.unit = unit
+            try:
+                return self._transact(pooled, work, mode)
+            finally:
+                pooled.unit = None
+
         try:
-            return await trio.to_thread.run_sync(self._transact, pooled, work, mode,
-                                                 limiter=pooled.limiter)
+            return await run_interruptible(job, limiter=pooled.limiter,
+                                           interrupt=lambda: self._kill_soon(pooled, unit),
+                                           health=self.write_health if mode != READ else None)
         finally:
             try:
                 self._send.send_nowait(pooled)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.warning("MySQL connection returned after the store closed; dropped")
+
+    def _kill_soon(self, pooled: _Pooled, unit: object) -> None:
+        """End the statement ``unit`` runs on ``pooled`` (its caller's deadline passed): a
+        ``KILL QUERY`` from a connection of its own, in a thread of its own, so the worker
+        thread stops waiting (on a lock, say) and the pooled connection is free again. The
+        transaction rolls back; the connection stays open."""
+        if pooled.unit is not unit:
+            return
+        cfg = self._cfg
+
+        def kill() -> None:
+            if pooled.unit is not unit:  # it ended meanwhile; never hit the next unit
+                return
+            thread_id = int(pooled.conn.thread_id())  # type: ignore[no-untyped-call]
+            try:
+                killer = pymysql.connect(
+                    host=cfg.mysql_host, port=cfg.mysql_port, user=cfg.mysql_user,
+                    password=cfg.mysql_password, connect_timeout=KILL_CONNECT_TIMEOUT,
+                    read_timeout=KILL_CONNECT_TIMEOUT, write_timeout=KILL_CONNECT_TIMEOUT)
+                try:
+                    if pooled.unit is unit:
+                        with killer.cursor() as cursor:
+                            cursor.execute(f"KILL QUERY {thread_id}")
+                        logger.info("MySQL statement on connection %s passed its caller's "
+                                    "deadline; ended it", thread_id)
+                finally:
+                    _close_quietly(killer)
+            except _DRIVER_ERRORS as exc:
+                logger.warning("could not end a MySQL statement past its deadline "
+                               "(connection %s): %s", thread_id, exc)
+
+        trio.lowlevel.start_thread_soon(kill, lambda _outcome: None, name="mysql kill query")
 
     def _transact(self, pooled: _Pooled, work: Callable[[Tx], T], mode: Mode) -> T:
         """Run ``work`` in the worker thread, retrying what is safe to retry.

@@ -8,11 +8,15 @@ is written once for both dialects, in ``_sql_schema``, ``_sql_people`` and
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
+import trio
+
+from customer_service.core.db_health import WriteHealth
 from customer_service.core.models import (
     Agent,
     AppendResult,
@@ -25,6 +29,7 @@ from customer_service.core.models import (
     StoredMessage,
     Visitor,
 )
+from customer_service.errors import StorageError
 from customer_service.storage import _sql_chat as chat
 from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
@@ -33,7 +38,39 @@ from customer_service.storage._sql import Tx
 T = TypeVar("T")
 
 
+async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimiter,
+                            interrupt: Callable[[], None], health: WriteHealth | None) -> T:
+    """Run ``fn`` in a worker thread; a caller whose deadline passes gets control back now.
+
+    A database call cannot be cancelled from outside its thread, so a request whose
+    deadline passed used to wait for the statement anyway (behind a table lock, for as
+    long as the lock was held). Here the caller is released at once and ``interrupt``
+    asks the database to end the statement, so the thread (and its connection) is free
+    again soon; the transaction rolls back. ``limiter`` stays held until the thread
+    really ends, so nothing else uses its connection meanwhile.
+
+    A write's outcome (done, failed, or given up at its deadline) goes to ``health``.
+    """
+    try:
+        result = await trio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=limiter)
+    except trio.Cancelled:
+        interrupt()
+        if health is not None:
+            health.failed(time.monotonic())
+        raise
+    except StorageError:
+        if health is not None:
+            health.failed(time.monotonic())
+        raise
+    if health is not None:
+        health.succeeded(time.monotonic())
+    return result
+
+
 class SqlStore(ABC):
+    write_health: WriteHealth
+    """How recent writes went (``/healthz``); each backend makes one."""
+
     @abstractmethod
     async def _run(self, work: Callable[[Tx], T], *, write: bool) -> T:
         """Run ``work`` as one transaction (read-only when ``write`` is False)."""

@@ -25,11 +25,12 @@ from typing import TypeVar
 
 import trio
 
+from customer_service.core.db_health import WriteHealth
 from customer_service.errors import Conflict, StorageError
 from customer_service.storage import _sql
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
-from customer_service.storage.sql_store import SqlStore
+from customer_service.storage.sql_store import SqlStore, run_interruptible
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +73,32 @@ class SqliteStore(SqlStore):
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._limiter = trio.CapacityLimiter(1)
+        self._unit: object | None = None
+        self.write_health = WriteHealth()
+        """The unit of work running in the thread now (see ``_run``)."""
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self._path)!r})"
 
     async def _run(self, work: Callable[[Tx], T], *, write: bool) -> T:
-        return await trio.to_thread.run_sync(self._transact, work, write, limiter=self._limiter)
+        unit = object()
+
+        def job() -> T:
+            self._unit = unit
+            try:
+                return self._transact(work, write)
+            finally:
+                self._unit = None
+
+        def interrupt() -> None:
+            """End this unit's statement (its caller's deadline passed); only this unit's:
+            a late interrupt must not hit the next one."""
+            conn = self._conn
+            if conn is not None and self._unit is unit:
+                conn.interrupt()
+
+        return await run_interruptible(job, limiter=self._limiter, interrupt=interrupt,
+                                       health=self.write_health if write else None)
 
     def _transact(self, work: Callable[[Tx], T], write: bool) -> T:
         """One transaction, in the worker thread. ``write`` takes the write lock up front
