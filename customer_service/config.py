@@ -21,7 +21,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -339,15 +339,17 @@ def _takes_text(hint: Any) -> bool:
 
 def _from_env(raw: str, hint: Any) -> Any:
     """Parse an environment value as a TOML value, falling back to a bare string (and, for
-    a list of strings, to words separated by commas: ``10.0.0.5,10.0.0.6``)."""
+    a list of strings, to words separated by commas: ``10.0.0.5,10.0.0.6``). A string key
+    takes the text as it is when it reads as another TOML type (a password ``12345678``)."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         if _takes_text(hint):
             return raw
         if typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
             return [word.strip() for word in raw.split(",") if word.strip()]
         raise
+    return raw if hint is str and not isinstance(value, str) else value
 
 
 def _check_value(f: dataclasses.Field[Any], value: Any, where: str) -> None:
@@ -363,6 +365,56 @@ def _check_value(f: dataclasses.Field[Any], value: Any, where: str) -> None:
         raise ValueError(f"{where} must be at most {le:g}, not {value!r}")
 
 
+def _expected(hint: Any) -> str:
+    """What a value of this type is, for "expected ..." messages: an integer, a number..."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        return f'"{choices[0]}"' if len(choices) == 1 else describe_type(hint)
+    if origin is list:
+        return "a list of " + {str: "strings"}.get(typing.get_args(hint)[0], "values")
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in typing.get_args(hint) if a is not type(None))
+    return {bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(hint, describe_type(hint))
+
+
+def _env_value(f: dataclasses.Field[Any], hint: Any, env_name: str, text: str,
+               key: str) -> Any:
+    """The typed value of one ``CUSTOMER_SERVICE_*`` variable, or a ``ConfigError`` that
+    names the variable and the type it wants (never the TOML parser's own words)."""
+    where = f"{env_name} (environment)"
+    try:
+        value = _convert(_from_env(text, hint), hint, where)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected {_expected(hint)}, got {text!r}",
+                          key=key) from exc
+    try:
+        _check_value(f, value, where)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key=key) from exc
+    return value
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    """``did you mean 'port'?`` when a known name is close, else the list of known names."""
+    choices = list(known)
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f"did you mean '{close[0]}'?" if close else f"known: {', '.join(choices)}"
+
+
+def _suggest_key(key: str, section: str, known: Mapping[str, type[Any]]) -> str:
+    """``_suggest`` within the section; a key of another section says where it belongs."""
+    fields = [f.name for f, _ in section_fields(known[section])]
+    close = difflib.get_close_matches(key, fields, n=1)
+    if not close:
+        elsewhere = [other for other, cls in known.items()
+                     if any(f.name == key for f, _ in section_fields(cls))]
+        if elsewhere:
+            return f"it belongs in [{elsewhere[0]}]"
+    return _suggest(key, fields)
+
+
 def build_config(data: Mapping[str, Any], *, path: str | None = None, text: str = "",
                  environ: Mapping[str, str] | None = None) -> Config:
     """Validate parsed TOML (plus environment overrides) into a ``Config``."""
@@ -370,7 +422,7 @@ def build_config(data: Mapping[str, Any], *, path: str | None = None, text: str 
     known = dict(sections())
     for name, value in data.items():
         if name not in known:
-            raise ConfigError(f"unknown section [{name}] (known: {', '.join(known)})",
+            raise ConfigError(f"unknown section [{name}] ({_suggest(name, known)})",
                               path=path, key=name, line=_line_of(text, name, None))
         if not isinstance(value, dict):
             raise ConfigError(f"[{name}] must be a table", path=path, key=name,
@@ -383,30 +435,21 @@ def build_config(data: Mapping[str, Any], *, path: str | None = None, text: str 
         for key in given:
             if key not in fields:
                 raise ConfigError(
-                    f"unknown key '{key}' in [{name}] (known: {', '.join(fields)})",
+                    f"unknown key '{key}' in [{name}] ({_suggest_key(key, name, known)})",
                     path=path, key=f"{name}.{key}", line=_line_of(text, name, key))
         values: dict[str, Any] = {}
         for key, (f, hint) in fields.items():
             env_name = f"{ENV_PREFIX}{name}_{key}".upper()
-            line = None
             if env_name in environ:
-                where = f"{env_name} (environment)"
-                try:
-                    raw: Any = _from_env(environ[env_name], hint)
-                except tomllib.TOMLDecodeError as exc:
-                    raise ConfigError(f"{where}: {exc}", key=f"{name}.{key}") from exc
+                values[key] = _env_value(f, hint, env_name, environ[env_name], f"{name}.{key}")
             elif key in given:
                 where = f"[{name}] {key}"
-                raw = given[key]
-                line = _line_of(text, name, key)
-            else:
-                continue
-            try:
-                values[key] = _convert(raw, hint, where)
-                _check_value(f, values[key], where)
-            except ValueError as exc:
-                raise ConfigError(str(exc), path=None if env_name in environ else path,
-                                  key=f"{name}.{key}", line=line) from exc
+                try:
+                    values[key] = _convert(given[key], hint, where)
+                    _check_value(f, values[key], where)
+                except ValueError as exc:
+                    raise ConfigError(str(exc), path=path, key=f"{name}.{key}",
+                                      line=_line_of(text, name, key)) from exc
         built[name] = cls(**values)
     config = Config(**built, source=path)
     _check_sections(config, path, text, environ)

@@ -191,13 +191,19 @@ def render_reference_markdown() -> str:
         "(SQLite file `customer-service.db` in the current directory, port 8080, AI off).",
         "",
         "An unknown section or key, a value of the wrong type or an invalid value is an error "
-        "that names the file, the line and the key. Relative paths in the file are relative "
-        "to the file's folder.",
+        "that names the file, the line and the key; a misspelt name gets the closest known one "
+        "(`unknown key 'prot' in [server] (did you mean 'port'?)`). Relative paths in the file "
+        "are relative to the file's folder.",
         "",
         "Every key can also be set from the environment as `CUSTOMER_SERVICE_<SECTION>_<KEY>` "
-        "(upper case), written as a TOML value (`8080`, `true`, `\"text\"`; a bare word counts "
-        "as a string for text keys). The environment wins over the file: this is how secrets "
-        "such as `CUSTOMER_SERVICE_STORAGE_MYSQL_PASSWORD` stay out of it.",
+        "(upper case), written as a TOML value (`8080`, `true`, `\"text\"`; a text key takes "
+        "the value as written, so a bare word or a password of digits stays text). The "
+        "environment wins over the file: this is how secrets such as "
+        "`CUSTOMER_SERVICE_STORAGE_MYSQL_PASSWORD` stay out of it. A `CUSTOMER_SERVICE_*` "
+        "variable that names no key is an error with the closest known name (`did you mean "
+        "CUSTOMER_SERVICE_BUS_REDIS_URL?`), and a value of the wrong type names the variable "
+        "and the type it expects (`CUSTOMER_SERVICE_SERVER_PORT (environment): expected an "
+        "integer, got 'abc'`).",
         "",
         "`customer-service config init [PATH]` writes a file with every key, its documentation "
         "and its default; `customer-service config check PATH` validates one. "

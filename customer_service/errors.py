@@ -82,6 +82,11 @@ class StorageError(Unavailable):
     """The database failed or could not be reached."""
 
 
+class DatabaseMissing(StorageError):
+    """The configured database (a MySQL database, an SQLite file) does not exist, and the
+    caller asked not to create it (``db status``, ``doctor``)."""
+
+
 class ConnectionClosed(CustomerServiceError):
     """A WebSocket is closed: by a close frame (``code``, ``reason``), or by the connection
     going away (1006). Raised by the server's connections and by the client alike."""

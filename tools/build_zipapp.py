@@ -4,7 +4,7 @@
     python tools/build_zipapp.py [--spec shiv.spec] [--output PATH] [--lock]
 
 Needs only the standard library, pip and shiv in the running Python (``pip
-install shiv``; it is in the ``test`` extra): the project is built from its
+install '.[zipapp]'``; the ``test`` extra has shiv too): the project is built from its
 source, not imported. The zipapp fits the Python that runs this script.
 
 Steps, each chosen so that two builds of the same sources give the same bytes:
@@ -159,7 +159,8 @@ def build(spec_path: Path, output: Path | None, lock: bool) -> Path:
     target = (output or root / spec.get("output", "dist/customer-service")).resolve()
     epoch = source_date_epoch(spec, root)
     if importlib.util.find_spec("shiv") is None:
-        raise BuildError("shiv is not installed in this Python: pip install shiv")
+        raise BuildError("shiv is not installed in this Python: pip install '.[zipapp]' "
+                         "(or pip install shiv)")
 
     with tempfile.TemporaryDirectory(prefix="build-zipapp-") as tmp_name:
         tmp = Path(tmp_name)

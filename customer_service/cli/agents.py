@@ -21,6 +21,7 @@ from customer_service.cli.common import (
     echo_json,
     esc,
     json_option,
+    print_table,
     short_time,
     with_store,
 )
@@ -47,6 +48,19 @@ def _check_password(value: str) -> str:
     if problem:
         raise click.BadParameter(problem)
     return value
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _check_password_source(password_stdin: bool) -> None:
+    """Without ``--password-stdin`` the password is asked on the terminal; with a pipe or a
+    file on stdin there is none to ask on (getpass would warn and read the pipe): say which
+    flag to use instead, before anything else happens."""
+    if not password_stdin and not _stdin_is_terminal():
+        raise BadRequest("stdin is not a terminal, so the password cannot be asked for; "
+                         "to read it from stdin, add --password-stdin")
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -96,6 +110,7 @@ def add(username: str, name: str | None, password_stdin: bool) -> None:
         printf '%s\\n' "$PASSWORD" | customer-service agents add bob --password-stdin
     """
     _check_username(username)
+    _check_password_source(password_stdin)
     config = current_config()
 
     async def free(store: Store) -> None:
@@ -134,7 +149,7 @@ def list_agents(as_json: bool) -> None:
         status = "[red]disabled[/red]" if agent.disabled else "[green]enabled[/green]"
         table.add_row(str(agent.id), agent.username, esc(agent.name), status,
                       short_time(agent.created_at))
-    console().print(table)
+    print_table(table)
 
 
 def _close_sockets_now(config: Config, deployment: str, agent: Agent) -> None:
@@ -196,6 +211,7 @@ def enable(username: str) -> None:
 @password_stdin_option
 def passwd(username: str, password_stdin: bool) -> None:
     """Set an agent's password (asks twice, hidden, unless --password-stdin)."""
+    _check_password_source(password_stdin)
     config = current_config()
 
     async def exists(store: Store) -> Agent:

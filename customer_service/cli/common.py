@@ -25,6 +25,7 @@ from customer_service.config import Config, load_config
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from customer_service.core.models import (
         Agent,
@@ -80,14 +81,15 @@ def current_config() -> Config:
 
 
 def with_store(config: Config, work: Callable[[Store], Awaitable[T]], *,
-               migrate: bool = True) -> T:
-    """Open the configured store, migrate it (unless told not to), run ``work`` under trio."""
+               migrate: bool = True, create: bool = True) -> T:
+    """Open the configured store, migrate it (unless told not to), run ``work`` under trio.
+    ``create=False``: a missing database raises ``DatabaseMissing`` instead of being made."""
     import trio
 
     from customer_service.storage import open_store
 
     async def run() -> T:
-        async with open_store(config) as store:
+        async with open_store(config, create=create) as store:
             if migrate:
                 await store.migrate()
             return await work(store)
@@ -117,6 +119,19 @@ def console(*, stderr: bool = False) -> Console:
     if "COLUMNS" not in os.environ:
         width = None if sys.stdout.isatty() else 100
     return Console(stderr=stderr, width=width, highlight=False, soft_wrap=False)
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """Print a rich table; when the output is not a terminal (a file, a pipe, a test), with
+    no space at the end of a line (rich pads the title and the cells to the table's width)."""
+    out = console() if out is None else out
+    if out.is_terminal:
+        out.print(table)
+        return
+    with out.capture() as captured:
+        out.print(table)
+    out.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    out.file.flush()
 
 
 def esc(text: str) -> str:

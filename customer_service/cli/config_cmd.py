@@ -110,7 +110,7 @@ def check(path: str | None) -> None:
     for label, value in rows:  # one line each, never wrapped: paths stay copyable
         out.print(f"[bold]{label:<{width}}[/bold]  {esc(value)}", soft_wrap=True)
     for warning in config_warnings(config):
-        console(stderr=True).print(f"[yellow]warning[/yellow]: {esc(warning)}")
+        console(stderr=True).print(f"[yellow]warning[/yellow]: {esc(warning)}", soft_wrap=True)
 
 
 def config_warnings(config: Config) -> list[str]:
@@ -120,6 +120,12 @@ def config_warnings(config: Config) -> list[str]:
         found.append("[bus] redis_url is set but [storage] backend is sqlite: instances on "
                      "the bus must share one database, so use backend = \"mysql\" for "
                      "several")
+    ai = config.ai
+    if ai.enabled and not ai.resolved_api_key():
+        found.append("[ai] enabled = true but no API key is set ([ai] api_key, "
+                      "CUSTOMER_SERVICE_AI_API_KEY or [ai] api_key_env): requests go without "
+                      "an Authorization header, which only upstreams that need no key accept "
+                      f"(a local Ollama, llama.cpp or vLLM); {ai.base_url} may refuse them")
     return found
 
 

@@ -18,6 +18,7 @@ from customer_service.cli.common import (
     esc,
     json_option,
     message_dict,
+    print_table,
     short_time,
     visitor_dict,
     with_store,
@@ -27,6 +28,7 @@ from customer_service.errors import NotFound
 
 if TYPE_CHECKING:
     from customer_service.core.models import (
+        Agent,
         Conversation,
         ConversationSummary,
         StoredMessage,
@@ -40,6 +42,27 @@ PAGE = 1000
 def _excerpt(text: str, width: int = 60) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+async def _agents(store: Store) -> dict[int, Agent]:
+    return {agent.id: agent for agent in await store.list_agents()}
+
+
+def _agent_name(agent_id: int | None, agents: dict[int, Agent]) -> str:
+    """The assigned agent as people know them: their name, not their id."""
+    if agent_id is None:
+        return ""
+    agent = agents.get(agent_id)
+    if agent is None:
+        return f"agent {agent_id}"
+    return agent.name
+
+
+def _sender(message: StoredMessage) -> str:
+    """``Vera (visitor)``; a system note is just ``system``."""
+    role = str(message.sender_role)
+    name = message.sender_name.strip()
+    return role if not name or name == role else f"{name} ({role})"
 
 
 @click.group()
@@ -62,10 +85,10 @@ def list_conversations(status: str | None, limit: int, as_json: bool) -> None:
     """
     wanted = ConversationStatus(status) if status else None
 
-    async def work(store: Store) -> list[ConversationSummary]:
-        return await store.list_conversations(wanted, limit)
+    async def work(store: Store) -> tuple[list[ConversationSummary], dict[int, Agent]]:
+        return await store.list_conversations(wanted, limit), await _agents(store)
 
-    found = with_store(current_config(), work)
+    found, agents = with_store(current_config(), work)
     if as_json:
         echo_json([{**conversation_dict(s.conversation), "visitor": visitor_dict(s.visitor),
                     "last_message": message_dict(s.last_message) if s.last_message else None}
@@ -73,16 +96,18 @@ def list_conversations(status: str | None, limit: int, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("id", "status", "visitor", "agent", "msgs", "unread", "updated (UTC)",
-                  "last message", title=f"{len(found)} conversation(s)", title_justify="left")
+    table = Table(title=f"{len(found)} conversation(s)", title_justify="left")
+    for column in ("id", "status", "visitor", "agent", "msgs", "unread", "updated (UTC)",
+                   "last message"):  # narrow columns keep their width; text ones wrap
+        table.add_column(column, no_wrap=column not in ("visitor", "agent", "last message"))
     for summary in found:
         conv, visitor, last = summary.conversation, summary.visitor, summary.last_message
         who = visitor.name or visitor.email or f"visitor {visitor.id}"
         table.add_row(str(conv.id), str(conv.status), esc(who),
-                      "" if conv.assigned_to is None else str(conv.assigned_to),
+                      esc(_agent_name(conv.assigned_to, agents)),
                       str(conv.last_seq), str(conv.unread), short_time(conv.updated_at),
                       esc(f"{last.sender_name}: {_excerpt(last.content)}") if last else "")
-    console().print(table)
+    print_table(table)
 
 
 @conversations.command()
@@ -96,20 +121,22 @@ def show(conversation_id: int, as_json: bool) -> None:
         customer-service conversations show 42 --json
     """
 
-    async def work(store: Store) -> tuple[Conversation, Visitor | None, list[StoredMessage]]:
+    async def work(store: Store) -> tuple[Conversation, Visitor | None, list[StoredMessage],
+                                          Agent | None]:
         conv = await store.get_conversation(conversation_id)
         if conv is None:
             raise NotFound(f"no conversation {conversation_id}")
         visitor = await store.get_visitor(conv.visitor_id)
+        agent = None if conv.assigned_to is None else await store.get_agent(conv.assigned_to)
         messages: list[StoredMessage] = []
         while True:
             page = await store.messages_after(conversation_id,
                                               messages[-1].seq if messages else 0, PAGE)
             messages += page
             if len(page) < PAGE:
-                return conv, visitor, messages
+                return conv, visitor, messages, agent
 
-    conv, visitor, messages = with_store(current_config(), work)
+    conv, visitor, messages, agent = with_store(current_config(), work)
     if as_json:
         data: dict[str, Any] = {**conversation_dict(conv),
                                 "visitor": visitor_dict(visitor) if visitor else None,
@@ -124,12 +151,13 @@ def show(conversation_id: int, as_json: bool) -> None:
         who = " ".join(part for part in (visitor.name, f"<{visitor.email}>" if visitor.email
                                          else "", f"on {visitor.page}" if visitor.page else "")
                        if part) or f"visitor {visitor.id}"
-    assigned = f", agent {conv.assigned_to}" if conv.assigned_to is not None else ""
+    assigned = ""
+    if conv.assigned_to is not None:
+        assigned = f", agent {esc(_agent_name(conv.assigned_to, {agent.id: agent} if agent else {}))}"
     out.print(f"[bold]Conversation {conv.id}[/bold]: {conv.status}{assigned}, {esc(who)}, "
-              f"started {short_time(conv.created_at)} UTC")
+              f"started {short_time(conv.created_at)} UTC", soft_wrap=True)
     table = Table("seq", "time (UTC)", "from", "message", title=f"{len(messages)} message(s)",
                   title_justify="left")
     for m in messages:
-        table.add_row(str(m.seq), short_time(m.created_at),
-                      esc(f"{m.sender_name} ({m.sender_role})"), esc(m.content))
-    out.print(table)
+        table.add_row(str(m.seq), short_time(m.created_at), esc(_sender(m)), esc(m.content))
+    print_table(table, out)

@@ -17,6 +17,7 @@ from customer_service.cli.common import (
     echo_json,
     esc,
     json_option,
+    print_table,
     with_store,
 )
 
@@ -64,20 +65,44 @@ def migrate(as_json: bool) -> None:
 @db.command()
 @json_option
 def status(as_json: bool) -> None:
-    """Show the database in use and its schema version, changing nothing."""
+    """Show the database in use and its schema version, changing nothing.
+
+    A database that does not exist is not created, and no migration runs: the
+    output says what 'customer-service db migrate' would do.
+    """
+    from customer_service.cli.doctor import newest_migration
+    from customer_service.errors import DatabaseMissing
+
     config = current_config()
     where = describe_database(config)
+    newest = newest_migration(config.storage.backend)
 
     async def work(store: Store) -> int:
         await store.ping()
         return await store.schema_version()
 
-    version = with_store(config, work, migrate=False)
+    try:
+        version: int | None = with_store(config, work, migrate=False, create=False)
+    except DatabaseMissing as exc:
+        version, missing = None, exc.message
     if as_json:
-        echo_json({"database": where, "version": version})
+        echo_json({"database": where, "exists": version is not None, "version": version or 0,
+                   "latest": newest})
+        return
+    migrate = "'customer-service db migrate'"
+    if version is None:
+        state = f"none; {missing} ({migrate} creates it)"
+    elif version == 0:
+        state = f"0 (empty, not migrated; run {migrate})"
+    elif version < newest:
+        state = f"{version} (not migrated to {newest}, this release's; run {migrate})"
+    elif version > newest:
+        state = f"{version} (newer than {newest}, this release's: a newer release migrated it)"
     else:
-        console().print(f"Database: {esc(where)}\nSchema version: {version}"
-                        + (" (empty; run 'customer-service db migrate')" if version == 0 else ""))
+        state = f"{version} (up to date)"
+    out = console()
+    out.print(f"Database: {esc(where)}", soft_wrap=True)
+    out.print(f"Schema version: {esc(state)}", soft_wrap=True)
 
 
 @click.command()
@@ -111,4 +136,4 @@ def stats(as_json: bool) -> None:
     table.add_row("messages", str(found.messages))
     out = console()
     out.print(f"Database: {esc(describe_database(current_config()))}")
-    out.print(table)
+    print_table(table, out)

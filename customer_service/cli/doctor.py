@@ -27,7 +27,7 @@ import click
 
 from customer_service.cli.common import console, describe_database, echo_json, esc, get_state
 from customer_service.config import ENV_PREFIX, OTHER_ENV_NAMES, Config, worker_count
-from customer_service.errors import ConfigError, CustomerServiceError
+from customer_service.errors import ConfigError, CustomerServiceError, DatabaseMissing
 
 if TYPE_CHECKING:
     import httpx
@@ -243,7 +243,7 @@ async def check_database(config: Config, progress: Progress) -> Check:
     newest = newest_migration(storage.backend)
     progress.step = "opening the database"
     try:
-        async with open_store(config) as store:
+        async with open_store(config, create=False) as store:
             progress.step = "reading the schema version"
             version = await store.schema_version()
             if version < newest:
@@ -256,6 +256,9 @@ async def check_database(config: Config, progress: Progress) -> Check:
         leaf = _leaf(exc)
         if isinstance(leaf, Failed):
             raise leaf from None
+        if isinstance(leaf, DatabaseMissing):
+            raise Failed(f"{where}: the database does not exist; {migrate_hint} to create "
+                         "it") from None
         if isinstance(leaf, CustomerServiceError):
             raise Failed(f"{where}: {leaf.message}") from None
         raise

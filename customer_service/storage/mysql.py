@@ -38,7 +38,7 @@ from pymysql.constants import CR, ER
 
 from customer_service.config import StorageConfig
 from customer_service.core.db_health import WriteHealth
-from customer_service.errors import Conflict, StorageError
+from customer_service.errors import Conflict, DatabaseMissing, StorageError
 from customer_service.storage import _sql
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
@@ -108,8 +108,9 @@ def _quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _connect_creating_database(cfg: StorageConfig) -> Connection:
-    """Connect to the configured database, creating it first when it does not exist.
+def _connect_creating_database(cfg: StorageConfig, create: bool = True) -> Connection:
+    """Connect to the configured database, creating it first when it does not exist
+    (``create=False``: raise ``DatabaseMissing`` instead).
 
     Connecting first and creating only on "unknown database" lets an account
     without the CREATE privilege use a database made for it.
@@ -119,6 +120,9 @@ def _connect_creating_database(cfg: StorageConfig) -> Connection:
     except pymysql.err.OperationalError as exc:
         if _error_code(exc) != ER.BAD_DB_ERROR:
             raise
+        if not create:
+            raise DatabaseMissing(f"the MySQL database {cfg.mysql_database} does not exist on "
+                                  f"{cfg.mysql_host}:{cfg.mysql_port}") from None
     server = _connect(cfg, None)
     try:
         with server.cursor() as cursor:
@@ -371,12 +375,14 @@ class MysqlStore(SqlStore):
 
 
 @asynccontextmanager
-async def open_mysql_store(cfg: StorageConfig) -> AsyncIterator[MysqlStore]:
-    """Connect the pool (creating the database when missing) and close it at exit."""
+async def open_mysql_store(cfg: StorageConfig, *, create: bool = True
+                           ) -> AsyncIterator[MysqlStore]:
+    """Connect the pool (creating the database when missing, unless ``create`` is False:
+    then ``DatabaseMissing``) and close it at exit."""
     store = MysqlStore(cfg)
     try:
         try:
-            first = await trio.to_thread.run_sync(_connect_creating_database, cfg)
+            first = await trio.to_thread.run_sync(_connect_creating_database, cfg, create)
             await store._open_pool(first)
         except _DRIVER_ERRORS as exc:
             raise StorageError(f"cannot connect to MySQL at {cfg.mysql_host}:{cfg.mysql_port}"

@@ -30,6 +30,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
         if name.startswith("CUSTOMER_SERVICE_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+    # CliRunner's stdin stands for the terminal the password prompts read from (the real
+    # check is tested in a subprocess with a pipe on stdin: test_password_source.py).
+    monkeypatch.setattr("customer_service.cli.agents._stdin_is_terminal", lambda: True)
     yield
 
 

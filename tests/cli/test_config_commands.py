@@ -136,3 +136,40 @@ def test_init_defaults_to_the_config_option(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert target.is_file()
     assert not (tmp_path / "customer-service.toml").exists()
+
+
+def test_check_warns_about_an_ai_without_a_key(run: CliRun, tmp_path: Path) -> None:
+    """A warning, not an error: a local upstream (Ollama, llama.cpp) needs no key."""
+    path = tmp_path / "ai.toml"
+    path.write_text('[ai]\nenabled = true\nbase_url = "http://127.0.0.1:11434/v1"\n')
+    result = run("config", "check", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"ok: {path}\n")
+    assert result.stderr == (
+        "warning: [ai] enabled = true but no API key is set ([ai] api_key, "
+        "CUSTOMER_SERVICE_AI_API_KEY or [ai] api_key_env): requests go without an "
+        "Authorization header, which only upstreams that need no key accept (a local Ollama, "
+        "llama.cpp or vLLM); http://127.0.0.1:11434/v1 may refuse them\n")
+
+
+def test_check_does_not_warn_when_the_ai_has_a_key(run: CliRun, tmp_path: Path) -> None:
+    path = tmp_path / "ai.toml"
+    path.write_text('[ai]\nenabled = true\napi_key_env = "MY_KEY"\n')
+    for env in ({"CUSTOMER_SERVICE_AI_API_KEY": "sk-1"}, {"MY_KEY": "sk-2"}):
+        result = run("config", "check", str(path), env=env)
+        assert result.exit_code == 0, result.output
+        assert result.stderr == "", env
+    off = tmp_path / "off.toml"
+    off.write_text("[ai]\nenabled = false\n")
+    result = run("config", "check", str(off))
+    assert (result.exit_code, result.stderr) == (0, "")
+
+
+def test_check_warns_about_a_bus_on_sqlite(run: CliRun, tmp_path: Path) -> None:
+    path = tmp_path / "bus.toml"
+    path.write_text('[bus]\nredis_url = "redis://127.0.0.1:6379/0"\n')
+    result = run("config", "check", str(path))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: [bus] redis_url is set but [storage] backend is "
+                                    "sqlite")
+    assert result.stderr.count("\n") == 1  # one line, not wrapped at the console's width

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import re
+import secrets
+import socket
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 from click.testing import Result
 
 from customer_service.auth import token_hash
+from customer_service.cli.doctor import newest_migration
 from customer_service.core.models import ConversationStatus, NewMessage, Role
 from customer_service.storage.base import Store
 
 CliRun = Callable[..., Result]
 StoreCall = Callable[[Callable[[Store], Any]], Any]
+LATEST = {backend: newest_migration(backend) for backend in ("sqlite", "mysql")}
 
 
 @pytest.fixture
@@ -109,6 +116,77 @@ def test_show_unknown_conversation(run: CliRun) -> None:
     assert "Traceback" not in result.output
 
 
+# --- the tables, line by line ------------------------------------------------------------
+
+def _lines(result: Result) -> list[str]:
+    """The output's lines, times replaced (they are the test's own run time)."""
+    assert result.exit_code == 0, result.output
+    return re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d", "YYYY-MM-DD HH:MM", result.output).split("\n")
+
+
+@pytest.fixture
+def assigned(store_call: StoreCall) -> None:
+    """Vera's conversation, taken by Alice Martin (username alice) with a system note."""
+
+    async def work(store: Store) -> None:
+        alice = await store.create_agent("alice", "Alice Martin", "x")
+        vera = await store.create_visitor(token_hash("v1"), "Vera", "vera@example.com",
+                                          "/pricing")
+        conv = await store.current_conversation(vera.id)
+        await store.append_messages([
+            NewMessage(conv.id, Role.VISITOR, vera.id, "Vera", "Hello?"),
+            NewMessage(conv.id, Role.SYSTEM, None, "system", "Alice Martin joined"),
+            NewMessage(conv.id, Role.AGENT, alice.id, "Alice Martin", "Hi"),
+        ])
+        await store.set_conversation_state(conv.id, ConversationStatus.ASSIGNED, alice.id)
+
+    store_call(work)
+
+
+def test_list_lines_name_the_agent(run: CliRun, assigned: None) -> None:
+    assert _lines(run("conversations", "list")) == [
+        "1 conversation(s)",
+        "┏━━━━┳━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━┳━━━━━━━━┳━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━┓",
+        "┃ id ┃ status   ┃ visitor ┃ agent        ┃ msgs ┃ unread ┃ updated (UTC)    ┃ last message     ┃",
+        "┡━━━━╇━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━╇━━━━━━━━╇━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━┩",
+        "│ 1  │ assigned │ Vera    │ Alice Martin │ 3    │ 3      │ YYYY-MM-DD HH:MM │ Alice Martin: Hi │",
+        "└────┴──────────┴─────────┴──────────────┴──────┴────────┴──────────────────┴──────────────────┘",
+        "",
+    ]
+
+
+def test_show_lines_name_the_agent_and_the_system_once(run: CliRun, assigned: None) -> None:
+    assert _lines(run("conversations", "show", "1")) == [
+        "Conversation 1: assigned, agent Alice Martin, Vera <vera@example.com> on /pricing, "
+        "started YYYY-MM-DD HH:MM UTC",
+        "3 message(s)",
+        "┏━━━━━┳━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━━━━┓",
+        "┃ seq ┃ time (UTC)       ┃ from                 ┃ message             ┃",
+        "┡━━━━━╇━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━━━━┩",
+        "│ 1   │ YYYY-MM-DD HH:MM │ Vera (visitor)       │ Hello?              │",
+        "│ 2   │ YYYY-MM-DD HH:MM │ system               │ Alice Martin joined │",
+        "│ 3   │ YYYY-MM-DD HH:MM │ Alice Martin (agent) │ Hi                  │",
+        "└─────┴──────────────────┴──────────────────────┴─────────────────────┘",
+        "",
+    ]
+
+
+def test_agents_list_and_stats_lines_end_without_spaces(run: CliRun, assigned: None,
+                                                         tmp_path: Path) -> None:
+    assert _lines(run("agents", "list")) == [
+        "1 agent(s)",
+        "┏━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━━━━━━━━━━┓",
+        "┃ id ┃ username ┃ name         ┃ status  ┃ created (UTC)    ┃",
+        "┡━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━━━━━━━━━┩",
+        "│ 1  │ alice    │ Alice Martin │ enabled │ YYYY-MM-DD HH:MM │",
+        "└────┴──────────┴──────────────┴─────────┴──────────────────┘",
+        "",
+    ]
+    lines = _lines(run("stats"))
+    assert lines[0] == f"Database: SQLite {tmp_path / 'test.db'}"
+    assert [line for line in lines if line != line.rstrip()] == []
+
+
 # --- db -------------------------------------------------------------------------------
 
 def test_migrate_then_up_to_date(run: CliRun, tmp_path: Path) -> None:
@@ -130,13 +208,94 @@ def test_migrate_json(run: CliRun) -> None:
     assert again["applied"] == [] and again["version"] == first["version"]
 
 
-def test_status_changes_nothing(run: CliRun) -> None:
+def test_status_changes_nothing(run: CliRun, tmp_path: Path) -> None:
+    file = tmp_path / "test.db"
     result = run("db", "status")
     assert result.exit_code == 0, result.output
-    assert "Schema version: 0" in result.output and "db migrate" in result.output
+    assert result.output == (
+        f"Database: SQLite {file}\n"
+        f"Schema version: none; the SQLite file {file} does not exist ('customer-service db "
+        "migrate' creates it)\n")
+    assert not file.exists()
+    assert json.loads(run("db", "status", "--json").stdout) == {
+        "database": f"SQLite {file}", "exists": False, "version": 0, "latest": LATEST["sqlite"]}
+    sqlite3.connect(file).close()  # an empty file: there, but not migrated
+    result = run("db", "status")
+    assert result.output.endswith(
+        "Schema version: 0 (empty, not migrated; run 'customer-service db migrate')\n")
+    assert _sqlite_tables(file) == []
     run("db", "migrate")
+    result = run("db", "status")
+    assert result.output.endswith(f"Schema version: {LATEST['sqlite']} (up to date)\n")
     data = json.loads(run("db", "status", "--json").stdout)
-    assert data["version"] >= 1
+    assert data == {"database": f"SQLite {file}", "exists": True,
+                    "version": LATEST["sqlite"], "latest": LATEST["sqlite"]}
+
+
+def test_status_of_an_older_schema_says_not_migrated(run: CliRun, tmp_path: Path) -> None:
+    run("db", "migrate")
+    db = sqlite3.connect(tmp_path / "test.db")
+    with db:
+        db.execute("DELETE FROM schema_migrations WHERE version = ?", (LATEST["sqlite"],))
+    db.close()
+    result = run("db", "status")
+    assert result.output.endswith(
+        f"Schema version: {LATEST['sqlite'] - 1} (not migrated to {LATEST['sqlite']}, this "
+        "release's; run 'customer-service db migrate')\n")
+
+
+def _sqlite_tables(file: Path) -> list[str]:
+    db = sqlite3.connect(file)
+    try:
+        return [row[0] for row in db.execute("SELECT name FROM sqlite_master")]
+    finally:
+        db.close()
+
+
+def _mysql_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 3306), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _mysql(sql: str) -> list[tuple[Any, ...]]:
+    server = pymysql.connect(host="127.0.0.1", user="root", password="")
+    try:
+        with server.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+    finally:
+        server.close()
+
+
+@pytest.mark.mysql
+@pytest.mark.skipif(not _mysql_up(), reason="no MariaDB on 127.0.0.1:3306")
+def test_status_creates_no_mysql_database(run: CliRun, tmp_path: Path) -> None:
+    name = f"cs_test_{secrets.token_hex(6)}"
+    path = tmp_path / "mysql.toml"
+    path.write_text(f'[storage]\nbackend = "mysql"\nmysql_database = "{name}"\n')
+    where = f"MySQL root@127.0.0.1:3306/{name}"
+    try:
+        result = run("db", "status", config=path)
+        assert result.exit_code == 0, result.output
+        assert result.output == (
+            f"Database: {where}\n"
+            f"Schema version: none; the MySQL database {name} does not exist on "
+            "127.0.0.1:3306 ('customer-service db migrate' creates it)\n")
+        assert json.loads(run("db", "status", "--json", config=path).stdout)["exists"] is False
+        assert _mysql(f"SHOW DATABASES LIKE '{name}'") == []
+        _mysql(f"CREATE DATABASE `{name}`")
+        result = run("db", "status", config=path)
+        assert result.output.endswith(
+            "Schema version: 0 (empty, not migrated; run 'customer-service db migrate')\n")
+        assert _mysql(f"SHOW TABLES FROM `{name}`") == []  # no migration ran
+        assert run("db", "migrate", config=path).exit_code == 0
+        result = run("db", "status", config=path)
+        assert result.output.endswith(f"Schema version: {LATEST['mysql']} (up to date)\n")
+    finally:
+        _mysql(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def test_an_unreachable_database_is_a_clean_error(run: CliRun, tmp_path: Path) -> None:

@@ -325,6 +325,16 @@ def test_mysql_unmigrated_then_migrated(run: CliRun, tmp_path: Path) -> None:
     where = f"MySQL root@127.0.0.1:3306/{name}"
     try:
         _, report = doctor_json(run, path)
+        assert check(report, "database")["detail"] == (
+            f"{where}: the database does not exist; run customer-service db migrate to create it")
+        server = pymysql.connect(host="127.0.0.1", user="root", password="")
+        try:
+            with server.cursor() as cursor:  # doctor changes nothing: it created no database
+                assert cursor.execute(f"SHOW DATABASES LIKE '{name}'") == 0
+                cursor.execute(f"CREATE DATABASE `{name}`")
+        finally:
+            server.close()
+        _, report = doctor_json(run, path)
         assert check(report, "database")["detail"].startswith(f"{where}: empty, this release")
         assert run("db", "migrate", config=path).exit_code == 0
         result, report = doctor_json(run, path)

@@ -10,6 +10,7 @@ say the database is degraded while writes fail.
 from __future__ import annotations
 
 import gc
+import sqlite3
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,7 +25,15 @@ from trio_websocket import ConnectionClosed as WsClosed
 from customer_service.config import Config
 from customer_service.server.run import Server, open_server
 from tests.cluster.harness import MYSQL, fresh_database, mysql_available
-from tests.integration.helpers import agent_socket, http_url, make_agent, next_id, visitor
+from tests.integration.helpers import (
+    agent_socket,
+    http_url,
+    make_agent,
+    next_id,
+    open_ws,
+    visitor,
+    ws_url,
+)
 
 TIMEOUT = 1.0
 """``message_timeout`` in these tests."""
@@ -179,7 +188,6 @@ async def test_every_frame_answered_within_the_deadline_while_mariadb_is_locked(
 
 
 async def _hello_during_outage(server: Server) -> int | None:
-    from tests.integration.helpers import open_ws, ws_url
     async with open_ws(ws_url(server, "/ws/visitor")) as ws:
         await ws.send_message('{"type": "hello"}')
         try:
@@ -192,7 +200,6 @@ async def _hello_during_outage(server: Server) -> int | None:
 
 async def test_frames_answered_within_the_deadline_while_sqlite_is_locked(
         sqlite_server: Server, tmp_path: Path) -> None:
-    import sqlite3
     server = sqlite_server
     cid = await _waiting_conversation(server)
     _agent, token = await make_agent(server, "ann")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from customer_service.config import Config, load_config
+from customer_service.config import Config, LogConfig, load_config, sections
 from customer_service.config_template import (
     env_var,
     iter_keys,
@@ -322,6 +322,80 @@ def test_an_unknown_environment_variable_is_an_error_that_names_it() -> None:
     assert "CUSTOMER_SERVICE_BUS_REDIS_ULR" in error.message
     assert "did you mean CUSTOMER_SERVICE_BUS_REDIS_URL" in error.message
     assert load_config(None, environ={"CUSTOMER_SERVICE_CONFIG": "x.toml"}) == Config()
+
+
+@pytest.mark.parametrize(("variable", "meant"), [
+    ("CUSTOMER_SERVICE_SERVER_PROT", "CUSTOMER_SERVICE_SERVER_PORT"),
+    ("CUSTOMER_SERVICE_STORAGE_MYSQL_PASWORD", "CUSTOMER_SERVICE_STORAGE_MYSQL_PASSWORD"),
+    ("CUSTOMER_SERVICE_AI_APIKEY", "CUSTOMER_SERVICE_AI_API_KEY"),
+])
+def test_an_unknown_variable_suggests_the_closest_name(tmp_path: Path, variable: str,
+                                                       meant: str) -> None:
+    error = load_error(write(tmp_path, ""), {variable: "1"})
+    assert f"unknown environment variable {variable} (did you mean {meant}?)" in error.message
+
+
+@pytest.mark.parametrize(("name", "value", "wanted"), [
+    ("CUSTOMER_SERVICE_SERVER_PORT", "abc", "expected an integer, got 'abc'"),
+    ("CUSTOMER_SERVICE_SERVER_PORT", "80.5", "expected an integer, got '80.5'"),
+    ("CUSTOMER_SERVICE_SERVER_MESSAGE_TIMEOUT", "soon", "expected a number, got 'soon'"),
+    ("CUSTOMER_SERVICE_AI_ENABLED", "yes", "expected true or false, got 'yes'"),
+    ("CUSTOMER_SERVICE_LOG_LEVEL", "loud",
+     "expected one of \"debug\", \"info\", \"warning\", \"error\", got 'loud'"),
+    ("CUSTOMER_SERVICE_SERVER_WORKERS", "many", "expected an integer or \"auto\", got 'many'"),
+    ("CUSTOMER_SERVICE_SERVER_TRUSTED_PROXIES", "[1, 2]", "expected a list of strings, got '[1, 2]'"),
+], ids=["word-for-int", "float-for-int", "word-for-float", "word-for-bool", "literal",
+        "int-or-auto", "list"])
+def test_a_bad_variable_says_which_and_what_type_it_expects(name: str, value: str,
+                                                            wanted: str) -> None:
+    error = load_error(None, {name: value})
+    assert error.message == f"{name} (environment): {wanted}"
+    assert "line" not in error.message and "column" not in error.message  # no TOML parser words
+    assert error.path is None and error.line is None
+
+
+def test_a_variable_out_of_range_says_the_bound() -> None:
+    error = load_error(None, {"CUSTOMER_SERVICE_SERVER_PORT": "70000"})
+    assert error.message == ("CUSTOMER_SERVICE_SERVER_PORT (environment) must be at most 65535,"
+                             " not 70000")
+
+
+def test_a_string_variable_is_taken_as_written() -> None:
+    config = load_config(None, environ={"CUSTOMER_SERVICE_STORAGE_MYSQL_PASSWORD": "12345678",
+                                        "CUSTOMER_SERVICE_AI_API_KEY": "true",
+                                        "CUSTOMER_SERVICE_AI_NAME": '"Ada"'})
+    assert config.storage.mysql_password == "12345678"
+    assert config.ai.api_key == "true"
+    assert config.ai.name == "Ada"  # a quoted TOML string is still read as TOML
+
+
+@pytest.mark.parametrize(("text", "line", "key", "wanted"), [
+    ("[server]\nport = 1\n\n[sever]\nport = 2\n", 4, "sever",
+     "unknown section [sever] (did you mean 'server'?)"),
+    ("[storage]\nsqlite_pth = \"x.db\"\n", 2, "storage.sqlite_pth",
+     "unknown key 'sqlite_pth' in [storage] (did you mean 'sqlite_path'?)"),
+    ("[server]\nhost = \"h\"\nprot = 1\n", 3, "server.prot",
+     "unknown key 'prot' in [server] (did you mean 'port'?)"),
+    ("[server]\nredis_url = \"redis://h\"\n", 2, "server.redis_url",
+     "unknown key 'redis_url' in [server] (it belongs in [bus])"),
+], ids=["section", "key", "short-key", "other-section"])
+def test_an_unknown_name_in_the_file_suggests_the_closest(tmp_path: Path, text: str, line: int,
+                                                           key: str, wanted: str) -> None:
+    path = write(tmp_path, text)
+    error = load_error(path)
+    assert (error.path, error.line, error.key) == (str(path), line, key)
+    assert str(error) == f"{path}:{line}: {wanted}"
+
+
+def test_an_unknown_name_with_nothing_close_lists_the_known_ones(tmp_path: Path) -> None:
+    path = write(tmp_path, "[log]\nzzzz = 1\n")
+    keys = ", ".join(f.name for f in dataclasses.fields(LogConfig))
+    assert str(load_error(path)) == f"{path}:2: unknown key 'zzzz' in [log] (known: {keys})"
+    assert "level, format" in keys
+    path = write(tmp_path, "[qqqq]\n")
+    names = ", ".join(name for name, _ in sections())
+    assert str(load_error(path)) == f"{path}:1: unknown section [qqqq] (known: {names})"
+    assert names.startswith("server, storage, bus")
 
 
 def test_the_error_behind_nested_groups_and_the_cancellations_it_caused() -> None:
