@@ -51,7 +51,7 @@ class ServerConfig:
     max_message_chars: int = field(default=4000, metadata=_doc(
         "Longest chat message content, in characters; longer gets a too_large error.", ge=1))
     message_timeout: float = field(default=3.0, metadata=_doc(
-        "Seconds to answer one inbound frame or REST request, from its arrival; past it the "
+        "Seconds to answer a frame or REST request. Counted from its arrival; past it the "
         "client gets a timeout error and the database statement is ended.", gt=0))
     outbound_queue: int = field(default=256, metadata=_doc(
         "Frames queued per connection; a client that lets this fill up is closed (1008).", ge=1))
