@@ -166,9 +166,11 @@ class AiUpstreamError(AiError):
 
     kind = "http_error"
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        """The upstream's ``Retry-After`` in seconds (honoured on 503), if it sent one."""
 
     @property
     def retryable(self) -> bool:

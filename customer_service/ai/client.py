@@ -16,7 +16,6 @@ import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,9 +26,9 @@ import trio
 
 from customer_service.config import AiConfig
 from customer_service.core.ai_context import ChatMessage
-from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_delay
+from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_after, retry_delay
 from customer_service.core.openai_stream import DONE, parse_chunk
-from customer_service.core.sse import SseDecoder
+from customer_service.core.sse import SseDecoder, is_event_stream
 from customer_service.errors import (
     AiBadResponse,
     AiCircuitOpen,
@@ -110,24 +109,6 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.hostname or ""))
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Retry-After in seconds: a number, or an HTTP date; None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-
-
 def _error_detail(body: bytes) -> str:
     try:
         data = msgspec.json.decode(body[:MAX_ERROR_BODY])
@@ -161,6 +142,7 @@ class _Delivery:
         self.finished = False
         self.tokens = 0
         self.first_at = 0.0
+        self.finish_reason: str | None = None
 
     def deliver(self, text: str, tokens: int = 1) -> None:
         """Pass on the text of ``tokens`` chunks that arrived together (one network read
@@ -229,8 +211,9 @@ class AiClient:
                  sum(results), "" if self.prewarmed else " (upstream not answering; degraded)")
 
     async def stream_reply(self, messages: list[ChatMessage],
-                           on_delta: Callable[[str], None]) -> None:
-        """Stream one reply, calling ``on_delta`` for each piece of text; raise ``AiError``."""
+                           on_delta: Callable[[str], None]) -> str | None:
+        """Stream one reply, calling ``on_delta`` for each piece of text; raise ``AiError``.
+        Return the upstream's ``finish_reason`` (None when it ended with ``[DONE]`` alone)."""
         cfg = self.config
         started = trio.current_time()
         first_deadline = started + cfg.first_token_timeout
@@ -246,7 +229,7 @@ class AiClient:
                     self._count_error(busy)
                     raise busy
                 try:
-                    await self._with_retries(body, on_delta, started, first_deadline)
+                    return await self._with_retries(body, on_delta, started, first_deadline)
                 finally:
                     self._slots.release()
         except trio.TooSlowError:
@@ -254,7 +237,7 @@ class AiClient:
             raise AiTimeout(f"the reply took longer than {cfg.total_timeout:g} s") from None
 
     async def _with_retries(self, body: bytes, on_delta: Callable[[str], None],
-                            started: float, first_deadline: float) -> None:
+                            started: float, first_deadline: float) -> str | None:
         attempt = 0
         while True:
             if not self.breaker.allow(trio.current_time()):
@@ -277,7 +260,8 @@ class AiClient:
                 attempt += 1
                 delay = retry_delay(attempt, self.config.retry_base_delay,
                                     self.config.retry_max_delay,
-                                    exc.retry_after if isinstance(exc, AiRateLimited) else None)
+                                    exc.retry_after if isinstance(exc, AiRateLimited
+                                                                  | AiUpstreamError) else None)
                 if trio.current_time() + delay >= first_deadline:
                     raise
                 log.info("AI request failed (%s); retry %d in %.2f s", exc, attempt, delay)
@@ -289,7 +273,7 @@ class AiClient:
                 self.breaker.record_success()
                 self.prewarmed = True
                 self._metrics.ai_breaker.set(0)
-                return
+                return delivery.finish_reason
             finally:
                 if not settled:
                     self.breaker.abandon()
@@ -305,14 +289,15 @@ class AiClient:
                     headers=STREAM_HEADERS) as response:
                 if response.status_code != 200:
                     detail = _error_detail(await _read_at_most(response, MAX_ERROR_BODY))
+                    wait = retry_after(response.status_code,
+                                       response.headers.get("retry-after"), datetime.now(UTC))
                     if response.status_code == 429:
-                        raise AiRateLimited(f"rate limited by the upstream: {detail}",
-                                            _retry_after(response))
+                        raise AiRateLimited(f"rate limited by the upstream: {detail}", wait)
                     raise AiUpstreamError(
                         f"the upstream answered {response.status_code}: {detail}",
-                        response.status_code)
-                kind = response.headers.get("content-type", "").partition(";")[0].strip()
-                if kind != "text/event-stream":
+                        response.status_code, wait)
+                kind = response.headers.get("content-type")
+                if not is_event_stream(kind):
                     raise AiBadResponse(f"expected an event stream, got {kind or 'no type'!r}")
                 encoding = response.headers.get("content-encoding", "identity").strip().lower()
                 if encoding not in ("", "identity"):
@@ -371,6 +356,7 @@ class AiClient:
                         texts.append(chunk.text)
                     if chunk.finish_reason:
                         delivery.finished = True
+                        delivery.finish_reason = chunk.finish_reason
                 if texts:
                     delivery.deliver("".join(texts), len(texts))
                     deadline.deadline = trio.current_time() + idle

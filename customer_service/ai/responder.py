@@ -10,8 +10,12 @@ is then stored as one ``message`` (role ``ai``) with the same ``stream_id``.
   been streamed is stored (it is what the visitor saw), nothing more is sent.
 - A visitor message that arrives while a reply streams is queued: the reply
   finishes, then one follow-up reply answers everything the visitor added.
-- A reply that fails stores what it had streamed, then a system message
-  (``[ai] unavailable_message``), and flags the conversation for agents.
+- A reply that fails, finishes with no visible text, or is cut off by the server's
+  shutdown stores what it had streamed, then a system message
+  (``[ai] unavailable_message``), and flags the conversation for agents
+  (``core.ai_outcome`` decides).
+- Deltas go out only once the reply has visible text (leading whitespace waits for
+  it), so every ``stream_id`` a client sees ends in a stored message.
 
 Several instances: only the instance that committed a visitor message starts its
 reply, so each message is answered once. The owner tells the others over the bus
@@ -39,6 +43,14 @@ from customer_service.ai.client import AiClient, open_ai_client
 from customer_service.config import Config
 from customer_service.core import frames
 from customer_service.core.ai_context import CONTEXT_MESSAGES, build_context
+from customer_service.core.ai_outcome import (
+    CUT_AT_LENGTH,
+    EMPTY_REPLY,
+    SHUTDOWN,
+    ReplyEnd,
+    reply_end,
+    visible,
+)
 from customer_service.core.bus_events import AiEvent
 from customer_service.core.models import Conversation, NewMessage, Role
 from customer_service.errors import AiError, CustomerServiceError
@@ -62,7 +74,10 @@ class LiveReply:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     parts: list[str] = field(default_factory=list)
     size: int = 0
+    shown: bool = False
+    """Deltas have gone out (the text so far has more than whitespace)."""
     stopped_by: str | None = None
+    finish_reason: str | None = None
     stored: trio.Event = field(default_factory=trio.Event)
     """Set once the reply's outcome is stored (or storing gave up)."""
 
@@ -217,7 +232,8 @@ class AiResponder:
                 history = await self.service.store.messages_before(cid, None, CONTEXT_MESSAGES)
                 context = build_context(self.config.system_prompt, history,
                                         self.config.max_context_tokens)
-                await self.client.stream_reply(context, lambda text: self._delta(reply, text))
+                reply.finish_reason = await self.client.stream_reply(
+                    context, lambda text: self._delta(reply, text))
         except AiError as exc:
             failure = exc
             log.warning("[conv %s] AI reply %s failed: %s", cid, reply.stream_id, exc)
@@ -229,13 +245,18 @@ class AiResponder:
             failure = AiError("internal error while streaming the reply")
         finally:
             metrics.ai_streams.dec()
-        outcome = "failed" if failure else ("cancelled" if reply.stopped_by else "completed")
-        metrics.ai_replies.labels(outcome).inc()
-        log.info("[conv %s] AI reply %s %s (%d characters%s)", cid, reply.stream_id, outcome,
-                 reply.size, f"; {reply.stopped_by}" if reply.stopped_by else "")
+        end = reply_end(failed=failure is not None, stopped_by=reply.stopped_by,
+                        text="".join(reply.parts))
+        if end.empty:
+            metrics.ai_errors.labels(EMPTY_REPLY).inc()
+            log.warning("[conv %s] AI reply %s finished with no text (finish_reason %s)",
+                        cid, reply.stream_id, reply.finish_reason)
+        metrics.ai_replies.labels(end.outcome).inc()
+        log.info("[conv %s] AI reply %s %s (%d characters%s)", cid, reply.stream_id,
+                 end.outcome, reply.size, f"; {reply.stopped_by}" if reply.stopped_by else "")
         with trio.CancelScope(shield=True), trio.move_on_after(STORE_DEADLINE):
             try:
-                await self._store_outcome(reply, failure)
+                await self._store_outcome(reply, end)
             finally:
                 reply.stored.set()
                 if self.live.get(cid) is reply:
@@ -244,7 +265,7 @@ class AiResponder:
                 while len(self._finished) > FINISHED_REMEMBERED:
                     self._finished.popitem(last=False)
                 self.service.hub.ai(AiEvent(cid, reply.stream_id, "done"))
-        if cid in self._follow_up and failure is None and reply.stopped_by in (None, "length"):
+        if cid in self._follow_up and end.follow_up:
             self._follow_up.discard(cid)
             conversation = self.service.hub.conversations.get(cid)
             if conversation is not None and self.wants(conversation):
@@ -255,16 +276,21 @@ class AiResponder:
         if reply.size + len(text) > self._max_chars:
             log.warning("[conv %s] AI reply %s passed %d characters; cut there",
                         reply.conversation_id, reply.stream_id, self._max_chars)
-            reply.stopped_by = "length"
+            reply.stopped_by = CUT_AT_LENGTH
             reply.scope.cancel()
             return
         reply.parts.append(text)
         reply.size += len(text)
+        if not reply.shown:
+            if not visible(text):
+                return  # nothing to see yet: held until text comes (or never shown)
+            reply.shown = True
+            text = "".join(reply.parts)
         frame = frames.encode(frames.AiDeltaOut(conversation_id=reply.conversation_id,
                                                 stream_id=reply.stream_id, delta=text))
         self.service.to_conversation_id(reply.conversation_id, frame)
 
-    async def _store_outcome(self, reply: LiveReply, failure: CustomerServiceError | None) -> None:
+    async def _store_outcome(self, reply: LiveReply, end: ReplyEnd) -> None:
         cid = reply.conversation_id
         if await self.service.hub.claimed(f"ai-takeover:{reply.stream_id}"):
             # This instance was counted gone (paused, cut off) and another one answered
@@ -273,11 +299,11 @@ class AiResponder:
                         "place while this one was unreachable", cid, reply.stream_id)
             return
         try:
-            text = "".join(reply.parts)
-            if text.strip():
-                await self.service.post(NewMessage(cid, Role.AI, None, self.config.name, text,
+            if end.store_text:
+                await self.service.post(NewMessage(cid, Role.AI, None, self.config.name,
+                                                   "".join(reply.parts),
                                                    stream_id=reply.stream_id))
-            if failure is not None:
+            if end.alert:
                 await self.service.post(NewMessage(cid, Role.SYSTEM, None, "system",
                                                    self.config.unavailable_message))
                 flagged = await self.service.store.set_needs_agent(cid, True)
@@ -294,7 +320,9 @@ async def open_ai_responder(config: Config, service: ChatService
     """The responder (None when the AI is off).
 
     At exit live replies are cancelled, not cancelled *into*: each stores what it
-    streamed (within ``STORE_DEADLINE``) before the committer behind it closes.
+    streamed, the unavailable note and the ``needs_agent`` flag (within
+    ``STORE_DEADLINE``) before the committer behind it closes, so that an agent
+    follows up after the restart.
     """
     if not config.ai.enabled or config.ai.mode == "off":
         yield None
@@ -314,4 +342,4 @@ async def open_ai_responder(config: Config, service: ChatService
         finally:
             prewarming.cancel()
             for cid in list(responder.live):
-                responder.cancel(cid, "shutdown")
+                responder.cancel(cid, SHUTDOWN)

@@ -1,4 +1,4 @@
-"""A circuit breaker and retry delays: pure state on timestamps the caller passes.
+"""A circuit breaker, retry delays and ``Retry-After``: pure, on times the caller passes.
 
 closed ──N failures in a row──▶ open ──cooldown──▶ half-open (one trial call)
    ▲                                                   │
@@ -7,9 +7,15 @@ closed ──N failures in a row──▶ open ──cooldown──▶ half-open
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
+
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+"""HTTP statuses whose ``Retry-After`` is honoured (RFC 9110 §10.2.3 names 503 and 429)."""
 
 
 class BreakerState(StrEnum):
@@ -74,3 +80,25 @@ def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None
 
 
 _jitter = random.Random()
+
+
+def retry_after(status: int, value: str | None, now: datetime) -> float | None:
+    """Seconds the upstream asked to wait before a retry, for a status that honours
+    ``Retry-After`` (429, 503): delay-seconds or an HTTP date (``now`` is the current
+    UTC time). None for other statuses, or when the header is absent or unreadable."""
+    if status not in RETRY_AFTER_STATUSES or value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - now).total_seconds())

@@ -4,13 +4,29 @@ Pure and bounded: feed it the body as it arrives, in pieces of any size; it
 returns the data of each complete event. Lines end with CRLF, LF or CR (a CRLF
 split across two pieces counts once); ``:`` lines are comments; ``event``,
 ``id`` and ``retry`` fields are ignored (OpenAI-compatible streams do not need
-them). An event or a line longer than ``max_event_bytes`` raises
-``AiBadResponse`` instead of growing memory.
+them). One UTF-8 byte-order mark at the very start of the stream is skipped, as
+the SSE standard says (WHATWG HTML, "Interpreting an event stream"), even when
+its three bytes arrive in separate pieces. An event or a line longer than
+``max_event_bytes`` raises ``AiBadResponse`` instead of growing memory.
+
+``is_event_stream`` tells whether a ``Content-Type`` announces such a stream.
 """
 
 from __future__ import annotations
 
 from customer_service.errors import AiBadResponse
+
+BOM = b"\xef\xbb\xbf"
+EVENT_STREAM = "text/event-stream"
+
+
+def is_event_stream(content_type: str | None) -> bool:
+    """Whether a ``Content-Type`` value is ``text/event-stream``: the type and subtype
+    compared case-insensitively (RFC 9110 §8.3.1), any parameters (``; charset=utf-8``)
+    allowed."""
+    if content_type is None:
+        return False
+    return content_type.partition(";")[0].strip().lower() == EVENT_STREAM
 
 
 class SseDecoder:
@@ -20,9 +36,19 @@ class SseDecoder:
         self._data: list[str] = []
         self._data_size = 0
         self._after_cr = False
+        self._head: bytearray | None = bytearray()
+        """The stream's first bytes while they may still be a byte-order mark; then None."""
 
     def feed(self, piece: bytes) -> list[str]:
         """The data of every event completed by ``piece``, in order."""
+        if self._head is not None:
+            self._head += piece
+            if len(self._head) < len(BOM) and BOM.startswith(self._head):
+                return []  # maybe a BOM cut short: wait for the rest
+            piece = bytes(self._head)
+            self._head = None
+            if piece.startswith(BOM):
+                piece = piece[len(BOM):]
         events: list[str] = []
         start = 0
         if self._after_cr and piece.startswith(b"\n"):

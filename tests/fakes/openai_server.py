@@ -14,6 +14,14 @@ Each ``POST /v1/chat/completions`` consumes the next queued :class:`Script` (``f
 once the queue is empty) and is recorded in ``fake.requests``. ``"stream": true`` gets an
 SSE stream; otherwise a plain ``chat.completion`` JSON body.
 
+What third-party servers were seen to send, as scripts::
+
+    Script(tokens=[], finish_reason="content_filter")         # a content filter's empty reply
+    Script(tokens=[" ", "\n", "  "])                          # a whitespace-only reply
+    Script(bom=True)                                          # a UTF-8 BOM before the first event
+    Script(content_type="Text/Event-Stream; charset=utf-8")   # the media type in other case
+    Script(status=503, retry_after="2")                       # overloaded: retry in 2 s (or a date)
+
 CLI (manual runs, benchmarks)::
 
     python -m tests.fakes.openai_server --port 0 --tokens 20 --chunk-delay 0 --first-token-delay 0
@@ -50,6 +58,7 @@ _RECV_SIZE = 65536
 _KEEPALIVE = b": keep-alive\n\n"
 _GARBAGE = b"data: {not json\n\n"
 _DONE = b"data: [DONE]\n\n"
+_BOM = b"\xef\xbb\xbf"
 _CONTENT_TAIL = b'},"finish_reason":null}]}\n\n'
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 
@@ -85,6 +94,8 @@ class Script:
     finish_reason: str = "stop"
     send_done: bool = True  # end with "data: [DONE]"
     role_chunk: bool = True  # first chunk is {"delta": {"role": "assistant"}}
+    content_type: str = "text/event-stream"  # the stream's Content-Type header, as sent
+    bom: bool = False  # a UTF-8 byte-order mark opens the body, in two pieces (EF, then BB BF)
     # Benchmarks: the first token's text starts with "@<time.monotonic()> " taken as it is sent
     # (CLOCK_MONOTONIC is system-wide on Linux: another local process can subtract it).
     stamp_first_token: bool = False
@@ -394,12 +405,16 @@ class FakeOpenAI:
                            body: dict[str, Any], exchange: _Exchange, extra: list[tuple[str, str]],
                            encoder: _ChunkEncoder) -> None:
         headers = [
-            ("content-type", "text/event-stream"),
+            ("content-type", script.content_type),
             ("cache-control", "no-cache"),
             ("transfer-encoding", "chunked"),
             *extra,
         ]
         out = conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+        if script.bom:  # its first byte alone, so the client sees the mark split across reads
+            await stream.send_all(out + conn.send(h11.Data(data=_BOM[:1])))
+            await trio.sleep(0.01)
+            out = conn.send(h11.Data(data=_BOM[1:]))
         if script.keepalive_comments:
             out += conn.send(h11.Data(data=_KEEPALIVE))
         await stream.send_all(out)
@@ -505,13 +520,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before the first chunk")
     parser.add_argument("--no-keepalive-comments", action="store_true")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer <key>'")
+    parser.add_argument("--finish-reason", default="stop",
+                        help='e.g. "content_filter" (with --tokens 0: an empty reply)')
+    parser.add_argument("--content-type", default="text/event-stream",
+                        help="the stream's Content-Type, as sent")
+    parser.add_argument("--bom", action="store_true", help="a UTF-8 BOM before the first event")
+    parser.add_argument("--status", type=int, default=200,
+                        help="answer every request with this status (an OpenAI error body)")
+    parser.add_argument("--retry-after", default=None, help="Retry-After header value")
     parser.add_argument("--stamp-first-token", action="store_true",
                         help='start each first token with "@<time.monotonic()> " (benchmarks)')
     args = parser.parse_args(argv)
     script = Script(tokens=_cli_tokens(args.tokens), chunk_delay=args.chunk_delay,
                     first_token_delay=args.first_token_delay,
                     keepalive_comments=not args.no_keepalive_comments,
-                    stamp_first_token=args.stamp_first_token)
+                    stamp_first_token=args.stamp_first_token, finish_reason=args.finish_reason,
+                    content_type=args.content_type, bom=args.bom, status=args.status,
+                    retry_after=args.retry_after)
     _raise_fd_limit()
     trio.run(_serve_until_signal, FakeOpenAI(script, api_key=args.api_key), args.host, args.port)
 

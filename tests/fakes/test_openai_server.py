@@ -235,6 +235,28 @@ async def test_keepalive_comments_in_the_raw_stream() -> None:
     assert without.endswith("data: [DONE]\n\n")
 
 
+async def test_content_type_bom_and_content_filter_as_scripted() -> None:
+    script = Script(tokens=[], finish_reason="content_filter", keepalive_comments=False,
+                    bom=True, content_type="Text/Event-Stream; charset=utf-8")
+    async with (open_fake_openai(script=script) as fake, httpx.AsyncClient() as client,
+                client.stream("POST", url(fake), json=chat_body()) as response):
+        content_type = response.headers["content-type"]
+        body = b"".join([piece async for piece in response.aiter_raw()])
+    assert content_type == "Text/Event-Stream; charset=utf-8"
+    assert body.startswith(b"\xef\xbb\xbfdata: {")
+    datas = [line.removeprefix("data: ") for line in body[3:].decode().split("\n\n") if line]
+    assert contents(datas) == []
+    assert json.loads(datas[-2])["choices"][0]["finish_reason"] == "content_filter"
+    assert datas[-1] == "[DONE]"
+
+
+async def test_503_carries_retry_after() -> None:
+    async with open_fake_openai(script=Script(status=503, retry_after="2")) as fake, \
+            httpx.AsyncClient() as client:
+        response = await client.post(url(fake), json=chat_body())
+    assert response.status_code == 503 and response.headers["retry-after"] == "2"
+
+
 async def test_stamp_first_token_carries_the_senders_monotonic_clock() -> None:
     async with open_fake_openai(script=Script(stamp_first_token=True)) as fake, \
             httpx.AsyncClient() as client:

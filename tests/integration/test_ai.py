@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.utils import formatdate
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +22,14 @@ import trio
 from customer_service.config import Config
 from customer_service.server.run import Server, open_server
 from tests.fakes.openai_server import FakeOpenAI, Script, open_fake_openai
-from tests.integration.helpers import Client, agent_socket, http_url, make_agent, visitor
+from tests.integration.helpers import (
+    Client,
+    agent_socket,
+    http_url,
+    make_agent,
+    open_ws,
+    visitor,
+)
 
 API_KEY = "sk-test-key"
 UNAVAILABLE = "The assistant is unavailable right now. An agent will reply as soon as possible."
@@ -170,6 +186,9 @@ async def expect_unavailable(vis: Client) -> dict[str, Any]:
     pytest.param(Script(garbage_after=0), id="malformed SSE"),
     pytest.param(Script(reset_after=0), id="connection reset"),
     pytest.param(Script(send_done=False, finish_reason="", tokens=[]), id="stream ends early"),
+    pytest.param(Script(tokens=[], finish_reason="content_filter"), id="content filter"),
+    pytest.param(Script(tokens=[], finish_reason="stop"), id="empty reply"),
+    pytest.param(Script(tokens=[" ", "\n", "\t "], finish_reason="stop"), id="whitespace only"),
 ])
 async def test_failures_before_any_text_tell_the_visitor_and_flag_the_conversation(
         config: Config, fake: FakeOpenAI, script: Script) -> None:
@@ -187,6 +206,7 @@ async def test_failures_before_any_text_tell_the_visitor_and_flag_the_conversati
             assert flagged["conversation"]["conversation_id"] == welcome["conversation_id"]
             assert not [f for f in vis.seen if f["type"] == "message"
                         and f["sender"]["role"] == "ai"]
+            assert not [f for f in vis.seen + agent.seen if f["type"] == "ai_delta"]
         stored = await srv.service.store.messages_after(welcome["conversation_id"], 0)
         assert [m.content for m in stored] == ["hello", UNAVAILABLE]
         assert (await srv.service.store.get_conversation(welcome["conversation_id"])
@@ -307,6 +327,10 @@ async def test_a_reply_cut_at_the_length_cap_still_answers_the_queued_message(
             _, cut = await collect_reply(vis)
             _, follow_up = await collect_reply(vis)
         assert cut["content"] == "0123456789" and follow_up["content"] == "short"
+        metrics = await metrics_text(srv)
+        assert 'cs_ai_replies_total{outcome="completed"} 2.0' in metrics, (
+            "a reply cut at the length cap counts as complete, as docs/ai.md says")
+        assert 'outcome="cancelled"' not in metrics and 'outcome="failed"' not in metrics
         srv.shutdown()
 
 
@@ -392,3 +416,211 @@ async def test_a_message_whose_handler_timed_out_after_commit_is_still_answered(
         assert len(fake.requests) == 1, "the duplicate starts no second reply"
         assert resent["seq"] == 1
         srv.shutdown()
+
+
+def assert_every_stream_ended(client: Client) -> None:
+    """Every ``stream_id`` the client saw in an ``ai_delta`` ended in a stored message
+    carrying it (which replaces the deltas on screen)."""
+    for index, frame in enumerate(client.seen):
+        if frame["type"] == "ai_delta":
+            assert any(later["type"] == "message" and later.get("stream_id") == frame["stream_id"]
+                       for later in client.seen[index + 1:]), f"{frame} never ended"
+
+
+async def metrics_text(server: Server) -> str:
+    async with httpx.AsyncClient() as http:
+        return (await http.get(http_url(server, "/metrics"))).text
+
+
+@pytest.mark.parametrize("chunk_delay", [0.0, 0.1], ids=["end with the whitespace", "end later"])
+async def test_a_whitespace_only_reply_shows_nothing_and_alerts_an_agent(
+        ai_server: Server, fake: FakeOpenAI, chunk_delay: float) -> None:
+    fake.script(Script(tokens=[" ", "\n\n", "  "], chunk_delay=chunk_delay))
+    _, token = await make_agent(ai_server, "alice")
+    async with visitor(ai_server) as (vis, welcome), agent_socket(ai_server, token) as (agent, _):
+        cid = welcome["conversation_id"]
+        await vis.send(type="text", id="q", content="hello")
+        await expect_unavailable(vis)
+        await agent.recv_type("conversation", where=lambda f: f["conversation"]["needs_agent"])
+        await vis.nothing_more(0.2)
+        for client in (vis, agent):
+            assert not [f for f in client.seen if f["type"] == "ai_delta"]
+            assert_every_stream_ended(client)
+    stored = await ai_server.service.store.messages_after(cid, 0)
+    assert [m.content for m in stored] == ["hello", UNAVAILABLE]
+    conversation = await ai_server.service.store.get_conversation(cid)
+    assert conversation is not None and conversation.needs_agent
+    metrics = await metrics_text(ai_server)
+    assert 'cs_ai_errors_total{kind="empty_reply"} 1.0' in metrics
+    assert 'cs_ai_replies_total{outcome="failed"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(Script(tokens=["  ", "\n", "Hi", " there"], chunk_delay=0.05),
+                 id="whitespace then text"),
+    pytest.param(Script(tokens=["Hi", " there", "  ", "\n"], chunk_delay=0.05),
+                 id="text then whitespace"),
+])
+async def test_whitespace_around_text_streams_and_is_stored_whole(
+        ai_server: Server, fake: FakeOpenAI, script: Script) -> None:
+    fake.script(script)
+    async with visitor(ai_server) as (vis, welcome):
+        await vis.send(type="text", id="q", content="hello")
+        deltas, final = await collect_reply(vis)
+        assert final["content"] == "".join(script.tokens) == "".join(d["delta"] for d in deltas)
+        assert deltas[0]["delta"].strip(), "no delta that shows nothing"
+        assert_every_stream_ended(vis)
+    stored = await ai_server.service.store.messages_after(welcome["conversation_id"], 0)
+    assert [m.content for m in stored] == ["hello", "".join(script.tokens)]
+
+
+async def test_whitespace_then_a_failure_shows_nothing_and_explains(
+        ai_server: Server, fake: FakeOpenAI) -> None:
+    fake.script(Script(tokens=[" ", "\n", "x"], chunk_delay=0.05, reset_after=2))
+    async with visitor(ai_server) as (vis, welcome):
+        await vis.send(type="text", id="q", content="hello")
+        await expect_unavailable(vis)
+        assert not [f for f in vis.seen if f["type"] == "ai_delta"]
+    stored = await ai_server.service.store.messages_after(welcome["conversation_id"], 0)
+    assert [m.content for m in stored] == ["hello", UNAVAILABLE]
+
+
+@pytest.mark.parametrize("script", [
+    pytest.param(Script(content_type="Text/Event-Stream"), id="mixed case"),
+    pytest.param(Script(content_type="TEXT/EVENT-STREAM; charset=utf-8"), id="with charset"),
+    pytest.param(Script(bom=True, role_chunk=False, keepalive_comments=False),
+                 id="byte-order mark before the first token"),
+    pytest.param(Script(bom=True), id="byte-order mark before a comment"),
+])
+async def test_compatible_stream_variants_are_read_whole(ai_server: Server, fake: FakeOpenAI,
+                                                         script: Script) -> None:
+    fake.script(script)
+    async with visitor(ai_server) as (vis, _):
+        await vis.send(type="text", id="q", content="hello")
+        deltas, final = await collect_reply(vis)
+    assert final["content"] == "Hello from the fake!" == "".join(d["delta"] for d in deltas)
+    assert len(fake.requests) == 1
+
+
+def http_date(seconds_from_now: float) -> str:
+    return formatdate(time.time() + seconds_from_now, usegmt=True)
+
+
+@pytest.mark.parametrize(("retry_after", "at_least"), [
+    pytest.param("0.6", 0.6, id="delay-seconds"),
+    pytest.param(None, 1.4, id="HTTP-date"),  # whole seconds: 1.5 to 2.5 s from now
+])
+async def test_503_with_retry_after_is_retried_after_that_delay(
+        ai_server: Server, fake: FakeOpenAI, retry_after: str | None, at_least: float) -> None:
+    # retry_max_delay is 0.2 s here: a wait of 0.6 s or more can only come from the header.
+    fake.script(Script(status=503, retry_after=retry_after or http_date(2.5)),
+                Script(tokens=["ok"]))
+    async with visitor(ai_server) as (vis, _):
+        await vis.send(type="text", id="q", content="hello")
+        _, final = await collect_reply(vis)
+    assert final["content"] == "ok"
+    first, second = fake.requests
+    assert second.started_at - first.started_at >= at_least
+
+
+async def test_a_503_retry_after_beyond_the_first_token_budget_fails_at_once(
+        ai_server: Server, fake: FakeOpenAI) -> None:
+    fake.script(Script(status=503, retry_after="30"))
+    async with visitor(ai_server) as (vis, _):
+        started = trio.current_time()
+        await vis.send(type="text", id="q", content="hello")
+        await expect_unavailable(vis)
+        assert trio.current_time() - started < 2.0, "no waiting past first_token_timeout"
+    assert len(fake.requests) == 1
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _server_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CUSTOMER_SERVICE_")}
+
+
+def _command(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "customer_service", "--config", str(config), *args]
+
+
+@asynccontextmanager
+async def server_process(config: Path, output: Path) -> AsyncIterator[tuple[trio.Process, int]]:
+    """``customer-service serve`` in its own process; yields it and its port once it listens."""
+    with output.open("wb") as out:
+        proc = await trio.lowlevel.open_process(_command(config, "serve"), stdout=out,
+                                                stderr=subprocess.STDOUT, cwd=REPO,
+                                                env=_server_env())
+    printed = trio.Path(output)
+    try:
+        with trio.fail_after(30):
+            while not (found := re.search(rb"http://127\.0\.0\.1:(\d+)/healthz",
+                                          await printed.read_bytes())):
+                assert proc.poll() is None, await printed.read_text(errors="replace")
+                await trio.sleep(0.05)
+        yield proc, int(found.group(1))
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await proc.wait()
+
+
+async def test_a_reply_cut_by_shutdown_is_kept_with_the_note_and_flag_after_a_restart(
+        fake: FakeOpenAI, tmp_path: Path) -> None:
+    tokens = [f"w{n} " for n in range(400)]
+    fake.script(Script(tokens=tokens, chunk_delay=0.05))
+    config = tmp_path / "cs.toml"
+    config.write_text(
+        f'[storage]\nsqlite_path = "{tmp_path / "cs.db"}"\n\n'
+        "[server]\nhost = \"127.0.0.1\"\nport = 0\nshutdown_timeout = 2.0\n\n"
+        f'[ai]\nenabled = true\nbase_url = "{fake.base_url}"\napi_key = "{API_KEY}"\n'
+        'model = "test-model"\nprewarm_connections = 0\nhttp2 = false\n')
+    await trio.run_process(_command(config, "db", "migrate"), capture_stdout=True,
+                           capture_stderr=True, cwd=REPO, env=_server_env())
+    await trio.run_process(_command(config, "agents", "add", "alice", "--password-stdin"),
+                           stdin=b"correct horse battery\n", capture_stdout=True,
+                           capture_stderr=True, cwd=REPO, env=_server_env())
+
+    first_log = tmp_path / "first.log"
+    async with server_process(config, first_log) as (proc, port), \
+            open_ws(f"ws://127.0.0.1:{port}/ws/visitor") as ws:
+        vis = Client(ws)
+        await vis.send(type="hello")
+        cid = (await vis.recv_type("welcome"))["conversation_id"]
+        await vis.send(type="text", id="q", content="tell me everything")
+        await vis.recv_type("ai_delta")
+        await vis.recv_type("ai_delta")
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):  # shutdown_timeout + the 5 s to store, and a margin
+            assert await proc.wait() == 0
+    shown = "".join(f["delta"] for f in vis.seen if f["type"] == "ai_delta")
+    (request,) = fake.requests
+    with trio.fail_after(2):
+        await request.finished.wait()
+    assert request.cancelled, "the upstream request is closed at shutdown"
+    assert "Traceback" not in await trio.Path(first_log).read_text()
+
+    async with server_process(config, tmp_path / "second.log") as (proc, port), \
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        login = await http.post("/api/v1/login", json={"username": "alice",
+                                                       "password": "correct horse battery"})
+        assert login.status_code == 200, login.text
+        auth = {"Authorization": f"Bearer {login.json()['token']}"}
+        listed = (await http.get("/api/v1/conversations", headers=auth)).json()
+        (conversation,) = [c for c in listed["conversations"] if c["conversation_id"] == cid]
+        assert conversation["needs_agent"], "an agent must follow up after the restart"
+        messages = (await http.get(f"/api/v1/conversations/{cid}/messages",
+                                   headers=auth)).json()["messages"]
+        assert [m["sender"]["role"] for m in messages] == ["visitor", "ai", "system"]
+        partial_reply, note = messages[1], messages[2]
+        assert partial_reply["content"].startswith(shown) and shown
+        assert "".join(tokens).startswith(partial_reply["content"])
+        assert len(partial_reply["content"]) < len("".join(tokens))
+        assert {f["stream_id"] for f in vis.seen if f["type"] == "ai_delta"} == {
+            partial_reply["stream_id"]}
+        assert note["content"] == UNAVAILABLE
+        proc.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):
+            assert await proc.wait() == 0

@@ -1,15 +1,23 @@
-"""The AI's pure parts: context window, stream chunks, breaker and retry delays."""
+"""The AI's pure parts: context window, stream chunks, breaker, retry delays and
+Retry-After, how a reply ends."""
 
 from __future__ import annotations
 
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
 from customer_service.core.ai_context import build_context, estimate_tokens
-from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_delay
+from customer_service.core.ai_outcome import CUT_AT_LENGTH, SHUTDOWN, ReplyEnd, reply_end
+from customer_service.core.breaker import (
+    BreakerState,
+    CircuitBreaker,
+    retry_after,
+    retry_delay,
+)
 from customer_service.core.models import Role, StoredMessage
 from customer_service.core.openai_stream import parse_chunk
 from customer_service.errors import AiBadResponse
@@ -115,3 +123,65 @@ def test_retry_delays_back_off_with_jitter_and_honour_retry_after() -> None:
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert retry_delay(1, 0.5, 8.0, retry_after=3.0) == 3.0
     assert retry_delay(1, 0.5, 8.0, retry_after=60.0) == 60.0
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_read_on_429_and_503_in_both_forms(status: int) -> None:
+    assert retry_after(status, "3", NOW) == 3.0
+    assert retry_after(status, " 0.5 ", NOW) == 0.5
+    assert retry_after(status, "-4", NOW) == 0.0
+    later = format_datetime(NOW + timedelta(seconds=7), usegmt=True)
+    assert later.endswith("GMT")
+    assert retry_after(status, later, NOW) == 7.0
+    assert retry_after(status, format_datetime(NOW - timedelta(hours=1), usegmt=True), NOW) == 0.0
+    assert retry_after(status, "Wed, 21 Oct 2015 07:28:00 GMT", NOW) == 0.0
+    for unreadable in ("soon", "", "nan", "inf", "Wed, 99 Foo 2015"):
+        assert retry_after(status, unreadable, NOW) is None
+    assert retry_after(status, None, NOW) is None
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 408, 409, 400])
+def test_retry_after_is_ignored_on_other_statuses(status: int) -> None:
+    assert retry_after(status, "3", NOW) is None
+
+
+def test_an_upstream_503_delay_comes_from_its_retry_after() -> None:
+    assert retry_delay(1, 0.01, 0.2, retry_after(503, "2", NOW)) == 2.0
+    assert retry_delay(1, 0.01, 0.2, retry_after(500, "2", NOW)) <= 0.01
+
+
+def test_a_reply_that_finishes_with_text_is_completed_and_stored() -> None:
+    assert reply_end(failed=False, stopped_by=None, text="Hello") == ReplyEnd(
+        "completed", store_text=True, alert=False, follow_up=True, empty=False)
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t  ", "\u3000"])
+@pytest.mark.parametrize("stopped_by", [None, CUT_AT_LENGTH])
+def test_a_reply_with_no_visible_text_is_a_failure_that_alerts(text: str,
+                                                               stopped_by: str | None) -> None:
+    end = reply_end(failed=False, stopped_by=stopped_by, text=text)
+    assert end == ReplyEnd("failed", store_text=False, alert=True, follow_up=False, empty=True)
+
+
+def test_a_reply_cut_at_the_length_cap_counts_as_completed() -> None:
+    assert reply_end(failed=False, stopped_by=CUT_AT_LENGTH, text="0123456789") == ReplyEnd(
+        "completed", store_text=True, alert=False, follow_up=True, empty=False)
+
+
+@pytest.mark.parametrize(("text", "stored"), [("a b ", True), ("  ", False), ("", False)])
+def test_a_failed_reply_stores_its_visible_part_and_alerts(text: str, stored: bool) -> None:
+    assert reply_end(failed=True, stopped_by=None, text=text) == ReplyEnd(
+        "failed", store_text=stored, alert=True, follow_up=False, empty=False)
+
+
+@pytest.mark.parametrize(("text", "stored"), [("partial", True), ("", False)])
+def test_a_reply_cut_by_shutdown_is_stored_with_the_note_and_flag(text: str,
+                                                                  stored: bool) -> None:
+    assert reply_end(failed=False, stopped_by=SHUTDOWN, text=text) == ReplyEnd(
+        "cancelled", store_text=stored, alert=True, follow_up=False, empty=False)
+
+
+def test_an_agent_taking_over_cancels_without_alerting() -> None:
+    assert reply_end(failed=False, stopped_by="an agent took over", text="partial") == ReplyEnd(
+        "cancelled", store_text=True, alert=False, follow_up=False, empty=False)
+    assert not reply_end(failed=False, stopped_by="an agent took over", text="").store_text
