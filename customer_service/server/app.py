@@ -9,11 +9,12 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
@@ -49,11 +50,11 @@ from customer_service.transport.interface import (
 
 log = logging.getLogger(__name__)
 
-HASH_THREADS = 2
-"""Password hashes computed at once (each ~0.3 s of CPU and 128 MiB at the default cost)."""
-HASH_QUEUE_TIMEOUT = 10.0
-"""Seconds a login may wait for its hash (queue and work) before a 503."""
-T = TypeVar("T")
+LOGIN_SLOTS = 2
+"""Logins checking a password at once, each in a worker thread (a hash takes ~0.3 s of CPU
+and 128 MiB at the default cost)."""
+LOGIN_QUEUE_TIMEOUT = 10.0
+"""Seconds a login may wait for a slot before a 503."""
 _json = msgspec.json.Encoder()
 
 
@@ -145,7 +146,7 @@ class App:
         self._trusted = trusted_networks(service.config.server.trusted_proxies)
         self._dummy_hash: str | None = None
         """Checked against for unknown users, so a login takes as long whether or not they exist."""
-        self._hash_limiter = trio.CapacityLimiter(HASH_THREADS)
+        self._login_slots = trio.CapacityLimiter(LOGIN_SLOTS)
         self.assets = load_assets()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -277,28 +278,12 @@ class App:
             raise BadRequest(f"invalid login body: {exc}") from None
         except msgspec.DecodeError:
             raise BadRequest('body must be JSON: {"username": …, "password": …}') from None
-        wait = await self.logins.retry_after(client, data.username)
-        if wait > 0:
-            seconds = retry_after_header(wait)
-            log.info("login for %r from %s throttled for %d s after failures",
-                     data.username[:64], client, seconds)
-            raise RateLimited(f"too many failed logins; retry in {seconds} s",
-                              retry_after=seconds)
-        cost = self.service.config.auth.scrypt_n
-        agent = await self.store.get_agent_by_username(data.username)
-        usable = agent is not None and not agent.disabled
-        if self._dummy_hash is None:
-            self._dummy_hash = await self._hashing(partial(auth.hash_password, "not a password",
-                                                           n=cost))
-        stored = agent.password_hash if agent is not None and usable else self._dummy_hash
-        matches = await self._hashing(partial(auth.verify_password, data.password, stored))
-        if not (usable and matches) or agent is None:
-            await self.logins.failed(client, data.username)
-            log.info("login refused for %r from %s", data.username[:64], client)
-            raise Unauthorized("wrong username or password")
-        await self.logins.succeeded(data.username)
-        if auth.needs_rehash(agent.password_hash, cost):
-            await self._upgrade_hash(agent, data.password, cost)
+        await self._unless_throttled(client, data.username)  # before queueing for a slot
+        async with self._login_slot():
+            # Again: attempts that queued alongside this one may have failed meanwhile, and
+            # a burst sent at once must not get all its passwords checked.
+            await self._unless_throttled(client, data.username)
+            agent = await self._check_password(client, data)
         token = auth.new_token()
         ttl = self.service.config.auth.token_ttl_hours
         await self.store.add_agent_token(agent.id, auth.token_hash(token), "login",
@@ -306,18 +291,51 @@ class App:
         log.info("agent %s logged in from %s", agent.username, client)
         return json_response(200, {"token": token, "agent": agent_json(agent)})
 
-    async def _hashing(self, work: Callable[[], T]) -> T:
-        """Run password hashing in a worker thread, at most ``HASH_THREADS`` at once (each
-        takes ~128 MiB at the default cost), waiting at most ``HASH_QUEUE_TIMEOUT``."""
+    async def _unless_throttled(self, client: str, username: str) -> None:
+        wait = await self.logins.retry_after(client, username)
+        if wait > 0:
+            seconds = retry_after_header(wait)
+            log.info("login for %r from %s throttled for %d s after failures", username[:64],
+                     client, seconds)
+            raise RateLimited(f"too many failed logins; retry in {seconds} s",
+                              retry_after=seconds)
+
+    @asynccontextmanager
+    async def _login_slot(self) -> AsyncIterator[None]:
+        """One of ``LOGIN_SLOTS`` password checks at once (each hash takes ~0.3 s of CPU
+        and 128 MiB at the default cost), after a wait of at most ``LOGIN_QUEUE_TIMEOUT``."""
         try:
-            with trio.fail_after(HASH_QUEUE_TIMEOUT):
-                return await trio.to_thread.run_sync(work, limiter=self._hash_limiter)
+            with trio.fail_after(LOGIN_QUEUE_TIMEOUT):
+                await self._login_slots.acquire()
         except trio.TooSlowError:
             raise Unavailable("too many logins at once; retry in a few seconds") from None
+        try:
+            yield
+        finally:
+            self._login_slots.release()
+
+    async def _check_password(self, client: str, data: LoginBody) -> Agent:
+        """The agent whose password this is, counting a failure otherwise (in a slot)."""
+        cost = self.service.config.auth.scrypt_n
+        agent = await self.store.get_agent_by_username(data.username)
+        usable = agent is not None and not agent.disabled
+        if self._dummy_hash is None:
+            self._dummy_hash = await trio.to_thread.run_sync(
+                partial(auth.hash_password, "not a password", n=cost))
+        stored = agent.password_hash if agent is not None and usable else self._dummy_hash
+        matches = await trio.to_thread.run_sync(auth.verify_password, data.password, stored)
+        if not (usable and matches) or agent is None:
+            await self.logins.failed(client, data.username)
+            log.info("login refused for %r from %s", data.username[:64], client)
+            raise Unauthorized("wrong username or password")
+        await self.logins.succeeded(data.username)
+        if auth.needs_rehash(agent.password_hash, cost):
+            await self._upgrade_hash(agent, data.password, cost)
+        return agent
 
     async def _upgrade_hash(self, agent: Agent, password: str, cost: int) -> None:
         """Store the password again at today's cost, unless it changed meanwhile."""
-        new_hash = await self._hashing(partial(auth.hash_password, password, n=cost))
+        new_hash = await trio.to_thread.run_sync(partial(auth.hash_password, password, n=cost))
         if await self.store.replace_password_hash(agent.id, agent.password_hash, new_hash):
             log.info("agent %s: password hash upgraded to scrypt N=%d", agent.username, cost)
 

@@ -4,14 +4,19 @@ behind a token, and REST tokens never in the URL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from customer_service.config import Config
+from customer_service.core.login_failures import Failures, LoginLimits
+from customer_service.errors import BusError
+from customer_service.server.app import LOGIN_SLOTS
+from customer_service.server.limits import SharedLoginThrottle
 from customer_service.server.run import Server, open_server
 from tests.integration.helpers import agent_socket, http_url, make_agent
 
@@ -67,6 +72,47 @@ async def test_failures_for_one_user_lock_that_user_with_a_growing_retry_after(
         # The success cleared Alice's count: two new failures before the lock again.
         after = [await login(http, server, "alice", "wrong password") for _ in range(3)]
         assert [a.status_code for a in after] == [401, 401, 429]
+
+
+async def test_a_burst_of_guesses_sent_at_once_gets_few_passwords_checked(
+        config: Config) -> None:
+    """The throttle is asked again once a login has its slot: a burst that passed the
+    first look together cannot get every password checked."""
+    async with serving(config, auth__login_failures_per_user=3) as server, \
+            httpx.AsyncClient() as http:
+        await make_agent(server, "alice")
+        statuses: list[int] = []
+
+        async def guess(n: int) -> None:
+            statuses.append((await login(http, server, "alice", f"guess {n}")).status_code)
+
+        async with trio.open_nursery() as nursery:
+            for n in range(12):
+                nursery.start_soon(guess, n)
+    assert sorted(set(statuses)) == [401, 429]
+    assert statuses.count(401) <= 3 + LOGIN_SLOTS - 1, statuses
+
+
+async def test_without_redis_the_shared_throttle_counts_on_this_instance() -> None:
+    class DeadBus:
+        async def read_failures(self, keys: Sequence[str]) -> tuple[float, list[Failures]]:
+            raise BusError("Redis: connection refused")
+
+        async def record_failure(self, keys: Sequence[str], window: float) -> None:
+            raise BusError("Redis: connection refused")
+
+        async def clear_failures(self, keys: Sequence[str]) -> None:
+            raise BusError("Redis: connection refused")
+
+    throttle = SharedLoginThrottle(DeadBus(), LoginLimits(per_user=2, per_address=10,
+                                                          window=60.0))
+    assert await throttle.retry_after("10.0.0.1", "ann") == 0.0
+    await throttle.failed("10.0.0.1", "ann")
+    await throttle.failed("10.0.0.2", "ann")
+    assert await throttle.retry_after("10.0.0.3", "ann") == pytest.approx(1.0, abs=0.1)
+    assert await throttle.retry_after("10.0.0.3", "bob") == 0.0
+    await throttle.succeeded("ann")
+    assert await throttle.retry_after("10.0.0.3", "ann") == 0.0
 
 
 async def test_failures_from_one_address_lock_that_address_only(config: Config) -> None:
