@@ -128,6 +128,31 @@ class BusConfig:
 class AuthConfig:
     token_ttl_hours: float = field(default=720.0, metadata=_doc(
         "Lifetime of an agent login token, in hours.", gt=0))
+    login_failures_per_user: int = field(default=5, metadata=_doc(
+        "Failed logins for one username before its attempts are slowed down. Then each "
+        "attempt gets 429 with Retry-After: 1 s, doubling with each further failure up to "
+        "login_failure_window. A successful login clears the count; successes never count.",
+        ge=1))
+    login_failures_per_address: int = field(default=50, metadata=_doc(
+        "Failed logins from one address (any usernames) before it is slowed down alike. It "
+        "stops one address from trying many names; keep it well above what a whole office "
+        "behind one NAT mistypes, because once reached it slows every login from there.",
+        ge=1))
+    login_failure_window: float = field(default=900.0, metadata=_doc(
+        "Seconds after its last failure that a failure count is forgotten. Also the longest "
+        "wait between attempts.", gt=0, le=86400))
+    scrypt_n: int = field(default=2**17, metadata=_doc(
+        "scrypt cost N of new password hashes (r=8, p=1). A power of two, at least 16384; "
+        "131072 (OWASP's advice) takes about 0.3 s and 128 MiB per login. Stored hashes "
+        "with a lower N are upgraded at their next successful login.",
+        ge=2**14, le=2**20))
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    token: str = field(default="", metadata=_doc(
+        "Bearer token /metrics asks for (Authorization: Bearer <token>). Empty: /metrics is "
+        "open to anyone who reaches the port. Better: CUSTOMER_SERVICE_METRICS_TOKEN."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +229,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ai: AiConfig = field(default_factory=AiConfig)
     source: str | None = field(default=None, compare=False, metadata={"internal": True})
@@ -543,6 +569,9 @@ def _check_sections(config: Config, path: str | None, text: str,
             raise error(f"[server] trusted_proxies: {entry!r} is not an IP address or network "
                         "(\"10.0.0.1\", \"10.0.0.0/8\", \"::1\")", "server",
                         "trusted_proxies") from None
+    if config.auth.scrypt_n & (config.auth.scrypt_n - 1):
+        raise error(f"[auth] scrypt_n must be a power of two (131072 is 2^17), not "
+                    f"{config.auth.scrypt_n}", "auth", "scrypt_n")
     if server.workers != 1:
         wanted = f"[server] workers = {toml_scalar(server.workers)}"
         if not bus.redis_url:

@@ -28,7 +28,12 @@ SECTION_DOCS: dict[str, str] = {
     "storage": "Where conversations, agents and messages are kept.",
     "bus": "How several instances (or worker processes) share live traffic: over Redis pub/sub, "
            "with the database as the source of truth. Leave redis_url empty for one process.",
-    "auth": "Agent authentication.",
+    "auth": "Agent authentication: tokens, login throttling, password hashing.",
+    "metrics": "The Prometheus endpoint /metrics. Warning: with token empty (the default) "
+               "anyone who reaches the port reads it (counts of connections, messages, "
+               "errors). Set a token, and give Prometheus the same one: in the scrape config, "
+               "authorization: {credentials: \"<token>\"} (or credentials_file), whose type "
+               "defaults to Bearer. A request without it gets 401.",
     "log": "Logging to stderr.",
     "ai": "The AI that answers visitors while no agent has taken the conversation.",
 }
@@ -63,6 +68,9 @@ PRODUCTION_NOTES: dict[str, str] = {
                      "instances behind a load balancer; a password goes in "
                      "CUSTOMER_SERVICE_BUS_REDIS_URL rather than here.",
     "auth.token_ttl_hours": "Production: shorter lifetimes limit what a leaked token is worth.",
+    "metrics.token": "Production: set CUSTOMER_SERVICE_METRICS_TOKEN (and the same token in "
+                     "Prometheus's scrape config, authorization: credentials:), or keep the "
+                     "port away from the internet: /metrics is open while this is empty.",
     "log.format": "Production: \"json\" when a collector (journald, Loki, Elasticsearch) "
                   "reads the logs.",
     "ai.enabled": "Production: off until the [ai] upstream is configured and tested.",

@@ -47,6 +47,12 @@ class RateLimited(ProtocolError):
     code = "rate_limited"
     http_status = 429
 
+    def __init__(self, message: str, *, client_id: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message, client_id=client_id)
+        self.retry_after = retry_after
+        """Whole seconds to wait, sent as HTTP ``Retry-After`` when known."""
+
 
 class Unauthorized(ProtocolError):
     code = "unauthorized"

@@ -32,7 +32,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -55,6 +55,7 @@ from customer_service.core.bus_events import (
     decode_batch,
     encode_batch,
 )
+from customer_service.core.login_failures import Failures
 from customer_service.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -77,24 +78,50 @@ MAX_ID_DIGITS = 19
 LOG_EVERY = 30.0
 """Seconds between repeated warnings about the same outage."""
 
-# Token bucket as GCRA, on Redis's own clock so instances' clocks do not matter:
-# the key holds the "theoretical arrival time" of the next token, in microseconds.
-_TAKE_TOKEN = """
-local now_s = redis.call('TIME')
-local now = tonumber(now_s[1]) * 1000000 + tonumber(now_s[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
--- Anything but a sane time (not a number, NaN, infinity, far ahead) starts afresh.
-if tat == nil or tat ~= tat or tat < now or tat > now + (burst + 1) * interval then
-  tat = now
+# Login failure counts (``server.limits``): a hash per key, {n: count, t: last failure}
+# on Redis's own clock (seconds, so instances' clocks do not matter), expiring
+# ``window`` after the last failure. What the counts mean is decided in Python
+# (``core.login_failures``); these scripts only read and count, atomically.
+_READ_FAILURES = """
+local now = redis.call('TIME')
+local out = {now[1], now[2]}
+for _, key in ipairs(KEYS) do
+  if redis.call('TYPE', key).ok == 'hash' then
+    local v = redis.call('HMGET', key, 'n', 't')
+    out[#out + 1] = v[1] or ''
+    out[#out + 1] = v[2] or ''
+  else
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+  end
 end
-local next_tat = tat + interval
-if next_tat - now > burst * interval then return 0 end
-redis.call('SET', KEYS[1], tostring(next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+return out
+"""
+_RECORD_FAILURE = """
+local now = redis.call('TIME')
+local stamp = now[1] .. '.' .. string.format('%06d', tonumber(now[2]))
+for _, key in ipairs(KEYS) do
+  -- Anything but a hash of integers (a hostile or stale value) starts afresh.
+  if redis.call('TYPE', key).ok ~= 'hash' then redis.call('DEL', key) end
+  local counted = redis.pcall('HINCRBY', key, 'n', 1)
+  if type(counted) == 'table' and counted.err then redis.call('HSET', key, 'n', 1) end
+  redis.call('HSET', key, 't', stamp)
+  redis.call('PEXPIRE', key, ARGV[1])
+end
 return 1
 """
 
+
+
+def _failures(count: str, last: str) -> Failures:
+    """A failure count as read from Redis; what an instance did not write reads as none."""
+    try:
+        parsed = Failures(int(count), float(last))
+    except ValueError:
+        return Failures()
+    if parsed.count < 0 or not math.isfinite(parsed.last):
+        return Failures()
+    return parsed
 
 
 class _Counts(Protocol):
@@ -374,14 +401,29 @@ class RedisBus:
             (agents if kind == "agent" else visitors).append(int(key))
         return agents, visitors
 
-    async def take_token(self, key: str, per_second: float, burst: int) -> bool:
-        """One token from a bucket shared by every instance (``core.ratelimit`` semantics:
-        ``burst`` at once, refilled at ``per_second``)."""
-        interval = max(1, round(1_000_000 / per_second))
+    def _failure_key(self, key: str) -> str:
+        return f"{self.config.namespace}:login-failures:{key}"
+
+    async def read_failures(self, keys: Sequence[str]) -> tuple[float, list[Failures]]:
+        """Redis's clock (seconds) and each key's login failures (``server.limits``)."""
         answer = await self._call(self._client.eval(
-            _TAKE_TOKEN, keys=[f"{self.config.namespace}:throttle:{key}"],
-            args=[interval, burst]))
-        return answer == 1
+            _READ_FAILURES, keys=[self._failure_key(k) for k in keys], args=[]))
+        if not isinstance(answer, list) or len(answer) != 2 * len(keys) + 2:
+            raise BusError(f"Redis: unexpected answer to the login failure script: {answer!r}")
+        values = [bytes(v).decode("ascii", "replace") if isinstance(v, (bytes, bytearray))
+                  else str(v) for v in answer]
+        now = float(values[0]) + float(values[1]) / 1_000_000
+        found = [_failures(values[i], values[i + 1]) for i in range(2, 2 * len(keys) + 2, 2)]
+        return now, found
+
+    async def record_failure(self, keys: Sequence[str], window: float) -> None:
+        """One more failure for each key, forgotten ``window`` seconds after the last."""
+        await self._call(self._client.eval(
+            _RECORD_FAILURE, keys=[self._failure_key(k) for k in keys],
+            args=[max(1, math.ceil(window * 1000))]))
+
+    async def clear_failures(self, keys: Sequence[str]) -> None:
+        await self._call(self._client.delete([self._failure_key(k) for k in keys]))
 
     async def claim(self, key: str, ttl: float) -> bool:
         """True for the first instance to ask for ``key`` within ``ttl`` seconds."""

@@ -93,7 +93,7 @@ password_stdin_option = click.option(
 
 @click.group()
 def agents() -> None:
-    """Manage agents: add, list, disable, enable, passwd, token."""
+    """Manage agents: add, list, disable, enable, passwd, token, tokens, revoke-token."""
 
 
 @agents.command("add")
@@ -119,7 +119,7 @@ def add(username: str, name: str | None, password_stdin: bool) -> None:
 
     with_store(config, free)  # fail before asking for a password nobody can use
     password = _read_password(password_stdin)
-    hashed = hash_password(password)
+    hashed = hash_password(password, n=config.auth.scrypt_n)
 
     async def work(store: Store) -> Agent:
         return await store.create_agent(username, name or username, hashed)
@@ -152,9 +152,11 @@ def list_agents(as_json: bool) -> None:
     print_table(table)
 
 
-def _close_sockets_now(config: Config, deployment: str, agent: Agent) -> None:
-    """Tell the running instances over the bus to close the agent's sockets at once (they
-    also notice within 30 s by themselves, which is all there is without a bus)."""
+def _close_sockets_now(config: Config, deployment: str, agent: Agent,
+                      token_hash: str | None = None) -> None:
+    """Tell the running instances over the bus to close the agent's sockets (those opened
+    with ``token_hash``, or all of them) at once; they also notice within 30 s by
+    themselves, which is all there is without a bus."""
     if not config.bus.redis_url:
         return
     import os
@@ -166,13 +168,14 @@ def _close_sockets_now(config: Config, deployment: str, agent: Agent) -> None:
     from customer_service.errors import BusError
 
     try:
-        events: list[BusEvent] = [RevokeEvent(agent.id, None)]
+        events: list[BusEvent] = [RevokeEvent(agent.id, token_hash)]
         trio.run(publish_once, config.bus, deployment, f"cli-{os.getpid()}", events)
     except BusError as exc:
         console(stderr=True).print(f"Warning: could not reach the bus ({exc.message}); the "
                                    "agent's open sockets close within 30 s.")
         return
-    console().print("Their open sockets are being closed.")
+    console().print("Their open sockets are being closed." if token_hash is None
+                    else "Sockets opened with it are being closed.")
 
 
 def _set_disabled(username: str, disabled: bool) -> None:
@@ -210,7 +213,9 @@ def enable(username: str) -> None:
 @click.argument("username")
 @password_stdin_option
 def passwd(username: str, password_stdin: bool) -> None:
-    """Set an agent's password (asks twice, hidden, unless --password-stdin)."""
+    """Set an agent's password (asks twice, hidden, unless --password-stdin).
+
+    Revokes every token of the agent: their open sockets close and they log in again."""
     _check_password_source(password_stdin)
     config = current_config()
 
@@ -218,13 +223,15 @@ def passwd(username: str, password_stdin: bool) -> None:
         return await _agent(store, username)
 
     with_store(config, exists)  # fail before asking for a password nobody can use
-    hashed = hash_password(_read_password(password_stdin))
+    hashed = hash_password(_read_password(password_stdin), n=config.auth.scrypt_n)
 
-    async def work(store: Store) -> Agent:
-        return await store.set_agent_password(username, hashed)
+    async def work(store: Store) -> tuple[Agent, str]:
+        return await store.set_agent_password(username, hashed), await store.deployment_token()
 
-    agent = with_store(config, work)
-    console().print(f"Password changed for [bold]{agent.username}[/bold].")
+    agent, deployment = with_store(config, work)
+    console().print(f"Password changed for [bold]{agent.username}[/bold]; "
+                    "their tokens are revoked.")
+    _close_sockets_now(config, deployment, agent)
 
 
 @agents.command()
@@ -262,3 +269,60 @@ def token(username: str, label: str, ttl_hours: float | None) -> None:
     until = f"until {short_time(expires_at)} UTC" if expires_at else "with no expiry"
     click.echo(f"Token for {agent.username} (label {label!r}), valid {until}. "
                "It is shown only this once.", err=True)
+
+
+@agents.command("tokens")
+@click.argument("username")
+@json_option
+def tokens(username: str, as_json: bool) -> None:
+    """List an agent's tokens: id, label, created, last used, expires (UTC).
+
+    The id names a token for 'agents revoke-token'; the secret itself is never stored.
+    Last use is noted at most once a minute."""
+    from customer_service.core.models import AgentToken
+
+    async def work(store: Store) -> tuple[Agent, list[AgentToken]]:
+        agent = await _agent(store, username)
+        return agent, await store.list_agent_tokens(agent.id)
+
+    agent, found = with_store(current_config(), work)
+    if as_json:
+        from customer_service.cli.common import ts
+
+        echo_json([{"id": t.id, "label": t.label, "created_at": ts(t.created_at),
+                    "last_used_at": ts(t.last_used_at), "expires_at": ts(t.expires_at)}
+                   for t in found])
+        return
+    from rich.table import Table
+
+    table = Table("id", "label", "created (UTC)", "last used (UTC)", "expires (UTC)",
+                  title=f"{len(found)} token(s) of {agent.username}", title_justify="left")
+    for item in found:
+        table.add_row(item.id, esc(item.label), short_time(item.created_at),
+                      short_time(item.last_used_at) or "never",
+                      short_time(item.expires_at) or "never")
+    console().print(table)
+
+
+@agents.command("revoke-token")
+@click.argument("username")
+@click.argument("token_id")
+def revoke_token(username: str, token_id: str) -> None:
+    """End one of an agent's tokens, named by its id from 'agents tokens'.
+
+    Sockets opened with it close (at once on every instance with a bus).
+
+    \b
+        customer-service agents tokens alice
+        customer-service agents revoke-token alice 3f9a1c0b7d2e
+    """
+    config = current_config()
+
+    async def work(store: Store) -> tuple[Agent, str, str]:
+        agent = await _agent(store, username)
+        revoked = await store.revoke_agent_token_by_id(agent.id, token_id)
+        return agent, revoked, await store.deployment_token()
+
+    agent, revoked, deployment = with_store(config, work)
+    console().print(f"Revoked token {esc(token_id)} of [bold]{agent.username}[/bold].")
+    _close_sockets_now(config, deployment, agent, revoked)

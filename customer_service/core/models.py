@@ -36,6 +36,25 @@ class Agent:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentToken:
+    """One of an agent's tokens as listed to an operator: never the secret. ``id`` is
+    the start of the stored hash, enough to name it (``agents revoke-token``)."""
+
+    id: str
+    label: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+
+
+TOKEN_ID_LENGTH = 12
+"""Hex digits of a token's stored hash that name it in lists."""
+
+TOKEN_TOUCH_SECONDS = 60
+"""A token's ``last_used_at`` is written at most once per this many seconds."""
+
+
+@dataclass(frozen=True, slots=True)
 class Visitor:
     id: int
     name: str

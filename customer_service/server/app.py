@@ -6,12 +6,15 @@ HTTP errors are converted here, in one place: a ``CustomerServiceError`` becomes
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,6 +23,7 @@ import trio
 
 from customer_service import __version__, auth
 from customer_service.core.client_address import client_address, trusted_networks
+from customer_service.core.login_failures import retry_after_header
 from customer_service.core.models import Agent, ConversationStatus, utc_now
 from customer_service.errors import (
     BadRequest,
@@ -32,7 +36,7 @@ from customer_service.errors import (
     Unavailable,
 )
 from customer_service.server.agent import AgentSession
-from customer_service.server.limits import Throttle
+from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, message_frame
 from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import AsgiWebSocket
@@ -48,7 +52,11 @@ from customer_service.transport.interface import (
 
 log = logging.getLogger(__name__)
 
-LOGIN_RATE_PER_MINUTE = 10
+LOGIN_SLOTS = 2
+"""Logins checking a password at once, each in a worker thread (a hash takes ~0.3 s of CPU
+and 128 MiB at the default cost)."""
+LOGIN_QUEUE_TIMEOUT = 10.0
+"""Seconds a login may wait for a slot before a 503."""
 _json = msgspec.json.Encoder()
 
 
@@ -65,7 +73,14 @@ def json_response(status: int, payload: Any) -> Response:
 
 
 def error_response(error: CustomerServiceError) -> Response:
-    return json_response(error.http_status, {"error": error.code, "message": error.message})
+    response = json_response(error.http_status, {"error": error.code, "message": error.message})
+    extra: tuple[tuple[bytes, bytes], ...] = ()
+    if isinstance(error, RateLimited) and error.retry_after is not None:
+        extra = ((b"retry-after", str(error.retry_after).encode()),)
+    elif isinstance(error, Unauthorized):
+        extra = ((b"www-authenticate", b"Bearer"),)
+    return Response(response.status, response.body, response.content_type,
+                    response.headers + extra)
 
 
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -120,7 +135,8 @@ def _switch(query: dict[str, str], name: str, *, default: bool) -> bool:
 
 class App:
     def __init__(self, service: ChatService, *, ai_status: Callable[[], str],
-                 bus_status: Callable[[], str], logins: Throttle, instance: str) -> None:
+                 bus_status: Callable[[], str], logins: LoginThrottle,
+                 instance: str) -> None:
         self.service = service
         self.store = service.store
         self.metrics = service.metrics
@@ -128,11 +144,12 @@ class App:
         self.bus_status = bus_status
         self.instance = instance
         self.logins = logins
-        """Login attempts per client address (shared by the instances on a bus)."""
+        """Failed logins per username and per address (shared by the instances on a bus)."""
         self._trusted = trusted_networks(service.config.server.trusted_proxies)
         self._dummy_hash: str | None = None
-        self.assets = load_assets()
         """Checked against for unknown users, so a login takes as long whether or not they exist."""
+        self._login_slots = trio.CapacityLimiter(LOGIN_SLOTS)
+        self.assets = load_assets()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -187,7 +204,7 @@ class App:
         method, path = scope["method"], scope["path"]
         routes: dict[str, dict[str, Callable[[], Awaitable[Response]]]] = {
             "/healthz": {"GET": self.healthz},
-            "/metrics": {"GET": self.metrics_page},
+            "/metrics": {"GET": lambda: self.metrics_page(scope)},
             "/api/v1/login": {"POST": lambda: self.login(scope, receive)},
             "/api/v1/logout": {"POST": lambda: self.logout(scope)},
             "/api/v1/me": {"GET": lambda: self.me(scope)},
@@ -237,7 +254,17 @@ class App:
                 "connections": self.service.hub.connection_count()}
         return json_response(503 if status == "error" else 200, body)
 
-    async def metrics_page(self) -> Response:
+    async def metrics_page(self, scope: Scope) -> Response:
+        """The Prometheus exposition; with ``[metrics] token`` set, only for a request
+        bearing it (compared in constant time)."""
+        wanted = self.service.config.metrics.token
+        if wanted:
+            authorization = _headers(scope).get("authorization", "")
+            given = authorization[7:].strip() if authorization.lower().startswith(
+                "bearer ") else ""
+            # Header values arrive as latin-1 text: back to their bytes, against UTF-8.
+            if not hmac.compare_digest(given.encode("latin-1"), wanted.encode()):
+                raise Unauthorized("/metrics needs Authorization: Bearer <[metrics] token>")
         return Response(200, self.metrics.exposition(), self.metrics.content_type.encode())
 
     async def _read_body(self, receive: Receive) -> bytes:
@@ -257,9 +284,9 @@ class App:
         return b"".join(chunks)
 
     async def login(self, scope: Scope, receive: Receive) -> Response:
+        """Check a password (in a worker thread: scrypt takes a good part of a second) and
+        hand out a token. Only failures are throttled, per username and per address."""
         client = self.client(scope)
-        if not await self.logins.allow(client):
-            raise RateLimited("too many login attempts; wait a minute")
         body = await self._read_body(receive)
         try:
             data = msgspec.json.decode(body, type=LoginBody)
@@ -267,21 +294,66 @@ class App:
             raise BadRequest(f"invalid login body: {exc}") from None
         except msgspec.DecodeError:
             raise BadRequest('body must be JSON: {"username": …, "password": …}') from None
-        agent = await self.store.get_agent_by_username(data.username)
-        usable = agent is not None and not agent.disabled
-        if self._dummy_hash is None:
-            self._dummy_hash = await trio.to_thread.run_sync(auth.hash_password, "not a password")
-        stored = agent.password_hash if agent is not None and usable else self._dummy_hash
-        matches = await trio.to_thread.run_sync(auth.verify_password, data.password, stored)
-        if not (usable and matches) or agent is None:
-            log.info("login refused for %r from %s", data.username, client)
-            raise Unauthorized("wrong username or password")
+        await self._unless_throttled(client, data.username)  # before queueing for a slot
+        async with self._login_slot():
+            # Again: attempts that queued alongside this one may have failed meanwhile, and
+            # a burst sent at once must not get all its passwords checked.
+            await self._unless_throttled(client, data.username)
+            agent = await self._check_password(client, data)
         token = auth.new_token()
         ttl = self.service.config.auth.token_ttl_hours
         await self.store.add_agent_token(agent.id, auth.token_hash(token), "login",
                                          utc_now() + timedelta(hours=ttl))
         log.info("agent %s logged in from %s", agent.username, client)
         return json_response(200, {"token": token, "agent": agent_json(agent)})
+
+    async def _unless_throttled(self, client: str, username: str) -> None:
+        wait = await self.logins.retry_after(client, username)
+        if wait > 0:
+            seconds = retry_after_header(wait)
+            log.info("login for %r from %s throttled for %d s after failures", username[:64],
+                     client, seconds)
+            raise RateLimited(f"too many failed logins; retry in {seconds} s",
+                              retry_after=seconds)
+
+    @asynccontextmanager
+    async def _login_slot(self) -> AsyncIterator[None]:
+        """One of ``LOGIN_SLOTS`` password checks at once (each hash takes ~0.3 s of CPU
+        and 128 MiB at the default cost), after a wait of at most ``LOGIN_QUEUE_TIMEOUT``."""
+        try:
+            with trio.fail_after(LOGIN_QUEUE_TIMEOUT):
+                await self._login_slots.acquire()
+        except trio.TooSlowError:
+            raise Unavailable("too many logins at once; retry in a few seconds") from None
+        try:
+            yield
+        finally:
+            self._login_slots.release()
+
+    async def _check_password(self, client: str, data: LoginBody) -> Agent:
+        """The agent whose password this is, counting a failure otherwise (in a slot)."""
+        cost = self.service.config.auth.scrypt_n
+        agent = await self.store.get_agent_by_username(data.username)
+        usable = agent is not None and not agent.disabled
+        if self._dummy_hash is None:
+            self._dummy_hash = await trio.to_thread.run_sync(
+                partial(auth.hash_password, "not a password", n=cost))
+        stored = agent.password_hash if agent is not None and usable else self._dummy_hash
+        matches = await trio.to_thread.run_sync(auth.verify_password, data.password, stored)
+        if not (usable and matches) or agent is None:
+            await self.logins.failed(client, data.username)
+            log.info("login refused for %r from %s", data.username[:64], client)
+            raise Unauthorized("wrong username or password")
+        await self.logins.succeeded(data.username)
+        if auth.needs_rehash(agent.password_hash, cost):
+            await self._upgrade_hash(agent, data.password, cost)
+        return agent
+
+    async def _upgrade_hash(self, agent: Agent, password: str, cost: int) -> None:
+        """Store the password again at today's cost, unless it changed meanwhile."""
+        new_hash = await trio.to_thread.run_sync(partial(auth.hash_password, password, n=cost))
+        if await self.store.replace_password_hash(agent.id, agent.password_hash, new_hash):
+            log.info("agent %s: password hash upgraded to scrypt N=%d", agent.username, cost)
 
     def client(self, scope: Scope) -> str:
         """The client's address: the TCP peer, or what a trusted proxy says it is."""
@@ -294,15 +366,25 @@ class App:
         agent, _ = await self.authenticate_token(scope)
         return agent
 
-    async def authenticate_token(self, scope: Scope) -> tuple[Agent, str]:
-        """The agent owning the request's bearer token, and that token's hash."""
-        headers = _headers(scope)
-        token = _query(scope).get("token")
-        authorization = headers.get("authorization", "")
+    async def authenticate_token(self, scope: Scope, *, in_query: bool = False
+                                 ) -> tuple[Agent, str]:
+        """The agent owning the request's bearer token, and that token's hash.
+
+        REST requests carry the token in ``Authorization: Bearer`` only: a token in the URL
+        ends up in access logs, proxies and browser history. The agent WebSocket
+        (``in_query``) may also carry it as ``?token=``, since browsers cannot set headers
+        on a WebSocket."""
+        query_token = _query(scope).get("token")
+        if query_token is not None and not in_query:
+            raise Unauthorized("a token in the URL (?token=) is not accepted here: send it as "
+                               "the header Authorization: Bearer <token>")
+        token = query_token
+        authorization = _headers(scope).get("authorization", "")
         if authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()
         if not token:
-            raise Unauthorized("a token is needed: Authorization: Bearer <token> or ?token=")
+            raise Unauthorized("a token is needed: Authorization: Bearer <token>"
+                               + (" or ?token=" if in_query else ""))
         hashed = auth.token_hash(token)
         agent = await self.store.agent_for_token(hashed, utc_now())
         if agent is None:
@@ -379,7 +461,7 @@ class App:
                 return session.run(session.start)
             return visitor
         if path == "/ws/agent":
-            agent, token_hash = await self.authenticate_token(scope)
+            agent, token_hash = await self.authenticate_token(scope, in_query=True)
             follows_queue = _switch(_query(scope), "queue", default=True)
 
             def agent_session(conn: Connection) -> Awaitable[None]:

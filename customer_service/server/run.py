@@ -28,11 +28,16 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from customer_service.ai.responder import open_ai_responder
 from customer_service.config import Config, worker_count
+from customer_service.core.login_failures import LoginLimits
 from customer_service.errors import ListenError
 from customer_service.logs import tag_logs
-from customer_service.server.app import LOGIN_RATE_PER_MINUTE, App
+from customer_service.server.app import App
 from customer_service.server.hub import Hub
-from customer_service.server.limits import LocalThrottle, SharedThrottle, Throttle
+from customer_service.server.limits import (
+    LocalLoginThrottle,
+    LoginThrottle,
+    SharedLoginThrottle,
+)
 from customer_service.server.metrics import Metrics
 from customer_service.server.service import ChatService
 from customer_service.server.sync import serve_sync
@@ -170,10 +175,11 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
         deployment = await raw_store.deployment_token()
         async with open_bus(config, instance, deployment, metrics, hub) as bus:
             service = ChatService(config, store, hub, metrics)
-            logins: Throttle = LocalThrottle(LOGIN_RATE_PER_MINUTE / 60, LOGIN_RATE_PER_MINUTE)
-            if bus is not None:
-                logins = SharedThrottle(bus, "login", LOGIN_RATE_PER_MINUTE / 60,
-                                        LOGIN_RATE_PER_MINUTE)
+            limits = LoginLimits(per_user=config.auth.login_failures_per_user,
+                                 per_address=config.auth.login_failures_per_address,
+                                 window=config.auth.login_failure_window)
+            logins: LoginThrottle = (LocalLoginThrottle(limits) if bus is None
+                                     else SharedLoginThrottle(bus, limits))
 
             def bus_status() -> str:
                 return bus.status if bus is not None else "off"

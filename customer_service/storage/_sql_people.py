@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from customer_service.core.models import Agent, Visitor
+from customer_service.core.models import (
+    TOKEN_ID_LENGTH,
+    TOKEN_TOUCH_SECONDS,
+    Agent,
+    AgentToken,
+    Visitor,
+)
 from customer_service.errors import Conflict, NotFound
 from customer_service.storage._sql import (
     AGENT_COLUMNS,
@@ -74,9 +80,15 @@ def set_agent_disabled(tx: Tx, username: str, disabled: bool) -> Agent:
 def set_agent_password(tx: Tx, username: str, password_hash: str) -> Agent:
     agent = _agent_named(tx, username)
     tx.execute("UPDATE agents SET password_hash = ? WHERE id = ?", (password_hash, agent.id))
+    tx.execute("DELETE FROM agent_tokens WHERE agent_id = ?", (agent.id,))
     return Agent(id=agent.id, username=agent.username, name=agent.name,
                  password_hash=password_hash, disabled=agent.disabled,
                  created_at=agent.created_at)
+
+
+def replace_password_hash(tx: Tx, agent_id: int, old_hash: str, new_hash: str) -> bool:
+    return tx.execute("UPDATE agents SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                      (new_hash, agent_id, old_hash)) > 0
 
 
 def add_agent_token(tx: Tx, agent_id: int, token_hash: str, label: str,
@@ -92,16 +104,56 @@ def add_agent_token(tx: Tx, agent_id: int, token_hash: str, label: str,
          None if expires_at is None else to_ms(expires_at)))
 
 
-def agent_for_token(tx: Tx, token_hash: str, now: datetime) -> Agent | None:
+def agent_for_token(tx: Tx, token_hash: str, now: datetime) -> tuple[Agent, bool] | None:
+    """The agent, and whether the token's ``last_used_at`` is due to be written."""
     row = tx.one(
-        f"SELECT {AGENT_COLUMNS} FROM agent_tokens t JOIN agents a ON a.id = t.agent_id"
+        f"SELECT {AGENT_COLUMNS}, t.last_used_at FROM agent_tokens t"
+        " JOIN agents a ON a.id = t.agent_id"
         " WHERE t.token_hash = ? AND a.disabled = 0"
         " AND (t.expires_at IS NULL OR t.expires_at > ?)", (token_hash, to_ms(now)))
-    return None if row is None else agent_from(row)
+    if row is None:
+        return None
+    last_used = row[-1]
+    stale = last_used is None or int(last_used) <= to_ms(now) - TOKEN_TOUCH_SECONDS * 1000
+    return agent_from(row), stale
+
+
+def touch_agent_token(tx: Tx, token_hash: str, now: datetime) -> None:
+    """Note a token's use; a no-op when another instance noted it within the minute."""
+    moment = to_ms(now)
+    tx.execute("UPDATE agent_tokens SET last_used_at = ? WHERE token_hash = ?"
+               " AND (last_used_at IS NULL OR last_used_at <= ?)",
+               (moment, token_hash, moment - TOKEN_TOUCH_SECONDS * 1000))
 
 
 def revoke_agent_token(tx: Tx, token_hash: str) -> bool:
     return tx.execute("DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,)) > 0
+
+
+def list_agent_tokens(tx: Tx, agent_id: int) -> list[AgentToken]:
+    rows = tx.all("SELECT token_hash, label, created_at, last_used_at, expires_at"
+                  " FROM agent_tokens WHERE agent_id = ? ORDER BY created_at, token_hash",
+                  (agent_id,))
+    return [AgentToken(id=str(row[0])[:TOKEN_ID_LENGTH], label=row[1],
+                       created_at=from_ms(row[2]),
+                       last_used_at=None if row[3] is None else from_ms(row[3]),
+                       expires_at=None if row[4] is None else from_ms(row[4])) for row in rows]
+
+
+def revoke_agent_token_by_id(tx: Tx, agent_id: int, token_id: str) -> str:
+    """Token ids are hex digits: anything else matches nothing (and no LIKE pattern)."""
+    wanted = token_id.strip().lower()
+    if not wanted or any(c not in "0123456789abcdef" for c in wanted):
+        raise NotFound(f"no token {token_id!r}: a token id is hex digits from 'agents tokens'")
+    rows = tx.all("SELECT token_hash FROM agent_tokens WHERE agent_id = ? AND token_hash LIKE ?",
+                  (agent_id, wanted + "%"))
+    if not rows:
+        raise NotFound(f"no token {token_id!r} for this agent (see 'agents tokens')")
+    if len(rows) > 1:
+        raise Conflict(f"{len(rows)} tokens start with {token_id!r}; give more of the id")
+    token_hash = str(rows[0][0])
+    tx.execute("DELETE FROM agent_tokens WHERE token_hash = ?", (token_hash,))
+    return token_hash
 
 
 # --- visitors ---------------------------------------------------------------

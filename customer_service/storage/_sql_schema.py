@@ -134,6 +134,21 @@ def apply_pending(tx: Tx, migrations: Sequence[Migration]) -> list[int]:
     return done
 
 
+NO_PAD_COLLATION = "utf8mb4_nopad_bin"
+"""MariaDB's exact binary collation (trailing spaces count, as in SQLite); MySQL 8 calls
+its own ``utf8mb4_0900_bin``. Migrations name MariaDB's; ``for_server`` translates."""
+
+
+def for_server(tx: Tx, statement: str) -> str:
+    """A MySQL-dialect statement as the server at hand spells it."""
+    if NO_PAD_COLLATION not in statement:
+        return statement
+    row = tx.one("SELECT VERSION()")
+    if row is not None and "mariadb" in str(row[0]).lower():
+        return statement
+    return statement.replace(NO_PAD_COLLATION, "utf8mb4_0900_bin")
+
+
 def apply_migration(tx: Tx, migration: Migration) -> None:
     """Run a migration's statements, then record its version.
 
@@ -141,7 +156,8 @@ def apply_migration(tx: Tx, migration: Migration) -> None:
     the schema (an earlier run stopped half-way) is skipped; see the module
     docstring for the rule.
     """
-    for statement in migration.statements:
+    for written in migration.statements:
+        statement = written if tx.dialect.transactional_ddl else for_server(tx, written)
         if not tx.dialect.transactional_ddl and statement_applied(tx, statement,
                                                                   migration.name):
             logger.info("migration %s: already applied, skipped: %s", migration.name,

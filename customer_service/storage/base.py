@@ -15,6 +15,7 @@ from typing import Protocol
 from customer_service.core.db_health import WriteHealth
 from customer_service.core.models import (
     Agent,
+    AgentToken,
     AppendResult,
     Conversation,
     ConversationStatus,
@@ -65,16 +66,29 @@ class Store(Protocol):
         """Raise ``NotFound`` for an unknown username. Disabling also revokes its tokens."""
 
     async def set_agent_password(self, username: str, password_hash: str) -> Agent:
-        """Raise ``NotFound`` for an unknown username."""
+        """Raise ``NotFound`` for an unknown username. Also revokes the agent's tokens."""
+
+    async def replace_password_hash(self, agent_id: int, old_hash: str, new_hash: str) -> bool:
+        """Store a re-made hash of the same password (tokens kept), only while the stored
+        hash is still ``old_hash``; False when it changed meanwhile or the agent is gone."""
 
     async def add_agent_token(self, agent_id: int, token_hash: str, label: str,
                               expires_at: datetime | None) -> None: ...
 
     async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
-        """The enabled agent owning an unexpired token with this hash, or None."""
+        """The enabled agent owning an unexpired token with this hash, or None. Notes the
+        token's ``last_used_at`` (at most once per ``TOKEN_TOUCH_SECONDS``)."""
 
     async def revoke_agent_token(self, token_hash: str) -> bool:
         """Delete a token (logout); False when no such token existed."""
+
+    async def list_agent_tokens(self, agent_id: int) -> list[AgentToken]:
+        """The agent's tokens, oldest first (expired ones too, until they are revoked)."""
+
+    async def revoke_agent_token_by_id(self, agent_id: int, token_id: str) -> str:
+        """Delete the agent's one token whose ``AgentToken.id`` is ``token_id`` (or starts
+        with it); return its hash. Raise ``NotFound`` when none matches, ``Conflict`` when
+        several do."""
 
     # --- visitors -----------------------------------------------------------
     async def create_visitor(self, token_hash: str, name: str, email: str,

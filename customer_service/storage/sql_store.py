@@ -19,6 +19,7 @@ import trio
 from customer_service.core.db_health import WriteHealth
 from customer_service.core.models import (
     Agent,
+    AgentToken,
     AppendResult,
     Conversation,
     ConversationStatus,
@@ -116,6 +117,11 @@ class SqlStore(ABC):
         return await self._run(
             lambda tx: people.set_agent_password(tx, username, password_hash), write=True)
 
+    async def replace_password_hash(self, agent_id: int, old_hash: str, new_hash: str) -> bool:
+        return await self._run(
+            lambda tx: people.replace_password_hash(tx, agent_id, old_hash, new_hash),
+            write=True)
+
     async def add_agent_token(self, agent_id: int, token_hash: str, label: str,
                               expires_at: datetime | None) -> None:
         await self._run(
@@ -123,10 +129,25 @@ class SqlStore(ABC):
             write=True)
 
     async def agent_for_token(self, token_hash: str, now: datetime) -> Agent | None:
-        return await self._run(lambda tx: people.agent_for_token(tx, token_hash, now), write=False)
+        found = await self._run(lambda tx: people.agent_for_token(tx, token_hash, now),
+                                write=False)
+        if found is None:
+            return None
+        agent, stale = found
+        if stale:  # a write at most once a minute per token, not one per request
+            await self._run(lambda tx: people.touch_agent_token(tx, token_hash, now),
+                            write=True)
+        return agent
 
     async def revoke_agent_token(self, token_hash: str) -> bool:
         return await self._run(lambda tx: people.revoke_agent_token(tx, token_hash), write=True)
+
+    async def list_agent_tokens(self, agent_id: int) -> list[AgentToken]:
+        return await self._run(lambda tx: people.list_agent_tokens(tx, agent_id), write=False)
+
+    async def revoke_agent_token_by_id(self, agent_id: int, token_id: str) -> str:
+        return await self._run(
+            lambda tx: people.revoke_agent_token_by_id(tx, agent_id, token_id), write=True)
 
     # --- visitors -----------------------------------------------------------
 

@@ -121,7 +121,8 @@ els.loginForm.addEventListener("submit", async (event) => {
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
       const text = response.status === 401 ? "Wrong username or password (or the account is disabled)."
-        : response.status === 429 ? "Too many attempts: wait a minute and try again."
+        : response.status === 429
+          ? `Too many failed attempts: try again in ${response.headers.get("Retry-After") || "a few"} s.`
           : body.message || `Sign-in failed (HTTP ${response.status}).`;
       showLogin(text);
       return;

@@ -112,6 +112,7 @@ def write_config(folder: Path, *, ai_base_url: str | None = None) -> Path:
         # CS_BROWSER_LOG_LEVEL=info (or debug) when investigating a failure: the log is in the report.
         "log": {"level": os.environ.get("CS_BROWSER_LOG_LEVEL", "warning")},
         "ai": {"enabled": False},
+        "auth": {"scrypt_n": 2**14},  # the least accepted: agents added and logged in quickly
     }
     if ai_base_url is not None:
         sections["ai"] = {"enabled": True, "base_url": ai_base_url, "api_key": "test",

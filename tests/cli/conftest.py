@@ -39,7 +39,9 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
     path = tmp_path / "test.toml"
-    path.write_text('[storage]\nsqlite_path = "test.db"\n\n[server]\nport = 0\n')
+    # scrypt_n: the least accepted, so adding agents takes milliseconds, not 0.3 s.
+    path.write_text('[storage]\nsqlite_path = "test.db"\n\n[server]\nport = 0\n\n'
+                    '[auth]\nscrypt_n = 16384\n')
     return path
 
 

@@ -1,4 +1,4 @@
-"""``agents add|list|disable|enable|passwd|token``."""
+"""``agents add|list|disable|enable|passwd|token|tokens|revoke-token``."""
 
 from __future__ import annotations
 
@@ -177,6 +177,28 @@ def test_passwd_unknown_agent_fails_before_prompting(run: CliRun) -> None:
     assert "Password:" not in result.output
 
 
+def test_passwd_revokes_every_token_of_the_agent(run: CliRun, add_agent: AddAgent,
+                                                 store_call: StoreCall) -> None:
+    add_agent("alice")
+    add_agent("bob")
+    first = run("agents", "token", "alice").stdout.strip()
+    second = run("agents", "token", "alice", "--label", "phone").stdout.strip()
+    bobs = run("agents", "token", "bob").stdout.strip()
+    result = run("agents", "passwd", "alice", "--password-stdin", input="another-secret\n")
+    assert result.exit_code == 0, result.output
+    assert "their tokens are revoked" in result.output
+    assert _owner(store_call, first) is None and _owner(store_call, second) is None
+    bob = _owner(store_call, bobs)
+    assert bob is not None and bob.username == "bob"
+
+
+def test_passwd_uses_the_configured_scrypt_cost(run: CliRun, add_agent: AddAgent,
+                                               store_call: StoreCall) -> None:
+    add_agent("alice")
+    agent = _agent(store_call, "alice")
+    assert agent is not None and agent.password_hash.startswith("scrypt$16384$8$1$")
+
+
 def test_passwd_too_short(run: CliRun, add_agent: AddAgent) -> None:
     add_agent("alice")
     result = run("agents", "passwd", "alice", "--password-stdin", input="1234\n")
@@ -257,3 +279,60 @@ def test_negative_ttl_is_a_usage_error(run: CliRun, add_agent: AddAgent) -> None
     result = run("agents", "token", "alice", "--ttl-hours", "-1")
     assert result.exit_code == 2
     assert "--ttl-hours" in result.output
+
+
+# --- tokens / revoke-token --------------------------------------------------------------
+
+def _token_rows(run: CliRun, username: str) -> list[dict[str, Any]]:
+    result = run("agents", "tokens", username, "--json")
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def test_tokens_lists_created_last_used_and_expiry_never_the_secret(
+        run: CliRun, add_agent: AddAgent, store_call: StoreCall) -> None:
+    add_agent("alice")
+    add_agent("bob")
+    used = run("agents", "token", "alice", "--label", "laptop").stdout.strip()
+    unused = run("agents", "token", "alice", "--label", "ops", "--ttl-hours", "0").stdout.strip()
+    run("agents", "token", "bob")
+    assert _owner(store_call, used) is not None  # a use, noted as last_used_at
+
+    rows = _token_rows(run, "alice")
+    assert [r["label"] for r in rows] == ["laptop", "ops"]
+    assert [r["id"] for r in rows] == [token_hash(used)[:12], token_hash(unused)[:12]]
+    assert rows[0]["last_used_at"] is not None and rows[1]["last_used_at"] is None
+    assert rows[0]["expires_at"] is not None and rows[1]["expires_at"] is None
+    assert all(r["created_at"] for r in rows)
+
+    table = run("agents", "tokens", "alice")
+    assert table.exit_code == 0, table.output
+    assert "2 token(s) of alice" in table.output
+    assert token_hash(used)[:12] in table.output and "laptop" in table.output
+    assert "never" in table.output  # the unused token's last use, and its expiry
+    for secret in (used, unused):
+        assert secret not in table.output and token_hash(secret) not in table.output
+    _clean_error(run("agents", "tokens", "ghost"), "no agent named 'ghost'")
+
+
+def test_revoke_token_ends_that_token_only(run: CliRun, add_agent: AddAgent,
+                                           store_call: StoreCall) -> None:
+    add_agent("alice")
+    add_agent("bob")
+    keep = run("agents", "token", "alice").stdout.strip()
+    end = run("agents", "token", "alice").stdout.strip()
+    bobs = run("agents", "token", "bob").stdout.strip()
+    end_id = token_hash(end)[:12]
+
+    result = run("agents", "revoke-token", "alice", end_id)
+    assert result.exit_code == 0, result.output
+    assert f"Revoked token {end_id} of alice" in result.output
+    assert _owner(store_call, end) is None
+    assert _owner(store_call, keep) is not None and _owner(store_call, bobs) is not None
+    assert [r["id"] for r in _token_rows(run, "alice")] == [token_hash(keep)[:12]]
+
+    _clean_error(run("agents", "revoke-token", "alice", end_id), "no token")
+    _clean_error(run("agents", "revoke-token", "bob", token_hash(keep)[:12]), "no token")
+    _clean_error(run("agents", "revoke-token", "alice", "not-hex"), "hex digits")
+    _clean_error(run("agents", "revoke-token", "ghost", end_id), "no agent named 'ghost'")

@@ -204,6 +204,7 @@ def cluster_config(folder: Path, database: str, redis_url: str, *, port: int = 0
         "bus": {"redis_url": redis_url, "heartbeat_interval": 0.5, "instance_timeout": 3.0},
         "log": {"level": os.environ.get("CS_CLUSTER_LOG_LEVEL", "info")},
         "ai": {"enabled": False},
+        "auth": {"scrypt_n": 2**14},
     }
     for section, keys in overrides.items():
         sections.setdefault(section, {}).update(keys)

@@ -11,6 +11,7 @@ import httpx
 import trio
 
 from customer_service.core.bus_events import Batch, MessageEvent, encode_batch
+from customer_service.server.limits import user_key
 from customer_service.storage import open_store
 from tests.cluster.conftest import Cluster, agent_at, visitor_at
 from tests.cluster.harness import (
@@ -217,7 +218,10 @@ async def test_hostile_data_in_redis_costs_nothing_but_warnings(cluster: Cluster
         redis_command(port, ["SET", "customer-service:presence:ghosts", "not a hash"])
         for payload in hostile:
             redis_command(port, [b"PUBLISH", b"customer-service:bus", payload])
-        redis_command(port, ["SET", "customer-service:throttle:login:127.0.0.1", "1e309"])
+        redis_command(port, ["SET", "customer-service:login-failures:address:127.0.0.1",
+                             "1e309"])
+        redis_command(port, ["HSET", f"customer-service:login-failures:{user_key('alice')}",
+                             "n", "1e309", "t", "nan"])
         await trio.sleep(1.5)
         for server in (a, b):
             assert server.alive() and (server.health() or {}).get("status") == "ok"
@@ -227,11 +231,15 @@ async def test_hostile_data_in_redis_costs_nothing_but_warnings(cluster: Cluster
             got = await bob.recv_type("message", conversation_id=cid, content=f"after {n}",
                                       timeout=10)
             assert got["seq"] == 2 + n
-    # Logins are not locked out by a poisoned throttle key.
+    # Logins are not locked out by poisoned failure counts, and failures count afresh.
     async with httpx.AsyncClient() as http:
-        answer = await http.post(f"{a.url}/api/v1/login",
-                                 json={"username": "alice", "password": "wrong password"})
-    assert answer.status_code == 401
+        answers = [await http.post(f"{a.url}/api/v1/login",
+                                   json={"username": "alice", "password": "wrong password"})
+                   for _ in range(2)]
+        good = await http.post(f"{b.url}/api/v1/login",
+                               json={"username": "alice", "password": "correct horse"})
+    assert [r.status_code for r in answers] == [401, 401]
+    assert good.status_code == 200
     logs = a.log_text() + b.log_text()
     assert "Traceback" not in logs
     assert "ignoring what lies beyond" in logs or "does not have" in logs

@@ -6,17 +6,20 @@ from __future__ import annotations
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
+from customer_service import auth
 from customer_service.config import load_config
 from customer_service.errors import ConfigError
+from customer_service.storage import open_store
 from tests.cluster.chat import AgentDriver, VisitorDriver, check_exactly_once, until_done
 from tests.cluster.conftest import Cluster, agent_at, visitor_at
-from tests.cluster.harness import cli, environment, free_port, write_config
+from tests.cluster.harness import ServerProcess, cli, environment, free_port, write_config
 from tests.fakes.openai_server import Script, open_fake_openai
 
 
@@ -59,20 +62,79 @@ async def test_disabling_an_agent_from_the_command_line_closes_its_sockets_every
             assert closed.value.reason.code == 1008
 
 
-async def test_login_throttling_counts_attempts_on_every_instance_together(
+async def test_revoke_token_and_passwd_from_the_command_line_close_sockets_everywhere(
         cluster: Cluster) -> None:
+    """``agents revoke-token`` closes the sockets of that one token on every instance at
+    once; ``agents passwd`` those of every token of the agent."""
     a = await cluster.start("a")
     b = await cluster.start("b")
+    _, first = await cluster.make_agent("alice")
+    second = auth.new_token()
+    async with open_store(cluster.config) as store:
+        alice = await store.get_agent_by_username("alice")
+        assert alice is not None
+        await store.add_agent_token(alice.id, auth.token_hash(second), "phone", None)
+
+    def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli(), f"--config={a.config}", *args], capture_output=True,
+                              text=True, env=environment(), timeout=30, check=False,
+                              input=stdin)
+
+    async def closed(client: Any) -> None:
+        with pytest.raises(ConnectionClosed) as ended, trio.fail_after(5):
+            while True:
+                await client.recv(timeout=5)
+        assert ended.value.reason.code == 1008
+
+    async with agent_at(a, first) as (first_a, _), agent_at(b, first) as (first_b, _), \
+            agent_at(b, second) as (second_b, _):
+        started = trio.current_time()
+        revoked = await trio.to_thread.run_sync(
+            lambda: run_cli("agents", "revoke-token", "alice", auth.token_hash(first)[:12]))
+        assert revoked.returncode == 0, revoked.stderr
+        assert "Sockets opened with it are being closed." in revoked.stdout
+        await closed(first_a)
+        await closed(first_b)
+        assert trio.current_time() - started < 4  # at once, not at the 30 s recheck
+        await second_b.send(type="ping", id="still")
+        assert (await second_b.recv_type("pong"))["id"] == "still"
+
+        changed = await trio.to_thread.run_sync(
+            lambda: run_cli("agents", "passwd", "alice", "--password-stdin",
+                            stdin="a new passphrase\n"))
+        assert changed.returncode == 0, changed.stderr
+        assert "Their open sockets are being closed." in changed.stdout
+        await closed(second_b)
+
+
+async def test_login_failures_are_counted_on_every_instance_together(
+        cluster: Cluster) -> None:
+    """Failures for a username add up across instances (in Redis); successes never count,
+    and another user at the same address is not held back."""
+    auth = {"login_failures_per_user": 3, "login_failures_per_address": 50,
+            "login_failure_window": 600.0}
+    a = await cluster.start("a", auth=auth)
+    b = await cluster.start("b", auth=auth)
     await cluster.make_agent("alice")
-    statuses: list[int] = []
+    await cluster.make_agent("bob")
+
+    async def login(server: ServerProcess, username: str, password: str) -> httpx.Response:
+        return await http.post(f"{server.url}/api/v1/login",
+                               json={"username": username, "password": password})
+
     async with httpx.AsyncClient() as http:
-        for attempt in range(12):
-            server = a if attempt % 2 else b
-            answer = await http.post(f"{server.url}/api/v1/login",
-                                     json={"username": "alice", "password": "wrong password"})
-            statuses.append(answer.status_code)
-    # 10 a minute per address in all, not 10 per instance
-    assert statuses == [401] * 10 + [429, 429]
+        # Twenty successful logins from one address, spread over both: none refused.
+        ok = [await login((a, b)[n % 2], "bob", "correct horse") for n in range(20)]
+        assert [r.status_code for r in ok] == [200] * 20
+        failed = [await login((a, b)[n % 2], "alice", "wrong password") for n in range(3)]
+        assert [r.status_code for r in failed] == [401, 401, 401]
+        # 3 failures in all, not 3 per instance: both instances hold Alice back now.
+        for server in (a, b):
+            held = await login(server, "alice", "correct horse")
+            assert held.status_code == 429 and held.headers["retry-after"] == "1"
+            assert (await login(server, "bob", "correct horse")).status_code == 200
+        await trio.sleep(1.1)
+        assert (await login(b, "alice", "correct horse")).status_code == 200
 
 
 async def test_lost_publishes_are_filled_from_the_database(cluster: Cluster) -> None:

@@ -22,7 +22,8 @@ def transport(request: pytest.FixtureRequest) -> str:
 def config(tmp_path: Path, transport: str) -> Config:
     return Config().with_changes(
         server__host="127.0.0.1", server__port=0, server__shutdown_timeout=3.0,
-        server__transport=transport, storage__sqlite_path=str(tmp_path / "cs.db"))
+        server__transport=transport, storage__sqlite_path=str(tmp_path / "cs.db"),
+        auth__scrypt_n=2**14)  # the least accepted: logins in milliseconds, not 0.3 s
 
 
 @pytest.fixture

@@ -43,10 +43,10 @@ def seqs(results: list[AppendResult]) -> list[int]:
 
 async def test_migrate_reports_versions_and_is_idempotent(fresh_store: Store) -> None:
     assert await fresh_store.schema_version() == 0
-    assert await fresh_store.migrate() == [1, 2, 3]
-    assert await fresh_store.schema_version() == 3
+    assert await fresh_store.migrate() == [1, 2, 3, 4]
+    assert await fresh_store.schema_version() == 4
     assert await fresh_store.migrate() == []
-    assert await fresh_store.schema_version() == 3
+    assert await fresh_store.schema_version() == 4
     await fresh_store.ping()
 
 
@@ -100,7 +100,7 @@ async def test_probe_write_fails_where_the_database_may_only_be_read(
     ann = await store.create_agent("ann", "Ann", "h")
     async with open_read_only_store() as read_only:
         await read_only.ping()
-        assert await read_only.schema_version() == 3
+        assert await read_only.schema_version() == 4
         assert await read_only.get_agent(ann.id) == ann
         with pytest.raises(StorageError):
             await read_only.probe_write()
@@ -176,13 +176,82 @@ async def test_revoking_a_token_leaves_the_agents_other_tokens(store: Store) -> 
     assert await store.revoke_agent_token("browser") is False
 
 
-async def test_set_password(store: Store) -> None:
+async def test_usernames_with_trailing_spaces_are_other_usernames(store: Store) -> None:
+    """MariaDB's utf8mb4_bin pads with spaces: 'ann ' found 'ann' and logged in as her."""
+    ann = await store.create_agent("ann", "Ann", "h")
+    assert await store.get_agent_by_username("ann ") is None
+    assert await store.get_agent_by_username("ann\t") is None
+    assert await store.get_agent_by_username(" ann") is None
+    spaced = await store.create_agent("ann ", "Spaced Ann", "h2")
+    assert spaced.id != ann.id
+    assert await store.get_agent_by_username("ann ") == spaced
+    assert await store.get_agent_by_username("ann") == ann
+    with pytest.raises(NotFound):
+        await store.set_agent_password("ann  ", "x")
+
+
+async def test_set_password_revokes_every_token(store: Store) -> None:
     ann = await store.create_agent("ann", "Ann", "old")
+    bob = await store.create_agent("bob", "Bob", "h")
+    now = datetime.now(UTC)
+    await store.add_agent_token(ann.id, "a1", "login", None)
+    await store.add_agent_token(ann.id, "a2", "cli", None)
+    await store.add_agent_token(bob.id, "b1", "login", None)
     changed = await store.set_agent_password("ann", "new")
     assert changed.password_hash == "new" and changed.id == ann.id
     assert (await store.get_agent_by_username("ann")) == changed
+    assert await store.agent_for_token("a1", now) is None
+    assert await store.agent_for_token("a2", now) is None
+    assert await store.list_agent_tokens(ann.id) == []
+    assert await store.agent_for_token("b1", now) == bob
     with pytest.raises(NotFound):
         await store.set_agent_password("nobody", "x")
+
+
+async def test_replace_password_hash_only_while_unchanged(store: Store) -> None:
+    """The upgrade at login keeps the tokens and never undoes a password change."""
+    ann = await store.create_agent("ann", "Ann", "old")
+    await store.add_agent_token(ann.id, "a1", "login", None)
+    assert await store.replace_password_hash(ann.id, "old", "old-stronger") is True
+    assert (await store.get_agent(ann.id)).password_hash == "old-stronger"  # type: ignore[union-attr]
+    assert await store.agent_for_token("a1", datetime.now(UTC)) is not None
+    await store.set_agent_password("ann", "changed")
+    assert await store.replace_password_hash(ann.id, "old-stronger", "stale") is False
+    assert (await store.get_agent(ann.id)).password_hash == "changed"  # type: ignore[union-attr]
+    assert await store.replace_password_hash(ann.id + 99, "changed", "x") is False
+
+
+async def test_tokens_are_listed_with_last_use_and_revoked_by_their_short_id(
+        store: Store) -> None:
+    ann = await store.create_agent("ann", "Ann", "h")
+    bob = await store.create_agent("bob", "Bob", "h")
+    now = datetime.now(UTC).replace(microsecond=0)
+    first, second = "ab" * 32, "ac" * 32
+    await store.add_agent_token(ann.id, first, "login", now + timedelta(hours=1))
+    await store.add_agent_token(ann.id, second, "cli", None)
+    await store.add_agent_token(bob.id, "ad" * 32, "login", None)
+    listed = await store.list_agent_tokens(ann.id)
+    assert [(t.id, t.label, t.last_used_at) for t in listed] == [
+        (first[:12], "login", None), (second[:12], "cli", None)]
+    assert listed[0].expires_at == now + timedelta(hours=1) and listed[1].expires_at is None
+
+    # Used: noted once, and not again within the minute.
+    assert await store.agent_for_token(first, now) == ann
+    assert (await store.list_agent_tokens(ann.id))[0].last_used_at == now
+    assert await store.agent_for_token(first, now + timedelta(seconds=30)) == ann
+    assert (await store.list_agent_tokens(ann.id))[0].last_used_at == now
+    assert await store.agent_for_token(first, now + timedelta(seconds=61)) == ann
+    assert (await store.list_agent_tokens(ann.id))[0].last_used_at == now + timedelta(seconds=61)
+
+    with pytest.raises(Conflict):
+        await store.revoke_agent_token_by_id(ann.id, "a")  # both start with "a"
+    for wrong in ("ad", "zz", "a%", "", first[:12] + "0"):
+        with pytest.raises(NotFound):
+            await store.revoke_agent_token_by_id(ann.id, wrong)
+    assert await store.revoke_agent_token_by_id(ann.id, first[:12].upper()) == first
+    assert await store.agent_for_token(first, now) is None
+    assert [t.id for t in await store.list_agent_tokens(ann.id)] == [second[:12]]
+    assert len(await store.list_agent_tokens(bob.id)) == 1
 
 
 async def test_tokens_expire(store: Store) -> None:
