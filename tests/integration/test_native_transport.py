@@ -147,6 +147,18 @@ async def test_invalid_utf8_closes_with_1007(server: Server) -> None:
         assert await ws.close_code() == 1007
 
 
+async def test_invalid_utf8_closes_with_1007_before_the_rest_of_its_frame(server: Server) -> None:
+    """Autobahn 6.4.3: the frame's first part holds an invalid sequence; the server fails
+    the connection then, not when (if ever) the rest of the frame arrives."""
+    async with raw_ws(server) as ws:
+        await ws.send(_hello(ws.encoder))
+        await ws.event()  # welcome
+        payload = b'{"type":"text","id":"u1","content":"\xce\xba\xf4\x90\x80\x80' + b"x" * 2000
+        frame = ws.encoder.encode_frame(Opcode.TEXT, payload + b'"}')
+        await ws.send(frame[:60])  # header and the invalid sequence; the rest never comes
+        assert await ws.close_code(timeout=3) == 1007
+
+
 async def test_an_oversize_message_closes_with_1009_before_its_payload(server: Server) -> None:
     limit = server.config.server.max_frame_bytes
     async with raw_ws(server) as ws:
