@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from customer_service.core.origin import parse_origin
 from customer_service.errors import ConfigError
 
 ENV_PREFIX = "CUSTOMER_SERVICE_"
@@ -74,6 +75,10 @@ class ServerConfig:
     trusted_proxies: list[str] = field(default_factory=list, metadata=_doc(
         "Reverse proxies whose X-Forwarded-For names the client. Addresses or networks "
         "(\"10.0.0.0/8\"); from anyone else the header is ignored. Empty: never trust it."))
+    allowed_origins: list[str] = field(default_factory=list, metadata=_doc(
+        "Web pages (origins, \"https://shop.example.com\") that may open the visitor and agent "
+        "sockets; another Origin gets 403. \"https://*.example.com\": any subdomain. Empty: "
+        "any origin. Clients sending no Origin (not browsers) are always let in."))
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +577,12 @@ def _check_sections(config: Config, path: str | None, text: str,
     if config.auth.scrypt_n & (config.auth.scrypt_n - 1):
         raise error(f"[auth] scrypt_n must be a power of two (131072 is 2^17), not "
                     f"{config.auth.scrypt_n}", "auth", "scrypt_n")
+    for entry in server.allowed_origins:
+        try:
+            parse_origin(entry)
+        except ValueError as exc:
+            raise error(f"[server] allowed_origins: {entry!r} {exc}", "server",
+                        "allowed_origins") from None
     if server.workers != 1:
         wanted = f"[server] workers = {toml_scalar(server.workers)}"
         if not bus.redis_url:

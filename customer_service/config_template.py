@@ -55,6 +55,9 @@ PRODUCTION_NOTES: dict[str, str] = {
                       "and MySQL/MariaDB.",
     "server.trusted_proxies": "Production: your reverse proxy's address, e.g. [\"127.0.0.1\"], "
                               "so login throttling and logs see the visitor's address.",
+    "server.allowed_origins": "Production: the origins of the pages that open sockets: the "
+                              "sites embedding the widget and this server's public_url, e.g. "
+                              "[\"https://shop.example.com\", \"https://chat.example.com\"].",
     "storage.backend": "Production: \"mysql\" when several instances share one database, "
                        "or for backups with your usual MySQL tooling; \"sqlite\" is fine for "
                        "one instance.",

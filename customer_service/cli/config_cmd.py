@@ -83,6 +83,7 @@ def _summary(config: Config) -> list[tuple[str, str]]:
         ("bus", f"Redis {mask_password(config.bus.redis_url)}, namespace "
                 f"{config.bus.namespace}" if config.bus.redis_url else "off (one instance)"),
         ("proxies", ", ".join(server.trusted_proxies) or "none trusted"),
+        ("origins", ", ".join(server.allowed_origins) or "any (allowed_origins is empty)"),
         ("AI", "on" if config.ai.enabled else "off"),
         ("log", f"{config.log.level}, {config.log.format}"),
     ]

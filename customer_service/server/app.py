@@ -25,10 +25,12 @@ from customer_service import __version__, auth
 from customer_service.core.client_address import client_address, trusted_networks
 from customer_service.core.login_failures import retry_after_header
 from customer_service.core.models import Agent, ConversationStatus, utc_now
+from customer_service.core.origin import AllowedOrigins
 from customer_service.errors import (
     BadRequest,
     CustomerServiceError,
     DeadlineExceeded,
+    Forbidden,
     NotFound,
     RateLimited,
     TooLarge,
@@ -42,6 +44,7 @@ from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import AsgiWebSocket
 from customer_service.server.visitor import VisitorSession
 from customer_service.transport.interface import (
+    CONNECTION_ID,
     MAX_BODY,
     Connection,
     Receive,
@@ -146,6 +149,7 @@ class App:
         self.logins = logins
         """Failed logins per username and per address (shared by the instances on a bus)."""
         self._trusted = trusted_networks(service.config.server.trusted_proxies)
+        self._origins = AllowedOrigins(service.config.server.allowed_origins)
         self._dummy_hash: str | None = None
         """Checked against for unknown users, so a login takes as long whether or not they exist."""
         self._login_slots = trio.CapacityLimiter(LOGIN_SLOTS)
@@ -447,12 +451,13 @@ class App:
 
         Returns the session to run on the accepted connection, or raises a
         ``CustomerServiceError`` whose ``http_status`` refuses the upgrade (401 bad
-        token, 404 unknown path, 400 bad query, 503 shutting down).
+        token, 403 origin not allowed, 404 unknown path, 400 bad query, 503 shutting down).
         """
         path = scope["path"]
         client = self.client(scope)
         if self.service.hub.draining:
             raise Unavailable("the server is shutting down; retry")
+        self.check_origin(scope, client)
         # The runners are plain functions returning the session's coroutine, so an idle
         # socket's stack holds no frame of theirs.
         if path == "/ws/visitor":
@@ -470,6 +475,21 @@ class App:
                 return session.run(session.start)
             return agent_session
         raise NotFound(f"no WebSocket endpoint {path}")
+
+    def check_origin(self, scope: Scope, client: str) -> None:
+        """Refuse (403) an upgrade whose ``Origin`` is not in ``[server] allowed_origins``."""
+        if self._origins.any:
+            return
+        values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", [])
+                  if bytes(k).lower() == b"origin"]
+        origin = ", ".join(values) if values else None  # several headers: not one origin
+        if self._origins.allows(origin):
+            return
+        log.warning("[%s] WebSocket %s from %s refused: origin %r is not in "
+                    "[server] allowed_origins", scope.get(CONNECTION_ID, "-"), scope["path"],
+                    client, origin)
+        raise Forbidden(f"origin {origin!r} may not open this socket: it is not in "
+                        "[server] allowed_origins")
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ASGI side of a WebSocket: accept or refuse, then run the session."""

@@ -21,6 +21,11 @@ Send = Callable[[Message], Awaitable[None]]
 MAX_BODY = 64 * 1024
 """Largest request body a transport reads and an application accepts."""
 
+CONNECTION_ID = "connection_id"
+"""Scope key where a transport may put its id for the TCP connection, so that the
+application's log lines about a request (a refused upgrade) name the same connection
+as the transport's."""
+
 
 class Connection(Protocol):
     """An accepted WebSocket, as a session sees it."""

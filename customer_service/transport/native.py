@@ -21,6 +21,7 @@ import trio
 
 from customer_service.errors import CustomerServiceError
 from customer_service.transport.interface import (
+    CONNECTION_ID,
     MAX_BODY,
     ListenOptions,
     Message,
@@ -40,12 +41,18 @@ log = logging.getLogger(__name__)
 BACKLOG = 4096
 READ_SIZE = 65536
 MAX_REQUEST_HEAD = 16 * 1024
+"""Largest request head (request line and headers), however its bytes arrive: 431 past it."""
 KEEP_ALIVE_TIMEOUT = 30.0
 """Seconds an idle HTTP connection is kept open waiting for its next request."""
 REQUEST_TIMEOUT = 10.0
 """Seconds a request (head and body) has to arrive once it has started."""
 WRITE_TIMEOUT = 30.0
 """Seconds one write may block on a peer that does not read."""
+LINGER_TIMEOUT = 1.0
+"""After an error answer, seconds spent reading what the peer still sends before closing, so
+that the kernel does not reset the connection (and lose the answer) over unread bytes."""
+LINGER_BYTES = 256 * 1024
+"""Most bytes read and dropped while lingering."""
 
 _conn_ids = itertools.count(1)
 _json = msgspec.json.Encoder()
@@ -197,6 +204,36 @@ class HttpConnection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
         self.client = _remote(stream)
         self.server = _local(stream)
+        # h11 enforces max_incomplete_event_size only on a head still incomplete in its
+        # buffer; a bigger head that arrives whole is counted here: bytes handed to h11
+        # so far, and where in them the current request began.
+        self._fed = 0
+        self._request_start = 0
+
+    def _receive(self, data: bytes) -> None:
+        self._fed += len(data)
+        self.h11.receive_data(data)
+
+    def _unparsed(self) -> int:
+        """Bytes handed to h11 that it has not turned into events yet."""
+        return len(self.h11.trailing_data[0])
+
+    def _check_request(self, request: h11.Request) -> None:
+        """Refuse what h11 lets through: an oversized head that arrived whole, and a
+        request framed two ways (``Content-Length`` and ``Transfer-Encoding``)."""
+        if self._fed - self._request_start > MAX_REQUEST_HEAD:  # else it cannot be too big
+            head = self._fed - self._unparsed() - self._request_start
+            if head > MAX_REQUEST_HEAD:
+                raise h11.RemoteProtocolError(
+                    f"request head of {head} bytes is larger than {MAX_REQUEST_HEAD}",
+                    error_status_hint=431)
+        names = {bytes(name) for name, _ in request.headers}
+        if b"transfer-encoding" in names and b"content-length" in names:
+            # RFC 9112 §6.1: such a message may be an attempt at request smuggling; a
+            # server may answer it and must then close the connection.
+            raise h11.RemoteProtocolError(
+                "a request with both Content-Length and Transfer-Encoding is refused",
+                error_status_hint=400)
 
     async def _next_event(self) -> Any:
         while True:
@@ -204,7 +241,7 @@ class HttpConnection:
             if event is not h11.NEED_DATA:
                 return event
             data = await self.stream.receive_some(READ_SIZE)
-            self.h11.receive_data(data)
+            self._receive(data)
 
     async def _write(self, event: Any) -> None:
         data = self.h11.send(event)
@@ -231,7 +268,7 @@ class HttpConnection:
                 self.shutdown.idle.discard(idle)
         if idle.cancelled_caught:
             return None
-        self.h11.receive_data(data)
+        self._receive(data)
         with trio.fail_after(REQUEST_TIMEOUT):
             return await self._next_event()
 
@@ -244,12 +281,15 @@ class HttpConnection:
                     return None
                 if not isinstance(event, h11.Request):
                     return None
+                self._check_request(event)
                 if _wants_websocket(event):
                     return await self._upgrade(event)
                 keep = await self._http(event)
             except h11.RemoteProtocolError as exc:
-                log.debug("[%s] bad request: %s", self.conn_id, exc)
-                await self._plain_error(exc.error_status_hint, "bad_request", str(exc))
+                log.info("[%s] bad request from %s: %s", self.conn_id, self.client[0], exc)
+                code = "too_large" if exc.error_status_hint == 431 else "bad_request"
+                if await self._plain_error(exc.error_status_hint, code, str(exc)):
+                    await self._linger()
                 return None
             if not keep or self.h11.our_state is not h11.DONE or self.shutdown.started:
                 return None
@@ -257,6 +297,23 @@ class HttpConnection:
                 self.h11.start_next_cycle()
             except h11.LocalProtocolError:
                 return None
+            self._request_start = self._fed - self._unparsed()
+
+    async def _linger(self) -> None:
+        """After an error answer: end our side, then read and drop what the peer still
+        sends for a moment, so that unread bytes do not make the kernel reset the
+        connection before the peer has read the answer."""
+        try:
+            await self.stream.send_eof()
+            dropped = 0
+            with trio.move_on_after(LINGER_TIMEOUT):
+                while dropped < LINGER_BYTES:
+                    data = await self.stream.receive_some(READ_SIZE)
+                    if not data:
+                        break
+                    dropped += len(data)
+        except _BROKEN:
+            pass
 
     async def _read_body(self) -> tuple[bytes, bool]:
         """The request body (cut just past MAX_BODY) and whether it was read completely."""
@@ -287,6 +344,7 @@ class HttpConnection:
             "path": path.decode("utf-8", "replace"), "raw_path": path, "query_string": query,
             "root_path": "", "headers": [(bytes(k).lower(), bytes(v)) for k, v in request.headers],
             "client": self.client, "server": self.server, "extensions": {},
+            CONNECTION_ID: self.conn_id,
         }
 
     async def _http(self, request: h11.Request) -> bool:
@@ -327,12 +385,14 @@ class HttpConnection:
         return keep
 
     async def _plain_error(self, status: int, code: str, message: str,
-                           extra: tuple[tuple[str, str], ...] = ()) -> None:
-        """A JSON error answer (the ``App._refuse`` shape) ending the connection."""
+                           extra: tuple[tuple[str, str], ...] = ()) -> bool:
+        """A JSON error answer (the ``App._refuse`` shape) ending the connection; False
+        when a response had already begun and none could be sent."""
         if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
+            return False
         body = _json.encode({"error": code, "message": message})
         await self._send_json(status, body, extra)
+        return True
 
     async def _send_json(self, status: int, body: bytes,
                          extra: tuple[tuple[str, str], ...] = ()) -> None:
@@ -351,6 +411,14 @@ class HttpConnection:
 
     async def _upgrade(self, request: h11.Request) -> tuple[SessionRunner, NativeWebSocket] | None:
         """Switch protocols: the session to run and its socket, or None once refused."""
+        if request.http_version != b"1.1":
+            # RFC 6455 §4.1: the opening handshake is an HTTP/1.1 (or later) request.
+            log.info("[%s] refused an HTTP/%s WebSocket upgrade", self.conn_id,
+                     request.http_version.decode("ascii", "replace"))
+            await self._plain_error(400, "bad_request",
+                                    "a WebSocket upgrade needs HTTP/1.1, not HTTP/"
+                                    + request.http_version.decode("ascii", "replace"))
+            return None
         try:
             key = validate_client_handshake(request.headers)
         except HandshakeError as exc:
@@ -362,6 +430,8 @@ class HttpConnection:
         try:
             run_session = await self.app.websocket_route(scope)
         except CustomerServiceError as exc:
+            log.debug("[%s] upgrade of %s refused (%s): %s", self.conn_id, scope["path"],
+                     exc.http_status, exc.message)
             await self._send_json(exc.http_status,
                                   _json.encode({"error": exc.code, "message": exc.message}))
             return None

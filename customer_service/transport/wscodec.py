@@ -192,6 +192,25 @@ def _parse_close(payload: bytes) -> Close:
 _Utf8Decoder: Final = codecs.getincrementaldecoder("utf-8")
 
 
+def _check_utf8(utf8: codecs.IncrementalDecoder, data: bytes | bytearray, final: bool) -> None:
+    """Feed the next bytes of a text message to its decoder; 1007 at the first invalid one."""
+    try:
+        utf8.decode(data, final)
+    except UnicodeDecodeError:
+        raise ProtocolFailure(1007, "text message is not valid UTF-8") from None
+    pending = utf8.getstate()[0]
+    # CPython's decoder holds back ED A0..BF (a UTF-16 surrogate) until a third
+    # byte arrives; it can never become valid, so fail now.
+    if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
+        raise ProtocolFailure(1007, "text message is not valid UTF-8")
+
+
+def _rotated(key: bytes | bytearray, offset: int) -> bytes | bytearray:
+    """The masking key as it applies from payload byte ``offset`` on."""
+    shift = offset & 3
+    return key[shift:] + key[:shift] if shift else key
+
+
 def _check_role(role: str) -> bool:
     """True for the server role (expects masked frames, sends unmasked)."""
     if role not in ("server", "client"):
@@ -204,8 +223,11 @@ class FrameDecoder:
 
     ``feed`` returns the events completed by the new bytes. Fragmented messages
     are reassembled (control frames may arrive between fragments); text is
-    UTF-8-checked fragment by fragment, so an invalid sequence fails at the
-    fragment that contains it rather than at the end of the message.
+    UTF-8-checked as its bytes arrive, even inside a frame that comes in pieces,
+    so an invalid sequence fails (1007) with the ``feed`` that brings it, not at
+    the end of the frame or message. A text frame that arrives whole is checked
+    by the one ``decode`` that builds its ``str``; only a frame cut across feeds
+    pays for an incremental decoder.
 
     Memory: an idle decoder owns nothing but its slots (~100 bytes). A bytearray
     exists only while a frame is incomplete and a message buffer only while a
@@ -218,8 +240,8 @@ class FrameDecoder:
     nothing after a close frame); the transport answers the close and hangs up.
     """
 
-    __slots__ = ("_buf", "_closed", "_expect_mask", "_failure", "_max", "_msg_buf", "_msg_opcode",
-                 "_need", "_utf8")
+    __slots__ = ("_buf", "_checked", "_closed", "_expect_mask", "_failure", "_max", "_msg_buf",
+                 "_msg_opcode", "_need", "_text_head", "_utf8")
 
     def __init__(self, role: Role = "server", *, max_message_bytes: int = 1 << 20) -> None:
         if max_message_bytes < 1:
@@ -231,6 +253,9 @@ class FrameDecoder:
         self._msg_opcode = 0  # opcode of the fragmented message in progress, 0 when none
         self._msg_buf: bytearray | None = None  # its payload so far
         self._utf8: codecs.IncrementalDecoder | None = None  # its UTF-8 checker (text only)
+        self._checked = 0  # payload bytes of the incomplete frame already UTF-8-checked
+        # (and, server role, already unmasked in place in _buf)
+        self._text_head = 0  # header length of an incomplete text frame to check, for feed
         self._closed = False
         self._failure: ProtocolFailure | None = None
 
@@ -254,21 +279,32 @@ class FrameDecoder:
         if buf is not None:
             buf += data
             if len(buf) < self._need:
+                if self._text_head:  # more of an incomplete text frame: check it now
+                    try:
+                        self._check_partial(buf)
+                    except ProtocolFailure as exc:
+                        raise self._fail(exc, []) from None
                 return []
             self._buf = None
             data = buf
         events: list[Event] = []
         try:
             pos = self._decode(data, events)
+            if pos < len(data):
+                rest = self._buf = bytearray(data[pos:]) if pos or data is not buf else buf
+                if self._text_head:
+                    self._check_partial(rest)
         except ProtocolFailure as exc:
-            self._failure = exc
-            self._buf = self._msg_buf = self._utf8 = None
-            self._msg_opcode = 0
-            exc.events = events
-            raise
-        if pos < len(data):
-            self._buf = bytearray(data[pos:]) if pos or data is not buf else buf
+            raise self._fail(exc, events) from None
         return events
+
+    def _fail(self, exc: ProtocolFailure, events: list[Event]) -> ProtocolFailure:
+        """Enter the failed state; ``exc`` carries the events completed before it."""
+        self._failure = exc
+        self._buf = self._msg_buf = self._utf8 = None
+        self._msg_opcode = self._checked = self._text_head = 0
+        exc.events = events
+        return exc
 
     def _decode(self, data: bytes | bytearray, events: list[Event]) -> int:
         """Decode every complete frame in ``data``; return where the first incomplete one starts."""
@@ -278,6 +314,8 @@ class FrameDecoder:
             avail = end - pos
             if avail < 2:
                 self._need = 2
+                if avail:
+                    self._text_head = 0
                 return pos
             b0 = data[pos]
             b1 = data[pos + 1]
@@ -310,6 +348,7 @@ class FrameDecoder:
             if length == 126:
                 if avail < 4:
                     self._need = 4
+                    self._text_head = 0
                     return pos
                 length = (data[pos + 2] << 8) | data[pos + 3]
                 if length < 126:
@@ -318,6 +357,7 @@ class FrameDecoder:
             elif length == 127:
                 if avail < 10:
                     self._need = 10
+                    self._text_head = 0
                     return pos
                 length = int.from_bytes(data[pos + 2:pos + 10], "big")
                 if length >> 63:
@@ -334,15 +374,25 @@ class FrameDecoder:
             frame_end = pos + head + length
             if frame_end > end:
                 self._need = frame_end - pos
+                # A text frame whose header is here: feed checks its payload as it
+                # arrives, once it is in _buf (so it can be unmasked in place).
+                self._text_head = head if (
+                    opcode == 1 or (opcode == 0 and self._msg_opcode == 1)) else 0
                 return pos
 
-            if self._expect_mask:
+            checked = self._checked
+            if checked:  # checked (and unmasked) while it arrived; data is that buffer
+                self._checked = self._text_head = 0
+                payload = self._finish_partial(data, pos + head, frame_end, checked)
+            elif self._expect_mask:
                 payload = mask(data[pos + head:frame_end], data[pos + head - 4:pos + head])
             else:
                 payload = bytes(data[pos + head:frame_end])
             pos = frame_end
 
             if fin and opcode == 1:
+                if checked:  # the decode below checks it all again
+                    self._utf8 = None
                 try:
                     events.append(TextMessage(payload.decode("utf-8")))
                 except UnicodeDecodeError:
@@ -360,9 +410,45 @@ class FrameDecoder:
             elif opcode == 10:
                 events.append(Pong(payload))
             else:
-                self._fragment(opcode, fin, payload, events)
+                self._fragment(opcode, fin, payload, events, checked)
 
-    def _fragment(self, opcode: int, fin: int, payload: bytes, events: list[Event]) -> None:
+    def _check_partial(self, buf: bytearray) -> None:
+        """UTF-8-check the newly arrived part of the incomplete text frame at the start of
+        ``buf`` (``self._checked`` bytes of its payload were checked before).
+
+        Server role: the checked bytes are unmasked in place, so that no byte is
+        unmasked twice; ``_finish_partial`` unmasks the rest when the frame is complete.
+        """
+        head = self._text_head
+        start = head + self._checked
+        end = len(buf)
+        if end <= start:
+            return
+        chunk: bytes | bytearray
+        if self._expect_mask:
+            chunk = mask(buf[start:end], _rotated(buf[head - 4:head], self._checked))
+            buf[start:end] = chunk
+        else:
+            chunk = buf[start:end]
+        self._checked = end - head
+        utf8 = self._utf8
+        if utf8 is None:  # an unfragmented text frame, or a message's first fragment
+            utf8 = self._utf8 = _Utf8Decoder()
+        # ASCII bytes after a complete character are complete characters: nothing to decode.
+        if not chunk.isascii() or utf8.getstate()[0]:
+            _check_utf8(utf8, chunk, False)
+
+    def _finish_partial(self, data: bytes | bytearray, start: int, end: int, checked: int) -> bytes:
+        """The payload ``data[start:end]`` of a frame whose first ``checked`` bytes were
+        unmasked in place by ``_check_partial`` (``data`` is then our buffer)."""
+        if self._expect_mask:
+            assert isinstance(data, bytearray)
+            rest = start + checked
+            data[rest:end] = mask(data[rest:end], _rotated(data[start - 4:start], checked))
+        return bytes(data[start:end])
+
+    def _fragment(self, opcode: int, fin: int, payload: bytes, events: list[Event],
+                  checked: int) -> None:
         """A non-final data frame or a continuation frame.
 
         Fragments go into one bytearray rather than a list so that a peer sending
@@ -372,22 +458,14 @@ class FrameDecoder:
         if opcode:
             self._msg_opcode = opcode
             self._msg_buf = bytearray(payload)
-            if opcode == 1:
+            if opcode == 1 and self._utf8 is None:  # else created by _check_partial
                 self._utf8 = _Utf8Decoder()
         else:
             assert self._msg_buf is not None
             self._msg_buf += payload
         utf8 = self._utf8
-        if utf8 is not None:
-            try:
-                utf8.decode(payload, bool(fin))
-            except UnicodeDecodeError:
-                raise ProtocolFailure(1007, "text message is not valid UTF-8") from None
-            pending = utf8.getstate()[0]
-            # CPython's decoder holds back ED A0..BF (a UTF-16 surrogate) until a
-            # third byte arrives; it can never become valid, so fail now.
-            if len(pending) >= 2 and pending[0] == 0xED and pending[1] >= 0xA0:
-                raise ProtocolFailure(1007, "text message is not valid UTF-8")
+        if utf8 is not None:  # the first ``checked`` bytes went through it as they arrived
+            _check_utf8(utf8, payload[checked:] if checked else payload, bool(fin))
         if fin:
             whole = self._msg_buf
             assert whole is not None
@@ -522,7 +600,7 @@ def validate_client_handshake(headers: Iterable[tuple[bytes | str, bytes | str]]
 
     ``headers`` are (name, value) pairs as h11 gives them (bytes) or as str; names
     are matched case-insensitively and repeated headers are combined. The method
-    (GET) and HTTP version (1.1) are h11's business, not checked here. Raises
+    (GET) and HTTP version (1.1) are the transport's business, not checked here. Raises
     ``HandshakeError`` with the status to answer.
     """
     seen: dict[str, list[str]] = {}

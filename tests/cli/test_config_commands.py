@@ -74,6 +74,14 @@ def test_check_uses_the_group_config(run: CliRun, config_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"ok: {config_path}" in result.output
     assert "listen" in result.output and "127.0.0.1:0" in result.output
+    assert "any (allowed_origins is empty)" in result.output
+
+
+def test_check_lists_the_allowed_origins(run: CliRun) -> None:
+    result = run("config", "check", env={
+        "CUSTOMER_SERVICE_SERVER_ALLOWED_ORIGINS": "https://shop.example.com,https://*.help.example.org"})
+    assert result.exit_code == 0, result.output
+    assert "https://shop.example.com, https://*.help.example.org" in result.output
 
 
 def test_check_reports_env_overrides(run: CliRun) -> None:

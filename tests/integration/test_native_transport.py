@@ -46,6 +46,7 @@ class RawClient:
         self.decoder = FrameDecoder("client", max_message_bytes=1 << 20)
         self.events: deque[Event] = deque(self.decoder.feed(leftover) if leftover else [])
         self.eof = False
+        self.head = b""
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -70,22 +71,24 @@ class RawClient:
                 return event.code
 
 
-def _handshake(path: str, key: str | None) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", "Upgrade: websocket",
-             "Connection: Upgrade", "Sec-WebSocket-Version: 13"]
+def _handshake(path: str, key: str | None, *, version: str = "1.1",
+               extra: tuple[str, ...] = ()) -> bytes:
+    lines = [f"GET {path} HTTP/{version}", "Host: 127.0.0.1", "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Version: 13", *extra]
     if key is not None:
         lines.append(f"Sec-WebSocket-Key: {key}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 @asynccontextmanager
-async def raw_ws(server: Server, path: str = "/ws/visitor", first: bytes = b""
-                 ) -> AsyncIterator[RawClient]:
-    """A handshaken raw socket; ``first`` is sent in the same write as the handshake."""
+async def raw_ws(server: Server, path: str = "/ws/visitor", first: bytes = b"",
+                 extra: tuple[str, ...] = ()) -> AsyncIterator[RawClient]:
+    """A handshaken raw socket; ``first`` is sent in the same write as the handshake,
+    ``extra`` are more header lines. The 101's head is on ``RawClient.head``."""
     key = base64.b64encode(os.urandom(16)).decode()
     stream = await trio.open_tcp_stream("127.0.0.1", server.port)
     async with stream:
-        await stream.send_all(_handshake(path, key) + first)
+        await stream.send_all(_handshake(path, key, extra=extra) + first)
         buf = b""
         with trio.fail_after(5):
             while b"\r\n\r\n" not in buf:
@@ -95,7 +98,9 @@ async def raw_ws(server: Server, path: str = "/ws/visitor", first: bytes = b""
         head, _, leftover = buf.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 101"), head
         assert accept_key(key).encode() in head
-        yield RawClient(stream, leftover)
+        client = RawClient(stream, leftover)
+        client.head = head
+        yield client
 
 
 def _hello(encoder: FrameEncoder) -> bytes:
@@ -140,6 +145,18 @@ async def test_invalid_utf8_closes_with_1007(server: Server) -> None:
         await ws.event()  # welcome
         await ws.send(ws.encoder.encode_frame(Opcode.TEXT, b'{"type":"\xff\xfe"}'))
         assert await ws.close_code() == 1007
+
+
+async def test_invalid_utf8_closes_with_1007_before_the_rest_of_its_frame(server: Server) -> None:
+    """Autobahn 6.4.3: the frame's first part holds an invalid sequence; the server fails
+    the connection then, not when (if ever) the rest of the frame arrives."""
+    async with raw_ws(server) as ws:
+        await ws.send(_hello(ws.encoder))
+        await ws.event()  # welcome
+        payload = b'{"type":"text","id":"u1","content":"\xce\xba\xf4\x90\x80\x80' + b"x" * 2000
+        frame = ws.encoder.encode_frame(Opcode.TEXT, payload + b'"}')
+        await ws.send(frame[:60])  # header and the invalid sequence; the rest never comes
+        assert await ws.close_code(timeout=3) == 1007
 
 
 async def test_an_oversize_message_closes_with_1009_before_its_payload(server: Server) -> None:
@@ -322,3 +339,99 @@ async def test_busy_connections_never_see_each_others_bytes(server: Server) -> N
             nursery.start_soon(talk, i)
     assert problems == []
     assert acked == visitors * texts
+
+
+async def _exchange(server: Server, pieces: list[bytes], pause: float = 0.0) -> bytes:
+    """Send ``pieces`` (one write each, ``pause`` apart) and return everything the server
+    answers until it closes. Writes the server no longer reads are not an error."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    data = b""
+    async with stream:
+        try:
+            for piece in pieces:
+                await stream.send_all(piece)
+                await trio.sleep(pause)
+        except trio.BrokenResourceError:
+            pass
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    return data
+
+
+def _responses(data: bytes) -> list[tuple[int, bytes]]:
+    """(status, body) of each response in ``data``, in order (every one has Content-Length)."""
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                      if line.lower().startswith(b"content-length:"))
+        out.append((status, rest[:length]))
+        data = rest[length:]
+    return out
+
+
+def _get_with_head_of(size: int) -> bytes:
+    """A GET /healthz whose head (request line, headers, blank line) is ``size`` bytes."""
+    start = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Padding: "
+    end = b"\r\n\r\n"
+    return start + b"p" * (size - len(start) - len(end)) + end
+
+
+@pytest.mark.parametrize("size", [17_000, 64_000])
+@pytest.mark.parametrize("how", ["one write", "in pieces"])
+async def test_a_request_head_over_16_kib_is_refused_however_it_arrives(
+        server: Server, size: int, how: str) -> None:
+    request = _get_with_head_of(size)
+    assert len(request) == size
+    pieces = [request] if how == "one write" else [
+        request[i:i + 4000] for i in range(0, len(request), 4000)]
+    answers = _responses(await _exchange(server, pieces, pause=0.01))
+    assert len(answers) == 1, answers
+    status, body = answers[0]
+    assert status == 431
+    assert json.loads(body)["error"] == "too_large"
+
+
+async def test_a_request_head_just_under_16_kib_is_served(server: Server) -> None:
+    answers = _responses(await _exchange(server, [_get_with_head_of(16 * 1024)]))
+    assert [status for status, _ in answers] == [200]
+
+
+@pytest.mark.parametrize("order", ["length first", "encoding first"])
+async def test_a_request_with_content_length_and_transfer_encoding_is_refused_and_closed(
+        server: Server, order: str) -> None:
+    """Request smuggling: behind a proxy that frames by Content-Length, a second request
+    hidden in the chunked body would be served by us. It never is."""
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    framing = [b"Content-Length: %d" % len(body), b"Transfer-Encoding: chunked"]
+    if order == "encoding first":
+        framing.reverse()
+    request = b"\r\n".join([b"POST /api/v1/login HTTP/1.1", b"Host: 127.0.0.1",
+                            b"Content-Type: application/json", *framing, b"", body])
+    answers = _responses(await _exchange(server, [request]))
+    assert len(answers) == 1, answers  # the smuggled GET got no answer; the socket is closed
+    status, payload = answers[0]
+    assert status == 400
+    message = json.loads(payload)["message"]
+    assert "Content-Length" in message and "Transfer-Encoding" in message
+
+
+async def test_an_http_1_0_websocket_upgrade_is_refused(server: Server) -> None:
+    key = base64.b64encode(os.urandom(16)).decode()
+    data = await _exchange(server, [_handshake("/ws/visitor", key, version="1.0")])
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    payload = json.loads(body)
+    assert payload["error"] == "bad_request" and "HTTP/1.1" in payload["message"]
+
+
+async def test_permessage_deflate_is_declined_and_the_socket_works_uncompressed(
+        server: Server) -> None:
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
+    async with raw_ws(server, first=_hello(FrameEncoder("client")), extra=(offer,)) as ws:
+        assert b"sec-websocket-extensions" not in ws.head.lower()
+        welcome = await ws.event()  # our client decoder refuses RSV bits: not compressed
+        assert isinstance(welcome, TextMessage) and json.loads(welcome.text)["type"] == "welcome"

@@ -317,6 +317,33 @@ def test_trusted_proxies_are_checked_and_may_come_from_the_environment(tmp_path:
     assert config.server.trusted_proxies == ["10.0.0.5", "192.168.0.0/16"]
 
 
+@pytest.mark.parametrize(("entry", "problem"), [
+    ("https://shop.example.com/", "has a path"),
+    ("https://shop.example.com/chat", "has a path"),
+    ("shop.example.com", "has no scheme"),
+    ("ftp://shop.example.com", "has the scheme 'ftp'"),
+    ("https://user@shop.example.com", "has user info"),
+    ("https://*.com", "has a wildcard over a whole top-level domain"),
+    ("https://shop.example.com:99999", "is not an origin"),
+    ("https://", "has no host"),
+])
+def test_allowed_origins_entries_are_checked(tmp_path: Path, entry: str, problem: str) -> None:
+    text = f'[server]\nallowed_origins = ["https://ok.example.com", "{entry}"]\n'
+    error = load_error(write(tmp_path, text))
+    assert f"cs.toml:2: [server] allowed_origins: {entry!r} {problem}" in error.message
+    assert error.key == "server.allowed_origins" and error.line == 2
+
+
+def test_allowed_origins_may_come_from_the_environment_as_a_comma_separated_list() -> None:
+    config = load_config(None, environ={
+        "CUSTOMER_SERVICE_SERVER_ALLOWED_ORIGINS": "https://shop.example.com, http://localhost:8080"})
+    assert config.server.allowed_origins == ["https://shop.example.com", "http://localhost:8080"]
+    assert load_config(None, environ={}).server.allowed_origins == []  # default: any origin
+    error = load_error(None, {"CUSTOMER_SERVICE_SERVER_ALLOWED_ORIGINS": "shop.example.com"})
+    assert error.message.startswith("CUSTOMER_SERVICE_SERVER_ALLOWED_ORIGINS (environment): "
+                                    "[server] allowed_origins: 'shop.example.com' has no scheme")
+
+
 def test_an_unknown_environment_variable_is_an_error_that_names_it() -> None:
     error = load_error(None, {"CUSTOMER_SERVICE_BUS_REDIS_ULR": "redis://h"})
     assert "CUSTOMER_SERVICE_BUS_REDIS_ULR" in error.message

@@ -352,6 +352,150 @@ def test_invalid_utf8_fails_at_the_fragment_containing_it(parts: tuple[bytes, ..
     assert info.value.code == 1007
 
 
+# --------------------------------------------------------------------------- UTF-8 inside a frame in pieces
+
+
+def _valid_utf8_prefix(data: bytes) -> bool:
+    """Whether ``data`` can still become valid UTF-8 (reference: one-shot ``decode``)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.reason == "unexpected end of data"
+    return True
+
+
+def _first_bad_byte(payload: bytes) -> int | None:
+    """Index of the byte from which ``payload`` can no longer become valid UTF-8."""
+    for end in range(1, len(payload) + 1):
+        if not _valid_utf8_prefix(payload[:end]):
+            return end - 1
+    return None
+
+
+def _feed_pieces(decoder: FrameDecoder, stream: bytes, cuts: Sequence[int]
+                 ) -> tuple[list[Event], int | None]:
+    """Feed ``stream`` cut at ``cuts``: the events, and the stream offset just past the
+    piece whose ``feed`` failed (None: no failure)."""
+    events: list[Event] = []
+    bounds = sorted({c for c in cuts if 0 < c < len(stream)})
+    for start, end in zip([0, *bounds], [*bounds, len(stream)], strict=True):
+        try:
+            events += decoder.feed(stream[start:end])
+        except ProtocolFailure as exc:
+            assert exc.code == 1007, exc
+            return events + exc.events, end
+    return events, None
+
+
+# Autobahn 6.4.3/6.4.4: a valid start, then 0xF4 0x90 0x80 0x80 (above U+10FFFF), then more.
+AUTOBAHN_6_4 = (b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", b"\xf4\x90\x80\x80",
+                b"\x65\x64\x69\x74\x65\x64")
+
+
+@pytest.mark.parametrize("role", ["server", "client"])
+def test_invalid_utf8_in_a_frame_arriving_byte_by_byte_fails_at_the_bad_byte(role: str) -> None:
+    payload = b"".join(AUTOBAHN_6_4)
+    frame = raw_frame(Opcode.TEXT, payload, key=KEY if role == "server" else None)
+    head = len(frame) - len(payload)
+    bad = len(AUTOBAHN_6_4[0]) + 1  # 0xF4 may still start a character; 0xF4 0x90 cannot
+    assert _first_bad_byte(payload) == bad
+    events, failed_at = _feed_pieces(FrameDecoder(role), frame,  # type: ignore[arg-type]
+                                     range(1, len(frame)))
+    assert events == [] and failed_at == head + bad + 1
+
+
+def test_autobahn_6_4_3_fails_on_the_chunk_with_the_invalid_sequence() -> None:
+    """6.4.3 sends the frame in three chunks: valid, the invalid sequence, the rest."""
+    frame = raw_frame(Opcode.TEXT, b"".join(AUTOBAHN_6_4))
+    first = len(frame) - len(b"".join(AUTOBAHN_6_4)) + len(AUTOBAHN_6_4[0])
+    decoder = FrameDecoder("server")
+    assert decoder.feed(frame[:first]) == []
+    with pytest.raises(ProtocolFailure) as info:
+        decoder.feed(frame[first:first + 4])
+    assert info.value.code == 1007
+
+
+def test_invalid_utf8_in_a_continuation_frame_arriving_in_pieces_fails_at_the_bad_byte() -> None:
+    first = raw_frame(Opcode.TEXT, "héllo ".encode(), fin=False)
+    payload = b"w\xc3\xb6rld " + b"\xed\xa0\x80" + b" never seen"  # a UTF-16 surrogate
+    second = raw_frame(Opcode.CONTINUATION, payload)
+    stream = first + second
+    bad = _first_bad_byte(payload)
+    assert bad == len(b"w\xc3\xb6rld ") + 1  # ED A0 can never become valid
+    events, failed_at = _feed_pieces(FrameDecoder("server"), stream,
+                                     range(len(first) + 1, len(stream)))
+    assert events == []
+    assert failed_at == len(first) + (len(second) - len(payload)) + bad + 1
+
+
+def test_a_character_split_across_fragments_that_arrive_byte_by_byte_is_valid() -> None:
+    text = "a\U0001F44Bb\u00e9" * 50
+    raw = text.encode()
+    cut = raw.index(b"\xf0") + 2  # inside the 4-byte character
+    stream = (raw_frame(Opcode.TEXT, raw[:cut], fin=False) + raw_frame(Opcode.PING, b"p")
+              + raw_frame(Opcode.CONTINUATION, raw[cut:]))
+    events, failed_at = _feed_pieces(FrameDecoder("server"), stream, range(1, len(stream)))
+    assert failed_at is None
+    assert events == [Ping(b"p"), TextMessage(text)]
+
+
+@given(st.text(min_size=100, max_size=1500), st.integers(0, 2), st.sampled_from(["server", "client"]),
+       st.lists(st.integers(0, 7000), max_size=40))
+def test_text_checked_while_it_arrives_decodes_unchanged_whatever_the_cutting(
+        text: str, fragments_more: int, role: str, cuts: list[int]) -> None:
+    """Pieces of a text frame are UTF-8-checked (and, for the server, unmasked in place)
+    as they arrive; the message is the same however the stream is cut, past the sizes
+    where masking switches strategy too, with binary frames and pings in between."""
+    raw = text.encode()
+    key = KEY if role == "server" else None
+    bounds = sorted({len(raw) * k // (fragments_more + 1) for k in range(1, fragments_more + 1)})
+    parts = [raw[a:b] for a, b in zip([0, *bounds], [*bounds, len(raw)], strict=True)]
+    stream = raw_frame(Opcode.BINARY, raw, key=key)
+    for i, part in enumerate(parts):
+        stream += raw_frame(Opcode.TEXT if i == 0 else Opcode.CONTINUATION, part,
+                            fin=i == len(parts) - 1, key=key)
+        stream += raw_frame(Opcode.PING, b"%d" % i, key=key) if i < len(parts) - 1 else b""
+    stream += raw_frame(Opcode.TEXT, raw, key=key) + raw_frame(Opcode.BINARY, raw, key=key)
+    decoder = FrameDecoder(role)  # type: ignore[arg-type]
+    events, failed_at = _feed_pieces(decoder, stream, cuts)
+    assert failed_at is None
+    pings = [Ping(b"%d" % i) for i in range(len(parts) - 1)]
+    assert events == [BinaryMessage(raw), *pings, TextMessage(text), TextMessage(text),
+                      BinaryMessage(raw)]
+    assert decoder.buffered == 0
+
+
+@given(st.text(max_size=60), st.text(max_size=60),
+       st.sampled_from([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",
+                        b"\xe2\x82A", b"\x80", b"\xf8\x88\x80\x80\x80"]),
+       st.integers(0, 3), st.lists(st.integers(0, 400), max_size=30))
+def test_invalid_utf8_fails_with_the_piece_that_brings_it_whatever_the_cutting(
+        before: str, after: str, bad: bytes, fragments_before: int, cuts: list[int]) -> None:
+    """A text message cut into fragments and the byte stream cut anywhere: the ``feed``
+    that fails is the one that delivers the first byte that cannot become valid UTF-8."""
+    payload = before.encode() + bad + after.encode()
+    first_bad = _first_bad_byte(payload)
+    assert first_bad is not None
+    # Fragment boundaries at fixed fractions of the payload (some may be empty fragments).
+    bounds = sorted({len(payload) * k // (fragments_before + 1) for k in range(1, fragments_before + 1)})
+    parts = [payload[a:b] for a, b in zip([0, *bounds], [*bounds, len(payload)], strict=True)]
+    stream = b""
+    position_of_bad = -1
+    for i, part in enumerate(parts):
+        frame = raw_frame(Opcode.TEXT if i == 0 else Opcode.CONTINUATION, part,
+                          fin=i == len(parts) - 1)
+        offset = sum(len(p) for p in parts[:i])
+        if offset <= first_bad < offset + len(part):
+            position_of_bad = len(stream) + len(frame) - len(part) + first_bad - offset
+        stream += frame
+    assert position_of_bad >= 0
+    events, failed_at = _feed_pieces(FrameDecoder("server"), stream, cuts)
+    assert events == []
+    assert failed_at is not None
+    bounds_after = sorted({c for c in cuts if 0 < c < len(stream)} | {len(stream)})
+    assert failed_at == next(c for c in bounds_after if c > position_of_bad)
+
+
 # --------------------------------------------------------------------------- encoder details
 
 
