@@ -34,8 +34,11 @@ from customer_service.transport.interface import Connection
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = 16
+IN_FLIGHT = 8
 """Frames that may wait for their answer on one socket before reading pauses."""
+HISTORY_ASIDE = 1
+"""``history`` frames that may run beside the ordered ones; more wait in line. One socket
+holds at most this many database calls plus one, however it floods."""
 
 
 class Session:
@@ -50,7 +53,6 @@ class Session:
         "_flushing",
         "_nursery",
         "_open",
-        "_reading",
         "_sent",
         "_side_tasks",
         "_strikes",
@@ -85,8 +87,6 @@ class Session:
         """Per conversation, the newest seq already sent by replay; the writer skips up to it."""
         self._bucket = TokenBucket(self.config.rate_limit_per_second, self.config.rate_limit_burst)
         self._strikes = 0
-        self._reading = trio.CancelScope()
-        """Cancelled when a handled frame kicked the peer: the read loop stops."""
         self._side_tasks = 0
 
     # ---- output -------------------------------------------------------------
@@ -178,14 +178,14 @@ class Session:
         one at a time in arrival order (a text, then an accept, then a close must take
         effect in that order), each under its own deadline counted from its arrival, so a
         frame that waited behind a stuck one still gets its answer (or ``timeout``) within
-        ``message_timeout``. ``history`` changes nothing and may run beside them (at most
-        ``IN_FLIGHT`` at once). At most ``IN_FLIGHT`` frames wait in line per socket.
+        ``message_timeout``. A ``history`` changes nothing and may run beside them
+        (``HISTORY_ASIDE`` at once). At most ``IN_FLIGHT`` frames wait in line per socket.
         """
         counter = self.metrics.in_role[self.role]
         send, receive = trio.open_memory_channel[tuple[float, Any]](IN_FLIGHT)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._handle_in_order, receive)
-            with send, trio.CancelScope() as self._reading:
+            with send:
                 while not self.peer.kicked:
                     try:
                         raw = await self.conn.receive()
@@ -204,7 +204,7 @@ class Session:
                         continue
                     if isinstance(frame, frames.Ping):
                         self.reply(frames.PongOut(id=frame.id))
-                    elif isinstance(frame, frames.History) and self._side_tasks < IN_FLIGHT:
+                    elif isinstance(frame, frames.History) and self._side_tasks < HISTORY_ASIDE:
                         self._side_tasks += 1
                         nursery.start_soon(self._handle_aside, arrived, frame)
                     else:
@@ -214,12 +214,12 @@ class Session:
 
     async def _handle_in_order(self, receive: trio.MemoryReceiveChannel[tuple[float, Any]]
                                ) -> None:
+        """Handle the queued frames in order, to the last one: frames read before the peer
+        closed (or was closed for its rate) still take effect, each within its deadline.
+        A kick from elsewhere (a revoked token, shutdown) cancels this with the session."""
         async with receive:
             async for arrived, frame in receive:
                 await self._handle_one(arrived, frame)
-                if self.peer.kicked:
-                    self._reading.cancel()
-                    return
 
     async def _handle_aside(self, arrived: float, frame: Any) -> None:
         try:

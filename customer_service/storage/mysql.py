@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -67,6 +68,7 @@ transaction again after a deadlock or a duplicate key: transactions retried in
 lock-step would collide again."""
 MIGRATION_LOCK = "customer_service.migrate"
 MIGRATION_LOCK_TIMEOUT = 60
+MIGRATION_DDL_LOCK_WAIT = 300
 SQL_MODE = ("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,"
             "NO_ENGINE_SUBSTITUTION")
 
@@ -148,6 +150,8 @@ class _Pooled:
     suspect: bool = False
     unit: object | None = None
     """The unit of work running on this connection now (see ``_run_mode``)."""
+    given_up: object | None = None
+    """The last unit whose caller's deadline passed (see ``_give_up``)."""
 
 
 class _StaleConnection(Exception):
@@ -197,13 +201,13 @@ class MysqlStore(SqlStore):
         def job() -> T:
             pooled.unit = unit
             try:
-                return self._transact(pooled, work, mode)
+                return self._transact(pooled, work, mode, unit)
             finally:
                 pooled.unit = None
 
         try:
             return await run_interruptible(job, limiter=pooled.limiter,
-                                           interrupt=lambda: self._kill_soon(pooled, unit),
+                                           interrupt=lambda: self._give_up(pooled, unit),
                                            health=self.write_health if mode != READ else None)
         finally:
             try:
@@ -211,39 +215,56 @@ class MysqlStore(SqlStore):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.warning("MySQL connection returned after the store closed; dropped")
 
-    def _kill_soon(self, pooled: _Pooled, unit: object) -> None:
-        """End the statement ``unit`` runs on ``pooled`` (its caller's deadline passed): a
-        ``KILL QUERY`` from a connection of its own, in a thread of its own, so the worker
-        thread stops waiting (on a lock, say) and the pooled connection is free again. The
-        transaction rolls back; the connection stays open."""
+    def _give_up(self, pooled: _Pooled, unit: object) -> None:
+        """Give up ``unit`` on ``pooled`` (its caller's deadline passed), so that it can no
+        longer change anything after its caller heard ``timeout``:
+
+        * it will not start, nor retry on a fresh connection (``_transact`` checks);
+        * if it runs now, its socket is shut down: the worker thread stops waiting at once,
+          and a transaction whose COMMIT was not sent yet is rolled back by the server (the
+          connection is replaced before its next use);
+        * a ``KILL QUERY`` from a connection of its own, in a thread of its own, ends the
+          statement on the server too, so it stops holding or waiting for locks. If that
+          connection cannot be opened (``max_user_connections``), the server ends the
+          statement when the lock wait times out (``LOCK_WAIT_TIMEOUT``) and rolls back.
+
+        Only this unit: each step checks that it is still the one on the connection."""
+        pooled.given_up = unit
         if pooled.unit is not unit:
             return
+        conn = pooled.conn
+        thread_id = int(conn.thread_id())  # type: ignore[no-untyped-call]
+        sock = getattr(conn, "_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError as exc:
+                logger.debug("shutting down MySQL connection %s: %s", thread_id, exc)
         cfg = self._cfg
 
         def kill() -> None:
-            if pooled.unit is not unit:  # it ended meanwhile; never hit the next unit
-                return
-            thread_id = int(pooled.conn.thread_id())  # type: ignore[no-untyped-call]
             try:
                 killer = pymysql.connect(
                     host=cfg.mysql_host, port=cfg.mysql_port, user=cfg.mysql_user,
                     password=cfg.mysql_password, connect_timeout=KILL_CONNECT_TIMEOUT,
                     read_timeout=KILL_CONNECT_TIMEOUT, write_timeout=KILL_CONNECT_TIMEOUT)
                 try:
-                    if pooled.unit is unit:
-                        with killer.cursor() as cursor:
-                            cursor.execute(f"KILL QUERY {thread_id}")
-                        logger.info("MySQL statement on connection %s passed its caller's "
-                                    "deadline; ended it", thread_id)
+                    with killer.cursor() as cursor:
+                        cursor.execute(f"KILL QUERY {thread_id}")
                 finally:
                     _close_quietly(killer)
+                logger.info("MySQL connection %s: its statement passed its caller's deadline;"
+                            " ended it", thread_id)
             except _DRIVER_ERRORS as exc:
-                logger.warning("could not end a MySQL statement past its deadline "
-                               "(connection %s): %s", thread_id, exc)
+                # ER_NO_SUCH_THREAD: the server noticed the closed socket first.
+                logger.info("MySQL connection %s: could not end its statement past the "
+                            "deadline (%s); the server ends it within %d s", thread_id,
+                            str(exc), LOCK_WAIT_TIMEOUT)
 
         trio.lowlevel.start_thread_soon(kill, lambda _outcome: None, name="mysql kill query")
 
-    def _transact(self, pooled: _Pooled, work: Callable[[Tx], T], mode: Mode) -> T:
+    def _transact(self, pooled: _Pooled, work: Callable[[Tx], T], mode: Mode,
+                  unit: object) -> T:
         """Run ``work`` in the worker thread, retrying what is safe to retry.
 
         A deadlock, or a duplicate dedupe key from a resend racing in another
@@ -254,6 +275,8 @@ class MysqlStore(SqlStore):
         """
         attempt = 1
         while True:
+            if pooled.given_up is unit:
+                raise StorageError("given up: its caller's deadline passed")
             try:
                 self._ensure_alive(pooled)
                 return self._attempt(pooled.conn, work, mode)
@@ -344,10 +367,14 @@ class MysqlStore(SqlStore):
             if locked is None or locked[0] != 1:
                 raise StorageError(f"another instance held the migration lock for"
                                    f" {MIGRATION_LOCK_TIMEOUT} s")
+            # DDL waits for running transactions to let go of the table: longer than
+            # requests may wait for a lock.
+            tx.execute(f"SET SESSION lock_wait_timeout = {MIGRATION_DDL_LOCK_WAIT}")
             try:
                 return schema.apply_pending(tx, migrations)
             finally:
                 try:
+                    tx.execute(f"SET SESSION lock_wait_timeout = {LOCK_WAIT_TIMEOUT}")
                     tx.one("SELECT RELEASE_LOCK(?)", (MIGRATION_LOCK,))
                 except _DRIVER_ERRORS as exc:   # the session's end releases it anyway
                     logger.warning("releasing the MySQL migration lock failed: %s", exc)

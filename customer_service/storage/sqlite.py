@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,7 +38,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 5000
-"""How long a statement waits for another process (the CLI, a backup) holding the lock."""
+"""How long a transaction waits for another process (the CLI, a backup) holding the lock."""
+LOCK_POLL_MS = 20
+"""SQLite's own busy wait per step while a write waits for the lock; between steps
+``_begin`` checks whether its caller gave up."""
 
 CLOSE_TIMEOUT = 10.0
 
@@ -74,8 +78,10 @@ class SqliteStore(SqlStore):
         self._path = path
         self._limiter = trio.CapacityLimiter(1)
         self._unit: object | None = None
-        self.write_health = WriteHealth()
         """The unit of work running in the thread now (see ``_run``)."""
+        self._given_up: object | None = None
+        """The last unit whose caller's deadline passed: it must not start, nor wait on."""
+        self.write_health = WriteHealth()
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self._path)!r})"
@@ -86,13 +92,15 @@ class SqliteStore(SqlStore):
         def job() -> T:
             self._unit = unit
             try:
-                return self._transact(work, write)
+                return self._transact(work, write, unit)
             finally:
                 self._unit = None
 
         def interrupt() -> None:
-            """End this unit's statement (its caller's deadline passed); only this unit's:
-            a late interrupt must not hit the next one."""
+            """Give up ``unit`` (its caller's deadline passed): it will not start, stops
+            waiting for the write lock, and a statement it runs now is interrupted. Only
+            this unit: a late interrupt must not hit the next one."""
+            self._given_up = unit
             conn = self._conn
             if conn is not None and self._unit is unit:
                 conn.interrupt()
@@ -100,14 +108,14 @@ class SqliteStore(SqlStore):
         return await run_interruptible(job, limiter=self._limiter, interrupt=interrupt,
                                        health=self.write_health if write else None)
 
-    def _transact(self, work: Callable[[Tx], T], write: bool) -> T:
+    def _transact(self, work: Callable[[Tx], T], write: bool, unit: object) -> T:
         """One transaction, in the worker thread. ``write`` takes the write lock up front
         (BEGIN IMMEDIATE), so a transaction never fails half-way to upgrade its lock."""
         conn = self._conn
         if conn is None:
             raise StorageError("the SQLite store is closed")
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            self._begin(conn, write, unit)
             committed = False
             try:
                 result = work(Tx(conn.cursor(), _sql.SQLITE))
@@ -122,6 +130,32 @@ class SqliteStore(SqlStore):
             logger.warning("SQLite error on %s: %s", self._path, exc)
             raise StorageError(f"SQLite: {exc}") from exc
         return result
+
+    def _begin(self, conn: sqlite3.Connection, write: bool, unit: object) -> None:
+        """BEGIN, waiting for another process's write lock (the CLI, a backup) at most
+        ``BUSY_TIMEOUT_MS``, in steps of ``LOCK_POLL_MS``: SQLite's interrupt does not end
+        its own busy wait, so a unit given up stops between two steps, before it holds the
+        lock, and can no longer change anything after its caller heard ``timeout``."""
+        if self._given_up is unit:
+            raise StorageError("given up: its caller's deadline passed")
+        if not write:  # WAL: a reader never waits for a writer
+            conn.execute("BEGIN")
+            return
+        give_up_at = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        conn.execute(f"PRAGMA busy_timeout={LOCK_POLL_MS}")
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if (getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
+                            or time.monotonic() >= give_up_at):
+                        raise
+                if self._given_up is unit:
+                    raise StorageError("given up: its caller's deadline passed")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if not conn.in_transaction:

@@ -299,3 +299,131 @@ async def test_replacing_database_connections_does_not_grow_memory(
     assert killed >= 100, killed
     growth = after - before
     assert growth < 512 * 1024, f"{growth / 1e6:.2f} MB more after {killed} replaced connections"
+
+
+class SqliteWriter:
+    """Another process's write lock on the server's SQLite file (a backup, the CLI)."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.released = False
+
+    def __enter__(self) -> SqliteWriter:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.conn.execute("ROLLBACK")
+            self.conn.close()
+
+
+async def test_frames_read_before_the_visitor_left_are_all_stored(
+        sqlite_server: Server, tmp_path: Path) -> None:
+    """Texts waiting in line behind a held lock when the visitor closes its socket still
+    take effect: they were read, so they count as sent."""
+    server = sqlite_server
+    async with visitor(server) as (client, welcome):
+        with SqliteWriter(tmp_path / "cs.db") as writer:
+            for n in range(5):
+                await client.send(type="text", id=f"left{n}", content=f"message {n}")
+            await trio.sleep(0.2)  # read by the server, all waiting for the lock
+            await client.ws.aclose()
+            writer.release()
+    cid = int(welcome["conversation_id"])
+    with trio.fail_after(TIMEOUT + SLACK):
+        while len(stored := await server.service.store.messages_after(cid, 0, 50)) < 5:
+            await trio.sleep(0.05)
+    assert [m.content for m in stored] == [f"message {n}" for n in range(5)]
+
+
+async def test_an_agents_queued_frames_take_effect_in_order_after_it_left(
+        sqlite_server: Server, tmp_path: Path) -> None:
+    server = sqlite_server
+    cid = await _waiting_conversation(server)
+    _agent, token = await make_agent(server, "ann")
+    async with agent_socket(server, token) as (client, _welcome):
+        with SqliteWriter(tmp_path / "cs.db") as writer:
+            await client.send(type="accept", id="a", conversation_id=cid)
+            await client.send(type="text", id="t", conversation_id=cid, content="bye now")
+            await client.send(type="close", id="c", conversation_id=cid)
+            await trio.sleep(0.2)
+            await client.ws.aclose()
+            writer.release()
+    store = server.service.store
+    with trio.fail_after(TIMEOUT + SLACK):
+        while (conversation := await store.get_conversation(cid)) is None or \
+                conversation.status.value != "closed":
+            await trio.sleep(0.05)
+    contents = [m.content for m in await store.messages_after(cid, 0, 50)]
+    assert "bye now" in contents
+
+
+async def test_a_state_change_that_timed_out_is_not_stored_later_on_sqlite(
+        sqlite_server: Server, tmp_path: Path) -> None:
+    """The lock goes after the deadline but before SQLite's own busy timeout: the accept
+    that answered ``timeout`` must not take effect then, half-done."""
+    server = sqlite_server
+    cid = await _waiting_conversation(server)
+    _agent, token = await make_agent(server, "ann")
+    async with agent_socket(server, token) as (client, _welcome):
+        with SqliteWriter(tmp_path / "cs.db"):
+            await client.send(type="accept", id="a1", conversation_id=cid)
+            answer = await client.recv_type("error", id="a1", timeout=TIMEOUT + SLACK)
+            assert answer["error"] == "timeout"
+            await trio.sleep(0.3)
+        await trio.sleep(0.5)  # time for a late commit, were one still coming
+        stored = await server.service.store.get_conversation(cid)
+        assert stored is not None and stored.assigned_to is None, stored
+        await client.send(type="accept", id="a2", conversation_id=cid)
+        await client.recv_type("ack", id="a2")
+        notes = [m.content for m in await server.service.store.messages_after(cid, 0, 50)
+                 if m.sender_role.value == "system"]
+        assert len(notes) == 1, notes  # one "joined" note, from the accept that worked
+
+
+async def test_a_state_change_that_timed_out_is_not_stored_later_on_mariadb(
+        mysql_server: Server, database: str) -> None:
+    server = mysql_server
+    cid = await _waiting_conversation(server)
+    _agent, token = await make_agent(server, "ann")
+    async with agent_socket(server, token) as (client, _welcome):
+        with Lock(database):
+            await client.send(type="accept", id="a1", conversation_id=cid)
+            answer = await client.recv_type("error", id="a1", timeout=TIMEOUT + SLACK)
+            assert answer["error"] == "timeout"
+        await trio.sleep(0.5)
+        stored = await server.service.store.get_conversation(cid)
+        assert stored is not None and stored.assigned_to is None, stored
+        await client.send(type="accept", id="a2", conversation_id=cid)
+        await client.recv_type("ack", id="a2", timeout=TIMEOUT + SLACK)
+
+
+async def test_one_socket_flooding_history_leaves_the_pool_to_others(
+        mysql_server: Server, database: str) -> None:
+    server = mysql_server
+    cid = await _waiting_conversation(server)
+    _ann, ann_token = await make_agent(server, "ann")
+    _bob, bob_token = await make_agent(server, "bob")
+    lock = _connect(database)
+    async with agent_socket(server, ann_token) as (client, _welcome), \
+            httpx.AsyncClient() as http:
+        with lock.cursor() as cursor:
+            cursor.execute("LOCK TABLES messages WRITE")
+        try:
+            for n in range(12):
+                await client.send(type="history", id=f"h{n}", conversation_id=cid)
+            await trio.sleep(0.1)
+            elapsed, response = await _timed(http.get(
+                http_url(server, "/api/v1/agents"),
+                headers={"authorization": f"Bearer {bob_token}"}))
+            assert response.status_code == 200, response.text
+            assert elapsed < TIMEOUT / 2
+        finally:
+            with lock.cursor() as cursor:
+                cursor.execute("UNLOCK TABLES")
+            lock.close()
