@@ -1,5 +1,5 @@
 """Hostile input at the frame and request-body boundary: ids out of range, JSON nested
-deeper than any parser stack. Each gets the documented error, the
+deeper than any parser stack, floods before hello. Each gets the documented error, the
 socket stays open (or is closed with the documented code), and the log has no traceback.
 
 The id tests run on SQLite and on MariaDB: before the frames checked ranges, an id of
@@ -19,6 +19,7 @@ import httpx
 import pymysql
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
 
 from customer_service.config import Config
 from customer_service.server.run import Server, open_server
@@ -265,3 +266,51 @@ async def test_deeply_nested_json_in_a_rest_body_is_a_400(
         response = await http.post(http_url(server, "/api/v1/login"),
                                    json={"username": "erin", "password": "correct horse"})
         assert response.status_code == 200
+
+
+# ---- floods, before hello and after -----------------------------------------------
+
+@pytest.mark.parametrize("hello_first", [False, True], ids=["before hello", "after hello"])
+@pytest.mark.parametrize("frame", [{"type": "text", "id": "early", "content": "hi"},
+                                   {"type": "ping", "id": "early"}],
+                         ids=["text", "ping"])
+async def test_a_flood_is_rate_limited_from_the_first_frame_then_closed_with_1008(
+        server: Server, server_log: pytest.LogCaptureFixture, frame: dict[str, Any],
+        hello_first: bool) -> None:
+    """More frames than the burst and the strikes: the rate limit answers from the
+    first frame (before hello too), the socket is closed with 1008, the connection ends
+    (on hypercorn too, with frames still unread), and the log has a line, not a flood."""
+    limits = server.config.server
+    flood = limits.rate_limit_burst + limits.rate_limit_strikes + 50
+    server_log.clear()  # the start-up lines
+    with trio.fail_after(10):
+        async with open_ws(ws_url(server, "/ws/visitor")) as ws:
+            client = Client(ws)
+            if hello_first:
+                await client.send(type="hello")
+                await client.recv_type("welcome")
+            sent = 0
+            for _ in range(flood):
+                try:
+                    await client.send(**frame)
+                except ConnectionClosed:
+                    break
+                sent += 1
+            answers: list[str] = []
+            while True:
+                try:
+                    answer = await client.recv()
+                except ConnectionClosed as closed:
+                    assert closed.reason.code == 1008
+                    break
+                answers.append(answer.get("error") or answer["type"])
+    # The bucket refills while the flood is sent: a few more than the burst may pass.
+    assert answers.count("rate_limited") == limits.rate_limit_strikes
+    assert "rate_limited" not in answers[:limits.rate_limit_burst - 1]
+    assert answers[-1] == "rate_limited"
+    assert len(answers) <= sent + 1
+    if not hello_first:
+        assert (await server.service.store.stats()).visitors == 0
+    noisy = [r.getMessage() for r in server_log.records
+             if r.name.startswith("customer_service") and r.levelno >= logging.INFO]
+    assert len(noisy) <= 4, noisy
