@@ -8,15 +8,23 @@ the client's ``id`` (when it had one). No I/O here.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+import re
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
 from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
 
+T = TypeVar("T")
+
+MAX_INT: Final = 2**63 - 1
+"""The largest id or ``seq`` a client may send: the databases store them as signed 64-bit
+integers (SQLite's INTEGER, MySQL's BIGINT), so a larger one could never name a row and
+would not even fit a query parameter."""
+
 ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
-EntityId = Annotated[int, msgspec.Meta(ge=1)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+EntityId = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT)]
 ShortText = Annotated[str, msgspec.Meta(max_length=512)]
 
 
@@ -103,7 +111,44 @@ AGENT_TYPES: Final = frozenset(
 
 _visitor_decoder = msgspec.json.Decoder(VisitorFrame)
 _agent_decoder = msgspec.json.Decoder(AgentFrame)
-_any_decoder = msgspec.json.Decoder()
+_any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+TOO_DEEP: Final = "JSON nested too deeply"
+
+
+def decode_json(decoder: msgspec.json.Decoder[T], raw: str | bytes) -> T:
+    """Decode client JSON: the one place where msgspec's failures on client input become
+    ``BadRequest`` (frames here, request bodies in ``server/app.py``).
+
+    ``msgspec.ValidationError`` (the JSON is fine, the shape is not) is passed on for the
+    caller to explain; every other failure is a ``BadRequest``. msgspec has no depth
+    limit of its own: it raises ``RecursionError`` once nesting reaches the interpreter's
+    recursion limit (about 1,000 levels, less the caller's stack), and a ``str`` holding a
+    lone surrogate cannot even be read as UTF-8.
+    """
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError:
+        raise BadRequest("invalid JSON") from None
+    except RecursionError:
+        raise BadRequest(TOO_DEEP) from None
+    except UnicodeEncodeError:
+        raise BadRequest("invalid JSON: text that is not UTF-8") from None
+
+
+_AT_FIELD = re.compile(r"(?P<problem>.*) - at `\$\.(?P<field>[A-Za-z_]+)`")
+
+
+def explain(error: msgspec.ValidationError) -> str:
+    """msgspec's message with the field first: "field 'conversation_id': expected …"."""
+    text = str(error)
+    found = _AT_FIELD.fullmatch(text)
+    if found is None:
+        return text
+    problem = found["problem"]
+    return f"field '{found['field']}': {problem[:1].lower()}{problem[1:]}"
 
 
 def _client_id(obj: Any) -> str | None:
@@ -118,9 +163,11 @@ def _classify(raw: str | bytes, own: frozenset[str], other: frozenset[str],
               error: msgspec.ValidationError) -> ProtocolError:
     """Turn a failed decode into the error a client author would expect."""
     try:
-        obj = _any_decoder.decode(raw)
-    except msgspec.DecodeError:
-        return BadRequest("invalid JSON")
+        obj = decode_json(_any_decoder, raw)
+    except msgspec.ValidationError:
+        return BadRequest("invalid JSON: a number out of range")
+    except BadRequest as exc:
+        return exc
     if not isinstance(obj, dict):
         return BadRequest("a frame must be a JSON object")
     kind = obj.get("type")
@@ -134,7 +181,7 @@ def _classify(raw: str | bytes, own: frozenset[str], other: frozenset[str],
     elif kind not in own:
         failure = BadRequest(f"unknown frame type '{kind}'")
     else:
-        failure = BadRequest(f"invalid '{kind}' frame: {error}")
+        failure = BadRequest(f"invalid '{kind}' frame: {explain(error)}")
     failure.client_id = _client_id(obj)
     return failure
 
@@ -142,33 +189,29 @@ def _classify(raw: str | bytes, own: frozenset[str], other: frozenset[str],
 def peek_client_id(raw: str | bytes) -> str | None:
     """The ``id`` of a frame that will not be parsed (rate-limited), when it has one."""
     try:
-        return _client_id(_any_decoder.decode(raw))
-    except msgspec.DecodeError:
+        return _client_id(decode_json(_any_decoder, raw))
+    except (msgspec.ValidationError, BadRequest):
         return None
+
+
+def _parse(decoder: msgspec.json.Decoder[T], raw: str | bytes, own: frozenset[str],
+           other: frozenset[str]) -> T:
+    if isinstance(raw, bytes):
+        raise BadRequest("binary frames are not supported; send JSON in a text frame")
+    try:
+        return decode_json(decoder, raw)
+    except msgspec.ValidationError as exc:
+        raise _classify(raw, own, other, exc) from None
 
 
 def parse_visitor_frame(raw: str | bytes) -> VisitorFrame:
     """Decode one visitor frame or raise a ``ProtocolError`` carrying ``client_id``."""
-    if isinstance(raw, bytes):
-        raise BadRequest("binary frames are not supported; send JSON in a text frame")
-    try:
-        return _visitor_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise _classify(raw, VISITOR_TYPES, AGENT_TYPES - VISITOR_TYPES, exc) from None
-    except msgspec.DecodeError:
-        raise BadRequest("invalid JSON") from None
+    return _parse(_visitor_decoder, raw, VISITOR_TYPES, AGENT_TYPES - VISITOR_TYPES)
 
 
 def parse_agent_frame(raw: str | bytes) -> AgentFrame:
     """Decode one agent frame or raise a ``ProtocolError`` carrying ``client_id``."""
-    if isinstance(raw, bytes):
-        raise BadRequest("binary frames are not supported; send JSON in a text frame")
-    try:
-        return _agent_decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        raise _classify(raw, AGENT_TYPES, VISITOR_TYPES - AGENT_TYPES, exc) from None
-    except msgspec.DecodeError:
-        raise BadRequest("invalid JSON") from None
+    return _parse(_agent_decoder, raw, AGENT_TYPES, VISITOR_TYPES - AGENT_TYPES)
 
 
 def check_content(content: str, max_chars: int) -> str:

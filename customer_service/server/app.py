@@ -23,6 +23,7 @@ import trio
 
 from customer_service import __version__, auth
 from customer_service.core.client_address import client_address, trusted_networks
+from customer_service.core.frames import MAX_INT, decode_json, explain
 from customer_service.core.login_failures import retry_after_header
 from customer_service.core.models import Agent, ConversationStatus, utc_now
 from customer_service.core.origin import AllowedOrigins
@@ -91,6 +92,9 @@ class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
     password: str
 
 
+_login_body = msgspec.json.Decoder(LoginBody)
+
+
 def agent_json(agent: Agent) -> dict[str, Any]:
     return {"id": agent.id, "username": agent.username, "name": agent.name,
             "disabled": agent.disabled}
@@ -122,6 +126,15 @@ def _int_param(query: dict[str, str], name: str, default: int | None, low: int,
         raise BadRequest(f"query parameter '{name}' must be an integer") from None
     if not low <= value <= high:
         raise BadRequest(f"query parameter '{name}' must be between {low} and {high}")
+    return value
+
+
+def _path_id(raw: str, name: str) -> int:
+    """An id in a path (ASCII digits, maybe a minus sign), within what a database row can
+    have: 1 to 2^63-1."""
+    value = int(raw) if len(raw) <= 40 else MAX_INT + 1
+    if not 1 <= value <= MAX_INT:
+        raise BadRequest(f"the {name} must be an integer between 1 and {MAX_INT}")
     return value
 
 
@@ -293,11 +306,12 @@ class App:
         client = self.client(scope)
         body = await self._read_body(receive)
         try:
-            data = msgspec.json.decode(body, type=LoginBody)
+            data = decode_json(_login_body, body)
         except msgspec.ValidationError as exc:
-            raise BadRequest(f"invalid login body: {exc}") from None
-        except msgspec.DecodeError:
-            raise BadRequest('body must be JSON: {"username": …, "password": …}') from None
+            raise BadRequest(f"invalid login body: {explain(exc)}") from None
+        except BadRequest as exc:
+            raise BadRequest(f'{exc.message}; the body must be JSON: {{"username": …, '
+                             '"password": …}') from None
         await self._unless_throttled(client, data.username)  # before queueing for a slot
         async with self._login_slot():
             # Again: attempts that queued alongside this one may have failed meanwhile, and
@@ -427,18 +441,18 @@ class App:
         return Response(200, _json.encode({"conversations": infos}))
 
     async def conversation_path(self, scope: Scope, method: str, path: str) -> Response:
-        found = re.fullmatch(r"/api/v1/conversations/([0-9]{1,18})/messages", path)
+        found = re.fullmatch(r"/api/v1/conversations/(-?[0-9]+)/messages", path)
         if found is None:
             raise NotFound(f"no route {path}")
         if method != "GET":
             return json_response(405, {"error": "method_not_allowed",
                                        "message": f"{path} accepts GET"})
         await self.authenticate(scope)
-        conversation_id = int(found.group(1))
+        conversation_id = _path_id(found.group(1), "conversation id")
         if await self.store.get_conversation(conversation_id) is None:
             raise NotFound(f"no conversation {conversation_id}")
         query = _query(scope)
-        before = _int_param(query, "before_seq", None, 0, 2**62)
+        before = _int_param(query, "before_seq", None, 0, MAX_INT)
         limit = _int_param(query, "limit", 50, 1, 500) or 50
         messages = await self.store.messages_before(conversation_id, before, limit)
         return Response(200, _json.encode(

@@ -161,15 +161,21 @@ class Session:
     async def handle(self, frame: Any) -> None:
         raise NotImplementedError
 
-    def _rate_limited(self) -> bool:
+    def admit(self, raw: str | bytes) -> None:
+        """Take the frame's token from the socket's bucket, from the very first frame
+        (before a visitor's hello too); raise ``RateLimited`` when there is none.
+
+        Past ``rate_limit_strikes`` refusals the session is marked closing (1008): that
+        frame is not answered, and the caller stops reading.
+        """
         if self._bucket.allow(trio.current_time()):
-            return False
+            return
         self._strikes += 1
         if self._strikes > self.config.rate_limit_strikes:
             log.warning("[%s] %s %s keeps exceeding its rate limit; closing", self.peer.conn_id,
-                        self.role, self.peer.identity)
+                        self.role, self.peer.identity or "(before hello)")
             self._closing(1008, "rate limit exceeded")
-        return True
+        raise RateLimited("too many frames; slow down", client_id=frames.peek_client_id(raw))
 
     async def read_loop(self) -> None:
         """Read frames until the peer leaves or is kicked; a stuck frame blocks no other.
@@ -195,9 +201,7 @@ class Session:
                     counter.inc()
                     arrived = trio.current_time()
                     try:
-                        if self._rate_limited():
-                            raise RateLimited("too many frames; slow down",
-                                              client_id=frames.peek_client_id(raw))
+                        self.admit(raw)
                         frame = self.parse(raw)
                     except ProtocolError as exc:
                         self.reply_error(exc, exc.client_id)

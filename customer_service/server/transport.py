@@ -3,11 +3,15 @@ sessions get when hypercorn serves the app (``[server] transport = "hypercorn"``
 
 from __future__ import annotations
 
+import trio
 from hypercorn.utils import UnexpectedMessageError
 from wsproto.utilities import LocalProtocolError
 
 from customer_service.errors import ConnectionClosed
 from customer_service.transport.interface import Receive, Scope, Send
+
+CLOSE_DRAIN_SECONDS = 1.0
+"""How long ``close`` reads on, waiting for the client's close reply."""
 
 
 class AsgiWebSocket:
@@ -61,3 +65,10 @@ class AsgiWebSocket:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except (UnexpectedMessageError, LocalProtocolError):
             return
+        # Hypercorn hands received frames to the app through a bounded queue that nobody
+        # reads once the app has returned: a client that sent more than the queue holds
+        # (a flood closed for its rate limit) would leave hypercorn's reader waiting
+        # forever, and the TCP connection open. Read on until the client's close reply.
+        with trio.move_on_after(CLOSE_DRAIN_SECONDS):
+            while (await self._receive())["type"] != "websocket.disconnect":
+                pass

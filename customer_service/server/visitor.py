@@ -41,6 +41,7 @@ class VisitorSession(Session):
                 raw = await self.conn.receive()
                 self.metrics.in_role[self.role].inc()
                 try:
+                    self.admit(raw)
                     frame = frames.parse_visitor_frame(raw)
                     if isinstance(frame, frames.Ping):
                         # A probe (``customer-service doctor``, a proxy's health check) may
@@ -51,6 +52,9 @@ class VisitorSession(Session):
                         raise BadRequest("the first frame must be hello",
                                          client_id=getattr(frame, "id", None))
                 except ProtocolError as exc:
+                    if self.peer.kicked:  # past the rate limit's strikes: run() closes (1008)
+                        self.peer.scope.cancel()
+                        return
                     self.metrics.errors_sent.labels(exc.code).inc()
                     await self.conn.send(frames.error_frame(exc, exc.client_id))
                     continue
