@@ -112,7 +112,7 @@ def _redacted(url: str) -> str:
 def _error_detail(body: bytes) -> str:
     try:
         data = msgspec.json.decode(body[:MAX_ERROR_BODY])
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # msgspec has no depth limit of its own
         return body[:200].decode("utf-8", "replace")
     if isinstance(data, dict):
         error = data.get("error")

@@ -51,12 +51,12 @@ def parse_chunk(data: str) -> ChunkText:
     """Decode one ``data:`` payload (not ``[DONE]``); raise ``AiBadResponse`` if malformed."""
     try:
         chunk = _chunk_decoder.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # msgspec has no depth limit of its own
         raise AiBadResponse(f"malformed stream chunk: {data[:80]!r}") from None
     if not chunk.choices:
         try:
             failure = _error_decoder.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return ChunkText("", None)
         detail = failure.error if isinstance(failure.error, str) else failure.error.message
         raise AiBadResponse(f"the upstream reported an error mid-stream: {detail}")

@@ -185,3 +185,10 @@ def test_an_agent_taking_over_cancels_without_alerting() -> None:
     assert reply_end(failed=False, stopped_by="an agent took over", text="partial") == ReplyEnd(
         "cancelled", store_text=True, alert=False, follow_up=False, empty=False)
     assert not reply_end(failed=False, stopped_by="an agent took over", text="").store_text
+
+
+@pytest.mark.parametrize("nesting", ["[" * 5000, '{"a":' * 5000,
+                                     '{"choices":[' + "[" * 5000])
+def test_a_deeply_nested_chunk_is_a_bad_response_not_a_recursion_error(nesting: str) -> None:
+    with pytest.raises(AiBadResponse):
+        parse_chunk(nesting)
