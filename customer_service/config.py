@@ -53,7 +53,7 @@ class ServerConfig:
         "Longest chat message content, in characters; longer gets a too_large error.", ge=1))
     message_timeout: float = field(default=3.0, metadata=_doc(
         "Seconds to answer a frame or REST request. Counted from its arrival; past it the "
-        "client gets a timeout error and the database statement is ended.", gt=0))
+        "client gets a timeout error and what it waited for in the database is ended.", gt=0))
     outbound_queue: int = field(default=256, metadata=_doc(
         "Frames queued per connection; a client that lets this fill up is closed (1008).", ge=1))
     rate_limit_per_second: float = field(default=20.0, metadata=_doc(

@@ -480,7 +480,13 @@ class App:
                 return session.run(session.start)
             return visitor
         if path == "/ws/agent":
-            agent, token_hash = await self.authenticate_token(scope, in_query=True)
+            timeout = self.service.config.server.message_timeout
+            try:
+                with trio.fail_after(timeout):
+                    agent, token_hash = await self.authenticate_token(scope, in_query=True)
+            except trio.TooSlowError:
+                raise DeadlineExceeded(f"the token could not be checked within {timeout:g} s "
+                                       "(the database is slow or locked); try again") from None
             follows_queue = _switch(_query(scope), "queue", default=True)
 
             def agent_session(conn: Connection) -> Awaitable[None]:

@@ -198,7 +198,7 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                     yield Server(config, service, app, instance, reuse_port=reuse_port)
                 service.ai = None
                 background.cancel_scope.cancel()
-        log.info("all messages committed; database closed")
+        log.info("database closed")
 
 
 async def _watch_signals(server: Server, force: trio.CancelScope) -> None:
