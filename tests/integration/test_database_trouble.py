@@ -32,6 +32,7 @@ from tests.integration.helpers import (
     make_agent,
     next_id,
     open_ws,
+    refused_upgrade,
     visitor,
     ws_url,
 )
@@ -427,3 +428,22 @@ async def test_one_socket_flooding_history_leaves_the_pool_to_others(
             with lock.cursor() as cursor:
                 cursor.execute("UNLOCK TABLES")
             lock.close()
+
+
+async def test_an_agent_upgrade_is_answered_within_the_deadline_while_tokens_are_locked(
+        mysql_server: Server, database: str) -> None:
+    server = mysql_server
+    _agent, token = await make_agent(server, "ann")
+    lock = _connect(database)
+    with lock.cursor() as cursor:
+        cursor.execute("LOCK TABLES agent_tokens WRITE")
+    try:
+        elapsed, response = await _timed(refused_upgrade(server, f"/ws/agent?token={token}"))
+    finally:
+        with lock.cursor() as cursor:
+            cursor.execute("UNLOCK TABLES")
+        lock.close()
+    assert response.status_code == 504, response.text
+    assert elapsed < TIMEOUT + SLACK
+    async with agent_socket(server, token) as (_client, welcome):
+        assert welcome["type"] == "welcome"
