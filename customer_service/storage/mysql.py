@@ -23,7 +23,11 @@ and is replaced before its next use.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
+import math
 import random
 import socket
 import time
@@ -39,7 +43,12 @@ from pymysql.constants import CR, ER
 
 from customer_service.config import StorageConfig
 from customer_service.core.db_health import WriteHealth
-from customer_service.errors import Conflict, DatabaseMissing, StorageError
+from customer_service.errors import (
+    Conflict,
+    CustomerServiceError,
+    DatabaseMissing,
+    StorageError,
+)
 from customer_service.storage import _sql
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
@@ -61,6 +70,8 @@ LOCK_WAIT_TIMEOUT = 10
 MySQL's default for those is a year): work nobody waits for any more (the group commit)
 is not stuck behind a lock for longer than this."""
 KILL_CONNECT_TIMEOUT = 3
+COLLECT_EVERY = 1.0
+"""Seconds between full garbage collections while connections are being replaced."""
 ATTEMPTS = 3
 RETRY_PAUSE = 0.01
 """Up to this many seconds (times the attempt number, at random) before running a
@@ -136,6 +147,44 @@ def _connect_creating_database(cfg: StorageConfig, create: bool = True) -> Conne
     return _connect(cfg, cfg.mysql_database)
 
 
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None elsewhere (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"
+                                                  ).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _give_freed_memory_back() -> None:
+    """Return the pages freed by a collection to the system. The connections' buffers were
+    allocated in the worker threads' malloc arenas, which glibc keeps otherwise (measured:
+    30 MB after 180 replaced connections, back to the start-up size with this)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _drop_tracebacks(error: BaseException) -> None:
+    """Forget the tracebacks of an error we raised and of the driver errors behind it.
+
+    A driver error's traceback holds the driver's frames, and with them the broken
+    connection, its socket and its buffers; the frame that caught it holds the error in
+    turn. Such cycles wait for a full garbage collection, which the server's tuned
+    collector runs rarely: each replaced connection kept about a megabyte alive for
+    minutes. The message says what happened; the stack is of no use to anyone.
+    """
+    seen: set[int] = set()
+    pending: BaseException | None = error
+    while pending is not None and id(pending) not in seen:
+        seen.add(id(pending))
+        pending.__traceback__ = None
+        pending = pending.__cause__ or pending.__context__
+
+
 def _close_quietly(conn: Connection) -> None:
     try:
         conn.close()
@@ -167,6 +216,7 @@ class MysqlStore(SqlStore):
         self._size = 0
         self._closed = False
         self.write_health = WriteHealth()
+        self._collected_at = -math.inf
 
     def __repr__(self) -> str:
         cfg = self._cfg
@@ -202,6 +252,9 @@ class MysqlStore(SqlStore):
             pooled.unit = unit
             try:
                 return self._transact(pooled, work, mode, unit)
+            except CustomerServiceError as exc:
+                _drop_tracebacks(exc)
+                raise
             finally:
                 pooled.unit = None
 
@@ -319,7 +372,28 @@ class MysqlStore(SqlStore):
         except _DRIVER_ERRORS:
             _close_quietly(pooled.conn)
             pooled.conn = _connect(self._cfg, self._cfg.mysql_database)
+            self._collect_garbage_soon()
         pooled.suspect = False
+
+    def _collect_garbage_soon(self) -> None:
+        """Run a full garbage collection, at most every ``COLLECT_EVERY`` seconds, after a
+        connection was replaced.
+
+        A lost connection leaves reference cycles behind (the driver's errors, their
+        tracebacks and frames, the batch being written, PyMySQL's connection and result
+        pointing at each other), and each holds on to buffers. The server tunes the
+        collector to run full collections rarely (``server.run.tune_garbage_collector``),
+        so connections killed every 0.3 s grew the process by about 10 MB a second until
+        a full collection came: 50 MB to 250 MB in 30 s, all given back by one
+        ``gc.collect()``. Runs in the worker thread, off the event loop's stack."""
+        now = time.monotonic()
+        if now - self._collected_at < COLLECT_EVERY:
+            return
+        found = gc.collect()
+        _give_freed_memory_back()
+        self._collected_at = time.monotonic()
+        logger.info("MySQL connection replaced; a full garbage collection freed %d objects in "
+                    "%.0f ms", found, (self._collected_at - now) * 1000)
 
     @staticmethod
     def _attempt(conn: Connection, work: Callable[[Tx], T], mode: Mode) -> T:
