@@ -44,6 +44,7 @@ LOCK_POLL_MS = 20
 ``_begin`` checks whether its caller gave up."""
 
 CLOSE_TIMEOUT = 10.0
+PING_TIMEOUT = 1.0
 
 
 WAL_CHECKPOINT_PAGES = 8000
@@ -164,6 +165,26 @@ class SqliteStore(SqlStore):
             conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             logger.warning("SQLite rollback failed on %s: %s", self._path, exc)
+
+    async def ping(self) -> None:
+        """Read the schema through a short-lived read-only connection of its own.
+
+        The store's one connection may be held by a write waiting for another process's
+        lock (the group commit waits up to ``BUSY_TIMEOUT_MS``): that database is
+        degraded, not dead, and in WAL mode a reader still gets through."""
+        uri = f"{self._path.resolve().as_uri()}?mode=ro"
+
+        def probe() -> None:
+            conn = sqlite3.connect(uri, uri=True, timeout=PING_TIMEOUT)
+            try:
+                conn.execute("PRAGMA schema_version").fetchone()
+            finally:
+                conn.close()
+
+        try:
+            await trio.to_thread.run_sync(probe, abandon_on_cancel=True)
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite: {exc}") from exc
 
     # --- schema -------------------------------------------------------------
 

@@ -456,3 +456,23 @@ async def test_an_agent_upgrade_is_answered_within_the_deadline_while_tokens_are
     assert elapsed < TIMEOUT + SLACK
     async with agent_socket(server, token) as (_client, welcome):
         assert welcome["type"] == "welcome"
+
+
+async def test_healthz_says_degraded_not_dead_while_sqlite_is_locked(
+        sqlite_server: Server, tmp_path: Path) -> None:
+    """A text waits in the group commit for another process's lock (holding the store's
+    one connection) and an accept timed out: the database answers reads all the same,
+    so /healthz says degraded (200), not timeout (503)."""
+    server = sqlite_server
+    cid = await _waiting_conversation(server)
+    _agent, token = await make_agent(server, "ann")
+    async with agent_socket(server, token) as (agent, _welcome), \
+            visitor(server) as (chat, _hello), httpx.AsyncClient() as http:
+        with SqliteWriter(tmp_path / "cs.db"):
+            await chat.send(type="text", id="stuck", content="waiting for the lock")
+            await agent.send(type="accept", id="a1", conversation_id=cid)
+            await agent.recv_type("error", id="a1", timeout=TIMEOUT + SLACK)
+            elapsed, response = await _timed(http.get(http_url(server, "/healthz")))
+            assert elapsed < TIMEOUT
+            assert response.status_code == 200, response.text
+            assert response.json()["db"] == "degraded"
