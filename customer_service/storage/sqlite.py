@@ -172,6 +172,8 @@ class SqliteStore(SqlStore):
         The store's one connection may be held by a write waiting for another process's
         lock (the group commit waits up to ``BUSY_TIMEOUT_MS``): that database is
         degraded, not dead, and in WAL mode a reader still gets through."""
+        if self._conn is None:
+            raise StorageError("the SQLite store is closed")
         uri = f"{self._path.resolve().as_uri()}?mode=ro"
 
         def probe() -> None:
