@@ -43,6 +43,12 @@ class TooLarge(ProtocolError):
     http_status = 413
 
 
+class HeadTooLarge(TooLarge):
+    """Request line and headers over the limit (431, RFC 6585)."""
+
+    http_status = 431
+
+
 class RateLimited(ProtocolError):
     code = "rate_limited"
     http_status = 429

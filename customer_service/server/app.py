@@ -10,8 +10,8 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -32,6 +32,7 @@ from customer_service.errors import (
     CustomerServiceError,
     DeadlineExceeded,
     Forbidden,
+    HeadTooLarge,
     NotFound,
     RateLimited,
     TooLarge,
@@ -70,6 +71,26 @@ class Response:
     body: bytes
     content_type: bytes = b"application/json"
     headers: tuple[tuple[bytes, bytes], ...] = ((b"cache-control", b"no-store"),)
+
+
+MAX_REQUEST_HEAD = 16 * 1024
+"""Bytes of request line and headers; the native transport holds the same limit."""
+
+
+def framing_problem(headers: Iterable[tuple[bytes, bytes]]) -> CustomerServiceError | None:
+    """A request the app must refuse whatever served it (hypercorn's h11 lets both through):
+    one with ``Content-Length`` and ``Transfer-Encoding`` (the request-smuggling setup
+    behind a proxy, RFC 9112 §6.1), or headers over ``MAX_REQUEST_HEAD``."""
+    names: set[bytes] = set()
+    size = 0
+    for name, value in headers:
+        names.add(bytes(name).lower())
+        size += len(name) + len(value) + 4
+    if b"content-length" in names and b"transfer-encoding" in names:
+        return BadRequest("a request must not carry both Content-Length and Transfer-Encoding")
+    if size > MAX_REQUEST_HEAD:
+        return HeadTooLarge(f"request headers over {MAX_REQUEST_HEAD} bytes")
+    return None
 
 
 def json_response(status: int, payload: Any) -> Response:
@@ -191,8 +212,21 @@ class App:
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         timeout = self.service.config.server.message_timeout
         try:
-            with trio.fail_after(timeout):
-                response = await self.route(scope, receive)
+            refused = framing_problem(scope.get("headers", []))
+            if refused is not None:
+                # The native transport refuses these before the app; hypercorn's h11 does
+                # not, so the app refuses them and has the connection closed.
+                log.info("%s %s refused: %s", scope["method"], scope["path"], refused.message)
+                # hypercorn wants the body read before it sends the answer; one too large
+                # is answered all the same.
+                with trio.move_on_after(timeout), suppress(CustomerServiceError):
+                    await self._read_body(receive)
+                response = error_response(refused)
+                response = Response(response.status, response.body, response.content_type,
+                                    (*response.headers, (b"connection", b"close")))
+            else:
+                with trio.fail_after(timeout):
+                    response = await self.route(scope, receive)
         except trio.TooSlowError:
             log.warning("%s %s was not answered within its %ss deadline", scope["method"],
                         scope["path"], timeout)

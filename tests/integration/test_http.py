@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import trio
 from trio_websocket import ConnectionClosed
 
 from customer_service.server import agent as agent_module
@@ -118,3 +119,34 @@ async def test_logout_revokes_the_token_and_closes_its_socket(
     assert me.status_code == 401
     assert again.status_code == 401 and again.json()["error"] == "unauthorized"
     assert anonymous.status_code == 401
+
+
+async def _raw_exchange(server: Server, request: bytes) -> bytes:
+    """Send ``request`` in one write; read until the server closes (at most 5 s)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        await stream.send_all(request)
+        data = b""
+        with trio.move_on_after(5):
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+    return data
+
+
+async def test_a_smuggled_request_is_never_served_on_either_transport(server: Server) -> None:
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    request = b"\r\n".join([b"POST /api/v1/login HTTP/1.1", b"Host: 127.0.0.1",
+                            b"Content-Length: %d" % len(body), b"Transfer-Encoding: chunked",
+                            b"", body])
+    data = await _raw_exchange(server, request)
+    assert data.count(b"HTTP/1.1 ") == 1, data  # one answer, then the connection closed
+    assert data.startswith(b"HTTP/1.1 400"), data[:200]
+
+
+async def test_headers_over_16_kib_in_one_write_are_refused_on_either_transport(
+        server: Server) -> None:
+    padding = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"a" * 1000) for n in range(20))
+    data = await _raw_exchange(
+        server, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + padding + b"\r\n")
+    assert data.startswith(b"HTTP/1.1 431"), data[:200]
