@@ -34,8 +34,11 @@ from customer_service.transport.interface import Connection
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = 8
-"""Frames that may wait for their answer on one socket before reading pauses."""
+IN_FLIGHT = 64
+"""Frames that may wait in line on one socket; more are refused at once (``rate_limited``).
+As many as a burst of the default rate limit, so a client that pipelines is never refused."""
+IN_FLIGHT_BYTES = 256 * 1024
+"""Bytes the frames in line may take on one socket (a text may be 64 KiB)."""
 HISTORY_ASIDE = 1
 """``history`` frames that may run beside the ordered ones; more wait in line. One socket
 holds at most this many database calls plus one, however it floods."""
@@ -53,9 +56,11 @@ class Session:
         "_flushing",
         "_nursery",
         "_open",
+        "_reading",
         "_sent",
         "_side_tasks",
         "_strikes",
+        "_waiting_bytes",
         "client",
         "config",
         "conn",
@@ -88,6 +93,9 @@ class Session:
         self._bucket = TokenBucket(self.config.rate_limit_per_second, self.config.rate_limit_burst)
         self._strikes = 0
         self._side_tasks = 0
+        self._reading = trio.CancelScope()
+        """Around the read loop: cancelled when the socket cannot be written to any more."""
+        self._waiting_bytes = 0
 
     # ---- output -------------------------------------------------------------
     def reply(self, frame: Any) -> None:
@@ -111,7 +119,7 @@ class Session:
             try:
                 taken = self.conn.send_nowait(text)
             except ConnectionClosed:
-                self.peer.kick(1006, "gone")
+                self._gone()
                 return False
             if taken:
                 self._sent.inc()
@@ -148,7 +156,7 @@ class Session:
                 await self.conn.send(text)
                 self._sent.inc()
         except ConnectionClosed:
-            self.peer.kick(1006, "gone")
+            self._gone()
         finally:
             self._flushing = False
             assert self._flushed is not None  # a flush only runs from _start_flush
@@ -185,13 +193,13 @@ class Session:
         effect in that order), each under its own deadline counted from its arrival, so a
         frame that waited behind a stuck one still gets its answer (or ``timeout``) within
         ``message_timeout``. A ``history`` changes nothing and may run beside them
-        (``HISTORY_ASIDE`` at once). At most ``IN_FLIGHT`` frames wait in line per socket.
+        (``HISTORY_ASIDE`` at once). Reading never waits for the line (see ``_queue``).
         """
         counter = self.metrics.in_role[self.role]
-        send, receive = trio.open_memory_channel[tuple[float, Any]](IN_FLIGHT)
+        send, receive = trio.open_memory_channel[tuple[float, Any, int]](IN_FLIGHT)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._handle_in_order, receive)
-            with send:
+            with send, self._reading:
                 while not self.peer.kicked:
                     try:
                         raw = await self.conn.receive()
@@ -212,17 +220,34 @@ class Session:
                         self._side_tasks += 1
                         nursery.start_soon(self._handle_aside, arrived, frame)
                     else:
-                        # When IN_FLIGHT frames wait already, reading waits too (the peer's
-                        # TCP window fills): each of them ends within its deadline.
-                        await send.send((arrived, frame))
+                        self._queue(send, arrived, frame, len(raw))
 
-    async def _handle_in_order(self, receive: trio.MemoryReceiveChannel[tuple[float, Any]]
+    def _queue(self, send: trio.MemorySendChannel[tuple[float, Any, int]], arrived: float,
+               frame: Any, size: int) -> None:
+        """Put a frame in line, or refuse it at once when the line is full (``IN_FLIGHT``
+        frames or ``IN_FLIGHT_BYTES``): reading never waits, so a ping behind a stuck
+        line is still answered, and a frame's deadline counts from its real arrival."""
+        if self._waiting_bytes + size <= IN_FLIGHT_BYTES:
+            try:
+                send.send_nowait((arrived, frame, size))
+            except trio.WouldBlock:
+                pass
+            else:
+                self._waiting_bytes += size
+                return
+        self.reply_error(RateLimited(
+            "too many frames wait for the database on this socket; resend this one after "
+            "their answers"), getattr(frame, "id", None))
+
+    async def _handle_in_order(self, receive: trio.MemoryReceiveChannel[tuple[float, Any, int]]
                                ) -> None:
         """Handle the queued frames in order, to the last one: frames read before the peer
-        closed (or was closed for its rate) still take effect, each within its deadline.
-        A kick from elsewhere (a revoked token, shutdown) cancels this with the session."""
+        closed (or was closed for its rate, or could no longer be written to) still take
+        effect, each within its deadline. A kick from elsewhere (a revoked token, shutdown,
+        a slow reader) cancels this with the session."""
         async with receive:
-            async for arrived, frame in receive:
+            async for arrived, frame, size in receive:
+                self._waiting_bytes -= size
                 await self._handle_one(arrived, frame)
 
     async def _handle_aside(self, arrived: float, frame: Any) -> None:
@@ -315,6 +340,12 @@ class Session:
             return False
         self.reply(frames.AckOut(id=client_id, seq=earlier.seq, ts=format_ts(earlier.created_at)))
         return True
+
+    def _gone(self) -> None:
+        """The socket can no longer be written to: stop reading and sending, but let the
+        frames already read take effect (``_handle_in_order`` drains them)."""
+        self._closing(1006, "gone")
+        self._reading.cancel()
 
     def _closing(self, code: int, reason: str) -> None:
         if not self.peer.kicked:

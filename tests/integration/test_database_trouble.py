@@ -69,6 +69,7 @@ def _config(tmp_path: Path, **storage: Any) -> Config:
     return Config().with_changes(
         server__host="127.0.0.1", server__port=0, server__shutdown_timeout=3.0,
         server__message_timeout=TIMEOUT, storage__sqlite_path=str(tmp_path / "cs.db"),
+        server__rate_limit_burst=1000, server__rate_limit_per_second=1000.0,
         **{f"storage__{key}": value for key, value in storage.items()})
 
 
@@ -476,3 +477,46 @@ async def test_healthz_says_degraded_not_dead_while_sqlite_is_locked(
             assert elapsed < TIMEOUT
             assert response.status_code == 200, response.text
             assert response.json()["db"] == "degraded"
+
+
+async def test_frames_read_before_the_connection_dropped_are_all_stored(
+        sqlite_server: Server, tmp_path: Path) -> None:
+    """The TCP connection drops (no close handshake) with texts in line: storing the first
+    one echoes it to the dead socket, and the rest must still take effect."""
+    server = sqlite_server
+    async with visitor(server) as (client, welcome):
+        with SqliteWriter(tmp_path / "cs.db") as writer:
+            for n in range(8):
+                await client.send(type="text", id=f"drop{n}", content=f"message {n}")
+            await trio.sleep(0.2)
+            await client.ws._stream.aclose()  # gone, without a goodbye
+            writer.release()
+    cid = int(welcome["conversation_id"])
+    with trio.fail_after(TIMEOUT + SLACK):
+        while len(stored := await server.service.store.messages_after(cid, 0, 50)) < 8:
+            await trio.sleep(0.05)
+    assert [m.content for m in stored] == [f"message {n}" for n in range(8)]
+
+
+async def test_a_full_line_refuses_at_once_and_reading_never_waits(
+        mysql_server: Server, database: str) -> None:
+    """More frames than may wait on one socket while the database is locked: the extra ones
+    are refused at once, a ping is still answered at once, and every frame is answered
+    within the deadline from when it was sent."""
+    server = mysql_server
+    cid = await _waiting_conversation(server)
+    _agent, token = await make_agent(server, "ann")
+    async with agent_socket(server, token) as (client, _welcome):
+        with Lock(database):
+            sent = trio.current_time()
+            for n in range(80):
+                await client.send(type="read", id=f"r{n}", conversation_id=cid, seq=1)
+            await client.send(type="ping", id="p")
+            await client.recv_type("pong", id="p")
+            assert trio.current_time() - sent < TIMEOUT / 2
+            answers = [await client.recv_type("error", id=f"r{n}", timeout=TIMEOUT + SLACK)
+                       for n in range(80)]
+            assert trio.current_time() - sent < TIMEOUT + SLACK
+    kinds = {answer["error"] for answer in answers}
+    assert kinds == {"timeout", "rate_limited"}, kinds
+    assert sum(answer["error"] == "rate_limited" for answer in answers) >= 80 - 64 - 1
