@@ -60,11 +60,30 @@ class VisitorSession(Session):
                     continue
                 break
         with trio.move_on_after(self.config.message_timeout) as welcoming:
-            await self._welcome(frame)
+            first = await self._welcome(frame)
         if welcoming.cancelled_caught:
             raise Unavailable("the database did not answer in time")
+        if first:
+            await self._announce_arrival()
 
-    async def _welcome(self, hello: frames.Hello) -> None:
+    async def _announce_arrival(self) -> None:
+        """Tell the agents a visitor came. Once the welcome is out, a slow database costs
+        the agents this event (they see the conversation at their next refresh or change),
+        never the visitor their socket."""
+        assert self.visitor is not None
+        with trio.move_on_after(self.config.message_timeout) as announcing:
+            try:
+                conversation = await self.service.conversation(self.conversation_id)
+                await self.service.announce(conversation, self.visitor)
+            except Unavailable as exc:
+                log.warning("[%s] could not tell the agents visitor %s came: %s",
+                            self.peer.conn_id, self.visitor.id, exc)
+        if announcing.cancelled_caught:
+            log.warning("[%s] telling the agents visitor %s came missed its deadline",
+                        self.peer.conn_id, self.visitor.id)
+
+    async def _welcome(self, hello: frames.Hello) -> bool:
+        """Welcome and replay; True when this is the visitor's first socket here."""
         store = self.service.store
         visitor = None
         token = hello.visitor_token
@@ -97,7 +116,10 @@ class VisitorSession(Session):
             visitor_id=visitor.id, visitor_token=token, conversation_id=conversation.id,
             last_seq=conversation.last_seq, status=str(conversation.status)))
         after = min(hello.last_seq or 0, conversation.last_seq) if resumed else 0
-        while True:
+        # A new visitor's new conversation has nothing to replay and nobody else knows it
+        # yet; otherwise read on past last_seq: a message stored after the conversation was
+        # read above but before this socket joined the hub is only found here.
+        while resumed or conversation.last_seq:
             page = await store.messages_after(conversation.id, after, REPLAY_PAGE)
             for message in page:
                 await self.send_now(message_frame(message))
@@ -109,8 +131,7 @@ class VisitorSession(Session):
         if conversation.agent_read_seq:
             await self.send_now(frames.ReadOut(seq=conversation.agent_read_seq,
                                                conversation_id=conversation.id, by="agent"))
-        if first:
-            await self.service.announce(conversation, visitor)
+        return first
 
     async def leave(self) -> None:
         if self.visitor is None:

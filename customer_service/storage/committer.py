@@ -29,6 +29,7 @@ client resends with the same id and gets the original ``seq``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ class GroupCommitter:
         finally:
             if not pending.done.is_set():
                 pending.abandoned = True
+                # Its sender gave up waiting (its deadline passed): the database is not
+                # taking writes in time, whatever the batch's fate (/healthz).
+                self._store.write_health.failed(time.monotonic())
         if pending.error is not None:
             raise pending.error
         if pending.result is None:

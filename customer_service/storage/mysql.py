@@ -70,6 +70,7 @@ LOCK_WAIT_TIMEOUT = 10
 MySQL's default for those is a year): work nobody waits for any more (the group commit)
 is not stuck behind a lock for longer than this."""
 KILL_CONNECT_TIMEOUT = 3
+PING_TIMEOUT = 2
 COLLECT_EVERY = 1.0
 """Seconds between full garbage collections while connections are being replaced."""
 ATTEMPTS = 3
@@ -422,6 +423,31 @@ class MysqlStore(SqlStore):
                     except _DRIVER_ERRORS as exc:
                         logger.warning("MySQL rollback failed: %s", exc)
             return result
+
+    async def ping(self) -> None:
+        """``SELECT 1`` on a short-lived connection of its own, not a pooled one: under load
+        during a lock every pooled connection may be busy with calls waiting for their
+        deadline, which is a degraded database (``write_health``), not a dead one."""
+        if self._closed:
+            raise StorageError("the MySQL store is closed")
+        cfg = self._cfg
+
+        def probe() -> None:
+            conn = pymysql.connect(
+                host=cfg.mysql_host, port=cfg.mysql_port, user=cfg.mysql_user,
+                password=cfg.mysql_password, database=cfg.mysql_database,
+                connect_timeout=PING_TIMEOUT, read_timeout=PING_TIMEOUT,
+                write_timeout=PING_TIMEOUT)
+            try:
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+            finally:
+                _close_quietly(conn)
+
+        try:
+            await trio.to_thread.run_sync(probe, abandon_on_cancel=True)
+        except _DRIVER_ERRORS as exc:
+            raise StorageError(f"MySQL: {exc}") from None
 
     # --- schema -------------------------------------------------------------
 

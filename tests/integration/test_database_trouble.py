@@ -520,3 +520,38 @@ async def test_a_full_line_refuses_at_once_and_reading_never_waits(
     kinds = {answer["error"] for answer in answers}
     assert kinds == {"timeout", "rate_limited"}, kinds
     assert sum(answer["error"] == "rate_limited" for answer in answers) >= 80 - 64 - 1
+
+
+async def test_healthz_says_degraded_on_mariadb_while_a_text_waits_and_the_pool_is_busy(
+        mysql_server: Server, database: str) -> None:
+    """A visitor's text times out in the group commit (which a lock holds until it goes)
+    and an agent keeps every pooled connection busy with frames waiting for their
+    deadlines: /healthz still answers at once, 200 with db degraded."""
+    server = mysql_server
+    cid = await _waiting_conversation(server)
+    _agent, token = await make_agent(server, "ann")
+    async with agent_socket(server, token) as (agent, _welcome), \
+            visitor(server) as (chat, _hello), httpx.AsyncClient() as http:
+        with Lock(database):
+            await chat.send(type="text", id="stuck", content="waiting for the lock")
+            for n in range(10):
+                await agent.send(type="history", id=f"h{n}", conversation_id=cid)
+                await agent.send(type="read", id=f"r{n}", conversation_id=cid, seq=1)
+            await chat.recv_type("error", id="stuck", timeout=TIMEOUT + SLACK)
+            elapsed, response = await _timed(http.get(http_url(server, "/healthz")))
+            assert response.status_code == 200, response.text
+            assert response.json()["db"] == "degraded"
+            assert elapsed < TIMEOUT
+
+
+async def test_a_text_timing_out_in_the_group_commit_makes_healthz_degraded(
+        mysql_server: Server, database: str) -> None:
+    """Only a visitor's text waits (the group commit is not given up: it is stored when the
+    lock goes), yet its sender heard timeout: the database is degraded."""
+    server = mysql_server
+    async with visitor(server) as (chat, _hello), httpx.AsyncClient() as http:
+        with Lock(database):
+            await chat.send(type="text", id="stuck", content="waiting for the lock")
+            await chat.recv_type("error", id="stuck", timeout=TIMEOUT + SLACK)
+            response = await http.get(http_url(server, "/healthz"))
+            assert response.json()["db"] == "degraded", response.text
