@@ -90,15 +90,16 @@ def retry_after(status: int, value: str | None, now: datetime) -> float | None:
         return None
     value = value.strip()
     try:
-        seconds = float(value)
+        seconds = float(value)  # delay-seconds; a fraction is read too, as servers send them
     except ValueError:
         pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
+    else:  # negative, nan or inf: unreadable, so the usual backoff applies
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - now).total_seconds())
+    wait = (moment - now).total_seconds()
+    return wait if wait > 0 else None  # a date already past says nothing: back off as usual

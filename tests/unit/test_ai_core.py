@@ -129,12 +129,13 @@ def test_retry_delays_back_off_with_jitter_and_honour_retry_after() -> None:
 def test_retry_after_is_read_on_429_and_503_in_both_forms(status: int) -> None:
     assert retry_after(status, "3", NOW) == 3.0
     assert retry_after(status, " 0.5 ", NOW) == 0.5
-    assert retry_after(status, "-4", NOW) == 0.0
+    assert retry_after(status, "-4", NOW) is None  # not 1*DIGIT: the usual backoff, not "now"
     later = format_datetime(NOW + timedelta(seconds=7), usegmt=True)
     assert later.endswith("GMT")
     assert retry_after(status, later, NOW) == 7.0
-    assert retry_after(status, format_datetime(NOW - timedelta(hours=1), usegmt=True), NOW) == 0.0
-    assert retry_after(status, "Wed, 21 Oct 2015 07:28:00 GMT", NOW) == 0.0
+    # A date already past says nothing about when to come back: the usual backoff.
+    assert retry_after(status, format_datetime(NOW - timedelta(hours=1), usegmt=True), NOW) is None
+    assert retry_after(status, "Wed, 21 Oct 2015 07:28:00 GMT", NOW) is None
     for unreadable in ("soon", "", "nan", "inf", "Wed, 99 Foo 2015"):
         assert retry_after(status, unreadable, NOW) is None
     assert retry_after(status, None, NOW) is None
