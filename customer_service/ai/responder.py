@@ -49,10 +49,10 @@ from customer_service.core.ai_outcome import (
     SHUTDOWN,
     ReplyEnd,
     reply_end,
-    visible,
 )
 from customer_service.core.bus_events import AiEvent
 from customer_service.core.models import Conversation, NewMessage, Role
+from customer_service.core.text import visible
 from customer_service.errors import AiError, CustomerServiceError
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ class AiResponder:
         finally:
             metrics.ai_streams.dec()
         end = reply_end(failed=failure is not None, stopped_by=reply.stopped_by,
-                        text="".join(reply.parts))
+                        text="".join(reply.parts), finish_reason=reply.finish_reason)
         if end.empty:
             metrics.ai_errors.labels(EMPTY_REPLY).inc()
             log.warning("[conv %s] AI reply %s finished with no text (finish_reason %s)",

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from customer_service.core.text import visible
+
 CUT_AT_LENGTH = "length"
 """``stopped_by`` of a reply cut at 16 times ``max_reply_tokens`` characters."""
 SHUTDOWN = "shutdown"
@@ -39,17 +41,19 @@ class ReplyEnd:
     """The upstream finished with no visible text (an error of kind ``empty_reply``)."""
 
 
-def visible(text: str) -> bool:
-    """Whether ``text`` shows anything (not empty, not whitespace only)."""
-    return bool(text.strip())
+FILTERED = "content_filter"
+"""``finish_reason`` of a reply the upstream's content filter cut off."""
 
 
-def reply_end(*, failed: bool, stopped_by: str | None, text: str) -> ReplyEnd:
+def reply_end(*, failed: bool, stopped_by: str | None, text: str,
+              finish_reason: str | None = None) -> ReplyEnd:
     """The end of a reply that ``failed`` (an upstream error), or was stopped (``stopped_by``:
     ``CUT_AT_LENGTH``, ``SHUTDOWN``, or any other reason: an agent took over), or neither
-    (the upstream finished it), having streamed ``text``."""
+    (the upstream finished it, with ``finish_reason``), having streamed ``text``. A reply
+    the upstream's content filter cut is not an answer: what showed is kept, and an agent
+    is asked to follow up."""
     shown = visible(text)
-    if failed:
+    if failed or (stopped_by is None and finish_reason == FILTERED and shown):
         return ReplyEnd("failed", store_text=shown, alert=True, follow_up=False, empty=False)
     if stopped_by is None or stopped_by == CUT_AT_LENGTH:
         if shown:

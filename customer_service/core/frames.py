@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
+from customer_service.core.text import visible
 from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
 
 T = TypeVar("T")
@@ -218,8 +219,8 @@ def check_content(content: str, max_chars: int) -> str:
     """Validate chat content: not blank, not longer than ``max_chars``."""
     if len(content) > max_chars:
         raise TooLarge(f"content is {len(content)} characters; the limit is {max_chars}")
-    if not content.strip():
-        raise BadRequest("content is empty")
+    if not visible(content):
+        raise BadRequest("content is empty (or shows nothing)")
     return content
 
 

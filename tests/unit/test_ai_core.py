@@ -193,3 +193,14 @@ def test_an_agent_taking_over_cancels_without_alerting() -> None:
 def test_a_deeply_nested_chunk_is_a_bad_response_not_a_recursion_error(nesting: str) -> None:
     with pytest.raises(AiBadResponse):
         parse_chunk(nesting)
+
+
+def test_a_reply_the_content_filter_cut_keeps_its_text_and_asks_for_an_agent() -> None:
+    end = reply_end(failed=False, stopped_by=None, text="Here is how to", finish_reason="content_filter")
+    assert end == ReplyEnd("failed", store_text=True, alert=True, follow_up=False, empty=False)
+
+
+@pytest.mark.parametrize("text", ["\u00a0\u200b", "\ufeff \t", "\u200d\u2060"])
+def test_invisible_characters_only_are_an_empty_reply(text: str) -> None:
+    end = reply_end(failed=False, stopped_by=None, text=text)
+    assert end.empty and end.alert and not end.store_text

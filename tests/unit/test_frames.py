@@ -248,3 +248,9 @@ def test_explain_puts_the_field_first() -> None:
     with pytest.raises(msgspec.ValidationError) as missing:
         decoder.decode('{"type":"accept"}')
     assert frames.explain(missing.value) == str(missing.value)
+
+
+@pytest.mark.parametrize("content", ["\u200b\u00a0", " \u2060 ", "\ufeff"])
+def test_content_that_shows_nothing_is_refused(content: str) -> None:
+    with pytest.raises(BadRequest, match="empty"):
+        frames.check_content(content, 100)
