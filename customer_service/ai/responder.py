@@ -80,6 +80,8 @@ class LiveReply:
     finish_reason: str | None = None
     stored: trio.Event = field(default_factory=trio.Event)
     """Set once the reply's outcome is stored (or storing gave up)."""
+    ended: bool = False
+    """The stream is over (its outcome may still be being stored): no longer streaming."""
 
 
 class AiResponder:
@@ -115,7 +117,8 @@ class AiResponder:
 
     def streaming(self, conversation_id: int) -> bool:
         """Whether a reply streams in this conversation, here or on another instance."""
-        return conversation_id in self.live or conversation_id in self.remote_live
+        reply = self.live.get(conversation_id)
+        return (reply is not None and not reply.ended) or conversation_id in self.remote_live
 
     def visitor_wrote(self, conversation: Conversation) -> None:
         """A visitor message was stored: answer it, or queue a follow-up if a reply streams."""
@@ -245,6 +248,7 @@ class AiResponder:
             failure = AiError("internal error while streaming the reply")
         finally:
             metrics.ai_streams.dec()
+        reply.ended = True  # the events sent while storing the outcome say so
         end = reply_end(failed=failure is not None, stopped_by=reply.stopped_by,
                         text="".join(reply.parts), finish_reason=reply.finish_reason)
         if end.empty:

@@ -204,6 +204,7 @@ async def test_failures_before_any_text_tell_the_visitor_and_flag_the_conversati
             flagged = await agent.recv_type(
                 "conversation", where=lambda f: f["conversation"]["needs_agent"], timeout=8)
             assert flagged["conversation"]["conversation_id"] == welcome["conversation_id"]
+            assert flagged["conversation"]["ai_streaming"] is False  # the stream is over
             assert not [f for f in vis.seen if f["type"] == "message"
                         and f["sender"]["role"] == "ai"]
             assert not [f for f in vis.seen + agent.seen if f["type"] == "ai_delta"]
