@@ -131,6 +131,16 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
+def _url_carries_token(scope: Scope) -> bool:
+    """Whether the query string has a ``token`` parameter, even an empty one."""
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return "token" in parsed
+
+
+URL_TOKEN_REFUSED = ("a token in the URL (?token=) is not accepted here: send it as the header "
+                     "Authorization: Bearer <token>")
+
+
 def _query(scope: Scope) -> dict[str, str]:
     parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     return {k: v[-1] for k, v in parsed.items()}
@@ -262,6 +272,8 @@ class App:
             "/api/v1/agents": {"GET": lambda: self.agents(scope)},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
         }
+        if path.startswith("/api/") and _url_carries_token(scope):
+            raise Unauthorized(URL_TOKEN_REFUSED)  # the login included: nothing reads it there
         if path.startswith("/api/v1/conversations/"):
             return await self.conversation_path(scope, method, path)
         asset = self.assets.get(path)
@@ -426,11 +438,9 @@ class App:
         ends up in access logs, proxies and browser history. The agent WebSocket
         (``in_query``) may also carry it as ``?token=``, since browsers cannot set headers
         on a WebSocket."""
-        query_token = _query(scope).get("token")
-        if query_token is not None and not in_query:
-            raise Unauthorized("a token in the URL (?token=) is not accepted here: send it as "
-                               "the header Authorization: Bearer <token>")
-        token = query_token
+        if not in_query and _url_carries_token(scope):
+            raise Unauthorized(URL_TOKEN_REFUSED)
+        token = _query(scope).get("token") if in_query else None
         authorization = _headers(scope).get("authorization", "")
         if authorization.lower().startswith("bearer "):
             token = authorization[7:].strip()

@@ -199,7 +199,11 @@ async def test_rest_refuses_a_token_in_the_url_and_the_agent_socket_accepts_it(
                               headers={"authorization": f"Bearer {token}"})
         header = await http.get(http_url(server, "/api/v1/me"),
                                 headers={"authorization": f"Bearer {token}"})
-    for refused in (in_url, both):
+        empty = await http.get(http_url(server, "/api/v1/me?token="),
+                               headers={"authorization": f"Bearer {token}"})
+        login = await http.post(http_url(server, f"/api/v1/login?token={token}"),
+                                json={"username": "ursula", "password": "correct horse"})
+    for refused in (in_url, both, empty, login):
         assert refused.status_code == 401
         assert "Authorization: Bearer" in refused.json()["message"]
     assert header.status_code == 200 and header.json()["username"] == "ursula"
