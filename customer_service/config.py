@@ -428,6 +428,18 @@ def _env_value(f: dataclasses.Field[Any], hint: Any, env_name: str, text: str,
     return value
 
 
+def _suggest_variable(variable: str, known: Iterable[str]) -> str:
+    """`` (did you mean CUSTOMER_SERVICE_SERVER_PORT?)`` or nothing. Compared without the
+    shared prefix and without case (variable names are upper case), so the prefix every
+    name has does not make a poor match look close."""
+    by_rest = {name.removeprefix(ENV_PREFIX): name for name in known}
+    rest = variable.removeprefix(ENV_PREFIX).upper()
+    if rest in by_rest:
+        return f" (did you mean {by_rest[rest]}? variable names are upper case)"
+    close = difflib.get_close_matches(rest, list(by_rest), n=1, cutoff=0.7)
+    return f" (did you mean {by_rest[close[0]]}?)" if close else ""
+
+
 def _suggest(name: str, known: Iterable[str]) -> str:
     """``did you mean 'port'?`` when a known name is close, else the list of known names."""
     choices = list(known)
@@ -499,8 +511,7 @@ def _check_environment(environ: Mapping[str, str], known: Mapping[str, type[Any]
     for variable in sorted(environ):
         if (variable.startswith(ENV_PREFIX) and variable not in names
                 and variable not in OTHER_ENV_NAMES):
-            close = difflib.get_close_matches(variable, names, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
+            hint = _suggest_variable(variable, names | set(OTHER_ENV_NAMES))
             raise ConfigError(f"unknown environment variable {variable}{hint}; every "
                               f"{ENV_PREFIX}<SECTION>_<KEY> variable must name a config key",
                               key=variable)

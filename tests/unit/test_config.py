@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from pathlib import Path
 
@@ -440,3 +441,14 @@ def test_one_error_held_in_two_branches_is_still_one() -> None:
     error = ListenError("cannot listen")
     twice = ExceptionGroup("outer", [ExceptionGroup("a", [error]), ExceptionGroup("b", [error])])
     assert the_error(twice) is error
+
+
+@pytest.mark.parametrize(("variable", "meant"), [
+    ("CUSTOMER_SERVICE_CONFIGG", "CUSTOMER_SERVICE_CONFIG?"),
+    ("CUSTOMER_SERVICE_server_port", "CUSTOMER_SERVICE_SERVER_PORT? variable names are upper"),
+    ("CUSTOMER_SERVICE_BUS_REDIS_ULR", "CUSTOMER_SERVICE_BUS_REDIS_URL?"),
+])
+def test_a_misspelt_variable_is_matched_without_the_prefix_or_case(variable: str,
+                                                                   meant: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"did you mean {meant}")):
+        load_config(None, environ={variable: "1"})
