@@ -390,11 +390,16 @@ def _check_value(f: dataclasses.Field[Any], value: Any, where: str) -> None:
     if isinstance(value, str):  # a named choice ("auto") of a numeric key has no bounds
         return
     if gt is not None and not value > gt:
-        raise ValueError(f"{where} must be greater than {gt:g}, not {value!r}")
+        raise ValueError(f"{where} must be greater than {_number(gt)}, not {value!r}")
     if ge is not None and not value >= ge:
-        raise ValueError(f"{where} must be at least {ge:g}, not {value!r}")
+        raise ValueError(f"{where} must be at least {_number(ge)}, not {value!r}")
     if le is not None and not value <= le:
-        raise ValueError(f"{where} must be at most {le:g}, not {value!r}")
+        raise ValueError(f"{where} must be at most {_number(le)}, not {value!r}")
+
+
+def _number(bound: float) -> str:
+    """A bound as people write it: 1048576, not 1.04858e+06; 0.05, not 0.050000."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 def _expected(hint: Any) -> str:
