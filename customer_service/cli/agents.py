@@ -25,6 +25,8 @@ from customer_service.cli.common import (
     short_time,
     with_store,
 )
+from customer_service.core import conversation as machine
+from customer_service.core.models import ConversationStatus, NewMessage, Role
 from customer_service.errors import BadRequest, Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -182,17 +184,50 @@ def _set_disabled(username: str, disabled: bool) -> None:
     async def work(store: Store) -> Agent:
         return await store.set_agent_disabled(username, disabled)
 
-    async def work_and_deployment(store: Store) -> tuple[Agent, str]:
-        return await work(store), await store.deployment_token()
+    async def work_and_deployment(store: Store) -> tuple[Agent, str, int]:
+        agent = await work(store)
+        released = await release_conversations(store, agent) if disabled else 0
+        return agent, await store.deployment_token(), released
 
     config = current_config()
-    agent, deployment = with_store(config, work_and_deployment)
+    agent, deployment, released = with_store(config, work_and_deployment)
     if disabled:
         console().print(f"Disabled agent [bold]{agent.username}[/bold]; "
                         "their tokens are revoked.")
+        if released:
+            console().print(f"{released} conversation(s) assigned to them are back in the "
+                            "queue.")
         _close_sockets_now(config, deployment, agent)
     else:
         console().print(f"Enabled agent [bold]{agent.username}[/bold].")
+
+
+async def release_conversations(store: Store, agent: Agent) -> int:
+    """Give a disabled agent's conversations back to the queue, each with a system note,
+    so that a visitor is not left with nobody who may answer. Compare-and-set: one an
+    agent changed meanwhile is left as it is."""
+    released = 0
+    while True:
+        page = await store.list_conversations(ConversationStatus.ASSIGNED, limit=100,
+                                              assigned_to=agent.id)
+        progressed = False
+        for summary in page:
+            conversation = summary.conversation
+            change = machine.release(conversation, agent)
+            if change.note is None:
+                continue
+            try:
+                await store.set_conversation_state(
+                    conversation.id, change.status, change.assigned_to,
+                    expected=(conversation.status, conversation.assigned_to))
+            except Conflict:
+                continue
+            await store.append_messages([NewMessage(conversation.id, Role.SYSTEM, None,
+                                                    "system", change.note)])
+            released += 1
+            progressed = True
+        if len(page) < 100 or not progressed:
+            return released
 
 
 @agents.command()

@@ -59,6 +59,17 @@ def transfer(conversation: Conversation, agent: Agent, target: Agent) -> Transit
                       f"{agent.name} transferred the conversation to {target.name}")
 
 
+def release(conversation: Conversation, agent: Agent) -> Transition:
+    """An agent who can no longer answer (disabled) gives their conversation back to the
+    queue, where any agent may accept it; a conversation not theirs stays as it is."""
+    if (conversation.status is not ConversationStatus.ASSIGNED
+            or conversation.assigned_to != agent.id):
+        return Transition(conversation.status, conversation.assigned_to, None)
+    return Transition(ConversationStatus.OPEN, None,
+                      f"{agent.name} is no longer available; the conversation is back in "
+                      "the queue")
+
+
 def close(conversation: Conversation, agent: Agent) -> Transition:
     if conversation.status is ConversationStatus.CLOSED:
         raise Conflict(f"conversation {conversation.id} is already closed")

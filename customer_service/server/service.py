@@ -28,7 +28,7 @@ from customer_service.core.models import (
     Visitor,
     format_ts,
 )
-from customer_service.errors import Conflict, NotFound
+from customer_service.errors import Conflict, NotFound, ProtocolError
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
 from customer_service.storage import Store
@@ -115,7 +115,20 @@ class ChatService:
         async with self._transitions.hold(conversation_id):
             current = await self.conversation(conversation_id)
             for attempt in range(2):
-                change = decide(current)
+                try:
+                    change = decide(current)
+                except ProtocolError:
+                    # Refused on what this instance knows: read it once more, as it may
+                    # have changed behind the cache (the CLI gave a disabled agent's
+                    # conversations back to the queue; a bus event was lost).
+                    fresh = None if attempt else await self.store.get_conversation(
+                        conversation_id)
+                    if fresh is None or (fresh.status, fresh.assigned_to) == (
+                            current.status, current.assigned_to):
+                        raise
+                    self.hub.conversations.put(fresh)
+                    current = fresh
+                    continue
                 if change.status == current.status and change.assigned_to == current.assigned_to:
                     return current
                 try:

@@ -10,7 +10,7 @@ from typing import Any
 from click.testing import Result
 
 from customer_service.auth import token_hash, verify_password
-from customer_service.core.models import Agent, utc_now
+from customer_service.core.models import Agent, ConversationStatus, utc_now
 from customer_service.storage.base import Store
 
 PASSWORD = "correct horse battery"  # as in conftest.py
@@ -336,3 +336,41 @@ def test_revoke_token_ends_that_token_only(run: CliRun, add_agent: AddAgent,
     _clean_error(run("agents", "revoke-token", "bob", token_hash(keep)[:12]), "no token")
     _clean_error(run("agents", "revoke-token", "alice", "not-hex"), "hex digits")
     _clean_error(run("agents", "revoke-token", "ghost", end_id), "no agent named 'ghost'")
+
+
+def test_disable_gives_the_agents_conversations_back_to_the_queue(
+        run: CliRun, add_agent: AddAgent, store_call: StoreCall) -> None:
+    add_agent("alice")
+    add_agent("bob")
+
+    async def assign(store: Store) -> tuple[int, int]:
+        alice = await store.get_agent_by_username("alice")
+        bob = await store.get_agent_by_username("bob")
+        assert alice is not None and bob is not None
+        ids = []
+        for n, owner in enumerate((alice, bob)):
+            visitor = await store.create_visitor(f"hash{n}", "", "", "")
+            conversation = await store.current_conversation(visitor.id)
+            await store.set_conversation_state(conversation.id, ConversationStatus.ASSIGNED,
+                                               owner.id)
+            ids.append(conversation.id)
+        return ids[0], ids[1]
+
+    alices, bobs = store_call(assign)
+    result = run("agents", "disable", "alice")
+    assert result.exit_code == 0, result.output
+    assert "1 conversation(s) assigned to them are back in the queue" in result.output
+
+    async def states(store: Store) -> list[tuple[str, int | None, list[str]]]:
+        found = []
+        for cid in (alices, bobs):
+            conversation = await store.get_conversation(cid)
+            assert conversation is not None
+            notes = [m.content for m in await store.messages_after(cid, 0, 10)]
+            found.append((conversation.status.value, conversation.assigned_to, notes))
+        return found
+
+    (status, owner, notes), (bobs_status, bobs_owner, bobs_notes) = store_call(states)
+    assert (status, owner) == ("open", None)
+    assert notes == ["alice is no longer available; the conversation is back in the queue"]
+    assert bobs_status == "assigned" and bobs_owner is not None and bobs_notes == []

@@ -21,6 +21,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed as WsClosed
 
+from customer_service.cli.agents import release_conversations
 from customer_service.config import Config
 from customer_service.server.run import Server, open_server
 from tests.cluster.harness import (
@@ -555,3 +556,25 @@ async def test_a_text_timing_out_in_the_group_commit_makes_healthz_degraded(
             await chat.recv_type("error", id="stuck", timeout=TIMEOUT + SLACK)
             response = await http.get(http_url(server, "/healthz"))
             assert response.json()["db"] == "degraded", response.text
+
+
+async def test_an_accept_refused_on_a_stale_cache_reads_the_conversation_again(
+        sqlite_server: Server) -> None:
+    """The CLI gave a disabled agent's conversation back to the queue behind the server's
+    cache: another agent's accept is refused on the cached state, so the server reads the
+    conversation again and the accept goes through."""
+    server = sqlite_server
+    cid = await _waiting_conversation(server)
+    bob, bob_token = await make_agent(server, "bob")
+    _alice, alice_token = await make_agent(server, "alice")
+    store = server.service.store
+    async with agent_socket(server, bob_token) as (bob_socket, _):
+        await bob_socket.send(type="accept", id="b", conversation_id=cid)
+        await bob_socket.recv_type("ack", id="b")
+    await store.set_agent_disabled("bob", True)
+    assert await release_conversations(store, bob) == 1  # what `agents disable` does
+    async with agent_socket(server, alice_token) as (alice_socket, _):
+        await alice_socket.send(type="accept", id="a", conversation_id=cid)
+        assert (await alice_socket.recv_type("ack", id="a"))["id"] == "a"
+    stored = await store.get_conversation(cid)
+    assert stored is not None and stored.assigned_to == _alice.id

@@ -93,3 +93,17 @@ def test_with_last_seq_changes_only_last_seq() -> None:
                           last_seq=10, agent_read_seq=4, visitor_read_seq=9, created_at=moment,
                           updated_at=moment, needs_agent=True)
     assert before.with_last_seq(11) == dataclasses.replace(before, last_seq=11)
+
+
+def test_release_gives_the_agents_conversation_back_to_the_queue() -> None:
+    change = machine.release(conv(ASSIGNED, 2), agent(2))
+    assert (change.status, change.assigned_to) == (OPEN, None)
+    assert change.note == ("Agent 2 is no longer available; the conversation is back in the "
+                           "queue")
+
+
+@pytest.mark.parametrize("conversation", [conv(ASSIGNED, 3), conv(OPEN), conv(CLOSED, 2)])
+def test_release_leaves_what_is_not_the_agents_as_it_is(conversation: Conversation) -> None:
+    change = machine.release(conversation, agent(2))
+    assert (change.status, change.assigned_to, change.note) == (
+        conversation.status, conversation.assigned_to, None)
