@@ -160,6 +160,10 @@ def _close_sockets_now(config: Config, deployment: str, agent: Agent,
     with ``token_hash``, or all of them) at once; they also notice within 30 s by
     themselves, which is all there is without a bus."""
     if not config.bus.redis_url:
+        console().print("Their open sockets close within 30 s (the server checks tokens "
+                        "that often; with [bus] redis_url set they close at once)."
+                        if token_hash is None else
+                        "Sockets opened with it close within 30 s.")
         return
     import os
 
@@ -327,6 +331,10 @@ def tokens(username: str, as_json: bool) -> None:
         echo_json([{"id": t.id, "label": t.label, "created_at": ts(t.created_at),
                     "last_used_at": ts(t.last_used_at), "expires_at": ts(t.expires_at)}
                    for t in found])
+        return
+    if not found:
+        console().print(f"{agent.username} has no tokens (none issued, or all revoked or "
+                        "expired).")
         return
     from rich.table import Table
 

@@ -374,3 +374,14 @@ def test_disable_gives_the_agents_conversations_back_to_the_queue(
     assert (status, owner) == ("open", None)
     assert notes == ["alice is no longer available; the conversation is back in the queue"]
     assert bobs_status == "assigned" and bobs_owner is not None and bobs_notes == []
+
+
+def test_without_a_bus_the_commands_say_when_sockets_close(run: CliRun,
+                                                           add_agent: AddAgent) -> None:
+    add_agent("alice")
+    result = run("agents", "tokens", "alice")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == ("alice has no tokens (none issued, or all revoked or "
+                                     "expired).")
+    result = run("agents", "disable", "alice")
+    assert "Their open sockets close within 30 s" in result.output
