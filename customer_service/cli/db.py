@@ -70,7 +70,7 @@ def status(as_json: bool) -> None:
     A database that does not exist is not created, and no migration runs: the
     output says what 'customer-service db migrate' would do.
     """
-    from customer_service.cli.doctor import newest_migration
+    from customer_service.cli.doctor_checks import newest_migration
     from customer_service.errors import DatabaseMissing
 
     config = current_config()

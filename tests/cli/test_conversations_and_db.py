@@ -16,7 +16,7 @@ import pytest
 from click.testing import Result
 
 from customer_service.auth import token_hash
-from customer_service.cli.doctor import newest_migration
+from customer_service.cli.doctor_checks import newest_migration
 from customer_service.core.models import ConversationStatus, NewMessage, Role
 from customer_service.storage.base import Store
 

@@ -30,14 +30,8 @@ import pymysql
 import pytest
 from click.testing import Result
 
-from customer_service.cli.doctor import (
-    CHECK_NAMES,
-    Check,
-    mask_url,
-    newest_migration,
-    scrub,
-    summary_line,
-)
+from customer_service.cli.doctor_checks import newest_migration
+from customer_service.cli.doctor_report import CHECK_NAMES, Check, mask_url, scrub, summary_line
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "sk-doctor-test-key"
