@@ -102,16 +102,18 @@ def http_url(server: Server, path: str) -> str:
 
 
 @asynccontextmanager
-async def open_ws(url: str) -> AsyncIterator[WebSocketConnection]:
+async def open_ws(url: str, origin: str | None = None) -> AsyncIterator[WebSocketConnection]:
     """``open_websocket_url`` that also closes the TCP stream at exit.
 
     trio-websocket's client skips closing its stream when the server started the
     close (1001, 1008, 1009...), which leaks the socket; the server-side behaviour
-    under test is right, so the test client finishes the job here.
+    under test is right, so the test client finishes the job here. ``origin``: opened as
+    a page of that origin would.
     """
     opened: list[WebSocketConnection] = []
     try:
-        async with open_websocket_url(url) as ws:
+        headers = [(b"Origin", origin.encode())] if origin is not None else None
+        async with open_websocket_url(url, extra_headers=headers) as ws:
             opened.append(ws)
             yield ws
     finally:

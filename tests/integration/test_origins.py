@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-from trio_websocket import WebSocketConnection, open_websocket_url
 
 from customer_service.config import Config
 from customer_service.server.run import Server
-from tests.integration.helpers import agent_socket, make_agent, refused_upgrade, visitor, ws_url
+from tests.integration.helpers import (
+    agent_socket,
+    make_agent,
+    open_ws,
+    refused_upgrade,
+    visitor,
+    ws_url,
+)
 
 SHOP = "https://shop.example.com"
 
@@ -23,31 +27,16 @@ def config(config: Config) -> Config:
     return config.with_changes(server__allowed_origins=[SHOP, "https://*.help.example.org"])
 
 
-@asynccontextmanager
-async def ws_from(url: str, origin: str) -> AsyncIterator[WebSocketConnection]:
-    """A WebSocket opened as a page of ``origin`` would; the stream closed at exit."""
-    opened: list[WebSocketConnection] = []
-    try:
-        async with open_websocket_url(url, extra_headers=[(b"Origin", origin.encode())]) as ws:
-            opened.append(ws)
-            yield ws
-    finally:
-        for ws in opened:
-            stream = getattr(ws, "_stream", None)
-            if stream is not None:
-                await stream.aclose()
-
-
 @pytest.mark.parametrize("origin", [SHOP, "HTTPS://Shop.Example.com:443", "https://a.help.example.org"])
 async def test_a_listed_origin_opens_the_visitor_socket(server: Server, origin: str) -> None:
-    async with ws_from(ws_url(server, "/ws/visitor"), origin) as ws:
+    async with open_ws(ws_url(server, "/ws/visitor"), origin) as ws:
         await ws.send_message(json.dumps({"type": "hello"}))
         assert json.loads(await ws.get_message())["type"] == "welcome"
 
 
 async def test_a_listed_origin_opens_the_agent_socket(server: Server) -> None:
     _, token = await make_agent(server, "alice")
-    async with ws_from(ws_url(server, f"/ws/agent?token={token}"), SHOP) as ws:
+    async with open_ws(ws_url(server, f"/ws/agent?token={token}"), SHOP) as ws:
         assert json.loads(await ws.get_message())["type"] == "welcome"
 
 
