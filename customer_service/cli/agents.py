@@ -26,7 +26,7 @@ from customer_service.cli.common import (
     with_store,
 )
 from customer_service.core import conversation as machine
-from customer_service.core.models import ConversationStatus, NewMessage, Role
+from customer_service.core.models import TOKEN_ID_LENGTH, ConversationStatus, NewMessage, Role
 from customer_service.errors import BadRequest, Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -367,5 +367,6 @@ def revoke_token(username: str, token_id: str) -> None:
         return agent, revoked, await store.deployment_token()
 
     agent, revoked, deployment = with_store(config, work)
-    console().print(f"Revoked token {esc(token_id)} of [bold]{agent.username}[/bold].")
+    console().print(f"Revoked token {revoked[:TOKEN_ID_LENGTH]} of "
+                    f"[bold]{agent.username}[/bold].")
     _close_sockets_now(config, deployment, agent, revoked)

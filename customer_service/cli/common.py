@@ -171,7 +171,8 @@ def visitor_dict(visitor: Visitor) -> dict[str, Any]:
 def conversation_dict(conversation: Conversation) -> dict[str, Any]:
     return {"id": conversation.id, "visitor_id": conversation.visitor_id,
             "status": str(conversation.status), "assigned_to": conversation.assigned_to,
-            "last_seq": conversation.last_seq, "unread": conversation.unread,
+            "needs_agent": conversation.needs_agent, "last_seq": conversation.last_seq,
+            "unread": conversation.unread,
             "agent_read_seq": conversation.agent_read_seq,
             "visitor_read_seq": conversation.visitor_read_seq,
             "created_at": ts(conversation.created_at), "updated_at": ts(conversation.updated_at)}

@@ -104,6 +104,7 @@ def test_show_json(run: CliRun, seeded: dict[str, int]) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["id"] == seeded["open"]
+    assert data["needs_agent"] is False
     assert data["visitor"]["name"] == "Vera [vip]"
     assert [m["seq"] for m in data["messages"]] == [1, 2, 3]
     assert [m["sender_role"] for m in data["messages"]] == ["visitor", "ai", "visitor"]
