@@ -43,16 +43,16 @@ from pymysql.constants import CR, ER
 
 from customer_service.config import StorageConfig
 from customer_service.core.db_health import WriteHealth
-from customer_service.errors import (
-    Conflict,
-    CustomerServiceError,
-    DatabaseMissing,
-    StorageError,
-)
+from customer_service.errors import Conflict, DatabaseMissing, StorageError
 from customer_service.storage import _sql
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
-from customer_service.storage.sql_store import SqlStore, run_interruptible
+from customer_service.storage.sql_store import (
+    SqlStore,
+    Unit,
+    given_up_error,
+    run_interruptible,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -169,23 +169,6 @@ def _give_freed_memory_back() -> None:
         _MALLOC_TRIM(0)
 
 
-def _drop_tracebacks(error: BaseException) -> None:
-    """Forget the tracebacks of an error we raised and of the driver errors behind it.
-
-    A driver error's traceback holds the driver's frames, and with them the broken
-    connection, its socket and its buffers; the frame that caught it holds the error in
-    turn. Such cycles wait for a full garbage collection, which the server's tuned
-    collector runs rarely: each replaced connection kept about a megabyte alive for
-    minutes. The message says what happened; the stack is of no use to anyone.
-    """
-    seen: set[int] = set()
-    pending: BaseException | None = error
-    while pending is not None and id(pending) not in seen:
-        seen.add(id(pending))
-        pending.__traceback__ = None
-        pending = pending.__cause__ or pending.__context__
-
-
 def _close_quietly(conn: Connection) -> None:
     try:
         conn.close()
@@ -198,10 +181,8 @@ class _Pooled:
     conn: Connection
     limiter: trio.CapacityLimiter
     suspect: bool = False
-    unit: object | None = None
+    unit: Unit | None = None
     """The unit of work running on this connection now (see ``_run_mode``)."""
-    given_up: object | None = None
-    """The last unit whose caller's deadline passed (see ``_give_up``)."""
 
 
 class _StaleConnection(Exception):
@@ -247,15 +228,12 @@ class MysqlStore(SqlStore):
                 f"no free MySQL connection within {ACQUIRE_TIMEOUT:g} s") from exc
         except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
             raise StorageError("the MySQL store is closed") from exc
-        unit = object()
+        unit = Unit()
 
         def job() -> T:
             pooled.unit = unit
             try:
                 return self._transact(pooled, work, mode, unit)
-            except CustomerServiceError as exc:
-                _drop_tracebacks(exc)
-                raise
             finally:
                 pooled.unit = None
 
@@ -269,7 +247,7 @@ class MysqlStore(SqlStore):
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 logger.warning("MySQL connection returned after the store closed; dropped")
 
-    def _give_up(self, pooled: _Pooled, unit: object) -> None:
+    def _give_up(self, pooled: _Pooled, unit: Unit) -> None:
         """Give up ``unit`` on ``pooled`` (its caller's deadline passed), so that it can no
         longer change anything after its caller heard ``timeout``:
 
@@ -282,8 +260,10 @@ class MysqlStore(SqlStore):
           connection cannot be opened (``max_user_connections``), the server ends the
           statement when the lock wait times out (``LOCK_WAIT_TIMEOUT``) and rolls back.
 
-        Only this unit: each step checks that it is still the one on the connection."""
-        pooled.given_up = unit
+        Only this unit's connection: nothing is shut down or killed unless ``unit`` is the
+        one running on it, and after the shutdown the connection is replaced, so the kill
+        cannot reach a later unit's statement."""
+        unit.given_up = True
         if pooled.unit is not unit:
             return
         conn = pooled.conn
@@ -318,7 +298,7 @@ class MysqlStore(SqlStore):
         trio.lowlevel.start_thread_soon(kill, lambda _outcome: None, name="mysql kill query")
 
     def _transact(self, pooled: _Pooled, work: Callable[[Tx], T], mode: Mode,
-                  unit: object) -> T:
+                  unit: Unit) -> T:
         """Run ``work`` in the worker thread, retrying what is safe to retry.
 
         A deadlock, or a duplicate dedupe key from a resend racing in another
@@ -329,11 +309,11 @@ class MysqlStore(SqlStore):
         """
         attempt = 1
         while True:
-            if pooled.given_up is unit:
-                raise StorageError("given up: its caller's deadline passed")
+            if unit.given_up:
+                raise given_up_error()
             try:
                 self._ensure_alive(pooled)
-                return self._attempt(pooled.conn, work, mode)
+                return self._attempt(pooled.conn, work, mode, unit)
             except _StaleConnection as stale:
                 pooled.suspect = True
                 cause = stale.__cause__
@@ -386,7 +366,8 @@ class MysqlStore(SqlStore):
         collector to run full collections rarely (``server.run.tune_garbage_collector``),
         so connections killed every 0.3 s grew the process by about 10 MB a second until
         a full collection came: 50 MB to 250 MB in 30 s, all given back by one
-        ``gc.collect()``. Runs in the worker thread, off the event loop's stack."""
+        ``gc.collect()``. Runs in the worker thread, but holds the interpreter's lock for
+        its few milliseconds, which is why it is rate-limited."""
         now = time.monotonic()
         if now - self._collected_at < COLLECT_EVERY:
             return
@@ -397,7 +378,7 @@ class MysqlStore(SqlStore):
                     "%.0f ms", found, (self._collected_at - now) * 1000)
 
     @staticmethod
-    def _attempt(conn: Connection, work: Callable[[Tx], T], mode: Mode) -> T:
+    def _attempt(conn: Connection, work: Callable[[Tx], T], mode: Mode, unit: Unit) -> T:
         """Reads run in autocommit mode (one statement, no BEGIN/COMMIT round trips);
         writes in a transaction whose BEGIN doubles as the liveness probe."""
         if mode != READ:
@@ -414,6 +395,8 @@ class MysqlStore(SqlStore):
             committed = False
             try:
                 result = work(Tx(cursor, _sql.MYSQL))
+                if unit.given_up:  # its caller heard timeout meanwhile: roll back
+                    raise given_up_error()
                 conn.commit()
                 committed = True
             finally:

@@ -39,6 +39,22 @@ from customer_service.storage._sql import Tx
 T = TypeVar("T")
 
 
+class Unit:
+    """One unit of work handed to a worker thread. ``given_up`` is set, once, when its
+    caller's deadline passed: from then on it must not start, retry or wait any more. A
+    flag of its own, not "the last unit given up" on the store or connection: a later
+    give-up must not clear an earlier one whose thread still runs."""
+
+    __slots__ = ("given_up",)
+
+    def __init__(self) -> None:
+        self.given_up = False
+
+
+def given_up_error() -> StorageError:
+    return StorageError("given up: its caller's deadline passed")
+
+
 async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimiter,
                             interrupt: Callable[[], None], health: WriteHealth | None) -> T:
     """Run ``fn`` in a worker thread; a caller whose deadline passes gets control back now.

@@ -31,7 +31,12 @@ from customer_service.errors import Conflict, StorageError
 from customer_service.storage import _sql
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
-from customer_service.storage.sql_store import SqlStore, run_interruptible
+from customer_service.storage.sql_store import (
+    SqlStore,
+    Unit,
+    given_up_error,
+    run_interruptible,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,17 +83,15 @@ class SqliteStore(SqlStore):
         self._conn: sqlite3.Connection | None = conn
         self._path = path
         self._limiter = trio.CapacityLimiter(1)
-        self._unit: object | None = None
+        self._unit: Unit | None = None
         """The unit of work running in the thread now (see ``_run``)."""
-        self._given_up: object | None = None
-        """The last unit whose caller's deadline passed: it must not start, nor wait on."""
         self.write_health = WriteHealth()
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self._path)!r})"
 
     async def _run(self, work: Callable[[Tx], T], *, write: bool) -> T:
-        unit = object()
+        unit = Unit()
 
         def job() -> T:
             self._unit = unit
@@ -101,7 +104,7 @@ class SqliteStore(SqlStore):
             """Give up ``unit`` (its caller's deadline passed): it will not start, stops
             waiting for the write lock, and a statement it runs now is interrupted. Only
             this unit: a late interrupt must not hit the next one."""
-            self._given_up = unit
+            unit.given_up = True
             conn = self._conn
             if conn is not None and self._unit is unit:
                 conn.interrupt()
@@ -109,7 +112,7 @@ class SqliteStore(SqlStore):
         return await run_interruptible(job, limiter=self._limiter, interrupt=interrupt,
                                        health=self.write_health if write else None)
 
-    def _transact(self, work: Callable[[Tx], T], write: bool, unit: object) -> T:
+    def _transact(self, work: Callable[[Tx], T], write: bool, unit: Unit) -> T:
         """One transaction, in the worker thread. ``write`` takes the write lock up front
         (BEGIN IMMEDIATE), so a transaction never fails half-way to upgrade its lock."""
         conn = self._conn
@@ -120,6 +123,8 @@ class SqliteStore(SqlStore):
             committed = False
             try:
                 result = work(Tx(conn.cursor(), _sql.SQLITE))
+                if unit.given_up:  # the lock came just as its caller gave up: roll back
+                    raise given_up_error()
                 conn.execute("COMMIT")
                 committed = True
             finally:
@@ -132,13 +137,13 @@ class SqliteStore(SqlStore):
             raise StorageError(f"SQLite: {exc}") from exc
         return result
 
-    def _begin(self, conn: sqlite3.Connection, write: bool, unit: object) -> None:
+    def _begin(self, conn: sqlite3.Connection, write: bool, unit: Unit) -> None:
         """BEGIN, waiting for another process's write lock (the CLI, a backup) at most
         ``BUSY_TIMEOUT_MS``, in steps of ``LOCK_POLL_MS``: SQLite's interrupt does not end
         its own busy wait, so a unit given up stops between two steps, before it holds the
         lock, and can no longer change anything after its caller heard ``timeout``."""
-        if self._given_up is unit:
-            raise StorageError("given up: its caller's deadline passed")
+        if unit.given_up:
+            raise given_up_error()
         if not write:  # WAL: a reader never waits for a writer
             conn.execute("BEGIN")
             return
@@ -153,8 +158,8 @@ class SqliteStore(SqlStore):
                     if (getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY
                             or time.monotonic() >= give_up_at):
                         raise
-                if self._given_up is unit:
-                    raise StorageError("given up: its caller's deadline passed")
+                if unit.given_up:
+                    raise given_up_error()
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 

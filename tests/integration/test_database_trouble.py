@@ -580,3 +580,29 @@ async def test_an_accept_refused_on_a_stale_cache_reads_the_conversation_again(
         assert (await alice_socket.recv_type("ack", id="a"))["id"] == "a"
     stored = await store.get_conversation(cid)
     assert stored is not None and stored.assigned_to == _alice.id
+
+
+async def test_two_state_changes_given_up_one_after_the_other_both_stay_undone(
+        sqlite_server: Server, tmp_path: Path) -> None:
+    """The first accept waits for another process's lock when its deadline passes; a
+    second one, waiting behind it, is given up a moment later. Neither may take effect
+    when the lock goes (a give-up is the unit's own, not the store's last one)."""
+    server = sqlite_server
+    first_cid = await _waiting_conversation(server)
+    second_cid = await _waiting_conversation(server)
+    _ann, ann_token = await make_agent(server, "ann")
+    _bob, bob_token = await make_agent(server, "bob")
+    async with agent_socket(server, ann_token) as (ann, _), \
+            agent_socket(server, bob_token) as (bob, _):
+        with SqliteWriter(tmp_path / "cs.db"):
+            await ann.send(type="accept", id="a", conversation_id=first_cid)
+            await trio.sleep(0.2)
+            await bob.send(type="accept", id="b", conversation_id=second_cid)
+            assert (await ann.recv_type("error", id="a", timeout=TIMEOUT + SLACK)
+                    )["error"] == "timeout"
+            assert (await bob.recv_type("error", id="b", timeout=TIMEOUT + SLACK)
+                    )["error"] == "timeout"
+        await trio.sleep(0.5)  # time for a late commit, were one still coming
+    for cid in (first_cid, second_cid):
+        stored = await server.service.store.get_conversation(cid)
+        assert stored is not None and stored.assigned_to is None, stored
