@@ -131,6 +131,14 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
+def _bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if there is one."""
+    authorization = _headers(scope).get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
 def _url_carries_token(scope: Scope) -> bool:
     """Whether the query string has a ``token`` parameter, even an empty one."""
     parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -322,9 +330,7 @@ class App:
         bearing it (compared in constant time)."""
         wanted = self.service.config.metrics.token
         if wanted:
-            authorization = _headers(scope).get("authorization", "")
-            given = authorization[7:].strip() if authorization.lower().startswith(
-                "bearer ") else ""
+            given = _bearer_token(scope) or ""
             # Header values arrive as latin-1 text: back to their bytes, against UTF-8.
             if not hmac.compare_digest(given.encode("latin-1"), wanted.encode()):
                 raise Unauthorized("/metrics needs Authorization: Bearer <[metrics] token>")
@@ -437,13 +443,8 @@ class App:
         REST requests carry the token in ``Authorization: Bearer`` only: a token in the URL
         ends up in access logs, proxies and browser history. The agent WebSocket
         (``in_query``) may also carry it as ``?token=``, since browsers cannot set headers
-        on a WebSocket."""
-        if not in_query and _url_carries_token(scope):
-            raise Unauthorized(URL_TOKEN_REFUSED)
-        token = _query(scope).get("token") if in_query else None
-        authorization = _headers(scope).get("authorization", "")
-        if authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
+        on a WebSocket (``route`` refuses a URL token on every REST path)."""
+        token = _bearer_token(scope) or (_query(scope).get("token") if in_query else None)
         if not token:
             raise Unauthorized("a token is needed: Authorization: Bearer <token>"
                                + (" or ?token=" if in_query else ""))
