@@ -229,6 +229,27 @@ class AiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityConfig:
+    secret: str = field(default="", metadata=_doc(
+        "Secret the site signs its user ids with: the widget's data-user-hash must be the "
+        "HMAC-SHA256 (hex) of data-user-id under this key. Empty: identity is off and "
+        "data-user-id is refused. Better: CUSTOMER_SERVICE_IDENTITY_SECRET."))
+    required: bool = field(default=False, metadata=_doc(
+        "Refuse visitors the site did not identify (no data-user-id and data-user-hash). "
+        "Needs secret."))
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignsConfig:
+    min_hours_between: float = field(default=24.0, metadata=_doc(
+        "Frequency cap: a contact who got a campaign message less than this many hours ago "
+        "is skipped by other campaigns (0: no cap).", ge=0, le=24 * 365))
+    scheduler: bool = field(default=True, metadata=_doc(
+        "Run scheduled campaigns (campaigns create --at) in the server when they are due. "
+        "With several instances one of them runs each campaign."))
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -237,6 +258,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     ai: AiConfig = field(default_factory=AiConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
     source: str | None = field(default=None, compare=False, metadata={"internal": True})
 
     def resolve_path(self, value: str) -> Path:
@@ -608,6 +631,13 @@ def _check_sections(config: Config, path: str | None, text: str,
             raise error(f"{wanted} needs [storage] backend = \"mysql\": SQLite lets one "
                         "process write at a time, so workers would queue on its lock",
                         "server", "workers")
+    if config.identity.required and not config.identity.secret:
+        raise error("[identity] required = true needs [identity] secret: without it no "
+                    "visitor can be identified, so every visitor would be refused",
+                    "identity", "required")
+    if config.identity.secret and len(config.identity.secret) < 16:
+        raise error("[identity] secret must be at least 16 characters (32 random bytes, "
+                    "e.g. from 'openssl rand -hex 32', is better)", "identity", "secret")
     ai = config.ai
     if ai.enabled:
         if not re.match(r"^https?://[^/\s]+", ai.base_url):

@@ -36,6 +36,11 @@ SECTION_DOCS: dict[str, str] = {
                "defaults to Bearer. A request without it gets 401.",
     "log": "Logging to stderr.",
     "ai": "The AI that answers visitors while no agent has taken the conversation.",
+    "identity": "Identified visitors: the site tells the widget who is logged in "
+                "(data-user-id, signed with data-user-hash), and the visitor is linked to "
+                "their contact on every device. See docs/contacts.md.",
+    "campaigns": "Messages sent to many contacts at once, written by a template or by the "
+                 "AI for each contact. See docs/campaigns.md.",
 }
 
 # Extra comment lines for prod.toml, keyed "section.key". The values stay the
@@ -76,6 +81,8 @@ PRODUCTION_NOTES: dict[str, str] = {
                      "port away from the internet: /metrics is open while this is empty.",
     "log.format": "Production: \"json\" when a collector (journald, Loki, Elasticsearch) "
                   "reads the logs.",
+    "identity.secret": "Production: set CUSTOMER_SERVICE_IDENTITY_SECRET (the same secret "
+                       "your site signs user ids with) rather than writing it here.",
     "ai.enabled": "Production: off until the [ai] upstream is configured and tested.",
 }
 

@@ -109,6 +109,7 @@ class NewMessage:
     content: str
     client_id: str | None = None
     stream_id: str | None = None
+    campaign_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,8 @@ class StoredMessage:
     created_at: datetime
     client_id: str | None = None
     stream_id: str | None = None
+    campaign_id: int | None = None
+    """The campaign that sent this message (agents see where it came from)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,138 @@ class AppendResult:
     """Who the conversation was assigned to when the message was committed (read under the
     row lock that orders the conversation's writes): what decides who receives it, on
     every instance, whatever their caches say."""
+
+
+# --- contacts and campaigns ------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A known customer, named by the site's own user id (``external_id``)."""
+
+    id: int
+    external_id: str
+    name: str
+    email: str
+    phone: str
+    tags: tuple[str, ...]
+    """Sorted, unique."""
+    attributes: dict[str, object]
+    """Free-form JSON object (values: JSON scalars, lists, objects)."""
+    unsubscribed: bool
+    last_campaign_at: datetime | None
+    """When a campaign message was last delivered to it (the frequency cap)."""
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactInput:
+    """One contact to create or update (by ``external_id``). ``None``: keep what is stored
+    (or the empty default for a new contact); a given value replaces the stored one
+    (``tags`` and ``attributes`` replace the whole set / object)."""
+
+    external_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    tags: tuple[str, ...] | None = None
+    attributes: dict[str, object] | None = None
+    unsubscribed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertCounts:
+    created: int
+    updated: int
+
+
+class CampaignStatus(StrEnum):
+    READY = "ready"
+    """Created, waiting for ``campaigns run`` (no ``--at``)."""
+    SCHEDULED = "scheduled"
+    """Waiting for its ``scheduled_at``; the server runs it then."""
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class CampaignKind(StrEnum):
+    TEMPLATE = "template"
+    PROMPT = "prompt"
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSpec:
+    """What ``campaigns create`` asks for."""
+
+    name: str
+    kind: CampaignKind
+    body: str
+    """The message template (``template``) or the AI prompt template (``prompt``)."""
+    sender_role: Role
+    """``Role.AGENT`` (an agent's name) or ``Role.AI`` (the assistant's)."""
+    sender_id: int | None
+    sender_name: str
+    audience: dict[str, object]
+    """How it was chosen, for ``show``: ``{"tags": [...], "attrs": {...}, "file": ...}``."""
+    concurrency: int
+    rate: float
+    """AI requests per second (at most)."""
+    scheduled_at: datetime | None
+    fallback: str | None
+    max_tokens_total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    id: int
+    spec: CampaignSpec
+    status: CampaignStatus
+    tokens_used: int
+    stop_reason: str
+    """Why it stopped before its end ('' when it did not): the token budget, a cancel."""
+    lease_owner: str | None
+    lease_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RecipientState(StrEnum):
+    PENDING = "pending"
+    GENERATING = "generating"
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    campaign_id: int
+    contact_id: int
+    external_id: str
+    state: RecipientState
+    attempts: int
+    error: str
+    """Why it failed or was skipped ('' otherwise)."""
+    text: str | None
+    """The message generated for it, stored before delivery (so a resumed run does not
+    pay the AI for it again); None until generated."""
+    tokens: int
+    conversation_id: int | None
+    message_seq: int | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignDelivery:
+    """What ``deliver_campaign_message`` did: ``result`` is the stored message (fan it out
+    like any other), or ``skipped`` says why nothing was stored."""
+
+    result: AppendResult | None
+    skipped: str = ""
 
 
 @dataclass(frozen=True, slots=True)

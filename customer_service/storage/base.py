@@ -17,13 +17,22 @@ from customer_service.core.models import (
     Agent,
     AgentToken,
     AppendResult,
+    Campaign,
+    CampaignDelivery,
+    CampaignSpec,
+    CampaignStatus,
+    Contact,
+    ContactInput,
     Conversation,
     ConversationStatus,
     ConversationSummary,
     NewMessage,
+    Recipient,
+    RecipientState,
     Role,
     Stats,
     StoredMessage,
+    UpsertCounts,
     Visitor,
 )
 
@@ -158,6 +167,115 @@ class Store(Protocol):
         """The newest ``limit`` messages with seq < before_seq (all when None), oldest first."""
 
     async def stats(self) -> Stats: ...
+
+    # --- contacts -----------------------------------------------------------
+    async def upsert_contacts(self, items: Sequence[ContactInput]) -> UpsertCounts:
+        """Create or update each contact by ``external_id``, all in ONE transaction (an
+        import batch). ``external_id`` values in one batch are unique (the caller checks)."""
+
+    async def get_contact(self, contact_id: int) -> Contact | None: ...
+
+    async def get_contact_by_external_id(self, external_id: str) -> Contact | None: ...
+
+    async def list_contacts(self, *, after_id: int = 0, limit: int = 100,
+                            tags: Sequence[str] = (), unsubscribed: bool | None = None
+                            ) -> list[Contact]:
+        """Contacts with id > ``after_id`` by id (a page), having every tag in ``tags``,
+        and (when given) with this ``unsubscribed`` value."""
+
+    async def count_contacts(self, *, tags: Sequence[str] = ()) -> int:
+        """How many contacts have every tag in ``tags``."""
+
+    async def tag_contacts(self, external_ids: Sequence[str], tags: Sequence[str],
+                           add: bool) -> int:
+        """Add (or remove) the tags on these contacts; return how many contacts exist among
+        ``external_ids``. Raise ``NotFound`` naming the first unknown id when none exists."""
+
+    async def set_contact_unsubscribed(self, external_id: str, unsubscribed: bool) -> Contact:
+        """Raise ``NotFound`` for an unknown id."""
+
+    async def delete_contact(self, external_id: str) -> None:
+        """Delete the contact, its tags and its campaign recipients; its visitors are
+        unlinked (their conversations stay). Raise ``NotFound`` for an unknown id."""
+
+    async def link_visitor(self, visitor_id: int, external_id: str, name: str | None,
+                           email: str | None) -> tuple[Contact, Conversation]:
+        """Link a verified visitor to the contact ``external_id`` (created if new; a
+        given name/email fills the contact's when it has none) and return the contact and
+        the conversation this visitor continues: the contact's newest conversation
+        (whichever device began it), or the visitor's own newest one (then adopted by the
+        contact), or a new one. Raise ``NotFound`` for an unknown visitor."""
+
+    async def contact_for_visitor(self, visitor_id: int) -> Contact | None:
+        """The contact a visitor is linked to, if any (the agent's profile panel)."""
+
+    async def contact_for_conversation(self, conversation_id: int) -> Contact | None:
+        """The contact a conversation belongs to, if any."""
+
+    # --- campaigns ----------------------------------------------------------
+    async def create_campaign(self, spec: CampaignSpec, status: CampaignStatus) -> Campaign: ...
+
+    async def get_campaign(self, campaign_id: int) -> Campaign | None: ...
+
+    async def list_campaigns(self) -> list[Campaign]:
+        """All campaigns, newest first."""
+
+    async def add_recipients(self, campaign_id: int, contact_ids: Sequence[int]) -> int:
+        """Add pending recipients (ignoring ones already there); return how many were new."""
+
+    async def set_campaign_status(self, campaign_id: int, status: CampaignStatus,
+                                  expected: Sequence[CampaignStatus] | None = None,
+                                  stop_reason: str | None = None) -> Campaign:
+        """Change the status (and stamp started_at/finished_at). Raise ``NotFound`` for an
+        unknown id, ``Conflict`` when ``expected`` is given and the status is not in it."""
+
+    async def claim_campaign(self, campaign_id: int, owner: str, lease_seconds: float,
+                             now: datetime, *, force: bool = False) -> Campaign | None:
+        """Take (or renew) the right to run the campaign: succeeds when nobody holds an
+        unexpired lease, the lease is already ``owner``'s, or ``force``. Returns the
+        campaign with the new lease, or None when another owner holds it."""
+
+    async def release_campaign(self, campaign_id: int, owner: str) -> None:
+        """Drop ``owner``'s lease (no-op when it is not theirs)."""
+
+    async def due_campaigns(self, now: datetime) -> list[Campaign]:
+        """Scheduled campaigns whose time has come, and running ones whose lease expired
+        (their runner died): what the server's scheduler should run."""
+
+    async def recipients_to_send(self, campaign_id: int, after_contact_id: int,
+                                 limit: int) -> list[tuple[Recipient, Contact]]:
+        """A page of recipients in state pending or generating (an interrupted run), by
+        contact id, with their contacts."""
+
+    async def recipients_page(self, campaign_id: int, after_contact_id: int,
+                              limit: int) -> list[Recipient]:
+        """Every recipient by contact id, a page at a time (the report)."""
+
+    async def recipient_counts(self, campaign_id: int) -> dict[RecipientState, int]:
+        """How many recipients are in each state (all states present, zero included)."""
+
+    async def start_generating(self, campaign_id: int, contact_id: int) -> int:
+        """Mark the recipient generating and count an attempt; return the attempts so far."""
+
+    async def store_generated(self, campaign_id: int, contact_id: int, text: str,
+                              tokens: int) -> int:
+        """Keep the AI's text for the recipient (before delivery) and add ``tokens`` to the
+        campaign's ``tokens_used``; return the new ``tokens_used``."""
+
+    async def finish_recipient(self, campaign_id: int, contact_id: int,
+                               state: RecipientState, error: str) -> None:
+        """Mark a recipient failed or skipped, with why (never one already sent)."""
+
+    async def deliver_campaign_message(self, campaign_id: int, contact_id: int, content: str,
+                                       min_gap_seconds: float, now: datetime
+                                       ) -> CampaignDelivery:
+        """Deliver one recipient's message in ONE transaction: nothing when it was sent
+        already (``skipped`` = "already sent"); skip it when the contact unsubscribed or got
+        a campaign message less than ``min_gap_seconds`` ago; else append the message
+        (campaign's sender, ``campaign_id``, an idempotent ``client_id``) to the contact's
+        newest conversation (created, with a visitor of its own, when it has none), mark
+        the recipient sent with the message's conversation and seq, and stamp the contact's
+        ``last_campaign_at``."""
 
     async def aclose(self) -> None:
         """Close connections and the worker thread; idempotent."""
