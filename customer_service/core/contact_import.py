@@ -396,8 +396,8 @@ def _csv_rows(reader: Any, columns: list[str], long_lines: list[int]) -> Iterato
         if long_lines and long_lines[0] <= end:
             first_long = long_lines[0]
             del long_lines[: sum(1 for n in long_lines if n <= end)]
-            yield Refused(start, (Problem(None, f"line {first_long} is longer than "
-                                                f"{MAX_LINE_BYTES} bytes"),))
+            where = "" if first_long == start else f"its line {first_long} is "
+            yield Refused(start, (Problem(None, f"{where}longer than {MAX_LINE_BYTES} bytes"),))
             continue
         if not any(cell.strip() for cell in row):
             continue  # a blank line
