@@ -220,15 +220,34 @@ def _tags(raw: Any, problems: list[Problem]) -> tuple[str, ...] | None:
         problems.append(Problem("tags", "must be a list of strings"))
         return None
     tags = sorted({tag.strip() for tag in raw if tag.strip()})
-    too_long = [tag for tag in tags if len(tag) > MAX_TAG]
-    if too_long:
-        problems.append(Problem("tags", f"{_show(too_long[0])} is longer than {MAX_TAG} "
-                                        "characters"))
-        return None
+    for tag in tags:
+        problem = tag_problem(tag)
+        if problem:
+            problems.append(Problem("tags", problem))
+            return None
     if len(tags) > MAX_TAGS:
         problems.append(Problem("tags", f"{len(tags)} tags, at most {MAX_TAGS}"))
         return None
     return tuple(tags)
+
+
+def tag_problem(tag: str) -> str:
+    """What is wrong with a (trimmed) tag, or ''."""
+    if not tag:
+        return "a tag cannot be empty"
+    if len(tag) > MAX_TAG:
+        return f"{_show(tag)} is longer than {MAX_TAG} characters"
+    if _TAG_SPLIT.search(tag):
+        return f"{_show(tag)}: a tag cannot hold ';' or ',' (they separate tags in CSV)"
+    return ""
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` trimmed, or ``BadRequest`` saying what is wrong with it."""
+    problem = tag_problem(tag.strip())
+    if problem:
+        raise BadRequest(f"tag {problem}" if problem.startswith("'") else problem)
+    return tag.strip()
 
 
 def _attributes(raw: Any, extra: dict[str, Any], problems: list[Problem]
