@@ -39,12 +39,14 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
+from customer_service.server import rest_contacts
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, message_frame
 from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import AsgiWebSocket
 from customer_service.server.visitor import VisitorSession
+from customer_service.storage.base import Store
 from customer_service.transport.interface import (
     CONNECTION_ID,
     MAX_BODY,
@@ -279,6 +281,7 @@ class App:
             "/api/v1/me": {"GET": lambda: self.me(scope)},
             "/api/v1/agents": {"GET": lambda: self.agents(scope)},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
+            "/api/v1/contacts": {"GET": lambda: self.rest(scope, rest_contacts.list_contacts)},
         }
         if path.startswith("/api/") and _url_carries_token(scope):
             raise Unauthorized(URL_TOKEN_REFUSED)  # the login included: nothing reads it there
@@ -288,6 +291,8 @@ class App:
         if asset is not None:
             return self.static(scope, method, path, asset)
         handlers = routes.get(path)
+        if handlers is None and path.startswith("/api/v1/contacts/"):
+            handlers = {"GET": lambda: self.rest(scope, rest_contacts.get_contact)}
         if handlers is None:
             raise NotFound(f"no route {path}")
         handler = handlers.get(method)
@@ -471,6 +476,12 @@ class App:
         online = self.service.hub.online_agents()
         return json_response(200, {"agents": [{**agent_json(a), "online": a.id in online}
                                               for a in await self.store.list_agents()]})
+
+    async def rest(self, scope: Scope,
+                   handler: Callable[[Store, Scope], Awaitable[Any]]) -> Response:
+        """An agent's GET answered with what ``handler`` makes of the store and request."""
+        await self.authenticate(scope)
+        return Response(200, _json.encode(await handler(self.store, scope)))
 
     async def conversations(self, scope: Scope) -> Response:
         await self.authenticate(scope)
