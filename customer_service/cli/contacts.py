@@ -202,7 +202,8 @@ def import_contacts(path: str, fmt: str | None, skip_errors: bool, batch_size: i
         return await _upsert(store, path, file_format, batch_size, out)
 
     done = with_store(config, work)
-    out.print(f"Imported {done.created + done.updated} contacts ({done.created} created, "
+    total = done.created + done.updated
+    out.print(f"Imported {total} contact{'' if total == 1 else 's'} ({done.created} created, "
               f"{done.updated} updated), {done.refused} refused.", highlight=False)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def test_only_the_first_refusals_are_printed(run: CliRun, tmp_path: Path) -> Non
     assert lines[0] == "line 3: external_id: missing"
     assert lines[49] == "line 52: external_id: missing"
     assert lines[50:] == ["… and 10 more refused line(s).",
-                          "Imported 1 contacts (1 created, 0 updated), 60 refused."]
+                          "Imported 1 contact (1 created, 0 updated), 60 refused."]
 
 
 def test_format_option_and_extension(run: CliRun, store_call: StoreCall,
@@ -301,3 +302,52 @@ def test_delete_asks_unless_yes(run: CliRun, store_call: StoreCall, imported: No
     assert forced.output == "Deleted contact u3 (Cy).\n"
     assert [c.external_id for c in all_contacts(store_call)] == ["u2"]
     assert run("contacts", "show", "u1").exit_code == 1
+
+
+# --- the documented session ----------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+WITH_ERRORS = (b"external_id,name,email,attributes\n"
+               b"u1001,Ann Lee,ann@example.com,\n"
+               b",Nobody,nobody@example.com,\n"
+               b'u1004,Dan,dan@example.com,"{city: Lyon}"\n'
+               b"u1001,Ann again,ann2@example.com,\n"
+               b"u1005,Ren\xe9e,renee@example.com,\n")
+
+
+def documented_session(doc: Path) -> list[tuple[list[str], list[str]]]:
+    """(arguments, output lines) of each ``contacts`` command the doc's Contacts section
+    shows, in order; those piped into another command or printing times are left out."""
+    text = doc.read_text(encoding="utf-8")
+    section = text[text.index("\n## Contacts\n"):]
+    section = section[: section.index("\n## ", 5)]
+    lines = section.splitlines()
+    runs = []
+    for i, line in enumerate(lines):
+        if not line.startswith("$ ") or "|" in line:
+            continue
+        output = []
+        for following in lines[i + 1:]:
+            if following.startswith(("$ ", "```")):
+                break
+            output.append(following)
+        if not any("(UTC)" in shown for shown in output):
+            runs.append((shlex.split(line[2:])[1:], output))
+    return runs
+
+
+def test_the_documented_session_prints_what_the_docs_show(run: CliRun, tmp_path: Path) -> None:
+    contacts_doc = (REPO / "docs" / "contacts.md").read_text(encoding="utf-8")
+    csv_block = contacts_doc.split("```csv\n", 1)[1].split("```", 1)[0]
+    write(tmp_path, "customers.csv", csv_block.encode())
+    write(tmp_path, "with-errors.csv", WITH_ERRORS)
+    runs = documented_session(REPO / "docs" / "cli.md")
+    assert len(runs) == 7
+    for args, shown in runs:
+        answer = "y\n" if args[:2] == ["contacts", "delete"] else None
+        result = run(*args, input=answer)
+        assert result.output.splitlines() == shown, args
+    for block in ("contacts import with-errors.csv\n", "--skip-errors\n"):
+        start = contacts_doc.index(block)  # contacts.md shows the same two runs
+        assert contacts_doc[start:].split("\n$ ", 1)[0].split("```", 1)[0] in (
+            REPO / "docs" / "cli.md").read_text(encoding="utf-8")
