@@ -7,8 +7,8 @@ duplicate, naming the line it repeats).
 
 The rules, the same for both formats (docs/contacts.md shows them with examples):
 
-- ``external_id`` is required, 1-255 characters after trimming the spaces around it;
-  JSON Lines also takes an integer (``42`` is ``"42"``).
+- ``external_id`` is required, 1-255 characters after trimming the spaces around it,
+  without control characters; JSON Lines also takes an integer (``42`` is ``"42"``).
 - ``name`` (255 characters), ``email`` (320), ``phone`` (64): strings.
 - ``tags``: JSON Lines, a list of strings; CSV, one cell with the tags separated by ``;``
   or ``,`` (``vip;newsletter``). At most 100 tags of at most 64 characters each.
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -187,12 +188,25 @@ class _Builder:
             problems.insert(0, Problem("external_id",
                                        f"longer than {MAX_EXTERNAL_ID} characters"))
             return None
+        control = _control(value)
+        if control:
+            problems.insert(0, Problem("external_id", control))
+            return None
         first = self.seen.get(value)
         if first is not None:
             problems.insert(0, Problem("external_id", f"{_show(value)} already on line {first}"))
             return None
         self.seen[value] = line
         return value
+
+
+def _control(value: str) -> str:
+    """What is wrong with a control character in ``value`` (a signed-in visitor's id can
+    hold none, so such a contact could never be identified), or ''."""
+    for char in value:
+        if unicodedata.category(char) == "Cc":
+            return f"holds a control character (U+{ord(char):04X})"
+    return ""
 
 
 def _show(value: str, width: int = 40) -> str:
@@ -239,7 +253,8 @@ def tag_problem(tag: str) -> str:
         return f"{_show(tag)} is longer than {MAX_TAG} characters"
     if _TAG_SPLIT.search(tag):
         return f"{_show(tag)}: a tag cannot hold ';' or ',' (they separate tags in CSV)"
-    return ""
+    control = _control(tag)
+    return f"{_show(tag)} {control}" if control else ""
 
 
 def check_tag(tag: str) -> str:

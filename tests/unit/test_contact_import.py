@@ -170,6 +170,14 @@ def test_csv_length_limits() -> None:
     ]
 
 
+def test_control_characters_in_ids_and_tags() -> None:
+    data = b'{"external_id": "u\\u0001"}\n{"external_id": "u2", "tags": ["a\\tb"]}\n'
+    assert refusals(data, JSONL) == [
+        "line 1: external_id: holds a control character (U+0001)",
+        "line 2: tags: 'a\\tb' holds a control character (U+0009)"]
+    assert refusals(b"external_id\n\tu1\t\n", CSV) == []  # spaces around are trimmed
+
+
 def test_csv_attributes_size_limit() -> None:
     big = "v" * MAX_ATTRIBUTES_BYTES
     data = f"external_id,note\nu1,{big}\n".encode()
