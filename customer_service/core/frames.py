@@ -243,6 +243,8 @@ class MessageOut(_Out, tag="message"):
     content: str
     ts: str
     stream_id: str | None = None
+    campaign_id: int | None = None
+    """Set on a message a campaign sent (omitted otherwise)."""
 
 
 class AckOut(_Out, tag="ack"):

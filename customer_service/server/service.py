@@ -74,6 +74,7 @@ def message_frame(message: StoredMessage) -> frames.MessageOut:
         content=message.content,
         ts=format_ts(message.created_at),
         stream_id=message.stream_id,
+        campaign_id=message.campaign_id,
     )
 
 

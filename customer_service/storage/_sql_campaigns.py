@@ -25,6 +25,7 @@ from customer_service.core.models import (
     CampaignSpec,
     CampaignStatus,
     Contact,
+    ConversationStatus,
     NewMessage,
     Recipient,
     RecipientState,
@@ -335,7 +336,8 @@ def deliver(tx: Tx, campaign_id: int, contact_id: int, content: str, *,
 
     conversation = contact_conversation(tx, contact.id)
     conversation_id = (conversation.id if conversation is not None
-                       else new_conversation(tx, contact_visitor(tx, contact), contact.id).id)
+                       else new_conversation(tx, contact_visitor(tx, contact), contact.id,
+                                        ConversationStatus.CLOSED).id)
     spec = campaign.spec
     (result,) = append_messages(tx, [NewMessage(
         conversation_id=conversation_id, sender_role=spec.sender_role,

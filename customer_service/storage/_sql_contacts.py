@@ -336,15 +336,19 @@ def contact_conversation(tx: Tx, contact_id: int) -> Conversation | None:
     return None if row is None else conversation_from(row)
 
 
-def new_conversation(tx: Tx, visitor_id: int, contact_id: int) -> Conversation:
+def new_conversation(tx: Tx, visitor_id: int, contact_id: int,
+                     status: ConversationStatus = ConversationStatus.OPEN) -> Conversation:
+    """A new conversation of the contact. A campaign begins its conversations ``closed``:
+    a message sent to 100,000 people must not put 100,000 conversations in the agents'
+    waiting queue. The contact's reply reopens it, as any visitor's does."""
     created = now_ms()
     conversation_id = tx.insert(
         "INSERT INTO conversations (visitor_id, contact_id, status, assigned_to, last_seq,"
         " agent_read_seq, visitor_read_seq, created_at, updated_at)"
         " VALUES (?, ?, ?, NULL, 0, 0, 0, ?, ?)",
-        (visitor_id, contact_id, ConversationStatus.OPEN.value, created, created))
+        (visitor_id, contact_id, status.value, created, created))
     return Conversation(id=conversation_id, visitor_id=visitor_id,
-                        status=ConversationStatus.OPEN, assigned_to=None, last_seq=0,
+                        status=status, assigned_to=None, last_seq=0,
                         agent_read_seq=0, visitor_read_seq=0, created_at=from_ms(created),
                         updated_at=from_ms(created))
 
