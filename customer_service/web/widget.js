@@ -511,6 +511,8 @@
             store.set("conv", String(frame.conversation_id));
           }
           store.set("uid", frame.user_id || "");
+          if (frame.user_id) root.setAttribute("data-user-id", frame.user_id); // identified
+          else root.removeAttribute("data-user-id");
           // read on another device (or before this page) counts as read here too
           if (frame.visitor_read_seq > seenSeq) { seenSeq = frame.visitor_read_seq; store.set("seen", String(seenSeq)); }
           if (frame.last_seq < seenSeq) seenSeq = frame.last_seq;
