@@ -50,6 +50,7 @@ from customer_service.storage._sql_contacts import (
     decode_json,
     encode_json,
     new_conversation,
+    use_index,
 )
 
 CAMPAIGN_COLUMNS = ("g.id, g.name, g.status, g.kind, g.body, g.sender_role, g.sender_id,"
@@ -226,7 +227,8 @@ def recipients_to_send(tx: Tx, campaign_id: int, after_contact_id: int,
     for state in TO_SEND:
         rows += tx.all(
             f"SELECT {RECIPIENT_COLUMNS}, {CONTACT_COLUMNS} FROM campaign_recipients r"
-            " JOIN contacts k ON k.id = r.contact_id WHERE r.campaign_id = ? AND r.state = ?"
+            f"{use_index(tx, 'campaign_recipients_state')} JOIN contacts k ON k.id = r.contact_id"
+            " WHERE r.campaign_id = ? AND r.state = ?"
             " AND r.contact_id > ? ORDER BY r.contact_id LIMIT ?",
             (campaign_id, state.value, after_contact_id, max(0, limit)))
     rows.sort(key=lambda row: int(row[1]))
