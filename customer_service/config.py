@@ -231,7 +231,7 @@ class AiConfig:
 @dataclass(frozen=True, slots=True)
 class IdentityConfig:
     secret: str = field(default="", metadata=_doc(
-        "Secret the site signs its user ids with: the widget's data-user-hash must be the "
+        "Secret the site signs user ids with. The widget's data-user-hash must be the "
         "HMAC-SHA256 (hex) of data-user-id under this key. Empty: identity is off and "
         "data-user-id is refused. Better: CUSTOMER_SERVICE_IDENTITY_SECRET."))
     required: bool = field(default=False, metadata=_doc(
@@ -242,8 +242,8 @@ class IdentityConfig:
 @dataclass(frozen=True, slots=True)
 class CampaignsConfig:
     min_hours_between: float = field(default=24.0, metadata=_doc(
-        "Frequency cap: a contact who got a campaign message less than this many hours ago "
-        "is skipped by other campaigns (0: no cap).", ge=0, le=24 * 365))
+        "Frequency cap in hours. A contact who got a campaign message less than this long "
+        "ago is skipped by other campaigns (0: no cap).", ge=0, le=24 * 365))
     scheduler: bool = field(default=True, metadata=_doc(
         "Run scheduled campaigns (campaigns create --at) in the server when they are due. "
         "With several instances one of them runs each campaign."))

@@ -38,7 +38,7 @@ SECTION_DOCS: dict[str, str] = {
     "ai": "The AI that answers visitors while no agent has taken the conversation.",
     "identity": "Identified visitors: the site tells the widget who is logged in "
                 "(data-user-id, signed with data-user-hash), and the visitor is linked to "
-                "their contact on every device. See docs/contacts.md.",
+                "their contact on every device. See docs/identity.md.",
     "campaigns": "Messages sent to many contacts at once, written by a template or by the "
                  "AI for each contact. See docs/campaigns.md.",
 }

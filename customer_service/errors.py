@@ -85,6 +85,21 @@ class DeadlineExceeded(ProtocolError):
     http_status = 504
 
 
+class IdentityInvalid(ProtocolError):
+    """A visitor's identity (``user_id`` and ``user_hash`` in hello) was refused: malformed,
+    incomplete, not matching, or sent to a server that identifies nobody. The socket is
+    closed after the error frame; nothing is linked."""
+
+    code = "identity_invalid"
+    http_status = 403
+
+
+class IdentityRequired(IdentityInvalid):
+    """``[identity] required = true`` and the hello did not identify the visitor."""
+
+    code = "identity_required"
+
+
 class Unavailable(CustomerServiceError):
     code = "unavailable"
     http_status = 503

@@ -4,6 +4,8 @@ pool that does not shrink when connections die, and what a failure is called in 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -79,6 +81,51 @@ async def publish_once(config: BusConfig, deployment: str, origin: str,
             async with client:
                 await client.publish(f"{config.namespace}:bus", payload)
     except* BUS_FAILURES as group:
+        raise BusError(f"Redis at {safe_url(config.redis_url)}: {describe(group)}") from None
+
+
+class CommandPublisher:
+    """Publishes from a longer-lived command (``campaigns run``) as batch number 0, on one
+    client kept open: what ``publish_once`` does, without a connection per call."""
+
+    def __init__(self, config: BusConfig, deployment: str, origin: str,
+                 client: coredis.Redis[bytes]) -> None:
+        self._config = config
+        self._deployment = deployment
+        self._origin = origin
+        self._client = client
+
+    async def publish(self, events: list[BusEvent]) -> None:
+        """Raise ``BusError`` when Redis does not take the events in time."""
+        if not events:
+            return
+        payload = encode_batch(Batch(self._deployment, self._origin, 0, events))
+        try:
+            with trio.fail_after(self._config.command_timeout):
+                await self._client.publish(f"{self._config.namespace}:bus", payload)
+        except* BUS_FAILURES as group:
+            raise BusError(f"Redis at {safe_url(self._config.redis_url)}: "
+                           f"{describe(group)}") from None
+
+
+@asynccontextmanager
+async def open_command_publisher(config: BusConfig, deployment: str, origin: str
+                                 ) -> AsyncIterator[CommandPublisher]:
+    """A ``CommandPublisher`` on its own client (it connects at the first publish, which
+    raises ``BusError`` when Redis cannot be reached). Errors of the body pass through
+    unchanged; Redis failures while closing become ``BusError``."""
+    client = redis_client(config)
+    body_failed = False
+    try:
+        async with client:
+            try:
+                yield CommandPublisher(config, deployment, origin, client)
+            except Exception:
+                body_failed = True
+                raise
+    except* BUS_FAILURES as group:
+        if body_failed:
+            raise
         raise BusError(f"Redis at {safe_url(config.redis_url)}: {describe(group)}") from None
 
 

@@ -41,6 +41,13 @@ class Hello(_In, tag="hello"):
     name: ShortText | None = None
     email: ShortText | None = None
     page: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    conversation_id: EntityId | None = None
+    """The conversation ``last_seq`` counts in; when the server serves another one (the
+    visitor was identified as someone else), ``last_seq`` is ignored and all of it replays."""
+    user_id: str | None = None
+    """The site's id of the signed-in user (identified visitors; checked in
+    ``core/identity.py``, not here, so that a bad one gets ``identity_invalid``)."""
+    user_hash: str | None = None
 
 
 class VisitorText(_In, tag="text"):
@@ -243,6 +250,8 @@ class MessageOut(_Out, tag="message"):
     content: str
     ts: str
     stream_id: str | None = None
+    campaign_id: int | None = None
+    """Set on a message a campaign sent (omitted otherwise)."""
 
 
 class AckOut(_Out, tag="ack"):
@@ -263,6 +272,10 @@ class VisitorWelcomeOut(_Out, tag="welcome"):
     conversation_id: int
     last_seq: int
     status: str
+    visitor_read_seq: int
+    """How far the visitor (on any device) has read: the widget's unread count."""
+    user_id: str | None = None
+    """The verified user id, for an identified visitor (omitted otherwise)."""
 
 
 class AgentInfo(msgspec.Struct):
@@ -279,6 +292,20 @@ class VisitorInfo(msgspec.Struct):
     online: bool = False
 
 
+class ContactInfo(msgspec.Struct):
+    """The profile of the contact a conversation belongs to (identified visitors, campaign
+    recipients), as agents see it."""
+
+    id: int
+    external_id: str
+    name: str
+    email: str
+    phone: str
+    tags: list[str]
+    attributes: dict[str, Any]
+    unsubscribed: bool
+
+
 class ConversationInfo(msgspec.Struct, omit_defaults=False):
     conversation_id: int
     status: str
@@ -290,6 +317,9 @@ class ConversationInfo(msgspec.Struct, omit_defaults=False):
     needs_agent: bool = False
     ai_streaming: bool = False
     last_message: MessageOut | None = None
+    contact: ContactInfo | msgspec.UnsetType | None = msgspec.UNSET
+    """The conversation's contact (null: none). Left out where it was not looked up (the
+    agent's welcome and the REST listing, which would need a query per conversation)."""
 
 
 class AgentWelcomeOut(_Out, tag="welcome"):

@@ -25,7 +25,7 @@ from customer_service import __version__, auth
 from customer_service.core.client_address import client_address, trusted_networks
 from customer_service.core.frames import MAX_INT, decode_json, explain
 from customer_service.core.login_failures import retry_after_header
-from customer_service.core.models import Agent, ConversationStatus, utc_now
+from customer_service.core.models import Agent, Conversation, ConversationStatus, utc_now
 from customer_service.core.origin import AllowedOrigins
 from customer_service.errors import (
     BadRequest,
@@ -42,7 +42,7 @@ from customer_service.errors import (
 from customer_service.server import rest_contacts
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
-from customer_service.server.service import ChatService, message_frame
+from customer_service.server.service import ChatService, contact_info, message_frame
 from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import AsgiWebSocket
 from customer_service.server.visitor import VisitorSession
@@ -497,7 +497,7 @@ class App:
         return Response(200, _json.encode({"conversations": infos}))
 
     async def conversation_path(self, scope: Scope, method: str, path: str) -> Response:
-        found = re.fullmatch(r"/api/v1/conversations/(-?[0-9]+)/messages", path)
+        found = re.fullmatch(r"/api/v1/conversations/(-?[0-9]+)(/messages)?", path)
         if found is None:
             raise NotFound(f"no route {path}")
         if method != "GET":
@@ -505,8 +505,11 @@ class App:
                                        "message": f"{path} accepts GET"})
         await self.authenticate(scope)
         conversation_id = _path_id(found.group(1), "conversation id")
-        if await self.store.get_conversation(conversation_id) is None:
+        conversation = await self.store.get_conversation(conversation_id)
+        if conversation is None:
             raise NotFound(f"no conversation {conversation_id}")
+        if found.group(2) is None:
+            return await self.conversation_one(conversation)
         query = _query(scope)
         before = _int_param(query, "before_seq", None, 0, MAX_INT)
         limit = _int_param(query, "limit", 50, 1, 500) or 50
@@ -514,6 +517,15 @@ class App:
         return Response(200, _json.encode(
             {"conversation_id": conversation_id,
              "messages": [message_frame(m) for m in messages]}))
+
+    async def conversation_one(self, conversation: Conversation) -> Response:
+        """One conversation as the dashboard shows it, with its contact's profile."""
+        visitor = await self.store.get_visitor(conversation.visitor_id)
+        last = await self.store.messages_before(conversation.id, None, 1)
+        contact = await self.store.contact_for_conversation(conversation.id)
+        info = self.service.conversation_info(conversation, visitor, last[-1] if last else None,
+                                              contact_info(contact))
+        return Response(200, _json.encode({"conversation": info}))
 
     # ---- WebSocket ----------------------------------------------------------
     async def websocket_route(self, scope: Scope) -> SessionRunner:

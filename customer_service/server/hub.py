@@ -303,10 +303,10 @@ class Hub:
     def receive(self, origin: str, number: int, events: Iterable[BusEvent], *,
                 final: bool = False, heartbeat: float = 0.0) -> None:
         """A batch published by another instance (number 0: a one-off from a command, such
-        as ``agents disable``, that is not an instance's stream)."""
+        as ``agents disable`` or ``campaigns run``, that is not an instance's stream)."""
         if number == 0:
             for event in events:
-                if isinstance(event, RevokeEvent | ConversationEvent):
+                if isinstance(event, RevokeEvent | ConversationEvent | MessageEvent):
                     self._apply_remote(origin, event)
             return
         now = self._wall_clock()

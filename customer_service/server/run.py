@@ -40,6 +40,7 @@ from customer_service.server.limits import (
 )
 from customer_service.server.metrics import Metrics
 from customer_service.server.service import ChatService
+from customer_service.server.outside_writes import serve_outside_writes
 from customer_service.server.sync import serve_sync
 from customer_service.storage import Store, open_store
 from customer_service.storage.committer import open_group_committer
@@ -193,6 +194,8 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                 service.committer = committer
                 await background.start(partial(serve_sync, hub, service, config,
                                                presence_reader=bus))
+                if bus is None:
+                    await background.start(serve_outside_writes, hub, store, instance)
                 async with open_ai_responder(config, service) as responder:
                     service.ai = responder
                     yield Server(config, service, app, instance, reuse_port=reuse_port)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import msgspec
 import trio
 
 from customer_service.config import Config
@@ -21,6 +22,7 @@ from customer_service.core.bus_events import ConversationEvent, FrameEvent, Mess
 from customer_service.core.models import (
     Agent,
     AppendResult,
+    Contact,
     Conversation,
     NewMessage,
     Role,
@@ -74,7 +76,18 @@ def message_frame(message: StoredMessage) -> frames.MessageOut:
         content=message.content,
         ts=format_ts(message.created_at),
         stream_id=message.stream_id,
+        campaign_id=message.campaign_id,
     )
+
+
+def contact_info(contact: Contact | None) -> frames.ContactInfo | None:
+    """What agents see of a conversation's contact (its profile block)."""
+    if contact is None:
+        return None
+    return frames.ContactInfo(
+        id=contact.id, external_id=contact.external_id, name=contact.name,
+        email=contact.email, phone=contact.phone, tags=list(contact.tags),
+        attributes=dict(contact.attributes), unsubscribed=contact.unsubscribed)
 
 
 class ChatService:
@@ -222,7 +235,9 @@ class ChatService:
 
     # ---- conversation events -----------------------------------------------
     def conversation_info(self, conversation: Conversation, visitor: Visitor | None,
-                          last: StoredMessage | None = None) -> frames.ConversationInfo:
+                          last: StoredMessage | None = None,
+                          contact: frames.ContactInfo | msgspec.UnsetType | None = msgspec.UNSET
+                          ) -> frames.ConversationInfo:
         visitor_info = frames.VisitorInfo(
             id=conversation.visitor_id,
             name=visitor.name if visitor else "",
@@ -241,6 +256,7 @@ class ChatService:
             ai_streaming=self.ai is not None and self.ai.streaming(conversation.id),
             updated_at=format_ts(conversation.updated_at),
             last_message=message_frame(last) if last else None,
+            contact=contact,
         )
 
     async def announce(self, conversation: Conversation, visitor: Visitor | None = None,
@@ -258,7 +274,8 @@ class ChatService:
             return
         if visitor is None:
             visitor = await self.store.get_visitor(conversation.visitor_id)
-        info = self.conversation_info(conversation, visitor)
+        contact = contact_info(await self.store.contact_for_conversation(conversation.id))
+        info = self.conversation_info(conversation, visitor, contact=contact)
         self.hub.conversation_event(ConversationEvent(
             conversation.id, conversation.assigned_to, was_assigned_to, was_waiting, changed,
             frames.encode(frames.ConversationOut(conversation=info))), local_only=local_only)

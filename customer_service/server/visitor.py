@@ -9,9 +9,15 @@ import trio
 
 from customer_service import auth
 from customer_service.core import conversation as machine
-from customer_service.core import frames
+from customer_service.core import frames, identity
 from customer_service.core.models import ConversationStatus, NewMessage, Role, Visitor, format_ts
-from customer_service.errors import BadRequest, CustomerServiceError, ProtocolError, Unavailable
+from customer_service.errors import (
+    BadRequest,
+    CustomerServiceError,
+    IdentityInvalid,
+    ProtocolError,
+    Unavailable,
+)
 from customer_service.server.service import ChatService, message_frame
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
@@ -59,8 +65,21 @@ class VisitorSession(Session):
                     await self.conn.send(frames.error_frame(exc, exc.client_id))
                     continue
                 break
+            settings = self.service.config.identity
+            try:
+                user_id = identity.identify(settings.secret, settings.required, frame.user_id,
+                                            frame.user_hash)
+            except IdentityInvalid as exc:
+                # Refused before anything is stored: no visitor is made, nothing linked.
+                log.info("[%s] visitor from %s refused: %s", self.peer.conn_id, self.client,
+                         exc.message)
+                self.metrics.errors_sent.labels(exc.code).inc()
+                await self.conn.send(frames.error_frame(exc))
+                self._closing(1008, exc.code)
+                self.peer.scope.cancel()
+                return
         with trio.move_on_after(self.config.message_timeout) as welcoming:
-            first = await self._welcome(frame)
+            first = await self._welcome(frame, user_id)
         if welcoming.cancelled_caught:
             raise Unavailable("the database did not answer in time")
         if first:
@@ -82,8 +101,14 @@ class VisitorSession(Session):
             log.warning("[%s] telling the agents visitor %s came missed its deadline",
                         self.peer.conn_id, self.visitor.id)
 
-    async def _welcome(self, hello: frames.Hello) -> bool:
-        """Welcome and replay; True when this is the visitor's first socket here."""
+    async def _welcome(self, hello: frames.Hello, user_id: str | None) -> bool:
+        """Welcome and replay; True when this is the visitor's first socket here.
+
+        ``user_id`` (verified) links the visitor to its contact, whose conversation this
+        socket then serves, whichever device began it. A token linked to a contact does not
+        open that history without the identity: an anonymous hello with it (the user signed
+        out on a shared computer) starts a new visitor.
+        """
         store = self.service.store
         visitor = None
         token = hello.visitor_token
@@ -92,6 +117,10 @@ class VisitorSession(Session):
             visitor = await store.visitor_for_token(auth.token_hash(token))
             if visitor is None:
                 log.info("[%s] unknown visitor token; starting a new visitor", self.peer.conn_id)
+            elif user_id is None and await store.contact_for_visitor(visitor.id) is not None:
+                log.info("[%s] visitor %s belongs to a contact but came without identity; "
+                         "starting a new visitor", self.peer.conn_id, visitor.id)
+                visitor = None
             resumed = visitor is not None
         if visitor is None:
             token = auth.new_token()
@@ -100,7 +129,13 @@ class VisitorSession(Session):
         elif any(v is not None for v in (hello.name, hello.email, hello.page)):
             visitor = await store.update_visitor(visitor.id, hello.name, hello.email, hello.page)
         assert token is not None
-        conversation = await store.current_conversation(visitor.id)
+        if user_id is not None:
+            contact, conversation = await store.link_visitor(visitor.id, user_id, hello.name,
+                                                             hello.email)
+            log.info("[%s] visitor %s identified as contact %s (conversation %s)",
+                     self.peer.conn_id, visitor.id, contact.id, conversation.id)
+        else:
+            conversation = await store.current_conversation(visitor.id)
         self.service.hub.conversations.put(conversation)
         self.visitor = visitor
         self.conversation_id = conversation.id
@@ -114,12 +149,19 @@ class VisitorSession(Session):
                  visitor.id, conversation.id, self.client)
         await self.send_now(frames.VisitorWelcomeOut(
             visitor_id=visitor.id, visitor_token=token, conversation_id=conversation.id,
-            last_seq=conversation.last_seq, status=str(conversation.status)))
-        after = min(hello.last_seq or 0, conversation.last_seq) if resumed else 0
+            last_seq=conversation.last_seq, status=str(conversation.status),
+            visitor_read_seq=conversation.visitor_read_seq, user_id=user_id))
+        # last_seq counts in the conversation the client holds. An identified visitor may be
+        # served another one than before (it was linked to a contact with a history, or to
+        # another contact), so its last_seq holds only with the matching conversation_id.
+        same = (hello.conversation_id == conversation.id
+                if hello.conversation_id is not None or user_id is not None else True)
+        after = min(hello.last_seq or 0, conversation.last_seq) if resumed and same else 0
         # A new visitor's new conversation has nothing to replay and nobody else knows it
         # yet; otherwise read on past last_seq: a message stored after the conversation was
-        # read above but before this socket joined the hub is only found here.
-        while resumed or conversation.last_seq:
+        # read above but before this socket joined the hub is only found here (an identified
+        # visitor's conversation may be another device's, however new).
+        while resumed or user_id is not None or conversation.last_seq:
             page = await store.messages_after(conversation.id, after, REPLAY_PAGE)
             for message in page:
                 await self.send_now(message_frame(message))

@@ -25,6 +25,7 @@ from customer_service.core.models import (
     CampaignSpec,
     CampaignStatus,
     Contact,
+    ConversationStatus,
     NewMessage,
     Recipient,
     RecipientState,
@@ -50,6 +51,7 @@ from customer_service.storage._sql_contacts import (
     decode_json,
     encode_json,
     new_conversation,
+    use_index,
 )
 
 CAMPAIGN_COLUMNS = ("g.id, g.name, g.status, g.kind, g.body, g.sender_role, g.sender_id,"
@@ -226,7 +228,8 @@ def recipients_to_send(tx: Tx, campaign_id: int, after_contact_id: int,
     for state in TO_SEND:
         rows += tx.all(
             f"SELECT {RECIPIENT_COLUMNS}, {CONTACT_COLUMNS} FROM campaign_recipients r"
-            " JOIN contacts k ON k.id = r.contact_id WHERE r.campaign_id = ? AND r.state = ?"
+            f"{use_index(tx, 'campaign_recipients_state')} JOIN contacts k ON k.id = r.contact_id"
+            " WHERE r.campaign_id = ? AND r.state = ?"
             " AND r.contact_id > ? ORDER BY r.contact_id LIMIT ?",
             (campaign_id, state.value, after_contact_id, max(0, limit)))
     rows.sort(key=lambda row: int(row[1]))
@@ -333,7 +336,8 @@ def deliver(tx: Tx, campaign_id: int, contact_id: int, content: str, *,
 
     conversation = contact_conversation(tx, contact.id)
     conversation_id = (conversation.id if conversation is not None
-                       else new_conversation(tx, contact_visitor(tx, contact), contact.id).id)
+                       else new_conversation(tx, contact_visitor(tx, contact), contact.id,
+                                        ConversationStatus.CLOSED).id)
     spec = campaign.spec
     (result,) = append_messages(tx, [NewMessage(
         conversation_id=conversation_id, sender_role=spec.sender_role,

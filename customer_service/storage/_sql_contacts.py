@@ -185,13 +185,21 @@ def _insert_tags(tx: Tx, pairs: Sequence[tuple[int, str]]) -> None:
 
 # --- lists ------------------------------------------------------------------
 
-def _tag_filter(tags: Sequence[str]) -> tuple[str, str, list[Any]]:
+def use_index(tx: Tx, index: str) -> str:
+    """A hint after a table name (MySQL): read this index's range in order. InnoDB's
+    optimizer otherwise walks the primary key for ``ORDER BY ... LIMIT`` and filters,
+    which reads every row for a rare tag or state."""
+    return f" FORCE INDEX ({index})" if tx.dialect.name == "mysql" else ""
+
+
+def _tag_filter(tx: Tx, tags: Sequence[str]) -> tuple[str, str, list[Any]]:
     """FROM and WHERE for contacts having every tag: the first tag's index range
     ``(tag, contact_id)`` drives the query in id order; the others are looked up."""
     wanted = sorted(set(tags))
     if not wanted:
         return "contacts k", "k.id > ?", []
-    joins = "contact_tags t0 JOIN contacts k ON k.id = t0.contact_id"
+    joins = (f"contact_tags t0{use_index(tx, 'contact_tags_tag')}"
+             " JOIN contacts k ON k.id = t0.contact_id")
     where = ["t0.tag = ?"]
     for tag_index in range(1, len(wanted)):
         where.append(f"EXISTS (SELECT 1 FROM contact_tags t{tag_index} WHERE"
@@ -201,7 +209,7 @@ def _tag_filter(tags: Sequence[str]) -> tuple[str, str, list[Any]]:
 
 def list_contacts(tx: Tx, after_id: int, limit: int, tags: Sequence[str],
                   unsubscribed: bool | None) -> list[Contact]:
-    source, where, params = _tag_filter(tags)
+    source, where, params = _tag_filter(tx, tags)
     order = "t0.contact_id" if tags else "k.id"
     params.append(after_id)
     if unsubscribed is not None:
@@ -213,7 +221,7 @@ def list_contacts(tx: Tx, after_id: int, limit: int, tags: Sequence[str],
 
 
 def count_contacts(tx: Tx, tags: Sequence[str]) -> int:
-    source, where, params = _tag_filter(tags)
+    source, where, params = _tag_filter(tx, tags)
     row = tx.one(f"SELECT COUNT(*) FROM {source} WHERE {where}", [*params, 0])
     return 0 if row is None else int(row[0])
 
@@ -328,15 +336,19 @@ def contact_conversation(tx: Tx, contact_id: int) -> Conversation | None:
     return None if row is None else conversation_from(row)
 
 
-def new_conversation(tx: Tx, visitor_id: int, contact_id: int) -> Conversation:
+def new_conversation(tx: Tx, visitor_id: int, contact_id: int,
+                     status: ConversationStatus = ConversationStatus.OPEN) -> Conversation:
+    """A new conversation of the contact. A campaign begins its conversations ``closed``:
+    a message sent to 100,000 people must not put 100,000 conversations in the agents'
+    waiting queue. The contact's reply reopens it, as any visitor's does."""
     created = now_ms()
     conversation_id = tx.insert(
         "INSERT INTO conversations (visitor_id, contact_id, status, assigned_to, last_seq,"
         " agent_read_seq, visitor_read_seq, created_at, updated_at)"
         " VALUES (?, ?, ?, NULL, 0, 0, 0, ?, ?)",
-        (visitor_id, contact_id, ConversationStatus.OPEN.value, created, created))
+        (visitor_id, contact_id, status.value, created, created))
     return Conversation(id=conversation_id, visitor_id=visitor_id,
-                        status=ConversationStatus.OPEN, assigned_to=None, last_seq=0,
+                        status=status, assigned_to=None, last_seq=0,
                         agent_read_seq=0, visitor_read_seq=0, created_at=from_ms(created),
                         updated_at=from_ms(created))
 

@@ -17,7 +17,7 @@ const els = {
   conn: $("[data-testid=connection-status]"),
   tabs: [...document.querySelectorAll(".tab")], list: $("#conversation-list"), listEmpty: $("#list-empty"),
   placeholder: $("#placeholder"), view: $("#view"), back: $("#back"),
-  viewName: $("#view-name"), viewDetails: $("#view-details"),
+  viewName: $("#view-name"), viewDetails: $("#view-details"), profile: $("#profile"),
   accept: $("#accept"), transfer: $("#transfer"), transferSelect: $("#transfer-select"),
   transferSubmit: $("#transfer-submit"), close: $("#close"),
   messages: $("#messages"), messageList: $("#message-list"), loadOlder: $("#load-older"),
@@ -45,7 +45,7 @@ function tabOf(conv) {
 /** Open conversations show in Waiting only once the visitor has written (page views do not count). */
 const isListed = (conv) => conv.status !== "open" || conv.last_seq > 0;
 const isMine = (conv) => conv.status === "assigned" && conv.assigned_to === state.me?.id;
-const visitorName = (conv) => conv.visitor?.name || `Visitor #${conv.visitor?.id ?? conv.conversation_id}`;
+const visitorName = (conv) => conv.contact?.name || conv.visitor?.name || `Visitor #${conv.visitor?.id ?? conv.conversation_id}`;
 const agentName = (id) => state.agents.find((a) => a.id === id)?.name || `agent #${id}`;
 const viewVisible = () => document.visibilityState === "visible";
 
@@ -222,6 +222,8 @@ function upsert(conv, live) {
   const before = state.convs.get(conv.conversation_id);
   // conversation events carry no last_message: keep the one we know
   if (!conv.last_message && before?.last_message) conv.last_message = before.last_message;
+  // the welcome and the listing leave the contact out (undefined): keep the one we know
+  if (conv.contact === undefined && before?.contact !== undefined) conv.contact = before.contact;
   // A reply only starts after a visitor message: if the newest message ended one, the
   // event's ai_streaming is stale (the needs_agent event is sent while it winds down).
   const last = conv.last_message;
@@ -483,6 +485,42 @@ function openConversation(id) {
   renderList();
   loadHistory();
   loadAgents();
+  loadContact(id);
+}
+
+/** The conversation with its contact's profile (the welcome and the list leave it out). */
+async function loadContact(id) {
+  try {
+    const reply = await api(`/api/v1/conversations/${id}`);
+    const known = state.convs.get(id);
+    if (known) known.contact = reply.conversation.contact;
+    else state.convs.set(id, reply.conversation);
+    if (state.view?.id === id) {
+      if (state.view.conv) state.view.conv.contact = reply.conversation.contact;
+      refreshView();
+    }
+  } catch (err) {
+    if (state.view?.id === id && err.message !== "unauthorized") toast(`Could not load the profile: ${errorText(err)}`);
+  }
+}
+
+/** The contact's profile block: who the site says this visitor is. */
+function renderProfile(contact) {
+  els.profile.hidden = !contact;
+  if (!contact) { els.profile.replaceChildren(); return; }
+  const rows = [["User id", contact.external_id], ["Name", contact.name], ["Email", contact.email], ["Phone", contact.phone]];
+  const children = [];
+  for (const [label, value] of rows) {
+    if (value) children.push(h("dt", {}, label), h("dd", { "data-field": label.toLowerCase().replace(" ", "_") }, value));
+  }
+  if (contact.tags?.length) {
+    children.push(h("dt", {}, "Tags"), h("dd", { "data-field": "tags" }, ...contact.tags.map((t) => h("span", { class: "tag" }, t))));
+  }
+  for (const [key, value] of Object.entries(contact.attributes || {})) {
+    children.push(h("dt", {}, key), h("dd", { "data-field": "attr" }, typeof value === "string" ? value : JSON.stringify(value)));
+  }
+  if (contact.unsubscribed) children.push(h("dt", {}, "Campaigns"), h("dd", { class: "unsubscribed", "data-field": "unsubscribed" }, "unsubscribed"));
+  els.profile.replaceChildren(...children);
 }
 
 function closeView() {
@@ -560,6 +598,7 @@ function refreshView() {
     conv.visitor?.email, conv.visitor?.page,
   ].filter(Boolean);
   els.viewDetails.textContent = details.join(" · ");
+  renderProfile(conv.contact);
   const mine = isMine(conv);
   els.accept.hidden = conv.status !== "open";
   els.transfer.hidden = !mine;

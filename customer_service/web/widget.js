@@ -9,6 +9,9 @@
  *   data-inline  "#selector": render the panel inside that element, no bubble
  *   data-page    the page shown to agents; default: location.origin + location.pathname
  *                (the query and fragment are never sent: they may hold tokens)
+ *   data-user-id / data-user-hash  the signed-in user's id on the site and its
+ *                HMAC-SHA256 under [identity] secret, computed by the site's server
+ *                (docs/identity.md): the visitor sees the same history on every device
  *
  * Everything lives in an open shadow root so the host page's CSS does not leak in.
  * Every piece of text from the network goes into the DOM through textContent.
@@ -44,6 +47,18 @@
         try { localStorage.setItem(KEY + ":" + name, value); } catch (_) { memory[name] = value; }
       },
     };
+
+    // ---- identity: who the site says is signed in ----
+    const USER_ID = opts.userId && opts.userHash ? opts.userId : "";
+    // This browser's visitor belonged to another signed-in user (or the user signed out):
+    // forget it, so that the next person at a shared computer does not see their chat.
+    // (Anonymous → signed in keeps it: the conversation continues under the user's name.)
+    if (store.get("uid") && store.get("uid") !== USER_ID) {
+      store.set("token", "");
+      store.set("conv", "");
+      store.set("seen", "0");
+      store.set("uid", "");
+    }
 
     // ---- tiny DOM helper: attributes are set as attributes, children as text ----
     function h(tag, attrs, ...children) {
@@ -131,6 +146,7 @@
     let unseen = 0;               // agent/ai messages while the panel is closed
     let seenSeq = Number(store.get("seen")) || 0; // newest seq shown with the panel open (any page)
     let isOpen = INLINE;
+    let refused = false;          // the server refused the identity: do not reconnect
     const bySeq = new Map();      // seq -> element
     const outbox = new Map();     // unacked own texts, oldest first: client id -> {content, el, after, seq}
                                   // (after: highestSeq when sent; seq: set when its echo came before the ack)
@@ -257,6 +273,31 @@
     }
 
     /** welcome.last_seq lower than what we hold: the server forgot; drop the surplus. */
+    /** The server serves another conversation than the one held (the visitor was
+     * identified into their account's): nothing held belongs to it. Unsent texts stay. */
+    function resetThread() {
+      bySeq.clear();
+      for (const live of streams.values()) live.el.remove();
+      streams.clear();
+      finishedStreams.clear();
+      for (const item of outbox.values()) {
+        item.seq = 0;
+        item.after = 0;
+        item.el.removeAttribute("data-seq");
+        item.el.setAttribute("data-pending", "true");
+        setMeta(item.el);
+      }
+      messages.replaceChildren(...[...outbox.values()].map((item) => item.el));
+      highestSeq = 0;
+      agentReadSeq = 0;
+      readSent = 0;
+      seenSeq = 0;
+      store.set("seen", "0");
+      unseen = 0;
+      updateBadge();
+      hideTyping();
+    }
+
     function dropBeyond(last) {
       for (const [seq, el] of bySeq) {
         if (seq > last) { el.remove(); bySeq.delete(seq); }
@@ -321,16 +362,26 @@
       bad_request: "That message could not be sent.",
       unavailable: "The chat is temporarily unavailable.",
       timeout: "The server took too long to answer.",
+      identity_invalid: "The chat could not confirm who you are. Please reload the page.",
+      identity_required: "Please sign in to chat with us.",
     };
-    function showError(text) {
+    function showError(text, sticky) {
       errorBox.textContent = text;
       errorBox.hidden = false;
       clearTimeout(errorTimer);
-      errorTimer = setTimeout(() => { errorBox.hidden = true; errorBox.textContent = ""; }, 5000);
+      if (!sticky) errorTimer = setTimeout(() => { errorBox.hidden = true; errorBox.textContent = ""; }, 5000);
     }
 
     function onError(frame) {
       const text = ERROR_TEXT[frame.error] || frame.message || "Something went wrong.";
+      if (frame.error === "identity_invalid" || frame.error === "identity_required") {
+        // The server closes the socket after this; reconnecting would meet the same answer.
+        refused = true;
+        root.setAttribute("data-refused", frame.error);
+        if (window.console) console.warn("cs-widget:", frame.message);
+        showError(text, true);
+        return;
+      }
       const item = frame.id ? outbox.get(frame.id) : null;
       if (item && ["timeout", "unavailable", "rate_limited", "internal"].includes(frame.error)) {
         // Safe to resend with the same id: the server stores it at most once.
@@ -373,6 +424,7 @@
       autosize();
       stopTyping();
       scrollDown(true);
+      if (refused) { showError(errorBox.textContent || ERROR_TEXT.identity_invalid, true); return; }
       if (state === "closed") connect(); // a normal close earlier: come back for this message
       else sendText(id);                 // otherwise sent now, or on the next welcome
     }
@@ -414,6 +466,9 @@
         if (highestSeq > 0) hello.last_seq = highestSeq;
         if (opts.name) hello.name = opts.name;
         if (opts.email) hello.email = opts.email;
+        const held = Number(store.get("conv"));
+        if (held) hello.conversation_id = held; // what last_seq counts in
+        if (USER_ID) { hello.user_id = USER_ID; hello.user_hash = opts.userHash; }
         socket.send(JSON.stringify(hello));
       });
       socket.addEventListener("message", (event) => {
@@ -428,7 +483,7 @@
         stopPing();
         hideTyping();
         typingActive = false;
-        if (event.code === 1000) { setState("closed"); return; }
+        if (event.code === 1000 || refused) { setState("closed"); return; }
         scheduleReconnect();
       });
     }
@@ -451,6 +506,15 @@
             seenSeq = 0;
             store.set("seen", "0");
           }
+          if (String(frame.conversation_id) !== store.get("conv")) {
+            if (store.get("conv")) resetThread();
+            store.set("conv", String(frame.conversation_id));
+          }
+          store.set("uid", frame.user_id || "");
+          if (frame.user_id) root.setAttribute("data-user-id", frame.user_id); // identified
+          else root.removeAttribute("data-user-id");
+          // read on another device (or before this page) counts as read here too
+          if (frame.visitor_read_seq > seenSeq) { seenSeq = frame.visitor_read_seq; store.set("seen", String(seenSeq)); }
           if (frame.last_seq < seenSeq) seenSeq = frame.last_seq;
           if (typeof frame.last_seq === "number" && frame.last_seq < highestSeq) dropBeyond(frame.last_seq);
           attempt = 0;
@@ -511,7 +575,7 @@
       }
       try { sessionStorage.setItem(KEY + ":open", open ? "1" : ""); } catch (_) { /* ignore */ }
       if (open) {
-        if (!ws && !retryTimer && state !== "open") connect(); // a first-time visitor connects now
+        if (!ws && !retryTimer && !refused && state !== "open") connect(); // a first-time visitor connects now
         unseen = 0;
         updateBadge();
         scrollDown(true);
@@ -536,16 +600,17 @@
     document.addEventListener("visibilitychange", markRead);
     // back online: reconnect only a widget that was in use (never a page view alone)
     window.addEventListener("online", () => {
-      if (!ws && state !== "open" && (everConnected || isOpen || store.get("token"))) connect();
+      if (!ws && !refused && state !== "open" && (everConnected || isOpen || store.get("token") || USER_ID)) connect();
     });
 
     let startOpen = INLINE || ("open" in opts && opts.open !== "false");
     try { if (sessionStorage.getItem(KEY + ":open") === "1") startOpen = true; } catch (_) { /* ignore */ }
     setState("connecting");
     setOpen(startOpen);
-    // A returning visitor connects at once (agents' replies, the badge); a first-time
-    // visitor of a floating widget only once they open it, so that page views alone do
-    // not create conversations.
-    if (store.get("token")) connect();
+    // A returning visitor connects at once (agents' replies, the badge), and so does a
+    // signed-in user (messages waiting in their account, a campaign's, show on the bubble);
+    // a first-time anonymous visitor of a floating widget only once they open it, so that
+    // page views alone do not create conversations.
+    if (store.get("token") || USER_ID) connect();
   }
 })();

@@ -102,8 +102,10 @@ def _toml(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def write_config(folder: Path, *, ai_base_url: str | None = None) -> Path:
-    """A config in ``folder``: loopback, port 0, SQLite ``cs.db`` next to it, generous limits."""
+def write_config(folder: Path, *, ai_base_url: str | None = None,
+                 extra: dict[str, dict[str, object]] | None = None) -> Path:
+    """A config in ``folder``: loopback, port 0, SQLite ``cs.db`` next to it, generous limits;
+    ``extra``: more sections (``{"identity": {"secret": …}}``)."""
     sections: dict[str, dict[str, object]] = {
         "server": {"host": "127.0.0.1", "port": 0, "shutdown_timeout": 3.0,
                    "rate_limit_per_second": 1000.0, "rate_limit_burst": 2000,
@@ -117,6 +119,7 @@ def write_config(folder: Path, *, ai_base_url: str | None = None) -> Path:
     if ai_base_url is not None:
         sections["ai"] = {"enabled": True, "base_url": ai_base_url, "api_key": "test",
                           "mode": "when_no_agent", "prewarm_connections": 1}
+    sections.update(extra or {})
     lines: list[str] = []
     for section, keys in sections.items():
         lines.append(f"[{section}]")
@@ -218,12 +221,14 @@ class ServerProcess(_Process):
 
 @contextlib.contextmanager
 def running_server(folder: Path, *, agents_db: Path | None = None,
-                   ai_base_url: str | None = None) -> Iterator[ServerProcess]:
+                   ai_base_url: str | None = None,
+                   extra: dict[str, dict[str, object]] | None = None) -> Iterator[ServerProcess]:
     """A server in ``folder`` (its config, database and log), stopped (SIGTERM) on exit.
 
-    ``agents_db``: a database from :func:`make_agents_db`, copied in first.
+    ``agents_db``: a database from :func:`make_agents_db`, copied in first; ``extra``: more
+    config sections.
     """
-    config = write_config(folder, ai_base_url=ai_base_url)
+    config = write_config(folder, ai_base_url=ai_base_url, extra=extra)
     if agents_db is not None:
         for suffix in ("", "-wal", "-shm"):
             source = agents_db.with_name(agents_db.name + suffix)

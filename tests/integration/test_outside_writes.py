@@ -1,0 +1,76 @@
+"""Messages another process commits (``campaigns run`` in a shell, no bus) reach the
+sockets of a running server: the server looks for them while a campaign runs elsewhere."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import trio
+
+from customer_service.core.models import (
+    CampaignKind,
+    CampaignSpec,
+    CampaignStatus,
+    ContactInput,
+    RecipientState,
+    Role,
+)
+from customer_service.server.run import Server
+from customer_service.storage import open_store
+from tests.integration.helpers import visitor
+
+
+def _spec(name: str) -> CampaignSpec:
+    return CampaignSpec(name=name, kind=CampaignKind.TEMPLATE, body="Hello {name}",
+                        sender_role=Role.AI, sender_id=None, sender_name="Assistant",
+                        audience={"tags": ["vip"]}, concurrency=4, rate=10.0,
+                        scheduled_at=None, fallback=None, max_tokens_total=None)
+
+
+async def test_a_campaign_message_committed_by_another_process_arrives_live(
+        server: Server) -> None:
+    async with visitor(server, name="Ann") as (client, welcome), \
+            open_store(server.config) as other_process:
+        # The runner in "another process": its own store on the same database file.
+        await other_process.upsert_contacts([ContactInput("u-1", name="Ann", tags=("vip",))])
+        contact, conversation = await other_process.link_visitor(
+            welcome["visitor_id"], "u-1", None, None)
+        assert conversation.id == welcome["conversation_id"]
+        campaign = await other_process.create_campaign(_spec("spring"), CampaignStatus.READY)
+        await other_process.add_recipients(campaign.id, [contact.id])
+        now = datetime.now(UTC)
+        assert await other_process.claim_campaign(campaign.id, "cli-test", 30, now) is not None
+        await other_process.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
+
+        delivery = await other_process.deliver_campaign_message(
+            campaign.id, contact.id, "Hello Ann, spring is here", 0, now)
+        assert delivery.result is not None
+        frame = await client.recv_type("message", timeout=5, campaign_id=campaign.id)
+        assert frame["content"] == "Hello Ann, spring is here"
+        assert frame["seq"] == delivery.result.message.seq
+        assert frame["sender"]["role"] == "ai"
+
+        counts = await other_process.recipient_counts(campaign.id)
+        assert counts[RecipientState.SENT] == 1
+        await client.nothing_more(1.5)  # delivered once, not again at the next look
+
+
+async def test_without_a_campaign_running_elsewhere_nothing_is_looked_for(
+        server: Server) -> None:
+    """A message written outside while no campaign runs elsewhere is not pushed (the look
+    is off); the socket sees it in its next replay, as before."""
+    async with visitor(server, name="Bo") as (client, welcome), \
+            open_store(server.config) as other_process:
+        await other_process.upsert_contacts([ContactInput("u-2", name="Bo")])
+        contact, _ = await other_process.link_visitor(welcome["visitor_id"], "u-2", None, None)
+        campaign = await other_process.create_campaign(_spec("done"), CampaignStatus.READY)
+        await other_process.add_recipients(campaign.id, [contact.id])
+        delivery = await other_process.deliver_campaign_message(
+            campaign.id, contact.id, "late news", 0, datetime.now(UTC) - timedelta(seconds=1))
+        assert delivery.result is not None
+        await client.nothing_more(2.5)
+    async with visitor(server, visitor_token=welcome["visitor_token"], last_seq=0) as (
+            again, _):
+        replayed = await again.recv_type("message", campaign_id=campaign.id)
+        assert replayed["content"] == "late news"
+    await trio.sleep(0)
