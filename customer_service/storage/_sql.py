@@ -8,7 +8,9 @@ the modules built on this one:
 - ``_sql_schema``: migrations (loading, applying, re-running safely) and the
   write probe; ``_sql_ddl`` reads MySQL DDL for it;
 - ``_sql_people``: agents, their tokens, visitors;
-- ``_sql_chat``: conversations, messages, statistics.
+- ``_sql_chat``: conversations, messages, statistics;
+- ``_sql_contacts``: contacts, their tags, identified visitors;
+- ``_sql_campaigns``: campaigns, their recipients, campaign delivery.
 
 Statements use ``?`` placeholders; ``Tx`` rewrites them for PyMySQL's ``%s``.
 Row locks (``FOR UPDATE``) come from the dialect: SQLite has none and needs
@@ -186,7 +188,7 @@ CONVERSATION_COLUMNS = ("c.id, c.visitor_id, c.status, c.assigned_to, c.last_seq
                         " c.agent_read_seq, c.visitor_read_seq, c.created_at, c.updated_at,"
                         " c.needs_agent")
 MESSAGE_COLUMNS = ("m.conversation_id, m.seq, m.sender_role, m.sender_id, m.sender_name,"
-                   " m.content, m.created_at, m.client_id, m.stream_id")
+                   " m.content, m.created_at, m.client_id, m.stream_id, m.campaign_id")
 VISITOR_WIDTH = 5
 CONVERSATION_WIDTH = 10
 
@@ -213,4 +215,5 @@ def message_from(row: Row) -> StoredMessage:
     return StoredMessage(
         conversation_id=int(row[0]), seq=int(row[1]), sender_role=Role(row[2]),
         sender_id=None if row[3] is None else int(row[3]), sender_name=row[4],
-        content=row[5], created_at=from_ms(row[6]), client_id=row[7], stream_id=row[8])
+        content=row[5], created_at=from_ms(row[6]), client_id=row[7], stream_id=row[8],
+        campaign_id=None if row[9] is None else int(row[9]))

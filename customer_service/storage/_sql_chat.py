@@ -219,12 +219,12 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
             conversation_id=message.conversation_id, seq=seq, sender_role=message.sender_role,
             sender_id=message.sender_id, sender_name=message.sender_name,
             content=message.content, created_at=created_at, client_id=message.client_id,
-            stream_id=message.stream_id)
+            stream_id=message.stream_id, campaign_id=message.campaign_id)
         if key is not None:
             stored[key] = new
         inserts.append((new.conversation_id, new.seq, new.sender_role.value, new.sender_id,
                         new.sender_name, new.content, new.client_id, new.stream_id, key,
-                        created))
+                        created, new.campaign_id))
         results.append(AppendResult(message=new, duplicate=False,
                                     assigned_to=assignee[message.conversation_id]))
 
@@ -233,8 +233,9 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
     # each retake waits behind the busy event loop.
     for chunk in chunks(inserts):
         tx.execute("INSERT INTO messages (conversation_id, seq, sender_role, sender_id,"
-                   " sender_name, content, client_id, stream_id, dedupe_key, created_at) VALUES "
-                   + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                   " sender_name, content, client_id, stream_id, dedupe_key, created_at,"
+                   " campaign_id) VALUES "
+                   + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                    [value for row in chunk for value in row])
     touched = sorted({row[0] for row in inserts})
     for ids in chunks(touched):

@@ -2,8 +2,9 @@
 
 A backend supplies ``_run(work, write=...)``, which runs ``work`` (a function of a
 ``Tx``) as one transaction in its thread, and ``migrate``/``aclose``; the SQL itself
-is written once for both dialects, in ``_sql_schema``, ``_sql_people`` and
-``_sql_chat`` (on the plumbing of ``_sql``).
+is written once for both dialects, in ``_sql_schema``, ``_sql_people``, ``_sql_chat``,
+``_sql_contacts`` and ``_sql_campaigns`` (on the plumbing of ``_sql``). The contact and
+campaign methods are inherited from ``sql_store_contacts``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from customer_service.storage import _sql_chat as chat
 from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
+from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
 
 T = TypeVar("T")
 
@@ -84,7 +86,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ABC):
+class SqlStore(ContactsAndCampaigns, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 
