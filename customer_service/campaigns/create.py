@@ -11,12 +11,13 @@ paused campaign nobody runs by mistake (cancel it and create it again).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from customer_service.core.campaign_audience import describe, matches
 from customer_service.core.campaign_template import (
-    TemplateError,
     Template,
+    TemplateError,
     unknown_attributes,
 )
 from customer_service.core.models import Campaign, CampaignSpec, CampaignStatus, Contact
@@ -86,10 +87,11 @@ async def sample(store: Store, audience: Audience) -> tuple[list[Contact], Resol
     """Up to ``SAMPLE`` contacts of the audience (the first pass)."""
     found: list[Contact] = []
     resolution = Resolution()
-    async for page in audience_pages(store, audience, resolution):
-        found.extend(page)
-        if len(found) >= SAMPLE:
-            break
+    async with aclosing(audience_pages(store, audience, resolution)) as pages:
+        async for page in pages:
+            found.extend(page)
+            if len(found) >= SAMPLE:
+                break
     return found[:SAMPLE], resolution
 
 

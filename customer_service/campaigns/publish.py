@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from customer_service.bus.connection import open_command_publisher
 from customer_service.config import BusConfig
 from customer_service.core import frames
 from customer_service.core.bus_events import BusEvent, MessageEvent
@@ -63,8 +64,6 @@ class BusPublisher:
 
 async def _pump(publisher: BusPublisher, config: BusConfig, deployment: str,
                 origin: str) -> None:
-    from customer_service.bus.connection import open_command_publisher
-
     try:
         async with open_command_publisher(config, deployment, origin) as bus:
             async for first in publisher.receive:

@@ -173,7 +173,7 @@ def _now() -> datetime:
 
 
 class _Run:
-    def __init__(self, store: Store, campaign: Campaign, ai: Generates | None,
+    def __init__(self, store: Store, campaign: Campaign, *, ai: Generates | None,
                  deliver: Deliver | None, owner: str, settings: RunSettings,
                  progress: Callable[[Progress], None] | None) -> None:
         self.store = store
@@ -530,7 +530,8 @@ async def run_campaign(store: Store, campaign_id: int, *, ai: Generates | None,
     if campaign.spec.kind is CampaignKind.PROMPT and ai is None:
         raise Conflict(f"campaign {campaign_id} is an AI prompt campaign: [ai] enabled = true "
                        "is needed to run it")
-    run = _Run(store, campaign, ai, deliver, owner, settings, progress)
+    run = _Run(store, campaign, ai=ai, deliver=deliver, owner=owner, settings=settings,
+               progress=progress)
     try:
         if campaign.status is not CampaignStatus.RUNNING:
             campaign = await run.db(store.set_campaign_status(

@@ -120,7 +120,8 @@ def _body(template: str | None, prompt: str | None, template_file: Path | None,
 @click.option("--tz", "tz_name", metavar="ZONE", help="Time zone of a --at without one.")
 @click.option("--fallback", help="Message used when the AI fails for a contact (fields too).")
 @click.option("--max-tokens-total", type=click.IntRange(1), help="Token budget of the campaign.")
-def create(name: str, tags: tuple[str, ...], attrs: tuple[str, ...],
+def create(  # noqa: PLR0917 (click passes each option)
+        name: str, tags: tuple[str, ...], attrs: tuple[str, ...],
            audience_file: Path | None, template: str | None, prompt: str | None,
            template_file: Path | None, prompt_file: Path | None, sender: str,
            agent: str | None, concurrency: int, rate: float, at_text: str | None,

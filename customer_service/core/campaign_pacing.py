@@ -42,7 +42,7 @@ MAX_PAUSE = 600.0
 """The longest pause a Retry-After can impose at once."""
 FLOOR_DIVISOR = 16.0
 RECOVER_EVERY = 1.0
-RECOVER_STEPS = 20.0
+RECOVER_STEPS = 10.0
 
 
 class Pacer:
