@@ -10,7 +10,7 @@ paused campaign nobody runs by mistake (cancel it and create it again).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -52,7 +52,7 @@ class Resolution:
 
 
 async def audience_pages(store: Store, audience: Audience, resolution: Resolution | None = None
-                         ) -> AsyncIterator[list[Contact]]:
+                         ) -> AsyncGenerator[list[Contact], None]:
     """The audience's contacts, a page at a time, by id (the file's ids in file order)."""
     attrs = audience.attrs or {}
     tags = set(audience.tags)

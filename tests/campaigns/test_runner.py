@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import trio
 
 from customer_service.campaigns.ai_edge import open_campaign_ai
-from customer_service.campaigns.runner import RunSettings, owner_id, run_campaign
+from customer_service.campaigns.runner import RunOutcome, RunSettings, owner_id, run_campaign
 from customer_service.core.campaign_pacing import RetryPolicy
 from customer_service.core.models import AppendResult, CampaignKind, CampaignStatus, RecipientState
 from customer_service.errors import Conflict
@@ -139,7 +140,6 @@ async def test_5xx_and_resets_are_retried_then_fallback(tmp_path: Path) -> None:
             assert [r.attempts for r in recipients] == [3, 2, 1, 1]
             assert texts[1:] == ["Second try", None, "Generated"]
         by_contact = {}
-        import sqlite3
         with sqlite3.connect(tmp_path / "test.db") as connection:
             for client_id, content in connection.execute(
                     "SELECT client_id, content FROM messages WHERE campaign_id = ?",
@@ -182,7 +182,7 @@ async def test_pause_and_cancel_from_elsewhere(tmp_path: Path) -> None:
             campaign, _ = await new_campaign(store, "Hi {name}", concurrency=4, rate=100)
             settings = RunSettings(min_gap_seconds=0, poll_every=0.1)
             async with open_campaign_ai(config.ai, 4) as ai, trio.open_nursery() as nursery:
-                outcome: list[object] = []
+                outcome: list[RunOutcome] = []
 
                 async def go() -> None:
                     outcome.append(await run_campaign(store, campaign.id, ai=ai, deliver=None,
@@ -200,7 +200,7 @@ async def test_pause_and_cancel_from_elsewhere(tmp_path: Path) -> None:
                 assert len(fake.requests) > seen
                 await store.set_campaign_status(campaign.id, CampaignStatus.CANCELLED)
             (result,) = outcome
-            assert getattr(result, "status") is CampaignStatus.CANCELLED
+            assert result.status is CampaignStatus.CANCELLED
             counts = await store.recipient_counts(campaign.id)
             assert 0 < counts[RecipientState.SENT] < 400
             assert counts[RecipientState.GENERATING] == 0
