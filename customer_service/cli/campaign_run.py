@@ -128,7 +128,8 @@ def run(campaign_id: int, quiet: bool) -> None:
                + (f" ({esc(outcome.stop_reason)})" if outcome.stop_reason else "")
                + f". {p.sent:,} sent, {p.failed:,} failed, {p.skipped:,} skipped, "
                f"{p.pending:,} pending; {p.sent_this_run:,} sent in {p.elapsed:,.1f} s "
-               f"({p.per_second:,.1f}/s), {p.tokens_used:,} tokens used.")
+               f"({p.per_second:,.1f}/s), {p.tokens_used:,} tokens used; AI requests in flight: "
+               f"max {p.max_in_flight}, avg {p.avg_in_flight:.1f}.")
     console().print(summary)
     if outcome.status is not CampaignStatus.FINISHED:
         sys.exit(1)
