@@ -525,8 +525,12 @@ async def run_campaign(store: Store, campaign_id: int, *, ai: Generates | None,
     configuration, reaches its token budget or loses its lease (see the module docstring).
     Raise ``NotFound``/``Conflict`` when it cannot start, ``StorageError`` when the
     database fails (the campaign stays resumable). A prompt campaign needs ``ai``."""
-    with trio.fail_after(settings.db_timeout):
-        campaign = await claim(store, campaign_id, owner, settings.lease_seconds)
+    try:
+        with trio.fail_after(settings.db_timeout):
+            campaign = await claim(store, campaign_id, owner, settings.lease_seconds)
+    except trio.TooSlowError:
+        raise StorageError(f"campaign {campaign_id}: the database did not answer within "
+                           f"{settings.db_timeout:g} s") from None
     if campaign.spec.kind is CampaignKind.PROMPT and ai is None:
         raise Conflict(f"campaign {campaign_id} is an AI prompt campaign: [ai] enabled = true "
                        "is needed to run it")

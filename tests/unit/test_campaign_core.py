@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
 
+from customer_service.campaigns.ai_edge import EmptyReply, Generated, parse_completion
+from customer_service.campaigns.runner import holder_is_dead, owner_id
 from customer_service.core.campaign_audience import (
     AudienceError,
     matches,
@@ -32,6 +38,7 @@ from customer_service.core.campaign_template import (
     unknown_attributes,
 )
 from customer_service.core.models import Contact
+from customer_service.errors import AiBadResponse
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -200,3 +207,30 @@ def test_budget() -> None:
     assert budget_allows(0, 0, 100, None)
     assert budget_allows(800, 100, 100, 1000)
     assert not budget_allows(801, 100, 100, 1000)
+
+
+# --- the AI edge's parsing and the lease holder ------------------------------------------
+
+def test_completion_parsing() -> None:
+    body = (b'{"choices":[{"message":{"role":"assistant","content":" Hi Ada! "}}],'
+            b'"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}')
+    assert parse_completion(body, 40) == Generated("Hi Ada!", 15)
+    estimated = parse_completion(b'{"choices":[{"message":{"content":"12345678"}}]}', 8)
+    assert estimated == Generated("12345678", 4)
+    with pytest.raises(EmptyReply):
+        parse_completion(b'{"choices":[{"message":{"content":" \\u200b "}}]}', 1)
+    with pytest.raises(AiBadResponse, match="no choices"):
+        parse_completion(b'{"choices":[]}', 1)
+    with pytest.raises(AiBadResponse, match="malformed"):
+        parse_completion(b"{not json", 1)
+
+
+def test_a_dead_local_lease_holder_is_noticed() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    host = socket.gethostname()
+    assert holder_is_dead(f"{host}:{child.pid}:abcd")
+    assert not holder_is_dead(f"{host}:{os.getpid()}:abcd")  # alive (this process)
+    assert not holder_is_dead(f"elsewhere:{child.pid}:abcd")  # another host: cannot tell
+    assert not holder_is_dead("garbage")
+    assert owner_id().startswith(f"{host}:{os.getpid()}:")
