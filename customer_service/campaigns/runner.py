@@ -43,6 +43,7 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from customer_service.config import Config
 from customer_service.core.campaign_pacing import (
     Action,
     Failure,
@@ -141,6 +142,16 @@ class RunOutcome:
     status: CampaignStatus
     stop_reason: str
     progress: Progress
+
+
+def settings_for(config: Config) -> RunSettings:
+    """The run's settings from the configuration (the CLI and the server's scheduler)."""
+    ai = config.ai
+    return RunSettings(min_gap_seconds=config.campaigns.min_hours_between * 3600,
+                       reply_tokens=ai.max_reply_tokens,
+                       retry=RetryPolicy(max_attempts=ai.max_retries + 1,
+                                         base_delay=ai.retry_base_delay,
+                                         max_delay=ai.retry_max_delay))
 
 
 def owner_id() -> str:

@@ -17,19 +17,6 @@ from customer_service.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     from customer_service.campaigns.runner import Progress, RunOutcome
-    from customer_service.config import Config
-
-
-def run_settings(config: Config) -> Any:
-    from customer_service.campaigns.runner import RunSettings
-    from customer_service.core.campaign_pacing import RetryPolicy
-
-    ai = config.ai
-    return RunSettings(min_gap_seconds=config.campaigns.min_hours_between * 3600,
-                       reply_tokens=ai.max_reply_tokens,
-                       retry=RetryPolicy(max_attempts=ai.max_retries + 1,
-                                         base_delay=ai.retry_base_delay,
-                                         max_delay=ai.retry_max_delay))
 
 
 class _Bar:
@@ -74,13 +61,13 @@ def run(campaign_id: int, quiet: bool) -> None:
 
     from customer_service.campaigns.ai_edge import open_campaign_ai
     from customer_service.campaigns.publish import open_bus_publisher
-    from customer_service.campaigns.runner import owner_id, run_campaign
+    from customer_service.campaigns.runner import owner_id, run_campaign, settings_for
     from customer_service.logs import configure_logging
     from customer_service.storage import open_store
 
     config = current_config()
     configure_logging(config.log)
-    settings = run_settings(config)
+    settings = settings_for(config)
     owner = owner_id()
     bar = None if quiet else _Bar()
 
