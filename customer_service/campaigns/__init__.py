@@ -1,0 +1,1 @@
+"""Campaigns: the runner, the AI edge and the bus publisher the CLI uses."""

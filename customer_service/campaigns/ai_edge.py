@@ -1,0 +1,203 @@
+"""One chat completion per contact, from the OpenAI-compatible ``[ai]`` upstream.
+
+Non-streaming (nobody watches a campaign message being written): one ``POST
+/chat/completions`` with the system prompt and the contact's rendered prompt, one
+JSON answer with the text and, usually, ``usage``. Each call is one attempt: retries,
+backoff and the campaign-wide pace are the runner's (``core.campaign_pacing``), so
+that a 429 slows the whole campaign. httpx errors become ``AiError``s here, in one
+place, as the chat's client does (``ai.client``).
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import certifi
+import httpx
+import msgspec
+import trio
+
+from customer_service.config import AiConfig
+from customer_service.core.breaker import retry_after
+from customer_service.core.text import visible
+from customer_service.errors import (
+    AiBadResponse,
+    AiConnectionError,
+    AiError,
+    AiRateLimited,
+    AiTimeout,
+    AiUpstreamError,
+)
+
+MAX_BODY = 1 << 20
+POOL_SHARD_SIZE = 16
+CHARS_PER_TOKEN = 4
+"""The estimate of tokens used when the upstream reports no ``usage``."""
+
+
+class EmptyReply(AiBadResponse):
+    kind = "empty_reply"
+
+
+class _Message(msgspec.Struct):
+    content: str | None = None
+
+
+class _Choice(msgspec.Struct):
+    message: _Message | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(msgspec.Struct):
+    total_tokens: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_Choice] = msgspec.field(default_factory=list)
+    usage: _Usage | None = None
+
+
+class _ErrorBody(msgspec.Struct):
+    message: str = ""
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorBody | str | None = None
+
+
+_decode_completion = msgspec.json.Decoder(_Completion).decode
+_decode_error = msgspec.json.Decoder(_ErrorEnvelope).decode
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    text: str
+    tokens: int
+    """From ``usage.total_tokens`` when the upstream sent it, else estimated."""
+
+
+def estimate_tokens(*texts: str) -> int:
+    return max(1, math.ceil(sum(len(t) for t in texts) / CHARS_PER_TOKEN))
+
+
+def parse_completion(body: bytes, prompt_chars: int) -> Generated:
+    """The text and tokens of a ``chat.completion`` body; raise ``AiBadResponse`` (or
+    ``EmptyReply`` when it holds no visible text)."""
+    try:
+        completion = _decode_completion(body)
+    except (msgspec.DecodeError, RecursionError):
+        raise AiBadResponse(f"malformed completion: {body[:80]!r}") from None
+    if not completion.choices or completion.choices[0].message is None:
+        raise AiBadResponse("the completion has no choices")
+    text = (completion.choices[0].message.content or "").strip()
+    if not visible(text):
+        raise EmptyReply("the upstream answered with no text")
+    usage = completion.usage
+    if usage is not None and usage.total_tokens is not None and usage.total_tokens > 0:
+        tokens = usage.total_tokens
+    elif usage is not None and usage.completion_tokens is not None:
+        tokens = (usage.prompt_tokens or 0) + usage.completion_tokens
+    else:
+        tokens = estimate_tokens(text) + math.ceil(prompt_chars / CHARS_PER_TOKEN)
+    return Generated(text, tokens)
+
+
+def _error_detail(body: bytes) -> str:
+    try:
+        envelope = _decode_error(body[:4096])
+    except (msgspec.DecodeError, RecursionError):
+        return body[:200].decode("utf-8", "replace")
+    error = envelope.error
+    if isinstance(error, str):
+        return error[:200]
+    return error.message[:200] if error is not None else ""
+
+
+class _Shard:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+        self.busy = 0
+
+
+class CampaignAi:
+    """Generates campaign messages; one instance per run, shared by its workers.
+
+    Its connections are split into pools of at most ``POOL_SHARD_SIZE`` (each request
+    goes to the least busy): httpcore walks every connection of a pool on each request,
+    which with 64 connections in one pool cost a tenth of the runner's CPU (measured),
+    as the chat's client found (``ai.client``)."""
+
+    def __init__(self, config: AiConfig, pools: list[httpx.AsyncClient]) -> None:
+        self.config = config
+        self._shards = [_Shard(http) for http in pools]
+
+    async def generate(self, prompt: str) -> Generated:
+        """One attempt; raise an ``AiError`` (``AiRateLimited`` with its Retry-After,
+        ``AiUpstreamError`` with the status, ``AiConnectionError``, ``AiTimeout``,
+        ``AiBadResponse``/``EmptyReply``)."""
+        cfg = self.config
+        body = _json.encode({
+            "model": cfg.model, "stream": False, "max_tokens": cfg.max_reply_tokens,
+            "temperature": cfg.temperature,
+            "messages": [{"role": "system", "content": cfg.system_prompt},
+                         {"role": "user", "content": prompt}]})
+        shard = min(self._shards, key=lambda s: s.busy)
+        shard.busy += 1
+        try:
+            with trio.fail_after(cfg.total_timeout):
+                response = await shard.http.post("chat/completions", content=body)
+        except trio.TooSlowError:
+            raise AiTimeout(f"no answer within {cfg.total_timeout:g} s") from None
+        except httpx.TimeoutException as exc:
+            raise AiTimeout(f"the upstream did not answer in time ({type(exc).__name__})"
+                            ) from None
+        except httpx.TransportError as exc:
+            raise AiConnectionError(
+                f"connection to the upstream failed ({type(exc).__name__}: {exc})") from None
+        except httpx.HTTPError as exc:
+            raise AiBadResponse(f"unusable response ({type(exc).__name__}: {exc})") from None
+        finally:
+            shard.busy -= 1
+        content = response.content[:MAX_BODY]
+        if response.status_code != 200:
+            detail = _error_detail(content)
+            wait = retry_after(response.status_code, response.headers.get("retry-after"),
+                               datetime.now(UTC))
+            if response.status_code == 429:
+                raise AiRateLimited(f"rate limited by the upstream: {detail}", wait)
+            raise AiUpstreamError(f"the upstream answered {response.status_code}: {detail}",
+                                  response.status_code, wait)
+        return parse_completion(content, len(cfg.system_prompt) + len(prompt))
+
+
+def describe_error(error: AiError) -> str:
+    return f"{error.kind}: {error.message}"
+
+
+@asynccontextmanager
+async def open_campaign_ai(config: AiConfig, concurrency: int) -> AsyncIterator[CampaignAi]:
+    """A ``CampaignAi`` with a connection pool of ``concurrency`` connections, closed at exit."""
+    timeout = httpx.Timeout(connect=config.connect_timeout, read=config.total_timeout,
+                            write=config.connect_timeout, pool=config.total_timeout)
+    shards = max(1, math.ceil(concurrency / POOL_SHARD_SIZE))
+    size = math.ceil(concurrency / shards)
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size,
+                          keepalive_expiry=60)
+    headers = {"User-Agent": "customer-service-campaigns", "Content-Type": "application/json"}
+    key = config.resolved_api_key()
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    tls = ssl.create_default_context(cafile=certifi.where())
+    async with AsyncExitStack() as stack:
+        pools = [await stack.enter_async_context(httpx.AsyncClient(
+            base_url=config.base_url.rstrip("/") + "/", timeout=timeout, limits=limits,
+            headers=headers, verify=tls, http2=config.http2)) for _ in range(shards)]
+        yield CampaignAi(config, pools)

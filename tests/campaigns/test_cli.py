@@ -1,0 +1,118 @@
+"""``campaigns`` commands in-process (CliRunner): bad input gets one clear line; the
+template campaign's whole life, from create to report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import trio
+from click.testing import CliRunner, Result
+
+from customer_service.cli import cli
+from customer_service.storage import open_store
+from tests.campaigns.helpers import add_contacts, check_exactly_once, config_at, write_config
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    path = write_config(tmp_path)
+
+    async def fill() -> None:
+        async with open_store(config_at(path)) as store:
+            await store.migrate()
+            await add_contacts(store, 30)
+            await store.set_contact_unsubscribed("u000003", True)
+
+    trio.run(fill)
+    return path
+
+
+def run(config_file: Path, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["--config", str(config_file), "campaigns", *args],
+                              catch_exceptions=False)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tag", "nope", "--template", "Hi {name}"], "no contacts match tag nope; nothing created"),
+    (["--tag", "spring", "--attr", "plan=gold", "--template", "Hi"],
+     "no contacts match tag spring and plan=gold"),
+    (["--tag", "spring", "--prompt", "Tell {name} about {city}"],
+     "the prompt names {city}, which no contact of the audience has"),
+    (["--tag", "spring", "--template", "Hi {name"], "unbalanced '{' at character 4"),
+    (["--tag", "spring", "--template", "Hi", "--at", "2020-01-01T03:00+00:00"],
+     "is in the past"),
+    (["--tag", "spring", "--template", "Hi", "--at", "2999-01-01T03:00"], "has no time zone"),
+    (["--tag", "spring", "--template", "Hi", "--rate", "0"], "0.0 is not in the range 0<x<=10000"),
+    (["--tag", "spring", "--template", "Hi", "--concurrency", "0"], "not in the range"),
+    (["--tag", "spring", "--template", "Hi", "--sender", "agent:ghost"], "no agent 'ghost'"),
+    (["--tag", "spring"], "give exactly one of --template, --prompt"),
+    (["--tag", "spring", "--template", "a", "--prompt", "b"], "give exactly one of"),
+    (["--tag", "spring", "--template", "Hi", "--attr", "plan"], "expected key=value"),
+])
+def test_bad_input_is_one_clear_line_and_creates_nothing(config_file: Path, args: list[str],
+                                                         message: str) -> None:
+    result = run(config_file, "create", "bad", *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert run(config_file, "list").output.strip() == "No campaigns."
+
+
+def test_prompt_needs_the_ai(tmp_path: Path, config_file: Path) -> None:
+    path = write_config(tmp_path / ".." / tmp_path.name, ai=False)
+    result = run(path, "create", "x", "--tag", "spring", "--prompt", "Hi {name}")
+    assert result.exit_code == 2
+    assert "--prompt needs the AI: set [ai] enabled = true" in result.output
+
+
+def test_a_template_campaign_from_create_to_report(config_file: Path, tmp_path: Path) -> None:
+    ids = tmp_path / "ids.txt"
+    ids.write_text("u000001\nu000003\nu000004\nnobody\n")
+    result = run(config_file, "create", "spring-sale", "--audience-file", str(ids),
+                 "--template", "Hello {name}, your plan: {plan}.", "--rate", "50")
+    assert result.exit_code == 0, result.output
+    assert "Created campaign 1 'spring-sale': 3 recipients." in result.output
+    result = run(config_file, "create", "pro-only", "--tag", "spring", "--attr", "plan=pro",
+                 "--template", "Hi {name}", "--at", "2999-01-01T03:00", "--tz", "Europe/Paris")
+    assert "Created campaign 2 'pro-only': 15 recipients." in result.output
+    assert "Scheduled for 2999-01-01 02:00 UTC" in result.output
+
+    preview = run(config_file, "preview", "1", "--sample", "2")
+    assert preview.exit_code == 0, preview.output
+    assert "Hello Person 1, your plan: pro." in preview.output
+    assert "nothing is stored or sent" in preview.output
+
+    status = json.loads(run(config_file, "status", "1", "--json").output)
+    assert status["status"] == "ready" and status["recipients"]["pending"] == 3
+
+    assert run(config_file, "pause", "1").exit_code == 0
+    refused = run(config_file, "run", "1")
+    assert refused.exit_code == 1
+    assert "campaign 1 is paused; 'campaigns resume 1' first" in refused.output
+    assert "Resumed campaign 1: ready again." in run(config_file, "resume", "1").output
+
+    done = run(config_file, "run", "1", "--quiet")
+    assert done.exit_code == 0, done.output
+    assert "Campaign 1: finished. 2 sent, 0 failed, 1 skipped, 0 pending" in done.output
+
+    report_csv = tmp_path / "report.csv"
+    report = run(config_file, "report", "1", "--csv", str(report_csv))
+    assert "2 sent" in report.output and "unsubscribed" in report.output
+    with report_csv.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["external_id"], r["state"]) for r in rows] == [
+        ("u000001", "sent"), ("u000003", "skipped"), ("u000004", "sent")]
+    assert all(r["message_seq"] for r in rows if r["state"] == "sent")
+    as_json = json.loads(run(config_file, "report", "1", "--json").output)
+    assert [r["state"] for r in as_json] == ["sent", "skipped", "sent"]
+    assert check_exactly_once(tmp_path / "test.db", 1) == {"sent": 2, "skipped": 1}
+
+    listing = json.loads(run(config_file, "list", "--json").output)
+    assert [(c["id"], c["status"]) for c in listing] == [(2, "scheduled"), (1, "finished")]
+    assert "campaign 1 is finished" in run(config_file, "cancel", "1").output
+    assert "Cancelled campaign 2." in run(config_file, "cancel", "2").output
+    assert "no campaign 9" in run(config_file, "status", "9").output
