@@ -32,6 +32,7 @@ from customer_service.core.login_failures import LoginLimits
 from customer_service.errors import ListenError
 from customer_service.logs import tag_logs
 from customer_service.server.app import App
+from customer_service.server.campaign_scheduler import serve_campaign_scheduler
 from customer_service.server.hub import Hub
 from customer_service.server.limits import (
     LocalLoginThrottle,
@@ -39,8 +40,8 @@ from customer_service.server.limits import (
     SharedLoginThrottle,
 )
 from customer_service.server.metrics import Metrics
-from customer_service.server.service import ChatService
 from customer_service.server.outside_writes import serve_outside_writes
+from customer_service.server.service import ChatService
 from customer_service.server.sync import serve_sync
 from customer_service.storage import Store, open_store
 from customer_service.storage.committer import open_group_committer
@@ -196,6 +197,8 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                                                presence_reader=bus))
                 if bus is None:
                     await background.start(serve_outside_writes, hub, store, instance)
+                if config.campaigns.scheduler:
+                    await background.start(serve_campaign_scheduler, service, config, instance)
                 async with open_ai_responder(config, service) as responder:
                     service.ai = responder
                     yield Server(config, service, app, instance, reuse_port=reuse_port)

@@ -5,19 +5,31 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import trio
+import pytest
 
+from customer_service.config import Config
+from customer_service.core.identity import expected_hash
 from customer_service.core.models import (
     CampaignKind,
     CampaignSpec,
     CampaignStatus,
-    ContactInput,
     RecipientState,
     Role,
 )
 from customer_service.server.run import Server
 from customer_service.storage import open_store
 from tests.integration.helpers import visitor
+
+SECRET = "outside-writes-test-secret"
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    return config.with_changes(identity__secret=SECRET)
+
+
+def _who(user_id: str) -> dict[str, str]:
+    return {"user_id": user_id, "user_hash": expected_hash(SECRET, user_id)}
 
 
 def _spec(name: str) -> CampaignSpec:
@@ -29,13 +41,11 @@ def _spec(name: str) -> CampaignSpec:
 
 async def test_a_campaign_message_committed_by_another_process_arrives_live(
         server: Server) -> None:
-    async with visitor(server, name="Ann") as (client, welcome), \
+    async with visitor(server, name="Ann", **_who("u-1")) as (client, _), \
             open_store(server.config) as other_process:
         # The runner in "another process": its own store on the same database file.
-        await other_process.upsert_contacts([ContactInput("u-1", name="Ann", tags=("vip",))])
-        contact, conversation = await other_process.link_visitor(
-            welcome["visitor_id"], "u-1", None, None)
-        assert conversation.id == welcome["conversation_id"]
+        contact = await other_process.get_contact_by_external_id("u-1")
+        assert contact is not None
         campaign = await other_process.create_campaign(_spec("spring"), CampaignStatus.READY)
         await other_process.add_recipients(campaign.id, [contact.id])
         now = datetime.now(UTC)
@@ -59,18 +69,17 @@ async def test_without_a_campaign_running_elsewhere_nothing_is_looked_for(
         server: Server) -> None:
     """A message written outside while no campaign runs elsewhere is not pushed (the look
     is off); the socket sees it in its next replay, as before."""
-    async with visitor(server, name="Bo") as (client, welcome), \
+    async with visitor(server, name="Bo", **_who("u-2")) as (client, welcome), \
             open_store(server.config) as other_process:
-        await other_process.upsert_contacts([ContactInput("u-2", name="Bo")])
-        contact, _ = await other_process.link_visitor(welcome["visitor_id"], "u-2", None, None)
+        contact = await other_process.get_contact_by_external_id("u-2")
+        assert contact is not None
         campaign = await other_process.create_campaign(_spec("done"), CampaignStatus.READY)
         await other_process.add_recipients(campaign.id, [contact.id])
         delivery = await other_process.deliver_campaign_message(
             campaign.id, contact.id, "late news", 0, datetime.now(UTC) - timedelta(seconds=1))
         assert delivery.result is not None
         await client.nothing_more(2.5)
-    async with visitor(server, visitor_token=welcome["visitor_token"], last_seq=0) as (
-            again, _):
+    async with visitor(server, visitor_token=welcome["visitor_token"], last_seq=0,
+                       **_who("u-2")) as (again, _):
         replayed = await again.recv_type("message", campaign_id=campaign.id)
         assert replayed["content"] == "late news"
-    await trio.sleep(0)
