@@ -3,9 +3,10 @@
 Each delivered message becomes a ``MessageEvent`` (the ``message`` frame as a server
 sends it); the events are gathered for ``FLUSH_EVERY`` seconds and published as
 one-off batches (number 0) through the bus's ``CommandPublisher`` (one Redis client).
-Without a bus, or when Redis fails, the servers still find the message in the
-database by themselves about a second later: nothing is lost, so a failed publish is
-logged, not fatal. The queue is bounded: a full one drops events (the database
+The servers also look in the database for messages a campaign running elsewhere
+commits (``server.outside_writes``, about once a second), so without a bus, or when
+Redis fails, the message still arrives a second later: a failed publish is logged,
+not fatal. The queue is bounded: a full one drops events (the database
 fallback again).
 """
 
@@ -21,7 +22,7 @@ from customer_service.bus.connection import open_command_publisher
 from customer_service.config import BusConfig
 from customer_service.core import frames
 from customer_service.core.bus_events import BusEvent, MessageEvent
-from customer_service.core.models import AppendResult, StoredMessage, format_ts
+from customer_service.core.models import AppendResult, StoredMessage
 from customer_service.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -33,12 +34,7 @@ BATCH = 500
 
 def message_frame_text(message: StoredMessage) -> str:
     """The ``message`` frame of a stored message, as the server encodes it."""
-    return frames.encode(frames.MessageOut(
-        conversation_id=message.conversation_id, seq=message.seq,
-        sender=frames.Sender(role=str(message.sender_role), id=message.sender_id,
-                             name=message.sender_name),
-        content=message.content, ts=format_ts(message.created_at),
-        stream_id=message.stream_id, campaign_id=message.campaign_id))
+    return frames.encode(frames.message_out(message))
 
 
 class BusPublisher:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
+from customer_service.core.models import StoredMessage, format_ts
 from customer_service.core.text import visible
 from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
 
@@ -371,3 +372,18 @@ def error_frame(error: ProtocolError | Exception, client_id: str | None = None) 
     code = getattr(error, "code", "internal")
     message = getattr(error, "message", None) or "internal error"
     return encode(ErrorOut(error=code, message=message, id=client_id))
+
+
+def message_out(message: StoredMessage) -> MessageOut:
+    """The ``message`` frame of a stored message: one shape wherever it is sent from (a
+    server's fan-out, replay, history, ``campaigns run`` publishing on the bus)."""
+    return MessageOut(
+        conversation_id=message.conversation_id,
+        seq=message.seq,
+        sender=Sender(role=str(message.sender_role), id=message.sender_id,
+                      name=message.sender_name),
+        content=message.content,
+        ts=format_ts(message.created_at),
+        stream_id=message.stream_id,
+        campaign_id=message.campaign_id,
+    )

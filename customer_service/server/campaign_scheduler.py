@@ -47,7 +47,7 @@ def _ended(running: set[int], refused: dict[int, float], campaign_id: int,
         refused.pop(campaign_id, None)
 
 
-async def serve_campaign_scheduler(service: ChatService, config: Config, instance: str, *,
+async def serve_campaign_scheduler(service: ChatService, config: Config, owner: str, *,
                                    interval: float = INTERVAL,
                                    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                                    ) -> None:
@@ -76,12 +76,12 @@ async def serve_campaign_scheduler(service: ChatService, config: Config, instanc
                         or now < refused.get(campaign.id, -RETRY_REFUSED) + RETRY_REFUSED):
                     continue
                 running.add(campaign.id)
-                nursery.start_soon(_run_one, service, config, instance, campaign,
+                nursery.start_soon(_run_one, service, config, owner, campaign,
                                    partial(_ended, running, refused, campaign.id))
             await trio.sleep(interval + random.random())
 
 
-async def _run_one(service: ChatService, config: Config, instance: str, campaign: Campaign,
+async def _run_one(service: ChatService, config: Config, owner: str, campaign: Campaign,
                    done: Callable[[bool], None]) -> None:
     async def deliver(result: AppendResult) -> None:
         service.on_committed([result])
@@ -92,11 +92,11 @@ async def _run_one(service: ChatService, config: Config, instance: str, campaign
         if campaign.spec.kind is CampaignKind.PROMPT and config.ai.enabled:
             async with open_campaign_ai(config.ai, campaign.spec.concurrency) as ai:
                 outcome = await run_campaign(service.store, campaign.id, ai=ai,
-                                             deliver=deliver, owner=instance,
+                                             deliver=deliver, owner=owner,
                                              settings=settings)
         else:
             outcome = await run_campaign(service.store, campaign.id, ai=None,
-                                         deliver=deliver, owner=instance, settings=settings)
+                                         deliver=deliver, owner=owner, settings=settings)
         log.info("campaign %d: run ended here: %s%s (%d sent by this run)", campaign.id,
                  outcome.status, f" ({outcome.stop_reason})" if outcome.stop_reason else "",
                  outcome.progress.sent_this_run)

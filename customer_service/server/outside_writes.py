@@ -1,13 +1,15 @@
-"""Delivering messages that another process committed, when there is no bus.
+"""Delivering messages that another process committed.
 
 ``campaigns run`` in a shell commits campaign messages straight to the database. With a
-bus it publishes them and every instance delivers them at once; alone, the server
-learns of them here: while a campaign runs under another owner, the conversations
+bus it also publishes them and every instance delivers them at once; but a publish can
+fail (Redis down for a moment), and without a bus there is none. So the server also
+looks for them here: while a campaign runs under another owner, the conversations
 changed in the last moments are read every ``interval`` seconds, and each one this
 instance follows (a visitor online, a known position in the sequencer) gets its new
 ``last_seq`` as a horizon. The sequencer opens a gap, and the gap filler (``server.sync``)
 reads the missing messages from the database and delivers them in order, as it does for
-a publish lost on the bus.
+a publish lost on the bus. Messages the bus already delivered change nothing (the
+sequencer is past them).
 
 When no campaign runs elsewhere (almost always) this costs one small query a second.
 """
@@ -30,11 +32,13 @@ INTERVAL = 1.0
 LOOK_BACK = 3.0
 """Seconds before the previous look that a look reaches back: commits in flight, and the
 writer's clock a little behind ours."""
+RECENT = 10.0
+"""Seconds after a campaign's last change during which the server still looks."""
 PAGE = 5000
 DEADLINE = 5.0
 
 
-async def serve_outside_writes(hub: Hub, store: Store, instance: str, *,
+async def serve_outside_writes(hub: Hub, store: Store, owner: str, *,
                                interval: float = INTERVAL,
                                task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                                ) -> None:
@@ -46,7 +50,7 @@ async def serve_outside_writes(hub: Hub, store: Store, instance: str, *,
         try:
             with trio.fail_after(DEADLINE):
                 now = datetime.now(UTC)
-                if not await _campaign_running_elsewhere(store, instance):
+                if not await _campaign_running_elsewhere(store, owner, now):
                     last_look = None
                     continue
                 since = (last_look or now) - timedelta(seconds=LOOK_BACK + interval)
@@ -76,6 +80,10 @@ async def serve_outside_writes(hub: Hub, store: Store, instance: str, *,
             hub.sync.gaps()
 
 
-async def _campaign_running_elsewhere(store: Store, instance: str) -> bool:
-    return any(campaign.status is CampaignStatus.RUNNING and campaign.lease_owner != instance
+async def _campaign_running_elsewhere(store: Store, owner: str, now: datetime) -> bool:
+    """A campaign runs under another owner, or one changed moments ago (a run that began
+    and ended between two looks, or whose last messages came after the previous look)."""
+    recent = now - timedelta(seconds=RECENT)
+    return any((campaign.status is CampaignStatus.RUNNING and campaign.lease_owner != owner)
+               or campaign.updated_at >= recent
                for campaign in await store.list_campaigns())

@@ -195,10 +195,13 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                 service.committer = committer
                 await background.start(partial(serve_sync, hub, service, config,
                                                presence_reader=bus))
-                if bus is None:
-                    await background.start(serve_outside_writes, hub, store, instance)
+                # A campaign run here is leased as host:pid:instance: a restarted server (or
+                # `campaigns run`) on this host sees the pid is gone and takes over at once.
+                campaign_owner = f"{socket.gethostname()}:{os.getpid()}:{instance}"
+                await background.start(serve_outside_writes, hub, store, campaign_owner)
                 if config.campaigns.scheduler:
-                    await background.start(serve_campaign_scheduler, service, config, instance)
+                    await background.start(serve_campaign_scheduler, service, config,
+                                           campaign_owner)
                 async with open_ai_responder(config, service) as responder:
                     service.ai = responder
                     yield Server(config, service, app, instance, reuse_port=reuse_port)

@@ -415,7 +415,11 @@ function messageEl(msg) {
   if (msg.stream_id) el.dataset.streamId = msg.stream_id;
   if (role !== "system") {
     const name = role === "visitor" ? msg.sender?.name || "Visitor" : msg.sender?.name || role;
-    el.append(h("div", { class: "meta" }, h("span", { class: "sender" }, name), h("span", { class: "ts" }, timeOf(msg.ts))));
+    const meta = h("div", { class: "meta" }, h("span", { class: "sender" }, name), h("span", { class: "ts" }, timeOf(msg.ts)));
+    if (msg.campaign_id) { // sent by a campaign, not typed by this sender: say so
+      meta.append(h("span", { class: "campaign", "data-testid": "message-campaign", title: "Sent by a campaign (customer-service campaigns report " + msg.campaign_id + ")" }, `campaign ${msg.campaign_id}`));
+    }
+    el.append(meta);
   }
   el.append(h("div", { class: "text", "data-testid": "message-text" }, msg.content || ""));
   return el;

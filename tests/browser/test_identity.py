@@ -5,6 +5,9 @@ a wrong hash is refused without a reconnect loop."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,13 @@ pytest.importorskip("playwright.sync_api", reason="playwright is not installed (
 from playwright.sync_api import expect
 
 from customer_service.core.identity import expected_hash
-from tests.browser.harness import AGENTS, EmbeddingSite, ServerProcess, running_server
+from tests.browser.harness import (
+    AGENTS,
+    EmbeddingSite,
+    ServerProcess,
+    _environment,
+    running_server,
+)
 from tests.browser.pages import Pages
 from tests.browser.ui import (
     agent_reply,
@@ -115,5 +124,45 @@ def test_a_wrong_hash_is_refused_and_not_retried(identity_server: ServerProcess,
         expect(widget_panel(visitor)).to_have_attribute("data-state", "closed")
         expect(root).not_to_have_attribute("data-user-id", USER)
         assert sockets == [f"{identity_server.url.replace('http', 'ws', 1)}/ws/visitor"]
+    finally:
+        site.close()
+
+
+def test_a_campaign_reaches_the_open_widget_and_agents_see_where_it_came_from(
+        identity_server: ServerProcess, pages: Pages) -> None:
+    """``campaigns create`` + ``campaigns run`` in a shell (another process, no bus): the
+    identified visitor's open widget shows the message live, the agent's view marks it as
+    a campaign's, and the visitor's reply reopens the conversation for agents."""
+    site = shop(identity_server, expected_hash(SECRET, USER))
+    try:
+        phone = pages.new("phone")
+        phone.goto(f"{site.url}/account")
+        phone.locator(tid("cs-bubble")).click()
+        widget_send_acked(phone, "Hello?")
+        agent = pages.new("agent")
+        login(agent, identity_server.url, AGENTS["alice"])
+        open_conversation(agent, first_conversation_id(agent))
+
+        folder = identity_server.folder
+        (folder / "audience.txt").write_text(f"{USER}\n")
+        command = [sys.executable, "-m", "customer_service",
+                   f"--config={folder / 'customer-service.toml'}", "campaigns"]
+        created = subprocess.run(
+            [*command, "create", "spring", "--audience-file", str(folder / "audience.txt"),
+             "--template", "Hi {name}, our spring sale starts today."],
+            capture_output=True, text=True, timeout=60, check=False, env=_environment())
+        assert created.returncode == 0, created.stderr
+        campaign_id = int(re.search(r"campaign (\d+)", created.stdout).group(1))  # type: ignore[union-attr]
+        ran = subprocess.run([*command, "run", str(campaign_id)], capture_output=True,
+                             text=True, timeout=60, check=False, env=_environment())
+        assert ran.returncode == 0, ran.stderr
+
+        text = "Hi Sam Shopper, our spring sale starts today."
+        expect(widget_message(phone, text, "ai")).to_have_count(1)
+        sent = agent.locator(tid("message")).filter(has_text=text)
+        expect(sent.locator(tid("message-campaign"))).to_have_text(f"campaign {campaign_id}")
+        widget_send_acked(phone, "Nice, what is on sale?")
+        expect(agent.locator(tid("message-text")).filter(
+            has_text="Nice, what is on sale?")).to_have_count(1)
     finally:
         site.close()
