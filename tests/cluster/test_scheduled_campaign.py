@@ -67,3 +67,50 @@ async def test_two_instances_run_a_scheduled_campaign_once(cluster: Cluster) -> 
     runners = [server.name for server in (a, b)
                if f"campaign {campaign.id}: running" in server.log_text()]
     assert len(runners) == 1, cluster.logs()
+
+
+async def test_a_server_killed_mid_campaign_is_restarted_and_the_campaign_finishes_once(
+        cluster: Cluster) -> None:
+    """kill -9 of the server running a scheduled campaign; the restarted server sees its
+    runner's pid is gone, takes the lease at once and goes on: each contact once."""
+    a = await cluster.start("a")
+    contacts_count = 1500
+    async with open_store(cluster.config) as store:
+        await store.upsert_contacts([ContactInput(f"k-{n}", name=f"K {n}", tags=("kill",))
+                                     for n in range(contacts_count)])
+        contacts = await store.list_contacts(tags=["kill"], limit=contacts_count)
+        campaign = await store.create_campaign(CampaignSpec(
+            name="survives", kind=CampaignKind.TEMPLATE, body="Hello {name}",
+            sender_role=Role.AI, sender_id=None, sender_name="Assistant",
+            audience={"tags": ["kill"]}, concurrency=8, rate=300.0,
+            scheduled_at=datetime.now(UTC), fallback=None, max_tokens_total=None),
+            CampaignStatus.SCHEDULED)
+        await store.add_recipients(campaign.id, [c.id for c in contacts])
+        with trio.fail_after(30):
+            while (await store.recipient_counts(campaign.id))[RecipientState.SENT] < 200:
+                await trio.sleep(0.1)
+        a.kill9()
+        sent_at_kill = (await store.recipient_counts(campaign.id))[RecipientState.SENT]
+        assert sent_at_kill < contacts_count
+
+        await cluster.start("a-again")
+        with trio.fail_after(60):
+            while (await store.get_campaign(campaign.id)).status is not (  # type: ignore[union-attr]
+                    CampaignStatus.FINISHED):
+                await trio.sleep(0.2)
+        counts = await store.recipient_counts(campaign.id)
+        assert counts[RecipientState.SENT] == contacts_count, counts
+
+    def per_conversation() -> list[int]:
+        connection = pymysql.connect(database=cluster.database, **MYSQL)  # type: ignore[arg-type]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT COUNT(*) FROM messages WHERE campaign_id = %s"
+                               " GROUP BY conversation_id", (campaign.id,))
+                return [int(row[0]) for row in cursor.fetchall()]
+        finally:
+            connection.close()
+
+    counts_per_conversation = await trio.to_thread.run_sync(per_conversation)
+    assert len(counts_per_conversation) == contacts_count
+    assert set(counts_per_conversation) == {1}
