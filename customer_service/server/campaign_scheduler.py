@@ -2,7 +2,8 @@
 
 Every few seconds each instance asks the store for due campaigns: scheduled ones whose
 time has come, and running ones whose runner's lease expired (an instance died in the
-middle: the run continues where it stopped). Any instance may try; the campaign's lease
+middle: the run continues where it stopped) or whose runner was a process of this host
+that is gone (a server killed and restarted takes over at once). Any instance may try; the campaign's lease
 (a compare-and-set on its row, ``claim_campaign``) lets exactly one run it, even with
 several instances on one database. A campaign created without ``--at`` is run by
 ``campaigns run`` in a shell and never taken over here: stopping that command with
@@ -23,9 +24,9 @@ from functools import partial
 import trio
 
 from customer_service.campaigns.ai_edge import open_campaign_ai
-from customer_service.campaigns.runner import run_campaign, settings_for
+from customer_service.campaigns.runner import holder_is_dead, run_campaign, settings_for
 from customer_service.config import Config
-from customer_service.core.models import AppendResult, Campaign, CampaignKind
+from customer_service.core.models import AppendResult, Campaign, CampaignKind, CampaignStatus
 from customer_service.errors import CustomerServiceError
 from customer_service.server.service import ChatService
 
@@ -61,7 +62,7 @@ async def serve_campaign_scheduler(service: ChatService, config: Config, owner: 
         while True:
             try:
                 with trio.fail_after(LOOK_DEADLINE):
-                    due = await service.store.due_campaigns(datetime.now(UTC))
+                    due = await _due(service, datetime.now(UTC))
             except (CustomerServiceError, trio.TooSlowError) as exc:
                 if not failing:
                     log.warning("could not look for due campaigns (%s); trying again",
@@ -79,6 +80,17 @@ async def serve_campaign_scheduler(service: ChatService, config: Config, owner: 
                 nursery.start_soon(_run_one, service, config, owner, campaign,
                                    partial(_ended, running, refused, campaign.id))
             await trio.sleep(interval + random.random())
+
+
+async def _due(service: ChatService, now: datetime) -> list[Campaign]:
+    """Due campaigns, and running ones whose runner was a process of this host that is gone
+    (a server killed and restarted): those need not wait for their lease to expire."""
+    due = await service.store.due_campaigns(now)
+    known = {campaign.id for campaign in due}
+    due += [campaign for campaign in await service.store.list_campaigns()
+            if campaign.status is CampaignStatus.RUNNING and campaign.id not in known
+            and campaign.lease_owner and holder_is_dead(campaign.lease_owner)]
+    return due
 
 
 async def _run_one(service: ChatService, config: Config, owner: str, campaign: Campaign,

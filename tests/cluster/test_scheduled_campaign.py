@@ -93,13 +93,15 @@ async def test_a_server_killed_mid_campaign_is_restarted_and_the_campaign_finish
         sent_at_kill = (await store.recipient_counts(campaign.id))[RecipientState.SENT]
         assert sent_at_kill < contacts_count
 
-        await cluster.start("a-again")
+        again = await cluster.start("a-again")
         with trio.fail_after(60):
             while (await store.get_campaign(campaign.id)).status is not (  # type: ignore[union-attr]
                     CampaignStatus.FINISHED):
                 await trio.sleep(0.2)
         counts = await store.recipient_counts(campaign.id)
         assert counts[RecipientState.SENT] == contacts_count, counts
+        # It did not wait for the dead runner's lease to expire:
+        assert "is gone; taking over" in again.log_text()
 
     def per_conversation() -> list[int]:
         connection = pymysql.connect(database=cluster.database, **MYSQL)  # type: ignore[arg-type]
