@@ -54,6 +54,11 @@ MAX_TAG: Final = 64
 MAX_TAGS: Final = 100
 MAX_ATTRIBUTES_BYTES: Final = 65_000
 """Of the attributes object encoded as JSON (it is stored as one JSON text)."""
+MAX_ATTRIBUTES_DEPTH: Final = 32
+"""Levels of objects and lists, the attributes object being the first. JSON decoders and
+encoders recurse once per level, so a "depth bomb" would otherwise fail with a
+``RecursionError`` here, or later wherever the contact is read (a server thread, the bus)."""
+_TOO_DEEP: Final = f"nested deeper than {MAX_ATTRIBUTES_DEPTH} levels"
 MAX_LINE_BYTES: Final = 1 << 20
 """A longer line is refused without being read into memory whole."""
 
@@ -277,11 +282,34 @@ def _attributes(raw: Any, extra: dict[str, Any], problems: list[Problem]
         attributes = dict(raw)
     if extra:
         attributes = {**(attributes or {}), **extra}
+    if attributes is not None and _depth(attributes) > MAX_ATTRIBUTES_DEPTH:
+        problems.append(Problem("attributes", _TOO_DEEP))
+        return None
     if attributes is not None and len(_json_encode.encode(attributes)) > MAX_ATTRIBUTES_BYTES:
         problems.append(Problem("attributes", f"larger than {MAX_ATTRIBUTES_BYTES} bytes "
                                               "as JSON"))
         return None
     return attributes
+
+
+def _depth(value: object) -> int:
+    """How many objects and lists deep ``value`` is (0 for a scalar), without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_ATTRIBUTES_DEPTH:
+            break
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _json_kind(value: object) -> str:
@@ -343,6 +371,9 @@ def _parse_jsonl(lines: Iterator[bytes]) -> Iterator[Parsed]:
             data = _json_decode.decode(raw)
         except msgspec.DecodeError as exc:
             yield Refused(number, (Problem(None, f"invalid JSON ({exc})"),))
+            continue
+        except RecursionError:  # far deeper than MAX_ATTRIBUTES_DEPTH
+            yield Refused(number, (Problem("attributes", _TOO_DEEP),))
             continue
         if not isinstance(data, dict):
             yield Refused(number, (Problem(None, f"must be a JSON object, not "
@@ -473,4 +504,6 @@ def _json_cell(cell: str, problems: list[Problem]) -> object:
         return _json_decode.decode(cell)
     except msgspec.DecodeError as exc:
         problems.append(Problem("attributes", f"invalid JSON ({exc})"))
-        return None
+    except RecursionError:  # far deeper than MAX_ATTRIBUTES_DEPTH
+        problems.append(Problem("attributes", _TOO_DEEP))
+    return None

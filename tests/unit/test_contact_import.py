@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from customer_service.core.contact_import import (
     MAX_ATTRIBUTES_BYTES,
+    MAX_ATTRIBUTES_DEPTH,
     MAX_EXTERNAL_ID,
     MAX_TAGS,
     Accepted,
@@ -405,3 +406,30 @@ def test_any_bytes_give_records_refusals_or_a_file_error(data: bytes, fmt: FileF
             assert 1 <= len(r.contact.external_id) <= MAX_EXTERNAL_ID
     seen = [r.contact.external_id for r in results if isinstance(r, Accepted)]
     assert len(seen) == len(set(seen))
+
+
+# --- nesting (a JSON "depth bomb" is a refusal, not a RecursionError) -------------
+
+def nested(depth: int) -> str:
+    """A JSON value ``depth`` containers deep: ``[[...]]``."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [MAX_ATTRIBUTES_DEPTH, 100, 5000, 50_000])
+def test_deeply_nested_attributes_are_refused_by_line_and_field(depth: int) -> None:
+    # the attributes object is the first level, so a value of depth d makes d + 1
+    jsonl = (f'{{"external_id": "u1", "attributes": {{"a": {nested(depth)}}}}}\n'
+             f'{{"external_id": "u2", "orders": {nested(depth)}}}\n'
+             '{"external_id": "u3"}\n').encode()
+    cell = nested(depth).replace('"', '""')
+    csv_data = (f'external_id,attributes\nu1,"{{""a"": {cell}}}"\nu3,\n').encode()
+    message = f"attributes: nested deeper than {MAX_ATTRIBUTES_DEPTH} levels"
+    assert refusals(jsonl, JSONL) == [f"line 1: {message}", f"line 2: {message}"]
+    assert refusals(csv_data, CSV) == [f"line 2: {message}"]
+    assert [c.external_id for c in accepted(b'{"external_id": "u3"}\n', JSONL)] == ["u3"]
+
+
+def test_attributes_as_deep_as_allowed_are_kept() -> None:
+    value = json.loads(nested(MAX_ATTRIBUTES_DEPTH - 1))
+    data = json.dumps({"external_id": "u1", "attributes": {"a": value}}).encode()
+    assert accepted(data, JSONL) == [ContactInput("u1", attributes={"a": value})]
