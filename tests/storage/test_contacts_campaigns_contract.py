@@ -89,6 +89,22 @@ async def test_external_ids_compare_exactly(store: Store) -> None:
     assert found is not None and found.external_id == "x "
 
 
+async def test_a_batch_of_contacts_with_the_largest_attributes_is_written(store: Store) -> None:
+    """300 contacts with attributes at the import's limit (65,000 bytes of JSON, made of
+    quotes, which MySQL's escaping doubles) are ~40 MB of SQL as one multi-row statement:
+    past MariaDB's max_allowed_packet (16 MiB), which drops the connection."""
+    def fat(i: int) -> ContactInput:
+        return ContactInput(f"fat{i}", name='"' * 255, tags=("big",),
+                            attributes={"q": '"' * 32_400, "i": i})
+
+    items = [fat(i) for i in range(300)]
+    assert await store.upsert_contacts(items) == UpsertCounts(created=300, updated=0)
+    assert await store.upsert_contacts(items) == UpsertCounts(created=0, updated=300)
+    last = await store.get_contact_by_external_id("fat299")
+    assert last is not None and last.attributes == {"q": '"' * 32_400, "i": 299}
+    assert await store.count_contacts(tags=["big"]) == 300
+
+
 async def test_large_batches_list_in_pages_by_id_and_by_tags(store: Store) -> None:
     items = [ContactInput(f"e{i:04d}", name=f"N{i}",
                           tags=tuple(t for t, every in (("even", 2), ("third", 3))
