@@ -455,7 +455,10 @@ def _csv_rows(reader: Any, columns: list[str], long_lines: list[int]) -> Iterato
             return
         except csv.Error as exc:
             end = reader.line_num
-            yield Refused(start, (Problem(None, f"not valid CSV ({exc})"),))
+            # a stray quote swallows the lines after it: say which, as none of them is
+            # imported (a field over the csv module's limit stops it after 128 KiB)
+            span = f" in lines {start} to {end}, read as one record" if end > start else ""
+            yield Refused(start, (Problem(None, f"not valid CSV ({exc}){span}"),))
             continue
         end = reader.line_num
         if long_lines and long_lines[0] <= end:

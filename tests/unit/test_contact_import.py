@@ -202,6 +202,22 @@ def test_csv_bad_quoting_refuses_that_record_and_goes_on() -> None:
         "line 4: not valid CSV (unexpected end of data)"]
 
 
+def test_csv_an_unclosed_quote_names_the_lines_it_swallowed() -> None:
+    # the quote on line 3 runs to the end of the file: lines 4-6 are not contacts
+    # of their own, which --skip-errors would otherwise leave out without a word
+    data = b'external_id,name\nu1,ok\nu2,"never closed\nu3,a\nu4,b\nu5,c\n'
+    assert refusals(data, CSV) == ["line 3: not valid CSV (unexpected end of data) in "
+                                   "lines 3 to 6, read as one record"]
+    big = b"external_id,name\nu1,\"oops\n" + b"".join(
+        b"u%d,%s\n" % (i, b"x" * 100) for i in range(2, 3002))
+    results = parse(big, CSV)
+    assert str(results[0]).startswith("line 2: not valid CSV (field larger than field limit")
+    assert str(results[0]).endswith(", read as one record")
+    swallowed_to = int(str(results[0]).split(" to ")[1].split(",")[0])
+    first_kept = results[1]
+    assert isinstance(first_kept, Accepted) and first_kept.line == swallowed_to + 1
+
+
 def test_csv_over_long_line_is_refused_without_reading_it_whole() -> None:
     data = b"external_id,name\nu1," + b"x" * 3000 + b"\nu2,ok\n"
     lines = read_lines(io.BytesIO(data), max_bytes=1000)
