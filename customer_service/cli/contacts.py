@@ -53,7 +53,9 @@ def _echo_json(data: Any) -> None:
 
 
 def _unknown(external_id: str) -> NotFound:
-    return NotFound(f"no contact with external_id {external_id!r} "
+    from customer_service.core.contact_import import quoted
+
+    return NotFound(f"no contact with external_id {quoted(external_id)} "
                     "(see 'customer-service contacts list')")
 
 

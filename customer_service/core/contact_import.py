@@ -199,7 +199,7 @@ class _Builder:
             return None
         first = self.seen.get(value)
         if first is not None:
-            problems.insert(0, Problem("external_id", f"{_show(value)} already on line {first}"))
+            problems.insert(0, Problem("external_id", f"{quoted(value)} already on line {first}"))
             return None
         self.seen[value] = line
         return value
@@ -214,7 +214,7 @@ def _control(value: str) -> str:
     return ""
 
 
-def _show(value: str, width: int = 40) -> str:
+def quoted(value: str, width: int = 40) -> str:
     """A value quoted for a message, cut when long."""
     return repr(value if len(value) <= width else value[: width - 1] + "…")
 
@@ -255,11 +255,11 @@ def tag_problem(tag: str) -> str:
     if not tag:
         return "a tag cannot be empty"
     if len(tag) > MAX_TAG:
-        return f"{_show(tag)} is longer than {MAX_TAG} characters"
+        return f"{quoted(tag)} is longer than {MAX_TAG} characters"
     if _TAG_SPLIT.search(tag):
-        return f"{_show(tag)}: a tag cannot hold ';' or ',' (they separate tags in CSV)"
+        return f"{quoted(tag)}: a tag cannot hold ';' or ',' (they separate tags in CSV)"
     control = _control(tag)
-    return f"{_show(tag)} {control}" if control else ""
+    return f"{quoted(tag)} {control}" if control else ""
 
 
 def check_tag(tag: str) -> str:
@@ -335,7 +335,7 @@ def _flag(raw: Any, problems: list[Problem]) -> bool | None:
             return True
         if word in _FALSE:
             return False
-        problems.append(Problem("unsubscribed", f"{_show(raw)} is not one of true, false, 1, "
+        problems.append(Problem("unsubscribed", f"{quoted(raw)} is not one of true, false, 1, "
                                                 "0, yes, no"))
         return None
     problems.append(Problem("unsubscribed", "must be true or false"))

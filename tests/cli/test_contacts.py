@@ -273,6 +273,13 @@ def test_unknown_external_id_is_named(run: CliRun, imported: None) -> None:
                                  "'customer-service contacts list')\n"), args
 
 
+def test_an_unknown_long_external_id_is_named_in_one_short_line(run: CliRun) -> None:
+    result = run("contacts", "show", "x" * 5000)
+    assert result.exit_code == 1
+    assert result.output == ("Error: no contact with external_id 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                             "xxxxxxxxxx…' (see 'customer-service contacts list')\n")
+
+
 # --- changes -----------------------------------------------------------------------
 
 def tags_of(run: CliRun, external_id: str) -> list[str]:
