@@ -356,13 +356,14 @@ def _parse_jsonl(lines: Iterator[bytes]) -> Iterator[Parsed]:
     builder = _Builder()
     any_line = False
     for number, line in enumerate(lines, start=1):
-        any_line = True
         if isinstance(line, OverLong):
+            any_line = True
             yield Refused(number, (Problem(None, f"longer than {MAX_LINE_BYTES} bytes"),))
             continue
         raw = line.removeprefix(_BOM) if number == 1 else line
         if not raw.strip():
             continue
+        any_line = True
         problem = _utf8_problem(raw)
         if problem:
             yield Refused(number, (Problem(None, problem),))
@@ -382,7 +383,7 @@ def _parse_jsonl(lines: Iterator[bytes]) -> Iterator[Parsed]:
         values = {key: data[key] for key in KNOWN if key in data}
         extra = {key: value for key, value in data.items() if key not in KNOWN}
         yield builder.build(number, values, extra, [])
-    if not any_line:
+    if not any_line:  # nothing but blank lines (and a byte-order mark), if anything
         raise BadRequest("the file is empty")
 
 

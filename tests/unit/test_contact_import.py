@@ -309,9 +309,11 @@ def test_jsonl_bom_and_crlf() -> None:
     assert [c.external_id for c in accepted(data, JSONL)] == ["u1", "u2"]
 
 
-def test_jsonl_empty_file() -> None:
+@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b"\n", b"\xef\xbb\xbf\r\n  \n\n"])
+def test_jsonl_empty_file(data: bytes) -> None:
+    # a byte-order mark or blank lines alone hold no contact: the same as a CSV file
     with pytest.raises(BadRequest, match="the file is empty"):
-        parse(b"", JSONL)
+        parse(data, JSONL)
 
 
 def test_jsonl_over_long_line() -> None:
