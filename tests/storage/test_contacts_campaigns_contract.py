@@ -206,6 +206,28 @@ async def test_link_visitor_fills_an_imported_contact_and_makes_a_conversation(
         await store.link_visitor(999_999, "imp", None, None)
 
 
+async def test_an_unlinked_visitor_is_never_served_a_contacts_conversation(store: Store) -> None:
+    """A visitor linked to Alice, relinked to Bob (a shared computer), then unlinked by
+    Bob's deletion: its current conversation is a new one, not Alice's it began."""
+    phone = await store.create_visitor("bobs-phone", "", "", "")
+    await store.link_visitor(phone.id, "bob", None, None)  # Bob's conversation: his phone's
+    shared = await store.create_visitor("shared-browser", "", "", "")
+    _, alice_conversation = await store.link_visitor(shared.id, "alice", None, None)
+    assert alice_conversation.visitor_id == shared.id
+    await store.link_visitor(shared.id, "bob", None, None)
+    await store.delete_contact("bob")
+    assert await store.contact_for_visitor(shared.id) is None
+    current = await store.current_conversation(shared.id)
+    assert current.id != alice_conversation.id
+    again = await store.current_conversation(shared.id)
+    assert again.id == current.id  # and that new one is its own from then on
+    # a visitor whose own contact was deleted keeps its conversation (no longer a contact's)
+    own = await store.create_visitor("own-browser", "", "", "")
+    _, own_conversation = await store.link_visitor(own.id, "carol", None, None)
+    await store.delete_contact("carol")
+    assert (await store.current_conversation(own.id)).id == own_conversation.id
+
+
 async def test_a_visitor_conversation_of_another_contact_is_not_adopted(store: Store) -> None:
     visitor = await store.create_visitor("h", "", "", "/")
     _, first = await store.link_visitor(visitor.id, "alice", None, None)
