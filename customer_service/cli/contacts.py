@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from customer_service.core.models import Contact, ContactInput
     from customer_service.storage.base import Store
 
+MAX_ID = 2**63 - 1
+"""The largest id a database holds (a signed 64-bit integer): SQLite refuses to even
+compare with a larger number."""
+
 SHOWN_REFUSALS = 50
 """Refused lines printed one by one; the rest are counted."""
 
@@ -49,7 +53,9 @@ def _echo_json(data: Any) -> None:
 
 
 def _unknown(external_id: str) -> NotFound:
-    return NotFound(f"no contact with external_id {external_id!r} "
+    from customer_service.core.contact_import import quoted
+
+    return NotFound(f"no contact with external_id {quoted(external_id)} "
                     "(see 'customer-service contacts list')")
 
 
@@ -215,7 +221,7 @@ def import_contacts(path: str, fmt: str | None, skip_errors: bool, batch_size: i
               help="Only unsubscribed (or only subscribed) contacts.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
               help="At most this many, by id.")
-@click.option("--after", "after_id", type=click.IntRange(0), default=0, metavar="ID",
+@click.option("--after", "after_id", type=click.IntRange(0, MAX_ID), default=0, metavar="ID",
               help="Only contacts with an id above this one (the next page).")
 @json_option
 def list_contacts(tags: tuple[str, ...], unsubscribed: bool | None, limit: int, after_id: int,

@@ -111,7 +111,7 @@ def list_conversations(status: str | None, limit: int, as_json: bool) -> None:
 
 
 @conversations.command()
-@click.argument("conversation_id", metavar="ID", type=int)
+@click.argument("conversation_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
 @json_option
 def show(conversation_id: int, as_json: bool) -> None:
     """Show one conversation and all its messages.

@@ -54,6 +54,11 @@ MAX_TAG: Final = 64
 MAX_TAGS: Final = 100
 MAX_ATTRIBUTES_BYTES: Final = 65_000
 """Of the attributes object encoded as JSON (it is stored as one JSON text)."""
+MAX_ATTRIBUTES_DEPTH: Final = 32
+"""Levels of objects and lists, the attributes object being the first. JSON decoders and
+encoders recurse once per level, so a "depth bomb" would otherwise fail with a
+``RecursionError`` here, or later wherever the contact is read (a server thread, the bus)."""
+_TOO_DEEP: Final = f"nested deeper than {MAX_ATTRIBUTES_DEPTH} levels"
 MAX_LINE_BYTES: Final = 1 << 20
 """A longer line is refused without being read into memory whole."""
 
@@ -194,7 +199,7 @@ class _Builder:
             return None
         first = self.seen.get(value)
         if first is not None:
-            problems.insert(0, Problem("external_id", f"{_show(value)} already on line {first}"))
+            problems.insert(0, Problem("external_id", f"{quoted(value)} already on line {first}"))
             return None
         self.seen[value] = line
         return value
@@ -209,7 +214,7 @@ def _control(value: str) -> str:
     return ""
 
 
-def _show(value: str, width: int = 40) -> str:
+def quoted(value: str, width: int = 40) -> str:
     """A value quoted for a message, cut when long."""
     return repr(value if len(value) <= width else value[: width - 1] + "…")
 
@@ -250,11 +255,11 @@ def tag_problem(tag: str) -> str:
     if not tag:
         return "a tag cannot be empty"
     if len(tag) > MAX_TAG:
-        return f"{_show(tag)} is longer than {MAX_TAG} characters"
+        return f"{quoted(tag)} is longer than {MAX_TAG} characters"
     if _TAG_SPLIT.search(tag):
-        return f"{_show(tag)}: a tag cannot hold ';' or ',' (they separate tags in CSV)"
+        return f"{quoted(tag)}: a tag cannot hold ';' or ',' (they separate tags in CSV)"
     control = _control(tag)
-    return f"{_show(tag)} {control}" if control else ""
+    return f"{quoted(tag)} {control}" if control else ""
 
 
 def check_tag(tag: str) -> str:
@@ -277,11 +282,34 @@ def _attributes(raw: Any, extra: dict[str, Any], problems: list[Problem]
         attributes = dict(raw)
     if extra:
         attributes = {**(attributes or {}), **extra}
+    if attributes is not None and _depth(attributes) > MAX_ATTRIBUTES_DEPTH:
+        problems.append(Problem("attributes", _TOO_DEEP))
+        return None
     if attributes is not None and len(_json_encode.encode(attributes)) > MAX_ATTRIBUTES_BYTES:
         problems.append(Problem("attributes", f"larger than {MAX_ATTRIBUTES_BYTES} bytes "
                                               "as JSON"))
         return None
     return attributes
+
+
+def _depth(value: object) -> int:
+    """How many objects and lists deep ``value`` is (0 for a scalar), without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        children: Iterable[object]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > MAX_ATTRIBUTES_DEPTH:
+            break
+        pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _json_kind(value: object) -> str:
@@ -307,7 +335,7 @@ def _flag(raw: Any, problems: list[Problem]) -> bool | None:
             return True
         if word in _FALSE:
             return False
-        problems.append(Problem("unsubscribed", f"{_show(raw)} is not one of true, false, 1, "
+        problems.append(Problem("unsubscribed", f"{quoted(raw)} is not one of true, false, 1, "
                                                 "0, yes, no"))
         return None
     problems.append(Problem("unsubscribed", "must be true or false"))
@@ -328,13 +356,14 @@ def _parse_jsonl(lines: Iterator[bytes]) -> Iterator[Parsed]:
     builder = _Builder()
     any_line = False
     for number, line in enumerate(lines, start=1):
-        any_line = True
         if isinstance(line, OverLong):
+            any_line = True
             yield Refused(number, (Problem(None, f"longer than {MAX_LINE_BYTES} bytes"),))
             continue
         raw = line.removeprefix(_BOM) if number == 1 else line
         if not raw.strip():
             continue
+        any_line = True
         problem = _utf8_problem(raw)
         if problem:
             yield Refused(number, (Problem(None, problem),))
@@ -344,6 +373,9 @@ def _parse_jsonl(lines: Iterator[bytes]) -> Iterator[Parsed]:
         except msgspec.DecodeError as exc:
             yield Refused(number, (Problem(None, f"invalid JSON ({exc})"),))
             continue
+        except RecursionError:  # far deeper than MAX_ATTRIBUTES_DEPTH
+            yield Refused(number, (Problem("attributes", _TOO_DEEP),))
+            continue
         if not isinstance(data, dict):
             yield Refused(number, (Problem(None, f"must be a JSON object, not "
                                                  f"{_json_kind(data)}"),))
@@ -351,7 +383,7 @@ def _parse_jsonl(lines: Iterator[bytes]) -> Iterator[Parsed]:
         values = {key: data[key] for key in KNOWN if key in data}
         extra = {key: value for key, value in data.items() if key not in KNOWN}
         yield builder.build(number, values, extra, [])
-    if not any_line:
+    if not any_line:  # nothing but blank lines (and a byte-order mark), if anything
         raise BadRequest("the file is empty")
 
 
@@ -424,7 +456,10 @@ def _csv_rows(reader: Any, columns: list[str], long_lines: list[int]) -> Iterato
             return
         except csv.Error as exc:
             end = reader.line_num
-            yield Refused(start, (Problem(None, f"not valid CSV ({exc})"),))
+            # a stray quote swallows the lines after it: say which, as none of them is
+            # imported (a field over the csv module's limit stops it after 128 KiB)
+            span = f" in lines {start} to {end}, read as one record" if end > start else ""
+            yield Refused(start, (Problem(None, f"not valid CSV ({exc}){span}"),))
             continue
         end = reader.line_num
         if long_lines and long_lines[0] <= end:
@@ -473,4 +508,6 @@ def _json_cell(cell: str, problems: list[Problem]) -> object:
         return _json_decode.decode(cell)
     except msgspec.DecodeError as exc:
         problems.append(Problem("attributes", f"invalid JSON ({exc})"))
-        return None
+    except RecursionError:  # far deeper than MAX_ATTRIBUTES_DEPTH
+        problems.append(Problem("attributes", _TOO_DEEP))
+    return None

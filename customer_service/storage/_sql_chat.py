@@ -61,12 +61,21 @@ def _existing_conversation(tx: Tx, conversation_id: int) -> Conversation:
 
 
 def current_conversation(tx: Tx, visitor_id: int) -> Conversation:
-    """Lock the visitor row first, so two instances cannot both create one."""
-    if tx.one(f"SELECT id FROM visitors WHERE id = ?{tx.dialect.for_update}",
-              (visitor_id,)) is None:
+    """The visitor's newest conversation, or a new one. Lock the visitor row first, so two
+    instances cannot both create one.
+
+    Only a conversation of nobody's or of the visitor's own contact: the visitor may have
+    begun one for another user of a shared computer, then been relinked (and unlinked
+    again, when that next user's contact was deleted), and its token alone must not open
+    the first user's history. A deleted contact's conversations belong to nobody, so its
+    visitors still get back the ones they had."""
+    found = tx.one(f"SELECT contact_id FROM visitors WHERE id = ?{tx.dialect.for_update}",
+                   (visitor_id,))
+    if found is None:
         raise NotFound(f"no visitor with id {visitor_id}")
     row = tx.one(f"SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.visitor_id = ?"
-                 " ORDER BY c.id DESC LIMIT 1", (visitor_id,))
+                 " AND (c.contact_id IS NULL OR c.contact_id = ?) ORDER BY c.id DESC LIMIT 1",
+                 (visitor_id, found[0]))
     if row is not None:
         return conversation_from(row)
     created = now_ms()

@@ -13,7 +13,7 @@ last), so writers meeting on the same rows wait rather than deadlock.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -28,6 +28,7 @@ from customer_service.core.models import (
 from customer_service.errors import NotFound
 from customer_service.storage._sql import (
     CONVERSATION_COLUMNS,
+    IN_CHUNK,
     Row,
     Tx,
     chunks,
@@ -43,6 +44,11 @@ CONTACT_WIDTH = 10
 
 UPDATE_CHUNK = 100
 """Rows per multi-row ``UPDATE ... CASE``: each row costs a ``WHEN`` per column."""
+STATEMENT_BYTES = 1 << 20
+"""Bytes of values in one multi-row statement, at most (a row alone may be larger).
+MySQL refuses a statement longer than ``max_allowed_packet`` by dropping the connection
+(16 MiB by default on MariaDB, 4 MiB on older MySQL), and 500 contacts with attributes
+at the import's limit, 65,000 bytes each, would make 32 MB or more."""
 
 _encoder = msgspec.json.Encoder(order="sorted")
 _attributes = msgspec.json.Decoder(dict[str, Any])
@@ -131,13 +137,13 @@ def upsert_contacts(tx: Tx, items: Sequence[ContactInput]) -> UpsertCounts:
             inserts.append((item.external_id, *values, moment, moment))
         else:
             updates.append((int(old[0]), *values))
-    for chunk in chunks(inserts):
+    for chunk in _sized(inserts, IN_CHUNK):
         tx.execute("INSERT INTO contacts (external_id, name, email, phone, attributes,"
                    " unsubscribed, created_at, updated_at) VALUES "
                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                    [value for row in chunk for value in row])
-    for start in range(0, len(updates), UPDATE_CHUNK):
-        _update_rows(tx, updates[start:start + UPDATE_CHUNK], moment)
+    for chunk in _sized(updates, UPDATE_CHUNK):
+        _update_rows(tx, chunk, moment)
 
     tagged = [item for item in items if item.tags is not None]
     if tagged:
@@ -149,6 +155,20 @@ def upsert_contacts(tx: Tx, items: Sequence[ContactInput]) -> UpsertCounts:
         _insert_tags(tx, [(ids[item.external_id], tag) for item in tagged
                           for tag in sorted(set(item.tags or ()))])
     return UpsertCounts(created=len(inserts), updated=len(updates))
+
+
+def _sized(rows: Sequence[tuple[Any, ...]], most: int) -> Iterator[Sequence[tuple[Any, ...]]]:
+    """``rows`` in runs of at most ``most`` rows and about ``STATEMENT_BYTES`` of values,
+    each text counted at twice its UTF-8 length (the most that escaping can make it)."""
+    start = size = 0
+    for end, row in enumerate(rows):
+        cost = sum(2 * len(v.encode()) if isinstance(v, str) else 24 for v in row)
+        if end > start and (end - start >= most or size + cost > STATEMENT_BYTES):
+            yield rows[start:end]
+            start, size = end, 0
+        size += cost
+    if start < len(rows):
+        yield rows[start:]
 
 
 def _update_rows(tx: Tx, rows: Sequence[tuple[Any, ...]], moment: int) -> None:

@@ -172,6 +172,18 @@ def test_file_errors(run: CliRun, tmp_path: Path, data: bytes, message: str) -> 
     assert result.output == f"Error: {path}: {message}\n"
 
 
+def test_a_json_depth_bomb_is_a_refused_line(run: CliRun, store_call: StoreCall,
+                                             tmp_path: Path) -> None:
+    bomb = "[" * 100_000 + "]" * 100_000
+    path = write(tmp_path, "bomb.jsonl", (f'{{"external_id": "u1"}}\n'
+                                          f'{{"external_id": "u2", "attributes": {{"a": {bomb}}}}}\n'
+                                          ).encode())
+    result = run("contacts", "import", path)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == "line 2: attributes: nested deeper than 32 levels"
+    assert all_contacts(store_call) == []
+
+
 def test_missing_file_and_bad_batch_size(run: CliRun, tmp_path: Path) -> None:
     missing = run("contacts", "import", str(tmp_path / "nope.csv"))
     assert missing.exit_code == 2 and "does not exist" in missing.output
@@ -226,6 +238,13 @@ def test_list_json_filters_and_pages(run: CliRun, imported: None) -> None:
 
 def test_list_bad_values(run: CliRun) -> None:
     assert run("contacts", "list", "--limit", "0").exit_code == 2
+    # past the largest id a database holds: a usage error, not SQLite's OverflowError
+    for after in ("-1", str(2**63), "9" * 30):
+        too_far = run("contacts", "list", "--after", after)
+        assert too_far.exit_code == 2, too_far.output
+        assert "Invalid value for '--after'" in too_far.output
+        assert "Traceback" not in too_far.output
+    assert run("contacts", "list", "--after", str(2**63 - 1)).exit_code == 0
     bad_tag = run("contacts", "list", "--tag", "a;b")
     assert bad_tag.exit_code == 1
     assert bad_tag.output == ("Error: tag 'a;b': a tag cannot hold ';' or ',' (they separate "
@@ -252,6 +271,13 @@ def test_unknown_external_id_is_named(run: CliRun, imported: None) -> None:
         assert result.exit_code == 1, args
         assert result.output == ("Error: no contact with external_id 'nope' (see "
                                  "'customer-service contacts list')\n"), args
+
+
+def test_an_unknown_long_external_id_is_named_in_one_short_line(run: CliRun) -> None:
+    result = run("contacts", "show", "x" * 5000)
+    assert result.exit_code == 1
+    assert result.output == ("Error: no contact with external_id 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                             "xxxxxxxxxx…' (see 'customer-service contacts list')\n")
 
 
 # --- changes -----------------------------------------------------------------------

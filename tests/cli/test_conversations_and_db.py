@@ -117,6 +117,14 @@ def test_show_unknown_conversation(run: CliRun) -> None:
     assert "Traceback" not in result.output
 
 
+def test_show_an_id_no_database_holds_is_a_usage_error(run: CliRun) -> None:
+    for bad in ("0", str(2**63), "9" * 30):
+        result = run("conversations", "show", bad)
+        assert result.exit_code == 2, (bad, result.output)
+        assert "Invalid value for 'ID'" in result.output
+        assert "Traceback" not in result.output
+
+
 # --- the tables, line by line ------------------------------------------------------------
 
 def _lines(result: Result) -> list[str]:

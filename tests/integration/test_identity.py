@@ -230,6 +230,32 @@ async def test_a_shared_computer_switches_contact_and_a_signed_out_visitor_start
         await vis.nothing_more()
 
 
+async def test_a_shared_computers_token_never_opens_the_previous_users_history_once_the_next_one_is_deleted(
+        server: Server) -> None:
+    """Alice chats on a shared browser, Bob signs in there, then Bob's contact is deleted
+    (an erasure request): the browser's visitor is no longer linked to anyone, and its
+    token alone must not open Alice's conversation, which is still hers."""
+    store = server.service.store
+    async with visitor(server, **signed("bob")) as (phone, _):  # Bob's own history
+        await phone.send(type="text", id="b", content="bob's words")
+        await phone.recv_type("ack", id="b")
+    async with visitor(server, **signed("alice")) as (vis, as_alice):
+        await vis.send(type="text", id="a", content="alice's secret")
+        await vis.recv_type("ack", id="a")
+    token = as_alice["visitor_token"]
+    async with visitor(server, visitor_token=token, last_seq=1,
+                       conversation_id=as_alice["conversation_id"],
+                       **signed("bob")) as (_, as_bob):
+        assert as_bob["visitor_id"] == as_alice["visitor_id"]
+    await store.delete_contact("bob")
+    async with visitor(server, visitor_token=token, last_seq=0) as (vis, anonymous):
+        assert anonymous["conversation_id"] != as_alice["conversation_id"]
+        assert anonymous["last_seq"] == 0
+        await vis.nothing_more()  # nothing of Alice's
+    alice = await store.contact_for_conversation(as_alice["conversation_id"])
+    assert alice is not None and alice.external_id == "alice"
+
+
 async def test_the_welcome_says_how_far_the_contact_has_read_on_any_device(
         server: Server) -> None:
     _, token = await make_agent(server, "alice")

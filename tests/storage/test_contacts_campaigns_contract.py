@@ -89,6 +89,22 @@ async def test_external_ids_compare_exactly(store: Store) -> None:
     assert found is not None and found.external_id == "x "
 
 
+async def test_a_batch_of_contacts_with_the_largest_attributes_is_written(store: Store) -> None:
+    """300 contacts with attributes at the import's limit (65,000 bytes of JSON, made of
+    quotes, which MySQL's escaping doubles) are ~40 MB of SQL as one multi-row statement:
+    past MariaDB's max_allowed_packet (16 MiB), which drops the connection."""
+    def fat(i: int) -> ContactInput:
+        return ContactInput(f"fat{i}", name='"' * 255, tags=("big",),
+                            attributes={"q": '"' * 32_400, "i": i})
+
+    items = [fat(i) for i in range(300)]
+    assert await store.upsert_contacts(items) == UpsertCounts(created=300, updated=0)
+    assert await store.upsert_contacts(items) == UpsertCounts(created=0, updated=300)
+    last = await store.get_contact_by_external_id("fat299")
+    assert last is not None and last.attributes == {"q": '"' * 32_400, "i": 299}
+    assert await store.count_contacts(tags=["big"]) == 300
+
+
 async def test_large_batches_list_in_pages_by_id_and_by_tags(store: Store) -> None:
     items = [ContactInput(f"e{i:04d}", name=f"N{i}",
                           tags=tuple(t for t, every in (("even", 2), ("third", 3))
@@ -188,6 +204,28 @@ async def test_link_visitor_fills_an_imported_contact_and_makes_a_conversation(
     assert (await store.current_conversation(visitor.id)).id == conversation.id
     with pytest.raises(NotFound):
         await store.link_visitor(999_999, "imp", None, None)
+
+
+async def test_an_unlinked_visitor_is_never_served_a_contacts_conversation(store: Store) -> None:
+    """A visitor linked to Alice, relinked to Bob (a shared computer), then unlinked by
+    Bob's deletion: its current conversation is a new one, not Alice's it began."""
+    phone = await store.create_visitor("bobs-phone", "", "", "")
+    await store.link_visitor(phone.id, "bob", None, None)  # Bob's conversation: his phone's
+    shared = await store.create_visitor("shared-browser", "", "", "")
+    _, alice_conversation = await store.link_visitor(shared.id, "alice", None, None)
+    assert alice_conversation.visitor_id == shared.id
+    await store.link_visitor(shared.id, "bob", None, None)
+    await store.delete_contact("bob")
+    assert await store.contact_for_visitor(shared.id) is None
+    current = await store.current_conversation(shared.id)
+    assert current.id != alice_conversation.id
+    again = await store.current_conversation(shared.id)
+    assert again.id == current.id  # and that new one is its own from then on
+    # a visitor whose own contact was deleted keeps its conversation (no longer a contact's)
+    own = await store.create_visitor("own-browser", "", "", "")
+    _, own_conversation = await store.link_visitor(own.id, "carol", None, None)
+    await store.delete_contact("carol")
+    assert (await store.current_conversation(own.id)).id == own_conversation.id
 
 
 async def test_a_visitor_conversation_of_another_contact_is_not_adopted(store: Store) -> None:

@@ -17,7 +17,7 @@ import pytest
 from customer_service.config import StorageConfig
 from customer_service.errors import StorageError
 from customer_service.storage import _sql_ddl, _sql_schema
-from customer_service.storage._sql import MYSQL
+from customer_service.storage._sql import MYSQL, Tx
 from customer_service.storage._sql_ddl import SchemaObject
 from customer_service.storage._sql_schema import Migration, split_statements
 from customer_service.storage.mysql import MysqlStore, open_mysql_store
@@ -167,10 +167,19 @@ def snapshot(admin: AdminSql, database: str) -> dict[str, list[tuple[object, ...
 
 
 async def add_conversations(store: MysqlStore, count: int) -> list[int]:
+    """Visitors with a conversation each, written with the columns every version has:
+    today's ``current_conversation`` reads ``contact_id`` (version 5) to choose one."""
     ids = []
     for i in range(count):
         visitor = await store.create_visitor(f"m-{i}", "", "", "")
-        ids.append((await store.current_conversation(visitor.id)).id)
+
+        def insert(tx: Tx, visitor_id: int = visitor.id) -> int:
+            return tx.insert(
+                "INSERT INTO conversations (visitor_id, status, assigned_to, last_seq,"
+                " agent_read_seq, visitor_read_seq, created_at, updated_at)"
+                " VALUES (?, 'open', NULL, 0, 0, 0, 1, 1)", (visitor_id,))
+
+        ids.append(await store._run(insert, write=True))
     return ids
 
 

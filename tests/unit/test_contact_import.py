@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from customer_service.core.contact_import import (
     MAX_ATTRIBUTES_BYTES,
+    MAX_ATTRIBUTES_DEPTH,
     MAX_EXTERNAL_ID,
     MAX_TAGS,
     Accepted,
@@ -201,6 +202,22 @@ def test_csv_bad_quoting_refuses_that_record_and_goes_on() -> None:
         "line 4: not valid CSV (unexpected end of data)"]
 
 
+def test_csv_an_unclosed_quote_names_the_lines_it_swallowed() -> None:
+    # the quote on line 3 runs to the end of the file: lines 4-6 are not contacts
+    # of their own, which --skip-errors would otherwise leave out without a word
+    data = b'external_id,name\nu1,ok\nu2,"never closed\nu3,a\nu4,b\nu5,c\n'
+    assert refusals(data, CSV) == ["line 3: not valid CSV (unexpected end of data) in "
+                                   "lines 3 to 6, read as one record"]
+    big = b"external_id,name\nu1,\"oops\n" + b"".join(
+        b"u%d,%s\n" % (i, b"x" * 100) for i in range(2, 3002))
+    results = parse(big, CSV)
+    assert str(results[0]).startswith("line 2: not valid CSV (field larger than field limit")
+    assert str(results[0]).endswith(", read as one record")
+    swallowed_to = int(str(results[0]).split(" to ")[1].split(",")[0])
+    first_kept = results[1]
+    assert isinstance(first_kept, Accepted) and first_kept.line == swallowed_to + 1
+
+
 def test_csv_over_long_line_is_refused_without_reading_it_whole() -> None:
     data = b"external_id,name\nu1," + b"x" * 3000 + b"\nu2,ok\n"
     lines = read_lines(io.BytesIO(data), max_bytes=1000)
@@ -292,9 +309,11 @@ def test_jsonl_bom_and_crlf() -> None:
     assert [c.external_id for c in accepted(data, JSONL)] == ["u1", "u2"]
 
 
-def test_jsonl_empty_file() -> None:
+@pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b"\n", b"\xef\xbb\xbf\r\n  \n\n"])
+def test_jsonl_empty_file(data: bytes) -> None:
+    # a byte-order mark or blank lines alone hold no contact: the same as a CSV file
     with pytest.raises(BadRequest, match="the file is empty"):
-        parse(b"", JSONL)
+        parse(data, JSONL)
 
 
 def test_jsonl_over_long_line() -> None:
@@ -405,3 +424,30 @@ def test_any_bytes_give_records_refusals_or_a_file_error(data: bytes, fmt: FileF
             assert 1 <= len(r.contact.external_id) <= MAX_EXTERNAL_ID
     seen = [r.contact.external_id for r in results if isinstance(r, Accepted)]
     assert len(seen) == len(set(seen))
+
+
+# --- nesting (a JSON "depth bomb" is a refusal, not a RecursionError) -------------
+
+def nested(depth: int) -> str:
+    """A JSON value ``depth`` containers deep: ``[[...]]``."""
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [MAX_ATTRIBUTES_DEPTH, 100, 5000, 50_000])
+def test_deeply_nested_attributes_are_refused_by_line_and_field(depth: int) -> None:
+    # the attributes object is the first level, so a value of depth d makes d + 1
+    jsonl = (f'{{"external_id": "u1", "attributes": {{"a": {nested(depth)}}}}}\n'
+             f'{{"external_id": "u2", "orders": {nested(depth)}}}\n'
+             '{"external_id": "u3"}\n').encode()
+    cell = nested(depth).replace('"', '""')
+    csv_data = (f'external_id,attributes\nu1,"{{""a"": {cell}}}"\nu3,\n').encode()
+    message = f"attributes: nested deeper than {MAX_ATTRIBUTES_DEPTH} levels"
+    assert refusals(jsonl, JSONL) == [f"line 1: {message}", f"line 2: {message}"]
+    assert refusals(csv_data, CSV) == [f"line 2: {message}"]
+    assert [c.external_id for c in accepted(b'{"external_id": "u3"}\n', JSONL)] == ["u3"]
+
+
+def test_attributes_as_deep_as_allowed_are_kept() -> None:
+    value = json.loads(nested(MAX_ATTRIBUTES_DEPTH - 1))
+    data = json.dumps({"external_id": "u1", "attributes": {"a": value}}).encode()
+    assert accepted(data, JSONL) == [ContactInput("u1", attributes={"a": value})]
