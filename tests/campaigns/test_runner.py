@@ -204,3 +204,29 @@ async def test_pause_and_cancel_from_elsewhere(tmp_path: Path) -> None:
             counts = await store.recipient_counts(campaign.id)
             assert 0 < counts[RecipientState.SENT] < 400
             assert counts[RecipientState.GENERATING] == 0
+
+
+async def test_the_token_budget_holds_with_many_workers_waiting_for_the_pace(
+        tmp_path: Path) -> None:
+    """Defect: workers that passed the budget check together, then waited at the pace gate,
+    all went: 16 workers overshot a 1,000-token budget by 30 % (1,302 used). The check now
+    sets the request's tokens aside at once."""
+    async with open_fake_openai(script=Script(tokens=[" w"] * 36, first_token_delay=0.2)) as fake:
+        config = config_at(write_config(tmp_path, fake.base_url))
+        async with open_store(config) as store:
+            await store.migrate()
+            await add_contacts(store, 200)
+            campaign, _ = await new_campaign(store, "Hi {name}", concurrency=16, rate=50,
+                                             max_tokens_total=1000)
+            async with open_campaign_ai(config.ai, 32) as ai:
+                outcome = await run_campaign(store, campaign.id, ai=ai, deliver=None,
+                                             owner=owner_id(), settings=SETTINGS)
+            stored = await store.get_campaign(campaign.id)
+            assert stored is not None
+            per_request = fake.requests and stored.tokens_used // len(fake.requests)
+            assert 0 < per_request <= SETTINGS.reply_tokens  # each reply within its reserve
+            assert outcome.status is CampaignStatus.FINISHED
+            assert stored.tokens_used <= 1000, stored.tokens_used
+            assert stored.tokens_used > 1000 - 2 * SETTINGS.reply_tokens
+            # the reason names the figure the campaign ended with
+            assert f"({stored.tokens_used:,} of 1,000 tokens)" in outcome.stop_reason
