@@ -537,6 +537,8 @@ async def claim(store: Store, campaign_id: int, owner: str, lease_seconds: float
                 if current.status is CampaignStatus.PAUSED else "")
         raise Conflict(f"campaign {campaign_id} is {current.status}{hint}")
     claimed = await store.claim_campaign(campaign_id, owner, lease_seconds, _now())
+    if claimed is None:  # the holder may have claimed it since the first read
+        current = await store.get_campaign(campaign_id) or current
     if claimed is None and current.lease_owner and holder_is_dead(current.lease_owner):
         log.info("campaign %d: its runner %s is gone; taking over", campaign_id,
                  current.lease_owner)
