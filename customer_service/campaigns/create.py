@@ -108,20 +108,22 @@ def check_fields(templates: Sequence[tuple[str, Template]], contacts: Sequence[C
 
 
 async def create_campaign(store: Store, spec: CampaignSpec, audience: Audience,
-                          templates: Sequence[tuple[str, Template]]) -> tuple[Campaign, int]:
+                          templates: Sequence[tuple[str, Template]],
+                          resolution: Resolution | None = None) -> tuple[Campaign, int]:
     """Check, create and materialise; return the campaign (ready or scheduled) and how
-    many recipients it has. Raise ``NoAudience`` or ``TemplateError``."""
-    contacts, resolution = await sample(store, audience)
+    many recipients it has. Raise ``NoAudience`` or ``TemplateError``. ``resolution``
+    counts the ids of an audience file that are no contact (left out)."""
+    contacts, sampled = await sample(store, audience)
     if not contacts:
         extra = ""
-        if resolution.unknown_ids:
-            extra = (f" ({resolution.unknown_ids:,} id(s) of the file are not contacts, "
-                     f"the first {resolution.first_unknown!r})")
+        if sampled.unknown_ids:
+            extra = (f" ({sampled.unknown_ids:,} id(s) of the file are not contacts, "
+                     f"the first {sampled.first_unknown!r})")
         raise NoAudience(f"no contacts match {audience.describe()}{extra}; nothing created")
     check_fields(templates, contacts)
     campaign = await store.create_campaign(spec, CampaignStatus.PAUSED)
     total = 0
-    async for page in audience_pages(store, audience):
+    async for page in audience_pages(store, audience, resolution):
         total += await store.add_recipients(campaign.id, [c.id for c in page])
     final = CampaignStatus.SCHEDULED if spec.scheduled_at is not None else CampaignStatus.READY
     campaign = await store.set_campaign_status(campaign.id, final,

@@ -400,44 +400,33 @@ class _Run:
         rate_limited = 0
         error = ""
         while True:
-            if not await self.budget_ok():
+            if not await self.budget_ok():  # True: one request's tokens are set aside
                 return None
-            await self.paced()
-            if self.stopping:
-                return None
-            await self.db(self.store.start_generating(self.cid, contact.id))
-            self.ai_in_flight += 1
-            self.pacer.begin(trio.current_time())
             try:
-                generated = await self.ai.generate(prompt)
-            except AiError as exc:
-                failure = self.classify(exc)
-                if failure is Failure.RATE_LIMITED:
-                    rate_limited += 1
-                    retry_after = exc.retry_after if isinstance(exc, AiRateLimited) else None
-                    self.pacer.rate_limited(trio.current_time(), retry_after)
-                else:
-                    counted += 1
-                error = f"{exc.kind}: {exc.message}"
-                decision = self.settings.retry.decide(failure, counted, rate_limited)
-                log.info("campaign %d: contact %d: %s (%s)", self.cid, contact.id, error,
-                         decision.action)
-                if decision.action is Action.STOP_CAMPAIGN:
-                    self.stop(CampaignStatus.PAUSED, f"the AI upstream refused: {error}"[:500])
-                    return None
-                if decision.action is Action.GIVE_UP:
-                    break
-                if decision.delay > 0:
-                    await trio.sleep(decision.delay)
-                continue
+                outcome = await self.attempt(self.ai, contact, prompt)
             finally:
-                self.ai_in_flight -= 1
-                self.pacer.end(trio.current_time())
-                self.ai_done.set()
-                self.ai_done = trio.Event()
-            self.tokens_used = await self.db(self.store.store_generated(
-                self.cid, contact.id, generated.text, generated.tokens))
-            return generated.text
+                self.release()
+            if not isinstance(outcome, AiError):
+                return outcome
+            exc = outcome
+            failure = self.classify(exc)
+            if failure is Failure.RATE_LIMITED:
+                rate_limited += 1
+                retry_after = exc.retry_after if isinstance(exc, AiRateLimited) else None
+                self.pacer.rate_limited(trio.current_time(), retry_after)
+            else:
+                counted += 1
+            error = f"{exc.kind}: {exc.message}"
+            decision = self.settings.retry.decide(failure, counted, rate_limited)
+            log.info("campaign %d: contact %d: %s (%s)", self.cid, contact.id, error,
+                     decision.action)
+            if decision.action is Action.STOP_CAMPAIGN:
+                self.stop(CampaignStatus.PAUSED, f"the AI upstream refused: {error}"[:500])
+                return None
+            if decision.action is Action.GIVE_UP:
+                break
+            if decision.delay > 0:
+                await trio.sleep(decision.delay)
         if self.fallback is not None:
             return render(self.fallback, contact)
         await self.fail(contact, f"after {counted + rate_limited} attempt(s): {error}")
@@ -451,7 +440,29 @@ class _Run:
             return classify_status(error.status)
         return Failure.RETRYABLE
 
+    async def attempt(self, ai: Generates, contact: Contact, prompt: str
+                      ) -> str | AiError | None:
+        """One paced AI request and its text stored; the error when it failed; None when
+        the campaign stops first."""
+        await self.paced()
+        if self.stopping:
+            return None
+        await self.db(self.store.start_generating(self.cid, contact.id))
+        self.pacer.begin(trio.current_time())
+        try:
+            generated = await ai.generate(prompt)
+        except AiError as exc:
+            return exc
+        finally:
+            self.pacer.end(trio.current_time())
+        self.tokens_used = await self.db(self.store.store_generated(
+            self.cid, contact.id, generated.text, generated.tokens))
+        return generated.text
+
     async def budget_ok(self) -> bool:
+        """Wait until one more request fits in the token budget, and set its tokens aside
+        (``ai_in_flight``, until ``release``): the check and the reservation are one step,
+        so workers waiting together for the pace cannot all pass on the same figures."""
         budget = self.campaign.spec.max_tokens_total
         per = self.settings.reply_tokens
         while not budget_allows(self.tokens_used, self.ai_in_flight * per, per, budget):
@@ -460,7 +471,16 @@ class _Run:
                           f"token budget reached ({self.tokens_used:,} of {budget:,} tokens)")
                 return False
             await self.ai_done.wait()
-        return not self.stopping
+        if self.stopping:
+            return False
+        self.ai_in_flight += 1
+        return True
+
+    def release(self) -> None:
+        """A request set aside by ``budget_ok`` is over (its tokens, if any, counted)."""
+        self.ai_in_flight -= 1
+        self.ai_done.set()
+        self.ai_done = trio.Event()
 
     # -- the whole run -----------------------------------------------------------------------
     async def run(self) -> None:
@@ -517,6 +537,8 @@ async def claim(store: Store, campaign_id: int, owner: str, lease_seconds: float
                 if current.status is CampaignStatus.PAUSED else "")
         raise Conflict(f"campaign {campaign_id} is {current.status}{hint}")
     claimed = await store.claim_campaign(campaign_id, owner, lease_seconds, _now())
+    if claimed is None:  # the holder may have claimed it since the first read
+        current = await store.get_campaign(campaign_id) or current
     if claimed is None and current.lease_owner and holder_is_dead(current.lease_owner):
         log.info("campaign %d: its runner %s is gone; taking over", campaign_id,
                  current.lease_owner)

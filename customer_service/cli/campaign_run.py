@@ -47,6 +47,14 @@ class _Bar:
             self.progress.update(self.task, total=p.total, completed=p.done, figures=figures)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Ctrl-C: trio raises the ``KeyboardInterrupt`` in whichever task runs, so inside the
+    runner's nurseries it comes wrapped in exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return isinstance(exc, KeyboardInterrupt)
+
+
 @click.command("run")
 @click.argument("campaign_id", metavar="ID", type=int)
 @click.option("--quiet", is_flag=True, help="No progress bar (the summary only).")
@@ -106,7 +114,9 @@ def run(campaign_id: int, quiet: bool) -> None:
                 outcome = trio.run(main)
         else:
             outcome = trio.run(main)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+        if not interrupted(exc):
+            raise
         console(stderr=True).print(f"Interrupted. 'campaigns run {campaign_id}' continues "
                                    "where it stopped.")
         sys.exit(130)

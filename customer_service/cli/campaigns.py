@@ -12,9 +12,10 @@ with a progress bar (``campaign_run``).
 from __future__ import annotations
 
 import csv
+import math
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from customer_service.storage.base import Store
 
 REPORT_PAGE = 1000
+MAX_NAME = 255
+"""The campaign name's column (MySQL: VARCHAR(255))."""
+MAX_TOKENS_TOTAL = 10**12
 
 
 @click.group()
@@ -59,24 +63,53 @@ def _zone(name: str | None) -> tzinfo | None:
 
 
 def parse_at(text: str, zone_name: str | None, now: datetime) -> datetime:
-    """``--at`` with its time zone (in the text, or ``--tz``), in the future."""
+    """``--at`` with its time zone (in the text, or ``--tz``), in the future. A local time
+    that does not exist in ``--tz`` (the hour skipped when clocks go forward) is refused
+    rather than moved by an hour."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise click.BadParameter(f"{text!r} is not an ISO 8601 time (e.g. "
                                  "2025-03-01T03:00+01:00)", param_hint="'--at'") from None
     zone = _zone(zone_name)
-    if moment.tzinfo is None:
-        if zone is None:
-            raise click.BadParameter(f"{text!r} has no time zone: add one "
-                                     "(2025-03-01T03:00+01:00) or give --tz",
-                                     param_hint="'--at'")
-        moment = moment.replace(tzinfo=zone)
-    moment = moment.astimezone(UTC)
+    try:
+        if moment.tzinfo is None:
+            if zone is None:
+                raise click.BadParameter(f"{text!r} has no time zone: add one "
+                                         "(2025-03-01T03:00+01:00) or give --tz",
+                                         param_hint="'--at'")
+            local = moment
+            moment = moment.replace(tzinfo=zone)
+            if moment.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != local:
+                raise click.BadParameter(
+                    f"{text!r} does not exist in {zone_name} (the clocks skip that hour)",
+                    param_hint="'--at'")
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is out of range", param_hint="'--at'") from None
     if moment <= now:
         raise click.BadParameter(f"{moment:%Y-%m-%d %H:%M} UTC is in the past",
                                  param_hint="'--at'")
     return moment
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of requests per second")
+    return value
+
+
+def read_option_file(path: Path, option: str) -> str:
+    """A UTF-8 text file given to ``option`` (a byte-order mark is dropped); one line
+    naming the option when it cannot be read or is not text."""
+    try:
+        return path.read_text("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{path} is not UTF-8 text (byte {exc.start + 1})",
+                                 param_hint=f"'{option}'") from None
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}",
+                                 param_hint=f"'{option}'") from None
 
 
 def _body(template: str | None, prompt: str | None, template_file: Path | None,
@@ -84,8 +117,10 @@ def _body(template: str | None, prompt: str | None, template_file: Path | None,
     given = [(kind, value) for kind, value in (
         (CampaignKind.TEMPLATE, template),
         (CampaignKind.PROMPT, prompt),
-        (CampaignKind.TEMPLATE, template_file.read_text("utf-8") if template_file else None),
-        (CampaignKind.PROMPT, prompt_file.read_text("utf-8") if prompt_file else None),
+        (CampaignKind.TEMPLATE,
+         read_option_file(template_file, "--template-file") if template_file else None),
+        (CampaignKind.PROMPT,
+         read_option_file(prompt_file, "--prompt-file") if prompt_file else None),
     ) if value is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --template, --prompt, --template-file, "
@@ -114,12 +149,14 @@ def _body(template: str | None, prompt: str | None, template_file: Path | None,
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=16, show_default=True,
               help="Contacts handled at once.")
 @click.option("--rate", type=click.FloatRange(0, 10_000, min_open=True), default=10.0,
-              show_default=True, help="AI requests per second at most (template: messages).")
+              callback=_finite, show_default=True,
+              help="AI requests per second at most (template: messages).")
 @click.option("--at", "at_text", metavar="TIME",
               help="Run at this ISO 8601 time (with a zone, or --tz); the server runs it.")
 @click.option("--tz", "tz_name", metavar="ZONE", help="Time zone of a --at without one.")
 @click.option("--fallback", help="Message used when the AI fails for a contact (fields too).")
-@click.option("--max-tokens-total", type=click.IntRange(1), help="Token budget of the campaign.")
+@click.option("--max-tokens-total", type=click.IntRange(1, MAX_TOKENS_TOTAL),
+              help="Token budget of the campaign.")
 def create(  # noqa: PLR0917 (click passes each option)
         name: str, tags: tuple[str, ...], attrs: tuple[str, ...],
            audience_file: Path | None, template: str | None, prompt: str | None,
@@ -132,7 +169,7 @@ def create(  # noqa: PLR0917 (click passes each option)
       campaigns create spring --tag newsletter --attr plan=pro \\
           --prompt "Write {name} two lines about our spring offer for {plan} users."
     """
-    from customer_service.campaigns.create import Audience, create_campaign
+    from customer_service.campaigns.create import Audience, Resolution, create_campaign
     from customer_service.core.campaign_audience import parse_attrs, parse_audience_lines
     from customer_service.core.campaign_template import parse_template
     from customer_service.core.models import CampaignSpec
@@ -140,10 +177,26 @@ def create(  # noqa: PLR0917 (click passes each option)
     config = current_config()
     if not name.strip():
         raise click.BadParameter("the name is empty", param_hint="'NAME'")
+    if len(name.strip()) > MAX_NAME:
+        raise click.BadParameter(f"the name is longer than {MAX_NAME} characters",
+                                 param_hint="'NAME'")
     kind, body = _body(template, prompt, template_file, prompt_file)
     if kind is CampaignKind.PROMPT and not config.ai.enabled:
         raise click.UsageError("--prompt needs the AI: set [ai] enabled = true (and its "
                                "base_url, model, api_key) in the config")
+    longest = config.server.max_message_chars
+    for what, text in ((f"--{kind}", body if kind is CampaignKind.TEMPLATE else None),
+                       ("--fallback", fallback)):
+        if text is not None and len(text) > longest:
+            raise click.BadParameter(
+                f"{len(text):,} characters: a message is at most {longest:,} "
+                "([server] max_message_chars)", param_hint=f"'{what}'")
+    reply = config.ai.max_reply_tokens
+    if (kind is CampaignKind.PROMPT and max_tokens_total is not None
+            and max_tokens_total < reply):
+        raise click.BadParameter(
+            f"{max_tokens_total:,} tokens cannot pay for one reply ([ai] max_reply_tokens "
+            f"is {reply:,})", param_hint="'--max-tokens-total'")
     templates = [(str(kind), parse_template(body))]
     if fallback is not None:
         templates.append(("fallback", parse_template(fallback)))
@@ -159,8 +212,9 @@ def create(  # noqa: PLR0917 (click passes each option)
     audience = Audience(
         tags=tuple(dict.fromkeys(t.strip() for t in tags if t.strip())),
         attrs=parse_attrs(attrs),
-        external_ids=(parse_audience_lines(audience_file.read_text("utf-8").splitlines())
-                      if audience_file else None),
+        external_ids=(parse_audience_lines(
+            read_option_file(audience_file, "--audience-file").splitlines())
+            if audience_file else None),
         file=str(audience_file) if audience_file else None)
 
     async def work(store: Store) -> tuple[Campaign, int]:
@@ -179,14 +233,19 @@ def create(  # noqa: PLR0917 (click passes each option)
                       "file": audience.file},
             concurrency=concurrency, rate=rate, scheduled_at=scheduled, fallback=fallback,
             max_tokens_total=max_tokens_total)
-        return await create_campaign(store, spec, audience, templates)
+        return await create_campaign(store, spec, audience, templates, resolution)
 
+    resolution = Resolution()
     campaign, total = with_store(config, work)
     console().print(f"Created campaign {campaign.id} '{esc(campaign.spec.name)}': "
                     f"{total:,} recipients.")
+    if resolution.unknown_ids:
+        console().print(f"Left out {resolution.unknown_ids:,} id(s) of "
+                        f"{esc(str(audience_file))} that are no contact (the first "
+                        f"{esc(repr(resolution.first_unknown))}).")
     if scheduled is not None:
         console().print(f"Scheduled for {scheduled:%Y-%m-%d %H:%M} UTC: the server runs it "
-                        "then ([campaigns] scheduler).")
+                        "then (\\[campaigns] scheduler).")
     else:
         console().print(f"Preview it with 'campaigns preview {campaign.id}', send it with "
                         f"'campaigns run {campaign.id}'.")
@@ -308,10 +367,13 @@ def pause(campaign_id: int) -> None:
 def resume(campaign_id: int) -> None:
     """Continue a paused campaign."""
     campaign = _change(campaign_id, CampaignStatus.RUNNING, (CampaignStatus.PAUSED,), "")
-    if campaign.status is CampaignStatus.RUNNING:
+    if campaign.status is CampaignStatus.RUNNING and campaign.spec.scheduled_at is not None:
         console().print(f"Resumed campaign {campaign_id}: its runner continues; with none "
-                        f"left, a server with [campaigns] scheduler = true takes it, or run "
+                        "left, a server with \\[campaigns] scheduler = true takes it, or run "
                         f"'campaigns run {campaign_id}'.")
+    elif campaign.status is CampaignStatus.RUNNING:  # the scheduler leaves it to the shell
+        console().print(f"Resumed campaign {campaign_id}: its runner continues; with none "
+                        f"left, run 'campaigns run {campaign_id}'.")
     else:
         console().print(f"Resumed campaign {campaign_id}: {campaign.status} again.")
 
@@ -339,6 +401,14 @@ def recipient_row(recipient: Recipient) -> dict[str, Any]:
             "message_seq": recipient.message_seq, "updated_at": ts(recipient.updated_at)}
 
 
+def _open_csv(path: Path) -> TextIO:
+    try:
+        return path.open("w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {path}: {exc.strerror}",
+                                 param_hint="'--csv'") from None
+
+
 @campaigns.command("report")
 @click.argument("campaign_id", metavar="ID", type=int)
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -356,7 +426,7 @@ def report(campaign_id: int, csv_path: Path | None, as_json: bool) -> None:
     async def work(store: Store) -> dict[RecipientState, int]:
         await _get(store, campaign_id)
         writer: Any = None
-        handle = csv_path.open("w", newline="", encoding="utf-8") if csv_path else None
+        handle = _open_csv(csv_path) if csv_path else None
         try:
             if handle is not None:
                 writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)

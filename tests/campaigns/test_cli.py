@@ -52,6 +52,19 @@ def run(config_file: Path, *args: str) -> Result:
     (["--tag", "spring"], "give exactly one of --template, --prompt"),
     (["--tag", "spring", "--template", "a", "--prompt", "b"], "give exactly one of"),
     (["--tag", "spring", "--template", "Hi", "--attr", "plan"], "expected key=value"),
+    # found by review: each of these was a traceback or a database error naming no option
+    (["--tag", "spring", "--template", "Hi", "--rate", "nan"],
+     "Invalid value for '--rate': nan is not a number of requests per second"),
+    (["--tag", "spring", "--template", "Hi", "--at", "9999-12-31T23:59-05:00"],
+     "Invalid value for '--at': '9999-12-31T23:59-05:00' is out of range"),
+    (["--tag", "spring", "--template", "Hi", "--at", "2999-03-31T02:30", "--tz",
+      "Europe/Paris"], "does not exist in Europe/Paris (the clocks skip that hour)"),
+    (["--tag", "spring", "--template", "Hi", "--max-tokens-total", "9" * 25],
+     "Invalid value for '--max-tokens-total'"),
+    (["--tag", "spring", "--prompt", "Hi {name}", "--max-tokens-total", "10"],
+     "10 tokens cannot pay for one reply ([ai] max_reply_tokens is 64)"),
+    (["--tag", "spring", "--template", "Hi " * 2000],
+     "Invalid value for '--template': 6,000 characters: a message is at most 4,000"),
 ])
 def test_bad_input_is_one_clear_line_and_creates_nothing(config_file: Path, args: list[str],
                                                          message: str) -> None:
@@ -60,6 +73,48 @@ def test_bad_input_is_one_clear_line_and_creates_nothing(config_file: Path, args
     assert message in result.output
     assert "Traceback" not in result.output
     assert run(config_file, "list").output.strip() == "No campaigns."
+
+
+def test_bad_files_and_names_are_one_clear_line(config_file: Path, tmp_path: Path) -> None:
+    """Found by review: a binary --audience-file or --template-file was a
+    UnicodeDecodeError traceback; a 300-character name a MySQL 'Data too long'."""
+    (tmp_path / "bin.dat").write_bytes(b"u000001\n\xe6\x00\xff\n")
+    cases = [
+        (["bad", "--audience-file", "bin.dat", "--template", "Hi"],
+         "Invalid value for '--audience-file': bin.dat is not UTF-8 text (byte 9)"),
+        (["bad", "--tag", "spring", "--template-file", "bin.dat"],
+         "Invalid value for '--template-file': bin.dat is not UTF-8 text"),
+        (["N" * 256, "--tag", "spring", "--template", "Hi"],
+         "Invalid value for 'NAME': the name is longer than 255 characters"),
+    ]
+    for args, message in cases:
+        result = run(config_file, "create", *args)
+        assert result.exit_code == 2, result.output
+        assert message in result.output
+    assert run(config_file, "list").output.strip() == "No campaigns."
+
+
+def test_what_create_resume_and_report_say(config_file: Path, tmp_path: Path) -> None:
+    """Found by review: rich ate '[campaigns]' as markup; ids of the audience file that are
+    no contact were dropped without a word (a byte-order mark made the first one of them);
+    'resume' promised a server would continue a campaign it never takes; 'report --csv'
+    to a missing folder was a traceback."""
+    (tmp_path / "ids.txt").write_bytes("\ufeffu000001\r\nu000002\nghost\n".encode())
+    created = run(config_file, "create", "one", "--audience-file", "ids.txt", "--template", "Hi",
+                  "--at", "2999-01-01T03:00Z")
+    assert "Created campaign 1 'one': 2 recipients." in created.output
+    assert "Left out 1 id(s) of ids.txt that are no contact (the first 'ghost')." in created.output
+    assert "the server runs it then ([campaigns] scheduler)." in created.output
+
+    assert run(config_file, "create", "two", "--tag", "spring", "--template", "Hi").exit_code == 0
+    assert run(config_file, "pause", "2").exit_code == 0
+    resumed = run(config_file, "resume", "2")
+    assert "Resumed campaign 2: ready again." in resumed.output
+
+    report = run(config_file, "report", "1", "--csv", str(tmp_path / "missing" / "r.csv"))
+    assert report.exit_code == 2
+    assert "Invalid value for '--csv': cannot write" in report.output
+    assert "No such file or directory" in report.output
 
 
 def test_prompt_needs_the_ai(tmp_path: Path, config_file: Path) -> None:

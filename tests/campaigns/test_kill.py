@@ -13,6 +13,7 @@ from pathlib import Path
 
 import trio
 
+from customer_service.core.models import CampaignKind
 from customer_service.storage import open_store
 from tests.campaigns.helpers import (
     add_contacts,
@@ -74,3 +75,49 @@ async def test_kill_nine_three_times_then_resume(tmp_path: Path) -> None:
         # the AI is paid again only for the requests in flight at each kill
         assert CONTACTS <= len(fake.requests) <= CONTACTS + kills * CONCURRENCY
     assert check_exactly_once(db, campaign.id) == {"sent": CONTACTS}
+
+
+async def test_ctrl_c_stops_the_run_with_one_line_and_run_continues(tmp_path: Path) -> None:
+    """Found by review: Ctrl-C during ``campaigns run`` printed an exception-group traceback
+    (the KeyboardInterrupt comes out of the runner's nurseries) and exited 1."""
+    config_file = write_config(tmp_path, ai=False)
+    db = tmp_path / "test.db"
+    async with open_store(config_at(config_file)) as store:
+        await store.migrate()
+        await add_contacts(store, 60)
+        campaign, _ = await new_campaign(store, "Hi {name}", kind=CampaignKind.TEMPLATE,
+                                         rate=20)
+    base = [sys.executable, "-m", "customer_service", "--config", str(config_file), "campaigns"]
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    process = await trio.lowlevel.open_process(
+        [*base, "run", str(campaign.id), "--quiet"], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env=env)
+    with trio.fail_after(30):
+        while sent(db, campaign.id) < 5:
+            await trio.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.stdout is not None
+        output = b""
+        while chunk := await process.stdout.receive_some():
+            output += chunk
+        code = await process.wait()
+    text = output.decode()
+    assert code == 130, text
+    assert "Traceback" not in text
+    assert f"Interrupted. 'campaigns run {campaign.id}' continues where it stopped." in text
+    assert 5 <= sent(db, campaign.id) < 60
+
+    def cli(*args: str) -> str:
+        return subprocess.run([*base, *args], capture_output=True, text=True, env=env,
+                              check=True, timeout=30).stdout
+
+    cli("pause", str(campaign.id))
+    # started without --at: no server takes it, so 'resume' must not say one does
+    resumed = " ".join(cli("resume", str(campaign.id)).split())
+    assert resumed == (f"Resumed campaign {campaign.id}: its runner continues; with none left,"
+                       f" run 'campaigns run {campaign.id}'.")
+    with trio.fail_after(30):
+        done = await trio.run_process([*base, "run", str(campaign.id), "--quiet"],
+                                      capture_stdout=True, env=env)
+    assert "finished. 60 sent" in done.stdout.decode()
+    assert check_exactly_once(db, campaign.id) == {"sent": 60}

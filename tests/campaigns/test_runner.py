@@ -5,16 +5,30 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from customer_service.campaigns.ai_edge import open_campaign_ai
-from customer_service.campaigns.runner import RunOutcome, RunSettings, owner_id, run_campaign
+from customer_service.campaigns.runner import (
+    RunOutcome,
+    RunSettings,
+    claim,
+    owner_id,
+    run_campaign,
+)
 from customer_service.core.campaign_pacing import RetryPolicy
-from customer_service.core.models import AppendResult, CampaignKind, CampaignStatus, RecipientState
+from customer_service.core.models import (
+    AppendResult,
+    Campaign,
+    CampaignKind,
+    CampaignStatus,
+    RecipientState,
+)
 from customer_service.errors import Conflict
 from customer_service.storage import open_store
+from customer_service.storage.base import Store
 from tests.campaigns.helpers import (
     add_contacts,
     check_exactly_once,
@@ -204,3 +218,62 @@ async def test_pause_and_cancel_from_elsewhere(tmp_path: Path) -> None:
             counts = await store.recipient_counts(campaign.id)
             assert 0 < counts[RecipientState.SENT] < 400
             assert counts[RecipientState.GENERATING] == 0
+
+
+async def test_the_token_budget_holds_with_many_workers_waiting_for_the_pace(
+        tmp_path: Path) -> None:
+    """Defect: workers that passed the budget check together, then waited at the pace gate,
+    all went: 16 workers overshot a 1,000-token budget by 30 % (1,302 used). The check now
+    sets the request's tokens aside at once."""
+    async with open_fake_openai(script=Script(tokens=[" w"] * 36, first_token_delay=0.2)) as fake:
+        config = config_at(write_config(tmp_path, fake.base_url))
+        async with open_store(config) as store:
+            await store.migrate()
+            await add_contacts(store, 200)
+            campaign, _ = await new_campaign(store, "Hi {name}", concurrency=16, rate=50,
+                                             max_tokens_total=1000)
+            async with open_campaign_ai(config.ai, 32) as ai:
+                outcome = await run_campaign(store, campaign.id, ai=ai, deliver=None,
+                                             owner=owner_id(), settings=SETTINGS)
+            stored = await store.get_campaign(campaign.id)
+            assert stored is not None
+            per_request = fake.requests and stored.tokens_used // len(fake.requests)
+            assert 0 < per_request <= SETTINGS.reply_tokens  # each reply within its reserve
+            assert outcome.status is CampaignStatus.FINISHED
+            assert stored.tokens_used <= 1000, stored.tokens_used
+            assert stored.tokens_used > 1000 - 2 * SETTINGS.reply_tokens
+            # the reason names the figure the campaign ended with
+            assert f"({stored.tokens_used:,} of 1,000 tokens)" in outcome.stop_reason
+
+
+class _RivalClaimsBetween:
+    """A real store on which another runner takes the lease right after the claimant's
+    first read: the race of two ``campaigns run`` started together."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.raced = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def get_campaign(self, campaign_id: int) -> Campaign | None:
+        found = await self.store.get_campaign(campaign_id)
+        if not self.raced:
+            self.raced = True
+            await self.store.claim_campaign(campaign_id, "elsewhere:1:rival", 15,
+                                            datetime.now(UTC))
+        return found
+
+
+async def test_two_runs_started_together_name_the_winner(tmp_path: Path) -> None:
+    """Found by review: the loser said 'campaign 7 is being run by None' (the holder read
+    before the race)."""
+    config = config_at(write_config(tmp_path))
+    async with open_store(config) as store:
+        await store.migrate()
+        await add_contacts(store, 3)
+        campaign, _ = await new_campaign(store, "Hi {name}", kind=CampaignKind.TEMPLATE)
+        racing: Any = _RivalClaimsBetween(store)
+        with pytest.raises(Conflict, match=r"is being run by elsewhere:1:rival \(lease until"):
+            await claim(racing, campaign.id, owner_id(), 15)
