@@ -60,8 +60,10 @@ async def audience_pages(store: Store, audience: Audience, resolution: Resolutio
         ids = audience.external_ids
         for start in range(0, len(ids), PAGE):
             page: list[Contact] = []
-            for external_id in ids[start:start + PAGE]:
-                contact = await store.get_contact_by_external_id(external_id)
+            chunk = ids[start:start + PAGE]
+            found = {c.external_id: c for c in await store.contacts_by_external_ids(chunk)}
+            for external_id in chunk:
+                contact = found.get(external_id)
                 if contact is None:
                     if resolution is not None:
                         resolution.unknown_ids += 1

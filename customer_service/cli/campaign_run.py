@@ -68,8 +68,9 @@ def run(campaign_id: int, quiet: bool) -> None:
     import trio
 
     from customer_service.campaigns.ai_edge import open_campaign_ai
+    from customer_service.campaigns.lease import owner_id
     from customer_service.campaigns.publish import open_bus_publisher
-    from customer_service.campaigns.runner import owner_id, run_campaign, settings_for
+    from customer_service.campaigns.runner import run_campaign, settings_for
     from customer_service.logs import configure_logging
     from customer_service.storage import open_store
 

@@ -24,7 +24,8 @@ from functools import partial
 import trio
 
 from customer_service.campaigns.ai_edge import open_campaign_ai
-from customer_service.campaigns.runner import holder_is_dead, run_campaign, settings_for
+from customer_service.campaigns.lease import holder_is_dead
+from customer_service.campaigns.runner import run_campaign, settings_for
 from customer_service.config import Config
 from customer_service.core.models import AppendResult, Campaign, CampaignKind, CampaignStatus
 from customer_service.errors import CustomerServiceError

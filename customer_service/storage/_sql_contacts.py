@@ -94,6 +94,15 @@ def get_contact_by_external_id(tx: Tx, external_id: str) -> Contact | None:
     return _contact_where(tx, "k.external_id = ?", (external_id,))
 
 
+def contacts_by_external_ids(tx: Tx, external_ids: Sequence[str]) -> list[Contact]:
+    """The contacts among ``external_ids`` (unknown ids left out), in no particular order."""
+    rows: list[Row] = []
+    for chunk in chunks(list(dict.fromkeys(external_ids))):
+        rows += tx.all(f"SELECT {CONTACT_COLUMNS} FROM contacts k WHERE k.external_id IN"
+                       f" ({placeholders(len(chunk))})", chunk)
+    return contacts_from(tx, rows)
+
+
 def _named(tx: Tx, external_id: str) -> Contact:
     contact = _contact_where(tx, "k.external_id = ?", (external_id,), lock=True)
     if contact is None:

@@ -177,6 +177,10 @@ class Store(Protocol):
 
     async def get_contact_by_external_id(self, external_id: str) -> Contact | None: ...
 
+    async def contacts_by_external_ids(self, external_ids: Sequence[str]) -> list[Contact]:
+        """The contacts among ``external_ids`` (at most a few thousand; unknown ids left
+        out), in no particular order: one query per few hundred ids, not one per id."""
+
     async def list_contacts(self, *, after_id: int = 0, limit: int = 100,
                             tags: Sequence[str] = (), unsubscribed: bool | None = None
                             ) -> list[Contact]:

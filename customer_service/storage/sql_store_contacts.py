@@ -50,6 +50,10 @@ class ContactsAndCampaigns(ABC):
         return await self._run(
             lambda tx: contacts.get_contact_by_external_id(tx, external_id), write=False)
 
+    async def contacts_by_external_ids(self, external_ids: Sequence[str]) -> list[Contact]:
+        return await self._run(
+            lambda tx: contacts.contacts_by_external_ids(tx, external_ids), write=False)
+
     async def list_contacts(self, *, after_id: int = 0, limit: int = 100,
                             tags: Sequence[str] = (), unsubscribed: bool | None = None
                             ) -> list[Contact]:

@@ -11,13 +11,8 @@ import pytest
 import trio
 
 from customer_service.campaigns.ai_edge import open_campaign_ai
-from customer_service.campaigns.runner import (
-    RunOutcome,
-    RunSettings,
-    claim,
-    owner_id,
-    run_campaign,
-)
+from customer_service.campaigns.lease import claim, owner_id
+from customer_service.campaigns.runner import RunOutcome, RunSettings, run_campaign
 from customer_service.core.campaign_pacing import RetryPolicy
 from customer_service.core.models import (
     AppendResult,

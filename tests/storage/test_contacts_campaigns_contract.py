@@ -131,6 +131,17 @@ async def test_large_batches_list_in_pages_by_id_and_by_tags(store: Store) -> No
     assert all(not c.unsubscribed and "even" in c.tags for c in subscribed)
 
 
+async def test_contacts_by_external_ids_reads_many_at_once_and_leaves_out_unknown_ones(
+        store: Store) -> None:
+    await store.upsert_contacts([ContactInput(f"e{n}", name=f"E {n}", tags=("t",))
+                                 for n in range(1200)])
+    wanted = [f"e{n}" for n in range(0, 1200, 2)] + ["nobody", "E1", "e1 ", "e0"]
+    found = await store.contacts_by_external_ids(wanted)
+    assert sorted(c.external_id for c in found) == sorted(f"e{n}" for n in range(0, 1200, 2))
+    assert all(c.tags == ("t",) for c in found)
+    assert await store.contacts_by_external_ids([]) == []
+
+
 async def test_tag_untag_unsubscribe(store: Store) -> None:
     await store.upsert_contacts([ContactInput("a", tags=("old",)), ContactInput("b")])
     assert await store.tag_contacts(["a", "b", "ghost"], ["new", "vip"], add=True) == 2

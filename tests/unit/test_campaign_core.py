@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from customer_service.campaigns.ai_edge import EmptyReply, Generated, parse_completion
-from customer_service.campaigns.runner import holder_is_dead, owner_id
+from customer_service.campaigns.lease import holder_is_dead, owner_id
 from customer_service.core.campaign_audience import (
     AudienceError,
     matches,
