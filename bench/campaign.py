@@ -37,9 +37,10 @@ from customer_service.storage import open_store
 PROMPT = "Write {name} two friendly lines about our spring offer for {plan} customers."
 
 
-def write_config(folder: Path, base_url: str, mysql_database: str | None) -> Path:
+def write_config(folder: Path, base_url: str, mysql_database: str | None,
+                 sqlite_cache_mb: int) -> Path:
     storage = (f'backend = "mysql"\nmysql_database = "{mysql_database}"\n' if mysql_database
-               else 'sqlite_path = "bench.db"\n')
+               else f'sqlite_path = "bench.db"\nsqlite_cache_mb = {sqlite_cache_mb}\n')
     path = folder / "bench.toml"
     path.write_text(f"""
 [storage]
@@ -94,6 +95,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=300.0, help="campaign --rate")
     parser.add_argument("--concurrency", type=int, default=64, help="campaign --concurrency")
     parser.add_argument("--mysql", action="store_true", help="MariaDB on 127.0.0.1:3306")
+    parser.add_argument("--sqlite-cache-mb", type=int, default=64,
+                        help="[storage] sqlite_cache_mb of the runner (the RSS it may fill)")
     args = parser.parse_args()
     if not (1 <= args.contacts <= 1_000_000 and args.latency >= 0 and args.rate > 0
             and 1 <= args.concurrency <= 1000):
@@ -109,7 +112,7 @@ def main() -> None:
         try:
             if not base_url:
                 raise SystemExit("the fake upstream did not start")
-            config_path = write_config(folder, base_url, database)
+            config_path = write_config(folder, base_url, database, args.sqlite_cache_mb)
             campaign_id = trio.run(prepare, config_path, args.contacts, args.rate,
                                    args.concurrency)
             log = folder / "run.log"
