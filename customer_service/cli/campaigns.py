@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import csv
 import math
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -253,6 +254,25 @@ def create(  # noqa: PLR0917 (click passes each option)
 
 # --- status, list ---------------------------------------------------------------------------
 
+PACE_WINDOW = 60.0
+"""Seconds of recent work ``status`` measures the pace over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    per_second: float
+    window: float
+    eta: float | None
+    """Seconds left at this pace (None: nothing done in the window, no pace to go by)."""
+
+
+def pace_of(done: int, window: float, remaining: int) -> Pace:
+    """A running campaign's pace from the recipients done in the last ``window`` seconds."""
+    per_second = done / window if window > 0 else 0.0
+    eta = remaining / per_second if per_second > 0 else (0.0 if remaining == 0 else None)
+    return Pace(per_second, window, eta)
+
+
 def campaign_dict(campaign: Campaign, counts: dict[RecipientState, int] | None) -> dict[str, Any]:
     spec = campaign.spec
     data: dict[str, Any] = {
@@ -283,11 +303,23 @@ async def _get(store: Store, campaign_id: int) -> Campaign:
 @json_option
 def status(campaign_id: int, as_json: bool) -> None:
     """A campaign's figures (also while another shell runs it)."""
-    async def work(store: Store) -> tuple[Campaign, dict[RecipientState, int]]:
-        return await _get(store, campaign_id), await store.recipient_counts(campaign_id)
+    async def work(store: Store) -> tuple[Campaign, dict[RecipientState, int], Pace | None]:
+        campaign = await _get(store, campaign_id)
+        counts = await store.recipient_counts(campaign_id)
+        pace = None
+        if campaign.status is CampaignStatus.RUNNING and campaign.started_at is not None:
+            now = datetime.now(UTC)
+            window = min(PACE_WINDOW, (now - campaign.started_at).total_seconds())
+            done = await store.recipients_done_since(
+                campaign_id, now - timedelta(seconds=window))
+            pace = pace_of(done, window, counts[RecipientState.PENDING]
+                           + counts[RecipientState.GENERATING])
+        return campaign, counts, pace
 
-    campaign, counts = with_store(current_config(), work)
+    campaign, counts, pace = with_store(current_config(), work)
     data = campaign_dict(campaign, counts)
+    data["per_second"] = None if pace is None else round(pace.per_second, 2)
+    data["eta_seconds"] = None if pace is None or pace.eta is None else round(pace.eta)
     if as_json:
         echo_json(data)
         return
@@ -304,6 +336,10 @@ def status(campaign_id: int, as_json: bool) -> None:
               + (f" of {budget:,}" if budget else ""))
     if campaign.spec.scheduled_at and campaign.status is CampaignStatus.SCHEDULED:
         out.print(f"  scheduled for {short_time(campaign.spec.scheduled_at)} UTC")
+    if pace is not None:
+        eta = "unknown" if pace.eta is None else str(timedelta(seconds=round(pace.eta)))
+        out.print(f"  {pace.per_second:,.1f} recipients/s over the last "
+                  f"{pace.window:.0f} s; time left: {eta}")
     if campaign.lease_owner:
         out.print(f"  run by {esc(campaign.lease_owner)}")
 

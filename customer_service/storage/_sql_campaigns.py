@@ -256,6 +256,14 @@ def recipient_counts(tx: Tx, campaign_id: int) -> dict[RecipientState, int]:
     return counts
 
 
+def recipients_done_since(tx: Tx, campaign_id: int, since: datetime) -> int:
+    row = tx.one("SELECT COUNT(*) FROM campaign_recipients WHERE campaign_id = ?"
+                 " AND state IN (?, ?, ?) AND updated_at >= ?",
+                 (campaign_id, RecipientState.SENT.value, RecipientState.FAILED.value,
+                  RecipientState.SKIPPED.value, to_ms(since)))
+    return 0 if row is None else int(row[0])
+
+
 def _recipient_row(tx: Tx, campaign_id: int, contact_id: int) -> Row:
     row = tx.one("SELECT state, attempts FROM campaign_recipients"
                  f" WHERE campaign_id = ? AND contact_id = ?{tx.dialect.for_update}",

@@ -255,6 +255,10 @@ class Store(Protocol):
                               limit: int) -> list[Recipient]:
         """Every recipient by contact id, a page at a time (the report)."""
 
+    async def recipients_done_since(self, campaign_id: int, since: datetime) -> int:
+        """How many recipients became sent, failed or skipped at or after ``since`` (the
+        campaign's recent pace, for ``campaigns status`` in another shell)."""
+
     async def recipient_counts(self, campaign_id: int) -> dict[RecipientState, int]:
         """How many recipients are in each state (all states present, zero included)."""
 

@@ -147,6 +147,10 @@ class ContactsAndCampaigns(ABC):
             lambda tx: campaigns.recipients_page(tx, campaign_id, after_contact_id, limit),
             write=False)
 
+    async def recipients_done_since(self, campaign_id: int, since: datetime) -> int:
+        return await self._run(
+            lambda tx: campaigns.recipients_done_since(tx, campaign_id, since), write=False)
+
     async def recipient_counts(self, campaign_id: int) -> dict[RecipientState, int]:
         return await self._run(lambda tx: campaigns.recipient_counts(tx, campaign_id),
                                write=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import trio
 from click.testing import CliRunner, Result
 
 from customer_service.cli import cli
+from customer_service.cli.campaigns import Pace, pace_of
+from customer_service.core.models import CampaignStatus
 from customer_service.storage import open_store
 from tests.campaigns.helpers import add_contacts, check_exactly_once, config_at, write_config
 
@@ -171,3 +174,37 @@ def test_a_template_campaign_from_create_to_report(config_file: Path, tmp_path: 
     assert "campaign 1 is finished" in run(config_file, "cancel", "1").output
     assert "Cancelled campaign 2." in run(config_file, "cancel", "2").output
     assert "no campaign 9" in run(config_file, "status", "9").output
+
+
+def test_status_from_another_shell_gives_the_pace_and_the_time_left(config_file: Path) -> None:
+    """While a run goes on elsewhere (here: its first deliveries written straight to the
+    store), ``status`` measures the recent pace and the time left from the database."""
+    created = run(config_file, "create", "paced", "--tag", "spring", "--template", "Hi {name}")
+    assert created.exit_code == 0, created.output
+
+    async def half_sent() -> int:
+        async with open_store(config_at(config_file)) as store:
+            await store.claim_campaign(1, "elsewhere:1:x", 60, datetime.now(UTC))
+            await store.set_campaign_status(1, CampaignStatus.RUNNING)
+            pending = await store.recipients_to_send(1, 0, 10)
+            for recipient, _contact in pending:
+                await store.deliver_campaign_message(1, recipient.contact_id, "Hi", 0,
+                                                     datetime.now(UTC))
+            return sum((await store.recipient_counts(1)).values())
+
+    total = trio.run(half_sent)
+    status = json.loads(run(config_file, "status", "1", "--json").output)
+    assert status["status"] == "running" and status["lease_owner"] == "elsewhere:1:x"
+    assert status["recipients"]["sent"] + status["recipients"]["skipped"] == 10  # u000003
+    assert status["per_second"] > 0
+    assert status["eta_seconds"] >= 0
+    assert status["total"] == total
+    text = run(config_file, "status", "1").output
+    assert "recipients/s over the last" in text and "time left:" in text
+
+
+def test_pace_of_a_campaign() -> None:
+    assert pace_of(120, 60.0, 600) == Pace(2.0, 60.0, 300.0)
+    assert pace_of(0, 60.0, 5).eta is None  # nothing done lately: no pace to go by
+    assert pace_of(0, 60.0, 0).eta == 0.0
+    assert pace_of(3, 0.0, 1).per_second == 0.0

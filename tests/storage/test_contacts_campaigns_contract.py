@@ -458,3 +458,15 @@ async def test_finish_recipient_never_touches_a_sent_one(store: Store) -> None:
     assert recipient.state is RecipientState.SENT and recipient.error == ""
     with pytest.raises(NotFound):
         await store.deliver_campaign_message(campaign_id, 999_999, "x", DAY, NOW)
+
+
+async def test_recipients_done_since_counts_what_was_finished_lately(store: Store) -> None:
+    ids = await contacts(store, 6, prefix="pace")
+    campaign_id = await campaign_to(store, ids)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    for contact_id in ids[:3]:
+        await store.deliver_campaign_message(campaign_id, contact_id, "hi", 0, datetime.now(UTC))
+    await store.finish_recipient(campaign_id, ids[3], RecipientState.FAILED, "upstream")
+    assert await store.recipients_done_since(campaign_id, before) == 4
+    assert await store.recipients_done_since(
+        campaign_id, datetime.now(UTC) + timedelta(seconds=5)) == 0
