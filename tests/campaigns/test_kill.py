@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -121,3 +122,31 @@ async def test_ctrl_c_stops_the_run_with_one_line_and_run_continues(tmp_path: Pa
                                       capture_stdout=True, env=env)
     assert "finished. 60 sent" in done.stdout.decode()
     assert check_exactly_once(db, campaign.id) == {"sent": 60}
+
+
+async def test_a_bus_that_is_down_stops_no_run_and_loses_no_message(tmp_path: Path) -> None:
+    """``[bus] redis_url`` set, Redis not there: ``campaigns run`` still sends everything
+    (committed; the servers' look in the database delivers it) and says the bus failed."""
+    with socket.socket() as probe:  # a free port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config_file = write_config(tmp_path, ai=False)
+    config_file.write_text(config_file.read_text()
+                           + f'\n[bus]\nredis_url = "redis://127.0.0.1:{port}/0"\n'
+                             'command_timeout = 0.3\n')
+    async with open_store(config_at(config_file)) as store:
+        await store.migrate()
+        await add_contacts(store, 20)
+        campaign, _ = await new_campaign(store, "Hi {name}", kind=CampaignKind.TEMPLATE,
+                                         rate=200)
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    done = await trio.run_process(
+        [sys.executable, "-m", "customer_service", "--config", str(config_file), "campaigns",
+         "run", str(campaign.id), "--quiet"], capture_stdout=True, capture_stderr=True,
+        env=env, check=False)
+    output = (done.stdout + done.stderr).decode()
+    assert done.returncode == 0, output
+    assert "Campaign 1: finished. 20 sent" in output
+    assert "the servers find them in the database" in output  # the bus failure, said once
+    assert "Traceback" not in output
+    assert check_exactly_once(tmp_path / "test.db", campaign.id) == {"sent": 20}
