@@ -3,7 +3,7 @@
 A label is 1 to ``MAX_LABEL_CHARS`` characters of letters (any script), digits, ``-``
 and ``_``, beginning with a letter or a digit (so that ``-x`` is never taken for a
 command-line option). It is compared and stored in one spelling: NFKC-normalized
-(full-width ``ＶＩＰ`` is ``VIP``), trimmed and case-folded (``VIP`` is ``vip``), so
+(full-width ``VIP`` is plain ``VIP``), trimmed and case-folded (``VIP`` is ``vip``), so
 two agents typing it differently get the same label.
 """
 
