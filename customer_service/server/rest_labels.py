@@ -32,12 +32,11 @@ _PATH: Final = re.compile(r"/api/v1/conversations/([^/]*)/labels/([^/]*)")
 def match(scope: Scope) -> tuple[int, str] | None:
     """The conversation id and the label of a label path (None: another path). The label
     is read from the raw path and percent-decoded once (``%E9%80%80`` is ``退``), whatever
-    the transport did to ``path``."""
-    if _PATH.fullmatch(scope["path"]) is None:
-        return None
+    the transport did to ``path``, so an encoded ``/`` (``%2F``) is a character of the
+    label (and refused as one), not a separator."""
     raw = scope.get("raw_path") or scope["path"].encode()
     found = _PATH.fullmatch(bytes(raw).decode("latin-1"))
-    if found is None:  # an encoded '/' in the path: not a label path after all
+    if found is None:
         return None
     raw_id, raw_label = found.groups()
     conversation_id = int(raw_id) if re.fullmatch(r"[0-9]{1,20}", raw_id) else 0

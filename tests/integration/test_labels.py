@@ -116,6 +116,7 @@ async def test_the_list_filters_by_every_label(server: Server) -> None:
     ("/labels/a%20b", 400, "may only contain letters, digits, '-' and '_' (not ' ')"),
     ("/labels/-x", 400, "must begin with a letter or a digit"),
     ("/labels/%FF", 400, "the label in the path is not UTF-8"),
+    ("/labels/a%2Fb", 400, "(not '/')"),
 ])
 async def test_bad_labels_are_refused_clearly(server: Server, path: str, status: int,
                                               message: str) -> None:
