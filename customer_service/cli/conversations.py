@@ -23,6 +23,7 @@ from customer_service.cli.common import (
     visitor_dict,
     with_store,
 )
+from customer_service.cli.conversation_labels import label_values
 from customer_service.core.models import ConversationStatus
 from customer_service.errors import NotFound
 
@@ -67,7 +68,7 @@ def _sender(message: StoredMessage) -> str:
 
 @click.group()
 def conversations() -> None:
-    """List conversations and show their messages."""
+    """List conversations, show their messages, label them."""
 
 
 @conversations.command("list")
@@ -75,36 +76,46 @@ def conversations() -> None:
               help="Only conversations in this state.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True,
               help="At most this many, newest activity first.")
+@click.option("--label", "labels", metavar="LABEL", multiple=True, callback=label_values,
+              help="Only conversations with this label (repeat: with every one of them).")
 @json_option
-def list_conversations(status: str | None, limit: int, as_json: bool) -> None:
+def list_conversations(status: str | None, limit: int, labels: list[str],
+                       as_json: bool) -> None:
     """List conversations, newest activity first.
 
     \b
         customer-service conversations list --status open --limit 20
+        customer-service conversations list --label billing --label vip
         customer-service conversations list --json | jq '.[].id'
     """
     wanted = ConversationStatus(status) if status else None
 
     async def work(store: Store) -> tuple[list[ConversationSummary], dict[int, Agent]]:
-        return await store.list_conversations(wanted, limit), await _agents(store)
+        return (await store.list_conversations(wanted, limit, labels=labels),
+                await _agents(store))
 
     found, agents = with_store(current_config(), work)
     if as_json:
         echo_json([{**conversation_dict(s.conversation), "visitor": visitor_dict(s.visitor),
-                    "last_message": message_dict(s.last_message) if s.last_message else None}
+                    "last_message": message_dict(s.last_message) if s.last_message else None,
+                    "labels": list(s.labels)}
                    for s in found])
         return
     from rich.table import Table
 
     table = Table(title=f"{len(found)} conversation(s)", title_justify="left")
-    for column in ("id", "status", "visitor", "agent", "msgs", "unread", "updated (UTC)",
-                   "last message"):  # narrow columns keep their width; text ones wrap
-        table.add_column(column, no_wrap=column not in ("visitor", "agent", "last message"))
+    with_labels = any(s.labels for s in found)  # the column only when there is something
+    for column in ("id", "status", "visitor", "agent", *(("labels",) if with_labels else ()),
+                   "msgs", "unread", "updated (UTC)", "last message"):
+        # narrow columns keep their width; text ones wrap
+        table.add_column(column, no_wrap=column not in ("visitor", "agent", "labels",
+                                                        "last message"))
     for summary in found:
         conv, visitor, last = summary.conversation, summary.visitor, summary.last_message
         who = visitor.name or visitor.email or f"visitor {visitor.id}"
         table.add_row(str(conv.id), str(conv.status), esc(who),
                       esc(_agent_name(conv.assigned_to, agents)),
+                      *((esc(", ".join(summary.labels)),) if with_labels else ()),
                       str(conv.last_seq), str(conv.unread), short_time(conv.updated_at),
                       esc(f"{last.sender_name}: {_excerpt(last.content)}") if last else "")
     print_table(table)
@@ -122,24 +133,26 @@ def show(conversation_id: int, as_json: bool) -> None:
     """
 
     async def work(store: Store) -> tuple[Conversation, Visitor | None, list[StoredMessage],
-                                          Agent | None]:
+                                          Agent | None, list[str]]:
         conv = await store.get_conversation(conversation_id)
         if conv is None:
             raise NotFound(f"no conversation {conversation_id}")
         visitor = await store.get_visitor(conv.visitor_id)
         agent = None if conv.assigned_to is None else await store.get_agent(conv.assigned_to)
+        labels = await store.conversation_labels(conversation_id)
         messages: list[StoredMessage] = []
         while True:
             page = await store.messages_after(conversation_id,
                                               messages[-1].seq if messages else 0, PAGE)
             messages += page
             if len(page) < PAGE:
-                return conv, visitor, messages, agent
+                return conv, visitor, messages, agent, labels
 
-    conv, visitor, messages, agent = with_store(current_config(), work)
+    conv, visitor, messages, agent, labels = with_store(current_config(), work)
     if as_json:
         data: dict[str, Any] = {**conversation_dict(conv),
                                 "visitor": visitor_dict(visitor) if visitor else None,
+                                "labels": labels,
                                 "messages": [message_dict(m) for m in messages]}
         echo_json(data)
         return
@@ -156,6 +169,8 @@ def show(conversation_id: int, as_json: bool) -> None:
         assigned = f", agent {esc(_agent_name(conv.assigned_to, {agent.id: agent} if agent else {}))}"
     out.print(f"[bold]Conversation {conv.id}[/bold]: {conv.status}{assigned}, {esc(who)}, "
               f"started {short_time(conv.created_at)} UTC", soft_wrap=True)
+    if labels:
+        out.print(f"Labels: {esc(', '.join(labels))}", soft_wrap=True)
     table = Table("seq", "time (UTC)", "from", "message", title=f"{len(messages)} message(s)",
                   title_justify="left")
     for m in messages:

@@ -321,6 +321,8 @@ class ConversationInfo(msgspec.Struct, omit_defaults=False):
     contact: ContactInfo | msgspec.UnsetType | None = msgspec.UNSET
     """The conversation's contact (null: none). Left out where it was not looked up (the
     agent's welcome and the REST listing, which would need a query per conversation)."""
+    labels: list[str] = msgspec.field(default_factory=list)
+    """The conversation's labels (``billing``, ``vip``), sorted; always present."""
 
 
 class AgentWelcomeOut(_Out, tag="welcome"):

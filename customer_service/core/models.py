@@ -96,6 +96,8 @@ class ConversationSummary:
     conversation: Conversation
     visitor: Visitor
     last_message: StoredMessage | None
+    labels: tuple[str, ...] = ()
+    """The conversation's labels, sorted."""
 
 
 @dataclass(frozen=True, slots=True)

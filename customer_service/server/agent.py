@@ -84,7 +84,8 @@ class AgentSession(Session):
             hub.sequencer.seed(summary.conversation.id, summary.conversation.last_seq)
             conversation = hub.conversations.get(summary.conversation.id) or summary.conversation
             infos.append(self.service.conversation_info(conversation, summary.visitor,
-                                                        summary.last_message))
+                                                        summary.last_message,
+                                                        labels=summary.labels))
         await self.send_now(frames.AgentWelcomeOut(
             agent=frames.AgentInfo(id=self.agent.id, username=self.agent.username,
                                    name=self.agent.name),

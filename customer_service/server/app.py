@@ -39,7 +39,7 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import rest_contacts
+from customer_service.server import rest_contacts, rest_labels
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, contact_info, message_frame
@@ -285,6 +285,12 @@ class App:
         }
         if path.startswith("/api/") and _url_carries_token(scope):
             raise Unauthorized(URL_TOKEN_REFUSED)  # the login included: nothing reads it there
+        if (labelled := rest_labels.match(scope)) is not None:
+            if method not in ("POST", "DELETE"):
+                return json_response(405, {"error": "method_not_allowed",
+                                           "message": f"{path} accepts POST and DELETE"})
+            return json_response(200, await rest_labels.change(
+                self.service, await self.authenticate(scope), method, *labelled))
         if path.startswith("/api/v1/conversations/"):
             return await self.conversation_path(scope, method, path)
         asset = self.assets.get(path)
@@ -491,9 +497,10 @@ class App:
             raise BadRequest("status must be open, assigned or closed")
         limit = _int_param(query, "limit", 100, 1, 1000) or 100
         summaries = await self.store.list_conversations(
-            ConversationStatus(status) if status else None, limit)
-        infos = [self.service.conversation_info(s.conversation, s.visitor, s.last_message)
-                 for s in summaries]
+            ConversationStatus(status) if status else None, limit,
+            labels=rest_labels.query_labels(scope))
+        infos = [self.service.conversation_info(s.conversation, s.visitor, s.last_message,
+                                                labels=s.labels) for s in summaries]
         return Response(200, _json.encode({"conversations": infos}))
 
     async def conversation_path(self, scope: Scope, method: str, path: str) -> Response:
@@ -524,7 +531,8 @@ class App:
         last = await self.store.messages_before(conversation.id, None, 1)
         contact = await self.store.contact_for_conversation(conversation.id)
         info = self.service.conversation_info(conversation, visitor, last[-1] if last else None,
-                                              contact_info(contact))
+                                              contact_info(contact),
+                                              await self.store.conversation_labels(conversation.id))
         return Response(200, _json.encode({"conversation": info}))
 
     # ---- WebSocket ----------------------------------------------------------

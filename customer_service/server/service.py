@@ -227,8 +227,8 @@ class ChatService:
     # ---- conversation events -----------------------------------------------
     def conversation_info(self, conversation: Conversation, visitor: Visitor | None,
                           last: StoredMessage | None = None,
-                          contact: frames.ContactInfo | msgspec.UnsetType | None = msgspec.UNSET
-                          ) -> frames.ConversationInfo:
+                          contact: frames.ContactInfo | msgspec.UnsetType | None = msgspec.UNSET,
+                          labels: Sequence[str] = ()) -> frames.ConversationInfo:
         visitor_info = frames.VisitorInfo(
             id=conversation.visitor_id,
             name=visitor.name if visitor else "",
@@ -248,6 +248,7 @@ class ChatService:
             updated_at=format_ts(conversation.updated_at),
             last_message=message_frame(last) if last else None,
             contact=contact,
+            labels=list(labels),
         )
 
     async def announce(self, conversation: Conversation, visitor: Visitor | None = None,
@@ -266,7 +267,8 @@ class ChatService:
         if visitor is None:
             visitor = await self.store.get_visitor(conversation.visitor_id)
         contact = contact_info(await self.store.contact_for_conversation(conversation.id))
-        info = self.conversation_info(conversation, visitor, contact=contact)
+        labels = await self.store.conversation_labels(conversation.id)
+        info = self.conversation_info(conversation, visitor, contact=contact, labels=labels)
         self.hub.conversation_event(ConversationEvent(
             conversation.id, conversation.assigned_to, was_assigned_to, was_waiting, changed,
             frames.encode(frames.ConversationOut(conversation=info))), local_only=local_only)

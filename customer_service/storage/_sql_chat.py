@@ -42,6 +42,7 @@ from customer_service.storage._sql import (
     to_ms,
     visitor_from,
 )
+from customer_service.storage._sql_labels import label_conditions, labels_by_conversation
 from customer_service.storage._sql_people import get_agent
 
 # --- conversations ----------------------------------------------------------
@@ -100,8 +101,10 @@ def conversations_updated_since(tx: Tx, since: datetime, limit: int) -> list[Con
 
 
 def list_conversations(tx: Tx, status: ConversationStatus | None, limit: int,
-                       assigned_to: int | None = None) -> list[ConversationSummary]:
-    """The last message is the row at ``seq = last_seq``: one primary-key lookup each."""
+                       assigned_to: int | None = None, labels: Sequence[str] = ()
+                       ) -> list[ConversationSummary]:
+    """The last message is the row at ``seq = last_seq``: one primary-key lookup each;
+    the labels of the whole page in one more query (``_sql_labels``)."""
     conditions: list[str] = []
     params: list[Any] = []
     if status is not None:
@@ -110,6 +113,9 @@ def list_conversations(tx: Tx, status: ConversationStatus | None, limit: int,
     if assigned_to is not None:
         conditions.append("c.assigned_to = ?")
         params.append(assigned_to)
+    label_terms, label_params = label_conditions(labels)
+    conditions += label_terms
+    params += label_params
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     rows = tx.all(
         f"SELECT {CONVERSATION_COLUMNS}, {VISITOR_COLUMNS}, {MESSAGE_COLUMNS}"
@@ -118,13 +124,16 @@ def list_conversations(tx: Tx, status: ConversationStatus | None, limit: int,
         f" {where} ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
         [*params, max(0, limit)])
     summaries: list[ConversationSummary] = []
+    page_labels = labels_by_conversation(tx, [int(row[0]) for row in rows])
     for row in rows:
         visitor_end = CONVERSATION_WIDTH + VISITOR_WIDTH
         message_row = row[visitor_end:]
+        conversation = conversation_from(row[:CONVERSATION_WIDTH])
         summaries.append(ConversationSummary(
-            conversation=conversation_from(row[:CONVERSATION_WIDTH]),
+            conversation=conversation,
             visitor=visitor_from(row[CONVERSATION_WIDTH:visitor_end]),
-            last_message=None if message_row[0] is None else message_from(message_row)))
+            last_message=None if message_row[0] is None else message_from(message_row),
+            labels=page_labels.get(conversation.id, ())))
     return summaries
 
 

@@ -118,10 +118,10 @@ class Store(Protocol):
     async def get_conversation(self, conversation_id: int) -> Conversation | None: ...
 
     async def list_conversations(self, status: ConversationStatus | None = None,
-                                 limit: int = 100, assigned_to: int | None = None
-                                 ) -> list[ConversationSummary]:
-        """Newest activity first, with visitor and last message; filtered by status and by
-        assigned agent when those are given."""
+                                 limit: int = 100, assigned_to: int | None = None,
+                                 labels: Sequence[str] = ()) -> list[ConversationSummary]:
+        """Newest activity first, with visitor, last message and labels; filtered by status,
+        by assigned agent and by labels (every one of them: AND) when those are given."""
 
     async def conversations_updated_since(self, since: datetime,
                                           limit: int = 1000) -> list[Conversation]:
@@ -284,6 +284,21 @@ class Store(Protocol):
         newest conversation (created, with a visitor of its own, when it has none), mark
         the recipient sent with the message's conversation and seq, and stamp the contact's
         ``last_campaign_at``."""
+
+    # --- labels -------------------------------------------------------------
+    async def conversation_labels(self, conversation_id: int) -> list[str]:
+        """The conversation's labels, sorted (none for an unknown id)."""
+
+    async def add_conversation_labels(self, conversation_id: int,
+                                      labels: Sequence[str]) -> list[str]:
+        """Add normalized labels (``core/labels.py``; ones it has are no change) and return
+        all of them, sorted. Raise ``NotFound`` for an unknown conversation, ``Conflict``
+        when it would carry more than ``MAX_LABELS``."""
+
+    async def remove_conversation_labels(self, conversation_id: int,
+                                         labels: Sequence[str]) -> list[str]:
+        """Remove labels (ones it lacks are no change) and return those left, sorted.
+        Raise ``NotFound`` for an unknown conversation."""
 
     async def aclose(self) -> None:
         """Close connections and the worker thread; idempotent."""

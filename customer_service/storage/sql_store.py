@@ -4,7 +4,8 @@ A backend supplies ``_run(work, write=...)``, which runs ``work`` (a function of
 ``Tx``) as one transaction in its thread, and ``migrate``/``aclose``; the SQL itself
 is written once for both dialects, in ``_sql_schema``, ``_sql_people``, ``_sql_chat``,
 ``_sql_contacts`` and ``_sql_campaigns`` (on the plumbing of ``_sql``). The contact and
-campaign methods are inherited from ``sql_store_contacts``.
+campaign methods are inherited from ``sql_store_contacts``, the label methods from
+``sql_store_labels``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
+from customer_service.storage.sql_store_labels import ConversationLabels
 
 T = TypeVar("T")
 
@@ -86,7 +88,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ContactsAndCampaigns, ABC):
+class SqlStore(ContactsAndCampaigns, ConversationLabels, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 
@@ -195,10 +197,12 @@ class SqlStore(ContactsAndCampaigns, ABC):
                                write=False)
 
     async def list_conversations(self, status: ConversationStatus | None = None,
-                                 limit: int = 100, assigned_to: int | None = None
-                                 ) -> list[ConversationSummary]:
+                                 limit: int = 100, assigned_to: int | None = None,
+                                 labels: Sequence[str] = ()) -> list[ConversationSummary]:
+        wanted = list(labels)
         return await self._run(
-            lambda tx: chat.list_conversations(tx, status, limit, assigned_to), write=False)
+            lambda tx: chat.list_conversations(tx, status, limit, assigned_to, wanted),
+            write=False)
 
     async def conversations_updated_since(self, since: datetime,
                                           limit: int = 1000) -> list[Conversation]:

@@ -3,6 +3,7 @@
 
 import { h, timeOf, randomId } from "./dom.js";
 import { AgentSocket } from "./agent-conn.js";
+import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./agent-labels.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -42,8 +43,9 @@ function tabOf(conv) {
   if (conv.status === "closed") return "closed";
   return conv.assigned_to === state.me?.id ? "mine" : "others";
 }
-/** Open conversations show in Waiting only once the visitor has written (page views do not count). */
-const isListed = (conv) => conv.status !== "open" || conv.last_seq > 0;
+/** Open conversations show in Waiting only once the visitor has written (page views do not count);
+ * a label filter shows only the conversations carrying that label. */
+const isListed = (conv) => (conv.status !== "open" || conv.last_seq > 0) && labelFilterAllows(conv);
 const isMine = (conv) => conv.status === "assigned" && conv.assigned_to === state.me?.id;
 const visitorName = (conv) => conv.contact?.name || conv.visitor?.name || `Visitor #${conv.visitor?.id ?? conv.conversation_id}`;
 const agentName = (id) => state.agents.find((a) => a.id === id)?.name || `agent #${id}`;
@@ -353,6 +355,7 @@ function renderItem(conv) {
       conv.needs_agent ? h("span", { class: "flag", "data-testid": "needs-agent" }, "needs agent") : null,
       conv.ai_streaming ? h("span", { class: "flag ai" }, "AI replying") : null),
     conv.status === "assigned" && !isMine(conv) ? h("div", { class: "assignee" }, `with ${agentName(conv.assigned_to)}`) : null,
+    labelChips(conv),
     h("div", { class: "item-bottom" }, h("span", { class: "last", "data-testid": "last-message" }, lastText), unread),
   ].filter(Boolean));
   li.hidden = !isListed(conv) || tabOf(conv) !== state.tab;
@@ -603,6 +606,7 @@ function refreshView() {
   ].filter(Boolean);
   els.viewDetails.textContent = details.join(" · ");
   renderProfile(conv.contact);
+  renderViewLabels(conv);
   const mine = isMine(conv);
   els.accept.hidden = conv.status !== "open";
   els.transfer.hidden = !mine;
@@ -743,6 +747,7 @@ function stopTyping() {
 }
 
 // ---- start ---------------------------------------------------------------------------------
+initLabels({ state, renderList, refreshView, toast, errorText });
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) startSession(saved, null);
 else showLogin("");
