@@ -37,6 +37,7 @@ from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
+from customer_service.storage.sql_store_notes import Notes
 
 T = TypeVar("T")
 
@@ -86,7 +87,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ContactsAndCampaigns, ABC):
+class SqlStore(ContactsAndCampaigns, Notes, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 
