@@ -29,7 +29,7 @@ def _by_client_id(tx: Tx, agent_id: int, client_id: str) -> Note | None:
 
 
 def add_note(tx: Tx, conversation_id: int, agent_id: int, agent_name: str, content: str,
-             client_id: str | None) -> AddedNote:
+             *, client_id: str | None) -> AddedNote:
     found = tx.one(f"SELECT last_seq FROM conversations WHERE id = ?{tx.dialect.for_update}",
                    (conversation_id,))
     if found is None:

@@ -23,7 +23,7 @@ class Notes(ABC):
                        content: str, client_id: str | None = None) -> AddedNote:
         return await self._run(
             lambda tx: notes.add_note(tx, conversation_id, agent_id, agent_name, content,
-                                      client_id), write=True)
+                                      client_id=client_id), write=True)
 
     async def list_notes(self, conversation_id: int, limit: int = NOTES_LIMIT) -> list[Note]:
         return await self._run(lambda tx: notes.list_notes(tx, conversation_id, limit),

@@ -26,7 +26,7 @@ from customer_service.storage.base import Store
 
 SHIPPED = [m.version for m in load_migrations(SQLITE)]
 """The versions of the shipped migrations (each one ships for both dialects)."""
-assert SHIPPED == [m.version for m in load_migrations(MYSQL)]
+assert [m.version for m in load_migrations(MYSQL)] == SHIPPED
 
 
 def visitor_says(conversation_id: int, content: str, client_id: str | None = None,
