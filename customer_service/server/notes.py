@@ -53,6 +53,8 @@ async def list_notes(store: Store, scope: Scope) -> dict[str, Any]:
     """``GET /api/v1/conversations/{id}/notes``: ``{"conversation_id", "notes": [...]}``, the
     newest ``NOTES_LIMIT`` oldest first, each shaped like the ``note`` frame."""
     raw = scope["path"].removeprefix("/api/v1/conversations/").removesuffix("/notes")
+    if "/" in raw:
+        raise NotFound(f"no route {scope['path']}")
     conversation_id = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else 0
     if not 1 <= conversation_id <= frames.MAX_INT:
         raise BadRequest(f"the conversation id must be an integer between 1 and "

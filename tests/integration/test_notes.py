@@ -147,6 +147,8 @@ async def test_bad_notes_get_clear_errors(server: Server) -> None:
     assert await server.service.store.list_notes(cid) == []
     bad_id = await get(server, "/api/v1/conversations/abc/notes", token)
     assert bad_id.status_code == 400 and "conversation id" in bad_id.json()["message"]
+    deeper = await get(server, f"/api/v1/conversations/{cid}/messages/notes", token)
+    assert deeper.status_code == 404 and "no route" in deeper.json()["message"]
     unknown = await get(server, "/api/v1/conversations/424242/notes", token)
     assert unknown.status_code == 404
     assert unknown.json() == {"error": "not_found", "message": "no conversation 424242"}
