@@ -24,6 +24,7 @@ from customer_service.cli.common import (
     with_store,
 )
 from customer_service.cli.conversation_labels import label_values
+from customer_service.cli.notes import note_dict, timeline_rows
 from customer_service.core.models import ConversationStatus
 from customer_service.errors import NotFound
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         StoredMessage,
         Visitor,
     )
+    from customer_service.core.notes import Note
     from customer_service.storage.base import Store
 
 PAGE = 1000
@@ -125,7 +127,7 @@ def list_conversations(status: str | None, limit: int, labels: list[str],
 @click.argument("conversation_id", metavar="ID", type=click.IntRange(1, 2**63 - 1))
 @json_option
 def show(conversation_id: int, as_json: bool) -> None:
-    """Show one conversation and all its messages.
+    """Show one conversation and all its messages, with the agents' private notes.
 
     \b
         customer-service conversations show 42
@@ -133,7 +135,7 @@ def show(conversation_id: int, as_json: bool) -> None:
     """
 
     async def work(store: Store) -> tuple[Conversation, Visitor | None, list[StoredMessage],
-                                          Agent | None, list[str]]:
+                                          Agent | None, list[str], list[Note]]:
         conv = await store.get_conversation(conversation_id)
         if conv is None:
             raise NotFound(f"no conversation {conversation_id}")
@@ -146,14 +148,16 @@ def show(conversation_id: int, as_json: bool) -> None:
                                               messages[-1].seq if messages else 0, PAGE)
             messages += page
             if len(page) < PAGE:
-                return conv, visitor, messages, agent, labels
+                return (conv, visitor, messages, agent, labels,
+                        await store.list_notes(conversation_id))
 
-    conv, visitor, messages, agent, labels = with_store(current_config(), work)
+    conv, visitor, messages, agent, labels, notes = with_store(current_config(), work)
     if as_json:
         data: dict[str, Any] = {**conversation_dict(conv),
                                 "visitor": visitor_dict(visitor) if visitor else None,
                                 "labels": labels,
-                                "messages": [message_dict(m) for m in messages]}
+                                "messages": [message_dict(m) for m in messages],
+                                "notes": [note_dict(n) for n in notes]}
         echo_json(data)
         return
     from rich.table import Table
@@ -171,8 +175,8 @@ def show(conversation_id: int, as_json: bool) -> None:
               f"started {short_time(conv.created_at)} UTC", soft_wrap=True)
     if labels:
         out.print(f"Labels: {esc(', '.join(labels))}", soft_wrap=True)
-    table = Table("seq", "time (UTC)", "from", "message", title=f"{len(messages)} message(s)",
-                  title_justify="left")
-    for m in messages:
-        table.add_row(str(m.seq), short_time(m.created_at), esc(_sender(m)), esc(m.content))
+    title = f"{len(messages)} message(s)" + (f", {len(notes)} private note(s)" if notes else "")
+    table = Table("seq", "time (UTC)", "from", "message", title=title, title_justify="left")
+    for row in timeline_rows(messages, notes, _sender):
+        table.add_row(*row)
     print_table(table, out)

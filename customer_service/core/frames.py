@@ -14,6 +14,7 @@ from typing import Annotated, Any, Final, TypeVar
 import msgspec
 
 from customer_service.core.models import StoredMessage, format_ts
+from customer_service.core.notes import Note
 from customer_service.core.text import visible
 from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
 
@@ -111,12 +112,21 @@ class AgentRead(_In, tag="read"):
     id: ClientId | None = None
 
 
+class AgentNote(_In, tag="note"):
+    """A private note (``core/notes.py``): agents only, never the visitor."""
+
+    id: ClientId
+    conversation_id: EntityId
+    content: str
+
+
 VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping
-AgentFrame = Accept | AgentText | Transfer | Close | History | AgentTyping | AgentRead | Ping
+AgentFrame = (Accept | AgentText | Transfer | Close | History | AgentTyping | AgentRead | Ping
+              | AgentNote)
 
 VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping"})
 AGENT_TYPES: Final = frozenset(
-    {"accept", "text", "transfer", "close", "history", "typing", "read", "ping"})
+    {"accept", "text", "transfer", "close", "history", "typing", "read", "ping", "note"})
 
 _visitor_decoder = msgspec.json.Decoder(VisitorFrame)
 _agent_decoder = msgspec.json.Decoder(AgentFrame)
@@ -259,6 +269,8 @@ class AckOut(_Out, tag="ack"):
     id: str
     seq: int | None = None
     ts: str | None = None
+    note_id: int | None = None
+    """The stored note's id (the ack of a ``note`` frame)."""
 
 
 class ErrorOut(_Out, tag="error"):
@@ -334,10 +346,24 @@ class ConversationOut(_Out, tag="conversation"):
     conversation: ConversationInfo
 
 
+class NoteOut(_Out, tag="note"):
+    """A private note, for agents only: never on a visitor's socket (``core/notes.py``)."""
+
+    conversation_id: int
+    note_id: int
+    after_seq: int
+    sender: Sender
+    content: str
+    ts: str
+
+
 class HistoryOut(_Out, tag="history"):
     id: str
     conversation_id: int
     messages: list[MessageOut]
+    notes: list[NoteOut] | msgspec.UnsetType = msgspec.UNSET
+    """The conversation's private notes (the newest ``NOTES_LIMIT``), on the newest page
+    only (no ``before_seq``): a note's ``after_seq`` places it among the messages."""
 
 
 class TypingOut(_Out, tag="typing"):
@@ -374,6 +400,14 @@ def error_frame(error: ProtocolError | Exception, client_id: str | None = None) 
     code = getattr(error, "code", "internal")
     message = getattr(error, "message", None) or "internal error"
     return encode(ErrorOut(error=code, message=message, id=client_id))
+
+
+def note_out(note: Note) -> NoteOut:
+    """The ``note`` frame of a stored note: live, in history and over REST alike."""
+    return NoteOut(conversation_id=note.conversation_id, note_id=note.id,
+                   after_seq=note.after_seq,
+                   sender=Sender(role="agent", id=note.agent_id, name=note.agent_name),
+                   content=note.content, ts=format_ts(note.created_at))
 
 
 def message_out(message: StoredMessage) -> MessageOut:

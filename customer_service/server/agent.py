@@ -1,11 +1,12 @@
-"""The agent socket: the welcome list, then accept, text, transfer, close, history, typing
-and read marks."""
+"""The agent socket: the welcome list, then accept, text, transfer, close, history (with
+the private notes), typing, read marks and notes."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import msgspec
 import trio
 
 from customer_service.core import conversation as machine
@@ -20,6 +21,7 @@ from customer_service.core.models import (
     utc_now,
 )
 from customer_service.errors import CustomerServiceError, NotFound, ProtocolError, Unavailable
+from customer_service.server import notes
 from customer_service.server.service import ChatService, message_frame
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
@@ -145,8 +147,14 @@ class AgentSession(Session):
                 await service.conversation(cid)
                 messages = await service.store.messages_before(cid, before, limit)
                 service.hub.watch(cid, agent.id)
-                self.reply(frames.HistoryOut(id=client_id, conversation_id=cid,
-                                             messages=[message_frame(m) for m in messages]))
+                self.reply(frames.HistoryOut(
+                    id=client_id, conversation_id=cid,
+                    messages=[message_frame(m) for m in messages],
+                    notes=msgspec.UNSET if before is not None else
+                    await notes.history_notes(service.store, cid)))
+            case frames.AgentNote():
+                self.reply(await notes.write_note(service, agent, frame,
+                                                  self.config.max_message_chars))
             case frames.AgentTyping(conversation_id=cid, active=active):
                 conversation = await service.conversation(cid)
                 service.to_conversation(conversation, frames.encode(frames.TypingOut(

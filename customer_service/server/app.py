@@ -39,7 +39,7 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import rest_contacts, rest_labels
+from customer_service.server import notes, rest_contacts, rest_labels
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, contact_info, message_frame
@@ -291,12 +291,15 @@ class App:
                                            "message": f"{path} accepts POST and DELETE"})
             return json_response(200, await rest_labels.change(
                 self.service, await self.authenticate(scope), method, *labelled))
-        if path.startswith("/api/v1/conversations/"):
+        notes_path = path.startswith("/api/v1/conversations/") and path.endswith("/notes")
+        if path.startswith("/api/v1/conversations/") and not notes_path:
             return await self.conversation_path(scope, method, path)
         asset = self.assets.get(path)
         if asset is not None:
             return self.static(scope, method, path, asset)
         handlers = routes.get(path)
+        if handlers is None and notes_path:
+            handlers = {"GET": lambda: self.rest(scope, notes.list_notes)}
         if handlers is None and path.startswith("/api/v1/contacts/"):
             handlers = {"GET": lambda: self.rest(scope, rest_contacts.get_contact)}
         if handlers is None:

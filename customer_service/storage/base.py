@@ -35,6 +35,7 @@ from customer_service.core.models import (
     UpsertCounts,
     Visitor,
 )
+from customer_service.core.notes import NOTES_LIMIT, AddedNote, Note
 
 
 class Store(Protocol):
@@ -302,3 +303,15 @@ class Store(Protocol):
 
     async def aclose(self) -> None:
         """Close connections and the worker thread; idempotent."""
+
+    # --- notes --------------------------------------------------------------
+    async def add_note(self, conversation_id: int, agent_id: int, agent_name: str,
+                       content: str, client_id: str | None = None) -> AddedNote:
+        """Store an agent's private note (``core/notes.py``), with the conversation's
+        ``last_seq`` as its ``after_seq``. A note whose (agent, ``client_id``) was stored
+        before is not stored again: the original comes back with ``duplicate=True``.
+        Raise ``NotFound`` for an unknown conversation."""
+
+    async def list_notes(self, conversation_id: int, limit: int = NOTES_LIMIT) -> list[Note]:
+        """The newest ``limit`` notes of a conversation, oldest first (none for an
+        unknown conversation)."""

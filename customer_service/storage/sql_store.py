@@ -39,6 +39,7 @@ from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
 from customer_service.storage.sql_store_labels import ConversationLabels
+from customer_service.storage.sql_store_notes import Notes
 
 T = TypeVar("T")
 
@@ -88,7 +89,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ContactsAndCampaigns, ConversationLabels, ABC):
+class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 

@@ -4,6 +4,7 @@
 import { h, timeOf, randomId } from "./dom.js";
 import { AgentSocket } from "./agent-conn.js";
 import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./agent-labels.js";
+import { setupNotes } from "./agent-notes.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -66,6 +67,7 @@ const ERRORS = {
   not_found: "Not found.",
 };
 const errorText = (err) => ERRORS[err.code] || err.message || "Something went wrong.";
+const notes = setupNotes({ state, els, toast, errorText }); // private notes: agent-notes.js
 
 async function api(path) {
   const token = state.token; // a late 401 for an earlier session must not log out the next one
@@ -198,6 +200,7 @@ function onFrame(frame) {
     case "ai_delta": onDelta(frame); break;
     case "typing": onTyping(frame); break;
     case "read": onRead(frame); break;
+    case "note": notes.onNote(frame); break;
     case "error": toast(errorText({ code: frame.error, message: frame.message })); break;
     default: break;
   }
@@ -561,6 +564,7 @@ async function loadHistory(before) {
       height = m.scrollHeight;
       top = m.scrollTop;
       for (const msg of reply.messages) addMessage(msg);
+      notes.received(view, reply.notes);
       const first = reply.messages[0]?.seq;
       if (!held || reply.messages.length < PAGE || !first || first <= held + 1) break;
       page = first;
@@ -573,6 +577,7 @@ async function loadHistory(before) {
       view.loadedOnce = true;
     }
     els.loadOlder.hidden = !view.hasMore;
+    notes.place(view);
     if (before) m.scrollTop = m.scrollHeight - height + top; // keep what was on screen in place
     else scrollDown(true);
     markRead();
@@ -617,6 +622,7 @@ function refreshView() {
       : conv.status === "assigned" ? `${agentName(conv.assigned_to)} is handling this conversation.` : "";
   els.replyNote.hidden = mine;
   if (!mine) stopTyping();
+  notes.refresh();
 }
 
 function markRead() {

@@ -109,25 +109,25 @@ ALTER TABLE conversations ADD COLUMN priority INT NOT NULL DEFAULT 0;
 ALTER TABLE conversations ADD COLUMN label VARCHAR(32) NULL,
     ADD KEY conversations_label (label, id);
 CREATE INDEX conversations_priority ON conversations (priority, id);
-CREATE TABLE notes (
+CREATE TABLE scratch_notes (
     id              BIGINT NOT NULL PRIMARY KEY,
     conversation_id BIGINT NOT NULL,
     body            TEXT   NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
-ALTER TABLE notes ADD CONSTRAINT notes_conversation_fk FOREIGN KEY (conversation_id)
+ALTER TABLE scratch_notes ADD CONSTRAINT scratch_notes_conversation_fk FOREIGN KEY (conversation_id)
     REFERENCES conversations (id);
 ALTER TABLE messages ADD INDEX messages_stream (stream_id);
-INSERT IGNORE INTO notes (id, conversation_id, body) SELECT id, id, 'migrated' FROM conversations;
+INSERT IGNORE INTO scratch_notes (id, conversation_id, body) SELECT id, id, 'migrated' FROM conversations;
 """
 
 CHANGES = """
 -- Test migration NEXT + 1: renames and removes what migration NEXT made.
 ALTER TABLE conversations RENAME COLUMN label TO topic;
 ALTER TABLE conversations DROP INDEX conversations_label;
-ALTER TABLE notes DROP FOREIGN KEY notes_conversation_fk;
+ALTER TABLE scratch_notes DROP FOREIGN KEY scratch_notes_conversation_fk;
 DROP INDEX conversations_priority ON conversations;
 ALTER TABLE conversations DROP COLUMN priority;
-DROP TABLE notes;
+DROP TABLE scratch_notes;
 """
 
 SHIPPED = _sql_schema.load_migrations(MYSQL)
@@ -161,8 +161,9 @@ def snapshot(admin: AdminSql, database: str) -> dict[str, list[tuple[object, ...
                             " FROM information_schema.table_constraints"
                             " WHERE constraint_schema = %s ORDER BY 1, 2"),
         "versions": admin(database, "SELECT version FROM schema_migrations ORDER BY 1"),
-        "notes": (admin(database, "SELECT id, conversation_id, body FROM notes ORDER BY id")
-                  if "notes" in tables else []),
+        "notes": (admin(database,
+                        "SELECT id, conversation_id, body FROM scratch_notes ORDER BY id")
+                  if "scratch_notes" in tables else []),
     }
 
 
