@@ -43,10 +43,10 @@ def seqs(results: list[AppendResult]) -> list[int]:
 
 async def test_migrate_reports_versions_and_is_idempotent(fresh_store: Store) -> None:
     assert await fresh_store.schema_version() == 0
-    assert await fresh_store.migrate() == [1, 2, 3, 4, 5]
-    assert await fresh_store.schema_version() == 5
+    assert await fresh_store.migrate() == [1, 2, 3, 4, 5, 6]
+    assert await fresh_store.schema_version() == 6
     assert await fresh_store.migrate() == []
-    assert await fresh_store.schema_version() == 5
+    assert await fresh_store.schema_version() == 6
     await fresh_store.ping()
 
 
