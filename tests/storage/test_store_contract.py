@@ -24,7 +24,6 @@ from customer_service.storage._sql import SQLITE
 from customer_service.storage._sql_schema import load_migrations
 from customer_service.storage.base import Store
 
-
 SHIPPED = [m.version for m in load_migrations(SQLITE)]
 """The versions of every migration shipped (SQLite's; MySQL ships the same numbers)."""
 
