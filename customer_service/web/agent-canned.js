@@ -78,6 +78,7 @@ export function setupCanned({ input, api, context }) {
   let active = 0;       // index into shown
   let dismissed = false; // Escape pressed: stay closed until the box no longer starts with "/"
   let insertWhenLoaded = false; // Enter pressed before the first list came
+  let inserting = false;        // insert()'s own input event
 
   /** The filter while the box reads "/" and a word (no space): else null. */
   const query = () => {
@@ -140,10 +141,14 @@ export function setupCanned({ input, api, context }) {
     close();
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);
-    input.dispatchEvent(new Event("input", { bubbles: true })); // typing indicator, like typing it
+    dismissed = query() !== null; // a reply reading "/word": typing on does not reopen the list
+    inserting = true;
+    try { input.dispatchEvent(new Event("input", { bubbles: true })); } // the typing indicator, as if typed
+    finally { inserting = false; }
   }
 
   input.addEventListener("input", () => {
+    if (inserting) return;
     const q = query();
     if (q === null) { dismissed = false; close(); return; }
     if (dismissed) return;

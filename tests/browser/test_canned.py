@@ -146,3 +146,27 @@ def test_a_visitor_without_a_name_gets_the_fallback(server: ServerProcess, pages
     agent.keyboard.type("/hello")  # Enter at once: inserted as soon as the list comes
     agent.keyboard.press("Enter")
     expect(box).to_have_value("Hello there, I am Bob Jones.")
+
+
+def test_a_reply_that_reads_like_a_shortcut_does_not_reopen_the_list(
+        server: ServerProcess, pages: Pages) -> None:
+    add_canned(server.url, login_token(server.url, AGENTS["alice"]), "docs", "/help")
+    seeded = seed_conversation(server.url, ["Hi"], name="Ann")
+    agent = pages.new("agent")
+    login(agent, server.url, AGENTS["alice"])
+    open_conversation(agent, seeded.conversation_id, "waiting")
+    agent.locator(tid("accept")).click()
+    expect(conversation_view(agent)).to_have_attribute("data-status", "assigned")
+    box, panel = agent.locator(tid("reply-input")), agent.locator(tid("canned"))
+    box.focus()
+    agent.keyboard.type("/do")
+    expect(agent.locator(tid("canned-item"))).to_have_count(1)
+    agent.keyboard.press("Enter")
+    expect(box).to_have_value("/help")
+    expect(panel).to_be_hidden()
+    agent.keyboard.type("s")
+    expect(box).to_have_value("/helps")
+    expect(panel).to_be_hidden()
+    agent.keyboard.press("Enter")  # the list is closed: Enter sends, as usual
+    expect(box).to_have_value("")
+    expect(view_message(agent, "/helps", "agent")).to_have_count(1)
