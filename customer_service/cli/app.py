@@ -13,6 +13,7 @@ import click
 from customer_service import __version__
 from customer_service.cli.agents import agents
 from customer_service.cli.campaigns import campaigns
+from customer_service.cli.canned import canned
 from customer_service.cli.common import CONFIG_ENV, DEFAULT_CONFIG_FILE, State, current_config
 from customer_service.cli.config_cmd import config_group
 from customer_service.cli.contacts import contacts
@@ -113,6 +114,7 @@ cli.add_command(contacts)
 cli.add_command(db)
 cli.add_command(stats)
 cli.add_command(doctor)
+cli.add_command(canned)
 
 
 def main() -> None:

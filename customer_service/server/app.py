@@ -39,7 +39,7 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import notes, rest_contacts, rest_labels
+from customer_service.server import notes, rest_canned, rest_contacts, rest_labels
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, contact_info, message_frame
@@ -282,6 +282,8 @@ class App:
             "/api/v1/agents": {"GET": lambda: self.agents(scope)},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
             "/api/v1/contacts": {"GET": lambda: self.rest(scope, rest_contacts.list_contacts)},
+            "/api/v1/canned": {"GET": lambda: self.call(scope, receive, rest_canned.list_canned),
+                               "POST": lambda: self.call(scope, receive, rest_canned.add_canned)},
         }
         if path.startswith("/api/") and _url_carries_token(scope):
             raise Unauthorized(URL_TOKEN_REFUSED)  # the login included: nothing reads it there
@@ -302,6 +304,8 @@ class App:
             handlers = {"GET": lambda: self.rest(scope, notes.list_notes)}
         if handlers is None and path.startswith("/api/v1/contacts/"):
             handlers = {"GET": lambda: self.rest(scope, rest_contacts.get_contact)}
+        if handlers is None and path.startswith("/api/v1/canned/"):
+            handlers = {"DELETE": lambda: self.call(scope, receive, rest_canned.delete_canned)}
         if handlers is None:
             raise NotFound(f"no route {path}")
         handler = handlers.get(method)
@@ -491,6 +495,15 @@ class App:
         """An agent's GET answered with what ``handler`` makes of the store and request."""
         await self.authenticate(scope)
         return Response(200, _json.encode(await handler(self.store, scope)))
+
+    async def call(self, scope: Scope, receive: Receive,
+                   handler: Callable[[Store, Agent, Scope, bytes], Awaitable[tuple[int, Any]]]
+                   ) -> Response:
+        """An agent's request (any method) answered with the status and payload ``handler``
+        makes of the store, the agent, the request and its body."""
+        agent = await self.authenticate(scope)
+        status, payload = await handler(self.store, agent, scope, await self._read_body(receive))
+        return Response(status, _json.encode(payload))
 
     async def conversations(self, scope: Scope) -> Response:
         await self.authenticate(scope)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from customer_service.core.canned import CannedReply
 from customer_service.core.db_health import WriteHealth
 from customer_service.core.models import (
     Agent,
@@ -315,3 +316,14 @@ class Store(Protocol):
     async def list_notes(self, conversation_id: int, limit: int = NOTES_LIMIT) -> list[Note]:
         """The newest ``limit`` notes of a conversation, oldest first (none for an
         unknown conversation)."""
+
+    # --- canned replies -----------------------------------------------------
+    async def add_canned_reply(self, shortcut: str, text: str) -> CannedReply:
+        """Store a canned reply (shortcut and text checked by ``core.canned``); raise
+        ``Conflict`` when the shortcut is taken."""
+
+    async def list_canned_replies(self) -> list[CannedReply]:
+        """Every canned reply, by shortcut."""
+
+    async def delete_canned_reply(self, shortcut: str) -> None:
+        """Raise ``NotFound`` for an unknown shortcut."""

@@ -5,7 +5,7 @@ A backend supplies ``_run(work, write=...)``, which runs ``work`` (a function of
 is written once for both dialects, in ``_sql_schema``, ``_sql_people``, ``_sql_chat``,
 ``_sql_contacts`` and ``_sql_campaigns`` (on the plumbing of ``_sql``). The contact and
 campaign methods are inherited from ``sql_store_contacts``, the label methods from
-``sql_store_labels``.
+``sql_store_labels``, the canned replies' from ``sql_store_canned``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from customer_service.storage import _sql_chat as chat
 from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
+from customer_service.storage.sql_store_canned import CannedReplies
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
 from customer_service.storage.sql_store_labels import ConversationLabels
 from customer_service.storage.sql_store_notes import Notes
@@ -89,7 +90,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, ABC):
+class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 

@@ -5,6 +5,7 @@ import { h, timeOf, randomId } from "./dom.js";
 import { AgentSocket } from "./agent-conn.js";
 import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./agent-labels.js";
 import { setupNotes } from "./agent-notes.js";
+import { setupCanned } from "./agent-canned.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -687,6 +688,8 @@ els.close.addEventListener("click", () => {
   act({ type: "close", conversation_id: id }, () => locally(id, { status: "closed" }));
 });
 
+// "/" at the start of the reply box: the canned replies (agent-canned.js)
+setupCanned({ input: els.replyInput, api, context: () => ({ conv: state.convs.get(state.view?.id) || state.view?.conv, me: state.me, id: state.view?.id }) });
 els.reply.addEventListener("submit", (event) => { event.preventDefault(); sendReply(); });
 els.replyInput.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); sendReply(); }
