@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from customer_service.core.blocks import Block
 from customer_service.core.db_health import WriteHealth
 from customer_service.core.models import (
     Agent,
@@ -287,3 +288,17 @@ class Store(Protocol):
 
     async def aclose(self) -> None:
         """Close connections and the worker thread; idempotent."""
+
+    # --- blocks ---------------------------------------------------------------
+    async def add_block(self, *, visitor_id: int | None, network: str | None, reason: str,
+                        created_by: str, expires_at: datetime | None) -> Block:
+        """Block a visitor, a network (normalized CIDR text), or both, until ``expires_at``
+        (None: until removed). Raise ``NotFound`` for an unknown visitor."""
+
+    async def get_block(self, block_id: int) -> Block | None: ...
+
+    async def list_blocks(self, now: datetime | None) -> list[Block]:
+        """The blocks active at ``now`` (not expired), by id; every block for None."""
+
+    async def remove_block(self, block_id: int) -> Block:
+        """Delete a block and return it. Raise ``NotFound`` for an unknown id."""

@@ -36,6 +36,7 @@ from customer_service.storage import _sql_chat as chat
 from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
+from customer_service.storage.sql_store_blocks import Blocks
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
 
 T = TypeVar("T")
@@ -86,7 +87,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ContactsAndCampaigns, ABC):
+class SqlStore(ContactsAndCampaigns, Blocks, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 

@@ -43,10 +43,10 @@ def seqs(results: list[AppendResult]) -> list[int]:
 
 async def test_migrate_reports_versions_and_is_idempotent(fresh_store: Store) -> None:
     assert await fresh_store.schema_version() == 0
-    assert await fresh_store.migrate() == [1, 2, 3, 4, 5]
-    assert await fresh_store.schema_version() == 5
+    assert await fresh_store.migrate() == [1, 2, 3, 4, 5, 8]
+    assert await fresh_store.schema_version() == 8
     assert await fresh_store.migrate() == []
-    assert await fresh_store.schema_version() == 5
+    assert await fresh_store.schema_version() == 8
     await fresh_store.ping()
 
 
@@ -100,7 +100,7 @@ async def test_probe_write_fails_where_the_database_may_only_be_read(
     ann = await store.create_agent("ann", "Ann", "h")
     async with open_read_only_store() as read_only:
         await read_only.ping()
-        assert await read_only.schema_version() == 5
+        assert await read_only.schema_version() == 8
         assert await read_only.get_agent(ann.id) == ann
         with pytest.raises(StorageError):
             await read_only.probe_write()
