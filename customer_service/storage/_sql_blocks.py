@@ -18,7 +18,7 @@ def _block_from(row: Row) -> Block:
                  expires_at=None if row[6] is None else from_ms(row[6]))
 
 
-def add_block(tx: Tx, visitor_id: int | None, network: str | None, reason: str,
+def add_block(tx: Tx, visitor_id: int | None, network: str | None, *, reason: str,
               created_by: str, expires_at: datetime | None) -> Block:
     if visitor_id is None and network is None:
         raise ValueError("a block names a visitor, a network, or both")

@@ -22,8 +22,8 @@ class Blocks(ABC):
     async def add_block(self, *, visitor_id: int | None, network: str | None, reason: str,
                         created_by: str, expires_at: datetime | None) -> Block:
         return await self._run(
-            lambda tx: blocks.add_block(tx, visitor_id, network, reason, created_by,
-                                        expires_at), write=True)
+            lambda tx: blocks.add_block(tx, visitor_id, network, reason=reason,
+                                        created_by=created_by, expires_at=expires_at), write=True)
 
     async def get_block(self, block_id: int) -> Block | None:
         return await self._run(lambda tx: blocks.get_block(tx, block_id), write=False)
