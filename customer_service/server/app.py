@@ -39,7 +39,7 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import rest_contacts
+from customer_service.server import rest_blocks, rest_contacts
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, contact_info, message_frame
@@ -287,6 +287,8 @@ class App:
             raise Unauthorized(URL_TOKEN_REFUSED)  # the login included: nothing reads it there
         if path.startswith("/api/v1/conversations/"):
             return await self.conversation_path(scope, method, path)
+        if path == "/api/v1/blocks" or path.startswith("/api/v1/blocks/"):
+            return await self.blocks(scope, receive, method)
         asset = self.assets.get(path)
         if asset is not None:
             return self.static(scope, method, path, asset)
@@ -482,6 +484,16 @@ class App:
         """An agent's GET answered with what ``handler`` makes of the store and request."""
         await self.authenticate(scope)
         return Response(200, _json.encode(await handler(self.store, scope)))
+
+    async def blocks(self, scope: Scope, receive: Receive, method: str) -> Response:
+        reply = await rest_blocks.route(self.service, scope, method,
+                                        partial(self.authenticate, scope),
+                                        partial(self._read_body, receive))
+        if reply is None:
+            allowed = "GET, POST" if scope["path"] == "/api/v1/blocks" else "DELETE"
+            return json_response(405, {"error": "method_not_allowed",
+                                       "message": f"{scope['path']} accepts {allowed}"})
+        return json_response(*reply)
 
     async def conversations(self, scope: Scope) -> Response:
         await self.authenticate(scope)
