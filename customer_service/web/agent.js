@@ -3,6 +3,7 @@
 
 import { h, timeOf, randomId } from "./dom.js";
 import { AgentSocket } from "./agent-conn.js";
+import { mountBlocks, showBlocks } from "./agent-blocks.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -64,6 +65,7 @@ const ERRORS = {
   not_found: "Not found.",
 };
 const errorText = (err) => ERRORS[err.code] || err.message || "Something went wrong.";
+mountBlocks({ token: () => state.token, toast, actions: $(".actions"), before: els.messages });
 
 async function api(path) {
   const token = state.token; // a late 401 for an earlier session must not log out the next one
@@ -531,6 +533,7 @@ function closeView() {
   stopTyping();
   hideTyping();
   state.view = null;
+  showBlocks(null);
   els.view.hidden = true;
   els.placeholder.hidden = false;
   document.body.classList.remove("show-view");
@@ -613,6 +616,7 @@ function refreshView() {
       : conv.status === "assigned" ? `${agentName(conv.assigned_to)} is handling this conversation.` : "";
   els.replyNote.hidden = mine;
   if (!mine) stopTyping();
+  showBlocks(conv);
 }
 
 function markRead() {
