@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,10 @@ from customer_service.errors import BadRequest
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+AddressKey = tuple[int, int]
+"""An address as (IP version, integer): what matching needs, made without ``ipaddress``
+(pure Python, ~20 µs for an IPv6 address) by ``socket.inet_pton`` (~1 µs)."""
+_MAPPED = 0xFFFF << 32
 
 MAX_REASON = 500
 """Characters of a block's reason."""
@@ -57,6 +62,20 @@ def parse_address(text: str) -> Address | None:
     if isinstance(found, ipaddress.IPv6Address) and found.ipv4_mapped is not None:
         return found.ipv4_mapped
     return found
+
+
+def address_key(text: str) -> AddressKey | None:
+    """``parse_address`` for matching: (4 or 6, the address as an integer), an
+    IPv4-mapped IPv6 address as IPv4; None when it is not an IP address."""
+    try:
+        if ":" not in text:
+            return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+    except (OSError, ValueError):  # not an address; an embedded NUL is a ValueError
+        return None
+    if value >> 32 == 0xFFFF:
+        return 4, value & 0xFFFFFFFF
+    return 6, value
 
 
 def parse_network(text: str) -> Network:
@@ -118,8 +137,9 @@ class BlockList:
         self._by_id: dict[int, Block] = {}
         self._visitors: dict[int, dict[int, Block]] = {}
         self._networks: dict[tuple[int, int], dict[int, dict[int, Block]]] = {}
-        self._prefixes: dict[int, list[tuple[int, int]]] = {4: [], 6: []}
-        """Per IP version: (prefix length, mask) in use, longest first."""
+        self._prefixes: dict[int, list[tuple[int, dict[int, dict[int, Block]]]]] = {4: [], 6: []}
+        """Per IP version: (mask, the networks of that prefix length) in use, longest
+        first."""
         for block in blocks:
             self.add(block)
 
@@ -172,22 +192,24 @@ class BlockList:
         bits = 32 if version == 4 else 128
         full = (1 << bits) - 1
         lengths = sorted((length for v, length in self._networks if v == version), reverse=True)
-        self._prefixes[version] = [(length, full ^ ((1 << (bits - length)) - 1))
-                                   for length in lengths]
+        self._prefixes[version] = [(full ^ ((1 << (bits - length)) - 1),
+                                    self._networks[(version, length)]) for length in lengths]
 
-    def match(self, visitor_id: int | None, address: Address | None, now: datetime
-              ) -> Block | None:
+    def match(self, visitor_id: int | None, address: AddressKey | Address | None,
+              now: datetime) -> Block | None:
         """The block that applies to this visitor or this address now (the one lasting
         longest when several do), or None."""
         found: Block | None = None
         if visitor_id is not None:
-            for block in self._visitors.get(visitor_id, {}).values():
-                found = _longer(found, block, now)
+            same = self._visitors.get(visitor_id)
+            if same:
+                for block in same.values():
+                    found = _longer(found, block, now)
         if address is not None:
-            version = address.version
-            value = int(address)
-            for length, mask in self._prefixes[version]:
-                same = self._networks[(version, length)].get(value & mask)
+            version, value = (address if isinstance(address, tuple)
+                              else (address.version, int(address)))
+            for mask, networks in self._prefixes[version]:
+                same = networks.get(value & mask)
                 if same:
                     for block in same.values():
                         found = _longer(found, block, now)

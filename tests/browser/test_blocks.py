@@ -52,7 +52,8 @@ def test_an_agent_blocks_a_visitor_and_the_widget_cannot_chat(server: ServerProc
     alice.locator(tid("block-confirm")).click()
 
     expect(banner).to_be_visible()
-    expect(banner).to_contain_text(re.compile(r"Blocked · until .+ · network 127\.0\.0\.1/32 · by alice — insults"))
+    expect(banner).to_contain_text(
+        re.compile(r"Blocked · until .+ · network 127\.0\.0\.1/32 · by alice — insults"))
     expect(form).to_be_hidden()
     expect(alice.locator(tid("block-visitor"))).to_be_hidden()
     expect(view).to_have_attribute("data-blocked", "")

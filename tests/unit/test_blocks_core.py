@@ -11,6 +11,7 @@ import pytest
 from customer_service.core.blocks import (
     Block,
     BlockList,
+    address_key,
     applies_to,
     check_reason,
     parse_address,
@@ -83,6 +84,20 @@ def test_addresses_parse_and_mapped_ipv6_becomes_ipv4() -> None:
     assert addr("?") is None and addr("unix:/tmp/s") is None
 
 
+@pytest.mark.parametrize("text", ["203.0.113.7", "::ffff:203.0.113.7", "2001:db8::1", "::1",
+                                  "0.0.0.0", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"])
+def test_address_keys_agree_with_ipaddress(text: str) -> None:
+    parsed = parse_address(text)
+    assert parsed is not None
+    assert address_key(text) == (parsed.version, int(parsed))
+
+
+@pytest.mark.parametrize("text", ["?", "", "1.2.3", "1.2.3.4.5", "::g", "1.2.3.4\x00",
+                                  "unix:/tmp/s", " 1.2.3.4"])
+def test_address_keys_of_what_is_not_an_address(text: str) -> None:
+    assert address_key(text) is None
+
+
 def test_matching_by_visitor_and_by_network() -> None:
     blocks = BlockList([block(1, visitor=7), block(2, network="203.0.113.0/24"),
                         block(3, network="2001:db8::/32"), block(4, network="198.51.100.9/32")])
@@ -96,6 +111,10 @@ def test_matching_by_visitor_and_by_network() -> None:
     assert blocks.match(None, addr("198.51.100.10"), NOW) is None
     # An IPv4 block never matches an IPv6 address with the same integer, and back.
     assert blocks.match(None, addr("::cb00:7101"), NOW) is None
+    # The hello path's keys match the same way.
+    assert blocks.match(None, address_key("203.0.113.200"), NOW) is not None
+    assert blocks.match(None, address_key("::ffff:203.0.113.200"), NOW) is not None
+    assert blocks.match(None, address_key("::cb00:7101"), NOW) is None
 
 
 def test_expired_blocks_stop_applying_without_removal() -> None:
