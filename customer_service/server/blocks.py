@@ -29,7 +29,7 @@ from customer_service.core.blocks import (
 from customer_service.core.bus_events import BlockEvent
 from customer_service.core.frames import error_frame
 from customer_service.core.models import utc_now
-from customer_service.errors import Blocked, CustomerServiceError
+from customer_service.errors import Blocked, CustomerServiceError, Unavailable
 from customer_service.server.hub import Hub
 from customer_service.storage.base import Store
 
@@ -122,15 +122,14 @@ class BlockGuard:
 
     # ---- reloading ----------------------------------------------------------
     async def load(self, now: datetime | None = None) -> None:
-        """Replace the list with the active blocks in the database (closing the sockets
-        of blocks new here); raise ``CustomerServiceError`` when it cannot be read in
-        time."""
+        """Bring the list up to the active blocks in the database (closing the sockets
+        of blocks new here); raise ``Unavailable`` when they cannot be read in time."""
         self._meanwhile = []
         try:
             with trio.fail_after(self.timeout):
                 found = await self.store.list_blocks(now or utc_now())
         except trio.TooSlowError:
-            raise CustomerServiceError(
+            raise Unavailable(
                 f"the blocks could not be read within {self.timeout:g} s") from None
         finally:
             meanwhile, self._meanwhile = self._meanwhile, None

@@ -166,6 +166,11 @@ class VisitorSession(Session):
         self.peer.identity = visitor.id
         hub = self.service.hub
         first = hub.add_visitor(self.peer, conversation.id)
+        # Again, now that a block added from here on finds this socket in the hub: one
+        # added since the check above (on another instance, say) would otherwise miss it.
+        blocked = self.service.blocks.refusal(visitor.id, self.client)
+        if blocked is not None:
+            raise blocked
         # Messages the hub hands on from here are either in the replay or after it; a
         # conversation new to this instance starts where the replay starts to look.
         hub.sequencer.seed(conversation.id, conversation.last_seq)

@@ -16,7 +16,10 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from customer_service.config import Config
+from customer_service.core.blocks import Block
+from customer_service.errors import StorageError
 from customer_service.server.run import Server, open_server
+from customer_service.storage.base import Store
 from tests.integration.helpers import Client, http_url, make_agent, visitor, ws_url
 
 
@@ -262,3 +265,53 @@ async def test_blocks_need_a_token_and_known_ids(server: Server) -> None:
         not_json = await http.post(http_url(server, "/api/v1/blocks"), headers=auth,
                                    content=b"{nope")
         assert not_json.status_code == 400 and "must be JSON" in not_json.json()["message"]
+
+
+class SlowBlockReads:
+    """``list_blocks`` answers what it read, after a pause (``slow``), or fails (``fail``):
+    a reload that read before a change made meanwhile, or a database that is down."""
+
+    slow = False
+    fail = False
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def list_blocks(self, now: datetime | None) -> list[Block]:
+        if SlowBlockReads.fail:
+            raise StorageError("the database is down")
+        found = await self._inner.list_blocks(now)
+        if SlowBlockReads.slow:
+            await trio.sleep(0.5)
+        return found
+
+
+async def test_changes_made_while_a_reload_reads_are_kept_and_a_failed_reload_keeps_all(
+        config: Config) -> None:
+    SlowBlockReads.slow = SlowBlockReads.fail = False
+    async with open_server(config, wrap_store=SlowBlockReads) as server, \
+            trio.open_nursery() as nursery, httpx.AsyncClient() as http:
+        await nursery.start(server.serve)
+        _, token = await make_agent(server, "ann")
+        guard = server.service.blocks
+        old = (await block(http, server, token, ip="2001:db8::/32")).json()["block"]
+        SlowBlockReads.slow = True
+        guard.refresh_soon()
+        await trio.sleep(0.2)  # the reload has read: the old block, not the new one
+        new = (await block(http, server, token, ip="127.0.0.1")).json()["block"]
+        removed = await http.delete(http_url(server, f"/api/v1/blocks/{old['id']}"),
+                                    headers={"authorization": f"Bearer {token}"})
+        assert removed.status_code == 200
+        await trio.sleep(0.6)  # the reload is done
+        assert [b.id for b in guard.blocks.blocks()] == [new["id"]]
+        assert (await hello(server))[0]["error"] == "blocked"
+        SlowBlockReads.slow, SlowBlockReads.fail = False, True
+        guard.refresh_soon()
+        await trio.sleep(0.2)
+        assert [b.id for b in guard.blocks.blocks()] == [new["id"]]
+        assert (await hello(server))[0]["error"] == "blocked"
+        SlowBlockReads.fail = False
+        server.shutdown()
