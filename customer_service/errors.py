@@ -100,6 +100,14 @@ class IdentityRequired(IdentityInvalid):
     code = "identity_required"
 
 
+class Blocked(ProtocolError):
+    """The visitor, or the network it comes from, is blocked (``blocks add``, the dashboard):
+    the socket gets this error frame, then is closed (1008, reason ``blocked``)."""
+
+    code = "blocked"
+    http_status = 403
+
+
 class Unavailable(CustomerServiceError):
     code = "unavailable"
     http_status = 503

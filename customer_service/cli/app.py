@@ -12,6 +12,7 @@ import click
 
 from customer_service import __version__
 from customer_service.cli.agents import agents
+from customer_service.cli.blocks import blocks
 from customer_service.cli.campaigns import campaigns
 from customer_service.cli.canned import canned
 from customer_service.cli.common import CONFIG_ENV, DEFAULT_CONFIG_FILE, State, current_config
@@ -106,6 +107,7 @@ def serve(host: str | None, port: int | None) -> None:
 
 cli.add_command(config_group)
 cli.add_command(agents)
+cli.add_command(blocks)
 cli.add_command(campaigns)
 cli.add_command(conversations)
 conversations.add_command(label)

@@ -100,8 +100,21 @@ class AiEvent(_Event, tag="a"):
     state: Literal["live", "done", "stop", "more"]
 
 
+class BlockEvent(_Event, tag="b"):
+    """A block was added (``removed`` False: every instance applies it to its list and
+    closes the matching visitor sockets) or removed; what the store holds, so no receiver
+    needs to read it back."""
+
+    block_id: int
+    visitor_id: int | None
+    network: str | None
+    expires_at: int
+    """Milliseconds since the epoch (UTC); 0 for a block without expiry."""
+    removed: bool
+
+
 BusEvent = (MessageEvent | FrameEvent | ConversationEvent | PresenceEvent | RevokeEvent
-            | WatchEvent | AiEvent)
+            | WatchEvent | AiEvent | BlockEvent)
 
 
 class Batch(msgspec.Struct, array_like=True):

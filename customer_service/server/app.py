@@ -39,7 +39,7 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import notes, rest_canned, rest_contacts, rest_labels
+from customer_service.server import notes, rest_blocks, rest_canned, rest_contacts, rest_labels
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, contact_info, message_frame
@@ -296,6 +296,8 @@ class App:
         notes_path = path.startswith("/api/v1/conversations/") and path.endswith("/notes")
         if path.startswith("/api/v1/conversations/") and not notes_path:
             return await self.conversation_path(scope, method, path)
+        if path == "/api/v1/blocks" or path.startswith("/api/v1/blocks/"):
+            return await self.blocks(scope, receive, method)
         asset = self.assets.get(path)
         if asset is not None:
             return self.static(scope, method, path, asset)
@@ -504,6 +506,16 @@ class App:
         agent = await self.authenticate(scope)
         status, payload = await handler(self.store, agent, scope, await self._read_body(receive))
         return Response(status, _json.encode(payload))
+
+    async def blocks(self, scope: Scope, receive: Receive, method: str) -> Response:
+        reply = await rest_blocks.route(self.service, scope, method,
+                                        partial(self.authenticate, scope),
+                                        partial(self._read_body, receive))
+        if reply is None:
+            allowed = "GET, POST" if scope["path"] == "/api/v1/blocks" else "DELETE"
+            return json_response(405, {"error": "method_not_allowed",
+                                       "message": f"{scope['path']} accepts {allowed}"})
+        return json_response(*reply)
 
     async def conversations(self, scope: Scope) -> Response:
         await self.authenticate(scope)

@@ -28,6 +28,7 @@ import trio
 from customer_service.core.bus_events import (
     AiEvent,
     Arrival,
+    BlockEvent,
     BusEvent,
     ConversationEvent,
     FrameEvent,
@@ -136,6 +137,8 @@ class Hub:
         """The AI responder's handler for other instances' AI events (origin, event)."""
         self.on_origin_gone: Callable[[str], None] | None = None
         """Told when another instance is gone (the AI responder takes over its replies)."""
+        self.on_block: Callable[[BlockEvent], None] | None = None
+        """The block guard's handler for blocks added or removed on other instances."""
         self._wall_clock = wall_clock or time.time
         self._started = self._wall_clock()
         self._lost_logged: dict[str, float] = {}
@@ -269,6 +272,10 @@ class Hub:
         self._publish(event)
         self._revoke_here(event)
 
+    def block(self, event: BlockEvent) -> None:
+        """Tell the other instances a block was added or removed (applied here already)."""
+        self._publish(event)
+
     def ai(self, event: AiEvent) -> None:
         """Tell the other instances about an AI reply (its frames go through ``frame``)."""
         self._publish(event)
@@ -306,7 +313,8 @@ class Hub:
         as ``agents disable`` or ``campaigns run``, that is not an instance's stream)."""
         if number == 0:
             for event in events:
-                if isinstance(event, RevokeEvent | ConversationEvent | MessageEvent):
+                if isinstance(event, RevokeEvent | ConversationEvent | MessageEvent
+                              | BlockEvent):
                     self._apply_remote(origin, event)
             return
         now = self._wall_clock()
@@ -356,6 +364,9 @@ class Hub:
             case AiEvent():
                 if self.on_ai_event is not None:
                     self.on_ai_event(origin, event)
+            case BlockEvent():
+                if self.on_block is not None:
+                    self.on_block(event)
 
     def forget_origin(self, origin: str, last_seen: float) -> None:
         """An instance fell silent: its agents and visitors are offline, and what it

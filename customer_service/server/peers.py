@@ -39,6 +39,10 @@ class Peer:
     """An agent socket that receives the waiting queue's conversations and events."""
     on_slow: Callable[[], None] | None = None
     """Called when this peer is closed for not reading (metrics)."""
+    address: str = ""
+    """A visitor socket's client address (a block on its network closes it)."""
+    farewell: str = ""
+    """A last frame to send before the close (an ``error`` frame saying why)."""
 
     def push(self, item: Outbound) -> bool:
         """Hand a frame to the session without waiting. False when it was not taken."""
@@ -54,12 +58,14 @@ class Peer:
         if self.on_slow is not None:
             self.on_slow()
 
-    def kick(self, code: int, reason: str) -> None:
-        """Close this connection with ``code`` (its handler does the closing)."""
+    def kick(self, code: int, reason: str, farewell: str = "") -> None:
+        """Close this connection with ``code`` (its handler does the closing), after
+        sending ``farewell`` when given."""
         if not self.kicked:
             self.kicked = True
             self.close_code = code
             self.close_reason = reason
+            self.farewell = farewell
             self.scope.cancel()
 
 

@@ -31,6 +31,7 @@ from customer_service.core.models import (
     format_ts,
 )
 from customer_service.errors import Conflict, NotFound, ProtocolError
+from customer_service.server.blocks import BlockGuard
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
 from customer_service.storage import Store
@@ -89,6 +90,8 @@ class ChatService:
         self.metrics = metrics
         self.committer: GroupCommitter | None = None
         self.ai: AiResponder | None = None
+        self.blocks = BlockGuard(store, hub, config.server.message_timeout)
+        """The blocked visitors and networks (``open_server`` keeps them loaded)."""
         self._transitions = KeyedLock()
         """State changes of one conversation (accept, transfer, close, reopen) happen one at
         a time; different conversations change in parallel."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from typing import Any
 
 import trio
@@ -330,6 +331,9 @@ class Session:
             with trio.move_on_after(1) as cleanup:
                 cleanup.shield = True
                 if self.peer.close_code not in (1005, 1006):
+                    if self.peer.farewell:
+                        with suppress(ConnectionClosed):
+                            await self.conn.send(self.peer.farewell)
                     await self.conn.close(self.peer.close_code, self.peer.close_reason)
 
     async def acked_before(self, role: Role, sender_id: int, client_id: str) -> bool:

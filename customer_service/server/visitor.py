@@ -13,6 +13,7 @@ from customer_service.core import frames, identity
 from customer_service.core.models import ConversationStatus, NewMessage, Role, Visitor, format_ts
 from customer_service.errors import (
     BadRequest,
+    Blocked,
     CustomerServiceError,
     IdentityInvalid,
     ProtocolError,
@@ -34,6 +35,7 @@ class VisitorSession(Session):
 
     def __init__(self, conn: Connection, service: ChatService, client: str = "") -> None:
         super().__init__(conn, service, 0, client)
+        self.peer.address = self.client
         self.visitor: Visitor | None = None
         self.conversation_id = 0
 
@@ -78,12 +80,29 @@ class VisitorSession(Session):
                 self._closing(1008, exc.code)
                 self.peer.scope.cancel()
                 return
+            # A blocked network is refused before anything is read or stored.
+            blocked = self.service.blocks.refusal(None, self.client)
+            if blocked is not None:
+                await self._refuse(blocked)
+                return
         with trio.move_on_after(self.config.message_timeout) as welcoming:
-            first = await self._welcome(frame, user_id)
+            try:
+                first = await self._welcome(frame, user_id)
+            except Blocked as exc:
+                await self._refuse(exc)
+                return
         if welcoming.cancelled_caught:
             raise Unavailable("the database did not answer in time")
         if first:
             await self._announce_arrival()
+
+    async def _refuse(self, blocked: Blocked) -> None:
+        """Tell a blocked visitor why, then close (1008, ``blocked``)."""
+        log.info("[%s] visitor from %s refused: blocked", self.peer.conn_id, self.client)
+        self.metrics.errors_sent.labels(blocked.code).inc()
+        await self.conn.send(frames.error_frame(blocked))
+        self._closing(1008, blocked.code)
+        self.peer.scope.cancel()
 
     async def _announce_arrival(self) -> None:
         """Tell the agents a visitor came. Once the welcome is out, a slow database costs
@@ -122,6 +141,11 @@ class VisitorSession(Session):
                          "starting a new visitor", self.peer.conn_id, visitor.id)
                 visitor = None
             resumed = visitor is not None
+            if visitor is not None:
+                # The block follows the visitor: refused before anything is changed.
+                blocked = self.service.blocks.refusal(visitor.id, self.client)
+                if blocked is not None:
+                    raise blocked
         if visitor is None:
             token = auth.new_token()
             visitor = await store.create_visitor(auth.token_hash(token), hello.name or "",
@@ -142,6 +166,11 @@ class VisitorSession(Session):
         self.peer.identity = visitor.id
         hub = self.service.hub
         first = hub.add_visitor(self.peer, conversation.id)
+        # Again, now that a block added from here on finds this socket in the hub: one
+        # added since the check above (on another instance, say) would otherwise miss it.
+        blocked = self.service.blocks.refusal(visitor.id, self.client)
+        if blocked is not None:
+            raise blocked
         # Messages the hub hands on from here are either in the replay or after it; a
         # conversation new to this instance starts where the replay starts to look.
         hub.sequencer.seed(conversation.id, conversation.last_seq)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from customer_service.core.blocks import Block
 from customer_service.core.canned import CannedReply
 from customer_service.core.db_health import WriteHealth
 from customer_service.core.models import (
@@ -327,3 +328,17 @@ class Store(Protocol):
 
     async def delete_canned_reply(self, shortcut: str) -> None:
         """Raise ``NotFound`` for an unknown shortcut."""
+
+    # --- blocks ---------------------------------------------------------------
+    async def add_block(self, *, visitor_id: int | None, network: str | None, reason: str,
+                        created_by: str, expires_at: datetime | None) -> Block:
+        """Block a visitor, a network (normalized CIDR text), or both, until ``expires_at``
+        (None: until removed). Raise ``NotFound`` for an unknown visitor."""
+
+    async def get_block(self, block_id: int) -> Block | None: ...
+
+    async def list_blocks(self, now: datetime | None) -> list[Block]:
+        """The blocks active at ``now`` (not expired), by id; every block for None."""
+
+    async def remove_block(self, block_id: int) -> Block:
+        """Delete a block and return it. Raise ``NotFound`` for an unknown id."""

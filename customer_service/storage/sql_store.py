@@ -37,6 +37,7 @@ from customer_service.storage import _sql_chat as chat
 from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
+from customer_service.storage.sql_store_blocks import Blocks
 from customer_service.storage.sql_store_canned import CannedReplies
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
 from customer_service.storage.sql_store_labels import ConversationLabels
@@ -90,7 +91,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, ABC):
+class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, Blocks, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 

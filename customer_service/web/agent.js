@@ -6,6 +6,7 @@ import { AgentSocket } from "./agent-conn.js";
 import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./agent-labels.js";
 import { setupNotes } from "./agent-notes.js";
 import { setupCanned } from "./agent-canned.js";
+import { mountBlocks, showBlocks } from "./agent-blocks.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -69,6 +70,7 @@ const ERRORS = {
 };
 const errorText = (err) => ERRORS[err.code] || err.message || "Something went wrong.";
 const notes = setupNotes({ state, els, toast, errorText }); // private notes: agent-notes.js
+mountBlocks({ token: () => state.token, toast, actions: $(".actions"), before: els.messages });
 
 async function api(path) {
   const token = state.token; // a late 401 for an earlier session must not log out the next one
@@ -538,6 +540,7 @@ function closeView() {
   stopTyping();
   hideTyping();
   state.view = null;
+  showBlocks(null);
   els.view.hidden = true;
   els.placeholder.hidden = false;
   document.body.classList.remove("show-view");
@@ -624,6 +627,7 @@ function refreshView() {
   els.replyNote.hidden = mine;
   if (!mine) stopTyping();
   notes.refresh();
+  showBlocks(conv);
 }
 
 function markRead() {

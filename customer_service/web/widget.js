@@ -364,6 +364,7 @@
       timeout: "The server took too long to answer.",
       identity_invalid: "The chat could not confirm who you are. Please reload the page.",
       identity_required: "Please sign in to chat with us.",
+      blocked: "You cannot chat here: this chat is blocked for you.",
     };
     function showError(text, sticky) {
       errorBox.textContent = text;
@@ -374,7 +375,7 @@
 
     function onError(frame) {
       const text = ERROR_TEXT[frame.error] || frame.message || "Something went wrong.";
-      if (frame.error === "identity_invalid" || frame.error === "identity_required") {
+      if (["identity_invalid", "identity_required", "blocked"].includes(frame.error)) {
         // The server closes the socket after this; reconnecting would meet the same answer.
         refused = true;
         root.setAttribute("data-refused", frame.error);
