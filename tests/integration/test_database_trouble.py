@@ -274,19 +274,26 @@ async def test_replacing_database_connections_does_not_grow_memory(
     sent = 0
     try:
         async def chat(stop: trio.Event) -> None:
+            """A visitor chatting; like the widget, it reconnects when the server closes
+            its socket with 1011 (its hello, or a text, met every connection killed)."""
             nonlocal sent
-            async with open_ws(f"{server.ws}/ws/visitor") as ws:
-                await ws.send_message('{"type": "hello"}')
-                await ws.get_message()
-                while not stop.is_set():
-                    sent += 1
-                    await ws.send_message(json.dumps(
-                        {"type": "text", "id": f"m{sent}", "content": "still there?"}))
-                    with trio.move_on_after(TIMEOUT + SLACK):
-                        while '"ack"' not in (answer := await ws.get_message()) and \
-                                '"error"' not in answer:
-                            pass
-                    await trio.sleep(0.01)
+            while not stop.is_set():
+                try:
+                    async with open_ws(f"{server.ws}/ws/visitor") as ws:
+                        await ws.send_message('{"type": "hello"}')
+                        await ws.get_message()
+                        while not stop.is_set():
+                            sent += 1
+                            await ws.send_message(json.dumps(
+                                {"type": "text", "id": f"m{sent}", "content": "still there?"}))
+                            with trio.move_on_after(TIMEOUT + SLACK):
+                                while '"ack"' not in (answer := await ws.get_message()) and \
+                                        '"error"' not in answer:
+                                    pass
+                            await trio.sleep(0.01)
+                except WsClosed as closed:
+                    assert closed.reason.code == 1011, closed.reason  # unavailable; reconnect
+                    await trio.sleep(0.1)
 
         async def kill_rounds(rounds: int) -> int:
             killed = 0
