@@ -11,19 +11,17 @@ failing. httpx and SSE errors become ``AiError``s here, in one place.
 from __future__ import annotations
 
 import logging
-import math
-import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import certifi
 import httpx
 import msgspec
 import trio
 
+from customer_service.ai.pools import open_upstream_pools
 from customer_service.config import AiConfig
 from customer_service.core.ai_context import ChatMessage
 from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_after, retry_delay
@@ -81,7 +79,6 @@ class AiMetrics(Protocol):
     def ai_errors(self) -> _CountsByLabel: ...
 
 MAX_ERROR_BODY = 4096
-POOL_SHARD_SIZE = 16
 STREAM_HEADERS = {"Accept": "text/event-stream", "Content-Type": "application/json"}
 _json = msgspec.json.Encoder()
 MAX_EVENT_BYTES = 1 << 20
@@ -380,29 +377,11 @@ class AiClient:
 
 @asynccontextmanager
 async def open_ai_client(config: AiConfig, metrics: AiMetrics) -> AsyncIterator[AiClient]:
-    """The shared connection pools every reply uses, closed at exit.
-
-    One pool is split into shards of at most ``POOL_SHARD_SIZE`` connections: httpcore
-    walks (and polls) every connection of a pool on each request and each close, which
-    with hundreds of HTTP/1.1 streams cost a quarter of the server's CPU; a request
-    goes to the least busy shard. Over TLS with HTTP/2 each shard multiplexes its
-    streams on one connection.
-    """
+    """The shared connection pools every reply uses (``ai.pools``), closed at exit."""
     timeout = httpx.Timeout(connect=config.connect_timeout,
                             read=max(config.idle_timeout, config.first_token_timeout),
                             write=config.connect_timeout, pool=config.first_token_timeout)
     wanted = config.max_concurrent_streams + config.prewarm_connections
-    shards = max(1, math.ceil(wanted / POOL_SHARD_SIZE))
-    size = math.ceil(wanted / shards)
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size,
-                          keepalive_expiry=60)
     headers = {"User-Agent": "customer-service", "Accept-Encoding": "identity"}
-    key = config.resolved_api_key()
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    tls = ssl.create_default_context(cafile=certifi.where())
-    async with AsyncExitStack() as stack:
-        pools = [await stack.enter_async_context(httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/") + "/", timeout=timeout, limits=limits,
-            http2=config.http2, headers=headers, verify=tls)) for _ in range(shards)]
+    async with open_upstream_pools(config, wanted, timeout, headers) as pools:
         yield AiClient(config, pools, metrics)

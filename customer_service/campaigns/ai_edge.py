@@ -11,17 +11,16 @@ place, as the chat's client does (``ai.client``).
 from __future__ import annotations
 
 import math
-import ssl
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import certifi
 import httpx
 import msgspec
 import trio
 
+from customer_service.ai.pools import open_upstream_pools
 from customer_service.config import AiConfig
 from customer_service.core.breaker import retry_after
 from customer_service.core.text import visible
@@ -35,7 +34,6 @@ from customer_service.errors import (
 )
 
 MAX_BODY = 1 << 20
-POOL_SHARD_SIZE = 16
 CHARS_PER_TOKEN = 4
 """The estimate of tokens used when the upstream reports no ``usage``."""
 
@@ -184,20 +182,9 @@ def describe_error(error: AiError) -> str:
 
 @asynccontextmanager
 async def open_campaign_ai(config: AiConfig, concurrency: int) -> AsyncIterator[CampaignAi]:
-    """A ``CampaignAi`` with a connection pool of ``concurrency`` connections, closed at exit."""
+    """A ``CampaignAi`` with ``concurrency`` connections (``ai.pools``), closed at exit."""
     timeout = httpx.Timeout(connect=config.connect_timeout, read=config.total_timeout,
                             write=config.connect_timeout, pool=config.total_timeout)
-    shards = max(1, math.ceil(concurrency / POOL_SHARD_SIZE))
-    size = math.ceil(concurrency / shards)
-    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size,
-                          keepalive_expiry=60)
     headers = {"User-Agent": "customer-service-campaigns", "Content-Type": "application/json"}
-    key = config.resolved_api_key()
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    tls = ssl.create_default_context(cafile=certifi.where())
-    async with AsyncExitStack() as stack:
-        pools = [await stack.enter_async_context(httpx.AsyncClient(
-            base_url=config.base_url.rstrip("/") + "/", timeout=timeout, limits=limits,
-            headers=headers, verify=tls, http2=config.http2)) for _ in range(shards)]
+    async with open_upstream_pools(config, concurrency, timeout, headers) as pools:
         yield CampaignAi(config, pools)
