@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,10 +20,16 @@ import httpx
 import msgspec
 import trio
 
-from customer_service.ai.pools import open_upstream_pools
+from customer_service.ai.upstream import (
+    MAX_ERROR_BODY,
+    open_upstream_pools,
+    read_at_most,
+    status_error,
+    transport_error,
+)
 from customer_service.config import AiConfig
 from customer_service.core.ai_context import ChatMessage
-from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_after, retry_delay
+from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_delay
 from customer_service.core.openai_stream import DONE, parse_chunk
 from customer_service.core.sse import SseDecoder, is_event_stream
 from customer_service.errors import (
@@ -78,24 +83,11 @@ class AiMetrics(Protocol):
     @property
     def ai_errors(self) -> _CountsByLabel: ...
 
-MAX_ERROR_BODY = 4096
 STREAM_HEADERS = {"Accept": "text/event-stream", "Content-Type": "application/json"}
 _json = msgspec.json.Encoder()
 MAX_EVENT_BYTES = 1 << 20
 FINISH_GRACE = 1.0
 """Seconds to read the end of a body after the reply finished (for connection reuse)."""
-
-
-async def _read_at_most(response: httpx.Response, limit: int) -> bytes:
-    """Up to ``limit`` bytes of a body, without reading an endless one to the end."""
-    body = bytearray()
-    with trio.CancelScope() as enough:
-        async for piece in response.aiter_raw():
-            if len(body) < limit:
-                body += piece[:limit - len(body)]
-            if len(body) >= limit:
-                enough.cancel()
-    return bytes(body)
 
 
 def _redacted(url: str) -> str:
@@ -104,20 +96,6 @@ def _redacted(url: str) -> str:
     if parts.username is None and parts.password is None:
         return url
     return urlunsplit(parts._replace(netloc=parts.hostname or ""))
-
-
-def _error_detail(body: bytes) -> str:
-    try:
-        data = msgspec.json.decode(body[:MAX_ERROR_BODY])
-    except (msgspec.DecodeError, RecursionError):  # msgspec has no depth limit of its own
-        return body[:200].decode("utf-8", "replace")
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            return str(error.get("message", ""))[:200]
-        if isinstance(error, str):
-            return error[:200]
-    return ""
 
 
 def _retryable(error: AiError) -> bool:
@@ -285,14 +263,8 @@ class AiClient:
                     "POST", "chat/completions", content=body,
                     headers=STREAM_HEADERS) as response:
                 if response.status_code != 200:
-                    detail = _error_detail(await _read_at_most(response, MAX_ERROR_BODY))
-                    wait = retry_after(response.status_code,
-                                       response.headers.get("retry-after"), datetime.now(UTC))
-                    if response.status_code == 429:
-                        raise AiRateLimited(f"rate limited by the upstream: {detail}", wait)
-                    raise AiUpstreamError(
-                        f"the upstream answered {response.status_code}: {detail}",
-                        response.status_code, wait)
+                    raise status_error(response.status_code, response.headers,
+                                       await read_at_most(response, MAX_ERROR_BODY))
                 kind = response.headers.get("content-type")
                 if not is_event_stream(kind):
                     raise AiBadResponse(f"expected an event stream, got {kind or 'no type'!r}")
@@ -301,14 +273,8 @@ class AiClient:
                     raise AiBadResponse(f"the event stream came {encoding}-encoded; "
                                         "identity was asked for")
                 await self._read_stream(response, delivery, deadline)
-        except httpx.TimeoutException as exc:
-            raise AiTimeout(f"the upstream did not answer in time ({type(exc).__name__})"
-                            ) from None
-        except httpx.TransportError as exc:
-            raise AiConnectionError(
-                f"connection to the upstream failed ({type(exc).__name__}: {exc})") from None
         except httpx.HTTPError as exc:
-            raise AiBadResponse(f"unusable response ({type(exc).__name__}: {exc})") from None
+            raise transport_error(exc) from None
         finally:
             shard.busy -= 1
 
@@ -377,7 +343,7 @@ class AiClient:
 
 @asynccontextmanager
 async def open_ai_client(config: AiConfig, metrics: AiMetrics) -> AsyncIterator[AiClient]:
-    """The shared connection pools every reply uses (``ai.pools``), closed at exit."""
+    """The shared connection pools every reply uses (``ai.upstream``), closed at exit."""
     timeout = httpx.Timeout(connect=config.connect_timeout,
                             read=max(config.idle_timeout, config.first_token_timeout),
                             write=config.connect_timeout, pool=config.first_token_timeout)

@@ -14,23 +14,23 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
 import msgspec
 import trio
 
-from customer_service.ai.pools import open_upstream_pools
+from customer_service.ai.upstream import (
+    open_upstream_pools,
+    read_at_most,
+    status_error,
+    transport_error,
+)
 from customer_service.config import AiConfig
-from customer_service.core.breaker import retry_after
 from customer_service.core.text import visible
 from customer_service.errors import (
     AiBadResponse,
-    AiConnectionError,
     AiError,
-    AiRateLimited,
     AiTimeout,
-    AiUpstreamError,
 )
 
 MAX_BODY = 1 << 20
@@ -62,16 +62,7 @@ class _Completion(msgspec.Struct):
     usage: _Usage | None = None
 
 
-class _ErrorBody(msgspec.Struct):
-    message: str = ""
-
-
-class _ErrorEnvelope(msgspec.Struct):
-    error: _ErrorBody | str | None = None
-
-
 _decode_completion = msgspec.json.Decoder(_Completion).decode
-_decode_error = msgspec.json.Decoder(_ErrorEnvelope).decode
 _json = msgspec.json.Encoder()
 
 
@@ -108,17 +99,6 @@ def parse_completion(body: bytes, prompt_chars: int) -> Generated:
     return Generated(text, tokens)
 
 
-def _error_detail(body: bytes) -> str:
-    try:
-        envelope = _decode_error(body[:4096])
-    except (msgspec.DecodeError, RecursionError):
-        return body[:200].decode("utf-8", "replace")
-    error = envelope.error
-    if isinstance(error, str):
-        return error[:200]
-    return error.message[:200] if error is not None else ""
-
-
 class _Shard:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
@@ -151,28 +131,17 @@ class CampaignAi:
         shard.busy += 1
         try:
             with trio.fail_after(cfg.total_timeout):
-                response = await shard.http.post("chat/completions", content=body)
+                async with shard.http.stream("POST", "chat/completions",
+                                             content=body) as response:
+                    content = await read_at_most(response, MAX_BODY)
         except trio.TooSlowError:
             raise AiTimeout(f"no answer within {cfg.total_timeout:g} s") from None
-        except httpx.TimeoutException as exc:
-            raise AiTimeout(f"the upstream did not answer in time ({type(exc).__name__})"
-                            ) from None
-        except httpx.TransportError as exc:
-            raise AiConnectionError(
-                f"connection to the upstream failed ({type(exc).__name__}: {exc})") from None
         except httpx.HTTPError as exc:
-            raise AiBadResponse(f"unusable response ({type(exc).__name__}: {exc})") from None
+            raise transport_error(exc) from None
         finally:
             shard.busy -= 1
-        content = response.content[:MAX_BODY]
         if response.status_code != 200:
-            detail = _error_detail(content)
-            wait = retry_after(response.status_code, response.headers.get("retry-after"),
-                               datetime.now(UTC))
-            if response.status_code == 429:
-                raise AiRateLimited(f"rate limited by the upstream: {detail}", wait)
-            raise AiUpstreamError(f"the upstream answered {response.status_code}: {detail}",
-                                  response.status_code, wait)
+            raise status_error(response.status_code, response.headers, content)
         return parse_completion(content, len(cfg.system_prompt) + len(prompt))
 
 
@@ -182,7 +151,7 @@ def describe_error(error: AiError) -> str:
 
 @asynccontextmanager
 async def open_campaign_ai(config: AiConfig, concurrency: int) -> AsyncIterator[CampaignAi]:
-    """A ``CampaignAi`` with ``concurrency`` connections (``ai.pools``), closed at exit."""
+    """A ``CampaignAi`` with ``concurrency`` connections (``ai.upstream``), closed at exit."""
     timeout = httpx.Timeout(connect=config.connect_timeout, read=config.total_timeout,
                             write=config.connect_timeout, pool=config.total_timeout)
     headers = {"User-Agent": "customer-service-campaigns", "Content-Type": "application/json"}
