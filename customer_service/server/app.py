@@ -557,10 +557,9 @@ class App:
         """One conversation as the dashboard shows it, with its contact's profile."""
         visitor = await self.store.get_visitor(conversation.visitor_id)
         last = await self.store.messages_before(conversation.id, None, 1)
-        contact = await self.store.contact_for_conversation(conversation.id)
+        contact, labels = await self.store.conversation_extras(conversation.id)
         info = self.service.conversation_info(conversation, visitor, last[-1] if last else None,
-                                              contact_info(contact),
-                                              await self.store.conversation_labels(conversation.id))
+                                              contact_info(contact), labels)
         return Response(200, _json.encode({"conversation": info}))
 
     # ---- WebSocket ----------------------------------------------------------

@@ -269,9 +269,9 @@ class ChatService:
             return
         if visitor is None:
             visitor = await self.store.get_visitor(conversation.visitor_id)
-        contact = contact_info(await self.store.contact_for_conversation(conversation.id))
-        labels = await self.store.conversation_labels(conversation.id)
-        info = self.conversation_info(conversation, visitor, contact=contact, labels=labels)
+        contact, labels = await self.store.conversation_extras(conversation.id)
+        info = self.conversation_info(conversation, visitor, contact=contact_info(contact),
+                                      labels=labels)
         self.hub.conversation_event(ConversationEvent(
             conversation.id, conversation.assigned_to, was_assigned_to, was_waiting, changed,
             frames.encode(frames.ConversationOut(conversation=info))), local_only=local_only)

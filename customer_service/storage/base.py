@@ -142,6 +142,10 @@ class Store(Protocol):
     async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
         """Raise the read mark (never lower it, never past ``last_seq``)."""
 
+    async def conversation_extras(self, conversation_id: int) -> tuple[Contact | None, list[str]]:
+        """What agents see of a conversation beyond its row, read in one unit of work: its
+        contact (if any) and its labels (every conversation event carries both)."""
+
     async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
         """Flag (or unflag) a conversation for agents' attention. Assigning it clears the flag,
         and an assigned conversation is not flagged (it has its agent)."""

@@ -23,6 +23,7 @@ from customer_service.core.models import (
     Agent,
     AgentToken,
     AppendResult,
+    Contact,
     Conversation,
     ConversationStatus,
     ConversationSummary,
@@ -34,6 +35,8 @@ from customer_service.core.models import (
 )
 from customer_service.errors import StorageError
 from customer_service.storage import _sql_chat as chat
+from customer_service.storage import _sql_contacts as contacts_sql
+from customer_service.storage import _sql_labels as labels_sql
 from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
@@ -229,6 +232,13 @@ class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, B
     async def mark_read(self, conversation_id: int, by_visitor: bool, seq: int) -> Conversation:
         return await self._run(
             lambda tx: chat.mark_read(tx, conversation_id, by_visitor, seq), write=True)
+
+    async def conversation_extras(self, conversation_id: int) -> tuple[Contact | None, list[str]]:
+        def work(tx: Tx) -> tuple[Contact | None, list[str]]:
+            return (contacts_sql.contact_for_conversation(tx, conversation_id),
+                    labels_sql.conversation_labels(tx, conversation_id))
+
+        return await self._run(work, write=False)
 
     async def set_needs_agent(self, conversation_id: int, needs_agent: bool) -> Conversation:
         return await self._run(

@@ -88,3 +88,17 @@ async def test_list_filters_by_every_label_and_carries_them(store: Store) -> Non
     assert [s.conversation.id for s in await store.list_conversations(
         ConversationStatus.OPEN, 1, labels=["vip"])] == [both]
     assert await store.list_conversations(ConversationStatus.CLOSED, labels=["vip"]) == []
+
+
+async def test_conversation_extras_reads_the_contact_and_the_labels_at_once(
+        store: Store) -> None:
+    plain = await new_conversation(store, "extras-plain")
+    assert await store.conversation_extras(plain) == (None, [])
+    await store.add_conversation_labels(plain, ["vip", "billing"])
+    assert await store.conversation_extras(plain) == (None, ["billing", "vip"])
+
+    visitor = await store.create_visitor("extras-known", "", "", "")
+    contact, conversation = await store.link_visitor(visitor.id, "u-extras", "Ann", None)
+    found, labels = await store.conversation_extras(conversation.id)
+    assert found is not None and (found.id, found.name) == (contact.id, "Ann")
+    assert labels == []
