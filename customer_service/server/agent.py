@@ -22,7 +22,7 @@ from customer_service.core.models import (
 )
 from customer_service.errors import CustomerServiceError, NotFound, ProtocolError, Unavailable
 from customer_service.server import notes
-from customer_service.server.service import ChatService, message_frame
+from customer_service.server.service import ChatService
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
 
@@ -149,7 +149,7 @@ class AgentSession(Session):
                 service.hub.watch(cid, agent.id)
                 self.reply(frames.HistoryOut(
                     id=client_id, conversation_id=cid,
-                    messages=[message_frame(m) for m in messages],
+                    messages=[frames.message_out(m) for m in messages],
                     notes=msgspec.UNSET if before is not None else
                     await notes.history_notes(service.store, cid)))
             case frames.AgentNote():

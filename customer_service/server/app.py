@@ -23,7 +23,7 @@ import trio
 
 from customer_service import __version__, auth
 from customer_service.core.client_address import client_address, trusted_networks
-from customer_service.core.frames import MAX_INT, decode_json, explain
+from customer_service.core.frames import MAX_INT, decode_json, explain, message_out
 from customer_service.core.login_failures import retry_after_header
 from customer_service.core.models import Agent, Conversation, ConversationStatus, utc_now
 from customer_service.core.origin import AllowedOrigins
@@ -42,7 +42,7 @@ from customer_service.errors import (
 from customer_service.server import notes, rest_blocks, rest_canned, rest_contacts, rest_labels
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
-from customer_service.server.service import ChatService, contact_info, message_frame
+from customer_service.server.service import ChatService, contact_info
 from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import AsgiWebSocket
 from customer_service.server.visitor import VisitorSession
@@ -551,7 +551,7 @@ class App:
         messages = await self.store.messages_before(conversation_id, before, limit)
         return Response(200, _json.encode(
             {"conversation_id": conversation_id,
-             "messages": [message_frame(m) for m in messages]}))
+             "messages": [message_out(m) for m in messages]}))
 
     async def conversation_one(self, conversation: Conversation) -> Response:
         """One conversation as the dashboard shows it, with its contact's profile."""

@@ -68,8 +68,6 @@ class KeyedLock:
         return len(self._locks)
 
 
-message_frame = frames.message_out
-"""Kept under this name for the server's modules."""
 
 
 def contact_info(contact: Contact | None) -> frames.ContactInfo | None:
@@ -199,7 +197,7 @@ class ChatService:
                 cache.put(conversation)
             self.hub.message(MessageEvent(message.conversation_id, message.seq,
                                           result.assigned_to, True,
-                                          frames.encode(message_frame(message))))
+                                          frames.encode(frames.message_out(message))))
             if self.ai is not None and message.sender_role is Role.VISITOR:
                 if conversation is not None:
                     self.ai.visitor_wrote(conversation)
@@ -249,7 +247,7 @@ class ChatService:
             needs_agent=conversation.needs_agent,
             ai_streaming=self.ai is not None and self.ai.streaming(conversation.id),
             updated_at=format_ts(conversation.updated_at),
-            last_message=message_frame(last) if last else None,
+            last_message=frames.message_out(last) if last else None,
             contact=contact,
             labels=list(labels),
         )

@@ -32,7 +32,7 @@ from customer_service.core.bus_events import MessageEvent
 from customer_service.core.sequencer import Gap
 from customer_service.errors import CustomerServiceError, NotFound
 from customer_service.server.hub import Hub
-from customer_service.server.service import ChatService, message_frame
+from customer_service.server.service import ChatService
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ async def _fill(hub: Hub, service: ChatService, gap: Gap) -> None:
                 page = await service.store.messages_after(cid, after, FILL_PAGE)
                 for message in page:
                     hub.fill(MessageEvent(cid, message.seq, conversation.assigned_to, True,
-                                          frames.encode(message_frame(message))))
+                                          frames.encode(frames.message_out(message))))
                 read += len(page)
                 if len(page) < FILL_PAGE:
                     break

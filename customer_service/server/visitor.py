@@ -19,7 +19,7 @@ from customer_service.errors import (
     ProtocolError,
     Unavailable,
 )
-from customer_service.server.service import ChatService, message_frame
+from customer_service.server.service import ChatService
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
 
@@ -193,7 +193,7 @@ class VisitorSession(Session):
         while resumed or user_id is not None or conversation.last_seq:
             page = await store.messages_after(conversation.id, after, REPLAY_PAGE)
             for message in page:
-                await self.send_now(message_frame(message))
+                await self.send_now(frames.message_out(message))
             if page:
                 after = page[-1].seq
             if len(page) < REPLAY_PAGE:
