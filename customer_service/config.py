@@ -249,6 +249,77 @@ class CampaignsConfig:
         "With several instances one of them runs each campaign."))
 
 
+LANGUAGES = ("en", "zh-CN")
+"""The languages of the widget and the dashboard (one string table each in ``web/lang/``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    mode: Literal["manual", "round_robin", "least_busy"] = field(default="manual", metadata=_doc(
+        "How new conversations reach agents. manual: they wait in the queue until an agent "
+        "accepts one. round_robin: each goes to the next online agent with room, in turn. "
+        "least_busy: to the online agent with the fewest open conversations."))
+    default_capacity: int = field(default=5, metadata=_doc(
+        "Open conversations an agent may hold. Auto-assignment skips an agent who is full; "
+        "agents set NAME --capacity N gives one agent another number.", ge=1, le=1000))
+
+
+@dataclass(frozen=True, slots=True)
+class HoursConfig:
+    enabled: bool = field(default=False, metadata=_doc(
+        "Keep business hours. Outside them the widget says when the team is back and offers "
+        "to leave a message. Off: always open."))
+    timezone: str = field(default="UTC", metadata=_doc(
+        "IANA time zone the opening times are in, e.g. \"Europe/Paris\", \"Asia/Shanghai\"."))
+    open: list[str] = field(default_factory=lambda: ["mon-fri 09:00-17:00"], metadata=_doc(
+        "When the team is open. \"DAYS HH:MM-HH:MM\" entries, days as mon..sun, ranges "
+        "(mon-fri) or lists (sat,sun); entries of one day must not overlap."))
+    holidays: list[str] = field(default_factory=list, metadata=_doc(
+        "Days the team is closed all day. Dates as YYYY-MM-DD, in timezone."))
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRepliesConfig:
+    welcome: dict[str, str] = field(default_factory=lambda: {
+        "en": "Hi! How can we help you today?",
+        "zh-CN": "您好！请问有什么可以帮您？"}, metadata=_doc(
+        "Greeting shown when a visitor opens the chat, per language. It is stored (role "
+        "system) when the conversation begins. An empty text: no greeting in that language."))
+    away: dict[str, str] = field(default_factory=lambda: {
+        "en": "Nobody is online right now. Leave your email and we will write back.",
+        "zh-CN": "目前没有客服在线。请留下您的邮箱，我们会尽快回复您。"}, metadata=_doc(
+        "Sent when nobody is online, per language. Once per conversation, when a visitor "
+        "writes while no agent is online and the AI does not answer."))
+    closed: dict[str, str] = field(default_factory=lambda: {
+        "en": "We are closed now and back {back}. Leave your email and we will write back.",
+        "zh-CN": "我们现在不在工作时间，将于{back}回来。请留下您的邮箱，我们会尽快回复您。"},
+        metadata=_doc(
+        "Sent outside business hours, per language. Once per conversation, when a visitor "
+        "writes; {back} is when the team opens again."))
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    title: str = field(default="Customer service", metadata=_doc(
+        "Name shown in the widget header, the chat page and the dashboard."))
+    logo_url: str = field(default="", metadata=_doc(
+        "Logo shown beside the title. An https:// URL or a path on this server; empty: none."))
+    accent_color: str = field(default="#2563eb", metadata=_doc(
+        "Accent colour of the widget, the chat page and the dashboard. #rgb or #rrggbb."))
+    show_embed_help: bool = field(default=False, metadata=_doc(
+        "Show the embed snippet and the dashboard link on the chat page /."))
+    default_language: Literal["en", "zh-CN"] = field(default="en", metadata=_doc(
+        "Language used when none is asked for. The widget's data-lang or the browser's "
+        "language wins when known; the dashboard uses this until an agent picks one."))
+    expected_reply: dict[str, str] = field(default_factory=dict, metadata=_doc(
+        "Reply time shown in the widget header while the team is online, per language. E.g. "
+        "{ en = \"Usually replies in a few minutes\", \"zh-CN\" = \"通常几分钟内回复\" }."))
+    prechat_fields: list[Literal["name", "email", "question"]] = field(
+        default_factory=list, metadata=_doc(
+        "Pre-chat form fields asked before the first message. Any of \"name\", \"email\", "
+        "\"question\". Empty: no form."))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -260,6 +331,10 @@ class Config:
     ai: AiConfig = field(default_factory=AiConfig)
     identity: IdentityConfig = field(default_factory=IdentityConfig)
     campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    hours: HoursConfig = field(default_factory=HoursConfig)
+    auto_replies: AutoRepliesConfig = field(default_factory=AutoRepliesConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str | None = field(default=None, compare=False, metadata={"internal": True})
 
     def resolve_path(self, value: str) -> Path:
@@ -310,6 +385,9 @@ def describe_type(hint: Any) -> str:
         return "one of " + ", ".join(f'"{v}"' for v in typing.get_args(hint))
     if origin is list:
         return f"list of {describe_type(typing.get_args(hint)[0])}"
+    if origin is dict:
+        item = describe_type(typing.get_args(hint)[1])
+        return f"table of {_PLAIN_NAMES.get(item, item)}s"
     if origin in (typing.Union, types.UnionType):
         choices = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(choices) > 1:
@@ -349,6 +427,13 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ValueError(f"{where} must be a list, not {type(value).__name__}")
         return [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_type, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where} must be a table ({{ en = \"...\" }}), "
+                             f"not {type(value).__name__}")
+        return {_convert(k, key_type, where): _convert(v, item, f"{where}.{k}")
+                for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in typing.get_args(hint):
             return None
@@ -433,6 +518,8 @@ def _expected(hint: Any) -> str:
         return f'"{choices[0]}"' if len(choices) == 1 else describe_type(hint)
     if origin is list:
         return "a list of " + {str: "strings"}.get(typing.get_args(hint)[0], "values")
+    if origin is dict:
+        return "a table of " + {str: "strings"}.get(typing.get_args(hint)[1], "values")
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_expected(a) for a in typing.get_args(hint) if a is not type(None))
     return {bool: "true or false", int: "an integer", float: "a number",
@@ -638,6 +725,14 @@ def _check_sections(config: Config, path: str | None, text: str,
     if config.identity.secret and len(config.identity.secret) < 16:
         raise error("[identity] secret must be at least 16 characters (32 random bytes, "
                     "e.g. from 'openssl rand -hex 32', is better)", "identity", "secret")
+    for section, key, table in (("auto_replies", "welcome", config.auto_replies.welcome),
+                                ("auto_replies", "away", config.auto_replies.away),
+                                ("auto_replies", "closed", config.auto_replies.closed),
+                                ("web", "expected_reply", config.web.expected_reply)):
+        for language in table:
+            if language not in LANGUAGES:
+                raise error(f"[{section}] {key}: unknown language {language!r} (known: "
+                            f"{', '.join(LANGUAGES)})", section, key)
     ai = config.ai
     if ai.enabled:
         if not re.match(r"^https?://[^/\s]+", ai.base_url):

@@ -41,6 +41,12 @@ SECTION_DOCS: dict[str, str] = {
                 "their contact on every device. See docs/identity.md.",
     "campaigns": "Messages sent to many contacts at once, written by a template or by the "
                  "AI for each contact. See docs/campaigns.md.",
+    "routing": "Who gets a new conversation: the queue (manual) or auto-assignment to an "
+               "online agent with room. See docs/agents.md.",
+    "hours": "Business hours and holidays, in one time zone. See docs/agents.md.",
+    "auto_replies": "Messages the server writes into a conversation itself (role system), once "
+                    "per conversation, in the visitor's language.",
+    "web": "What visitors and agents see: name, logo, colour, languages, the pre-chat form.",
 }
 
 # Extra comment lines for prod.toml, keyed "section.key". The values stay the
@@ -131,6 +137,10 @@ def env_var(section: str, key: str) -> str:
 
 def toml_value(value: Any) -> str:
     """``value`` written as TOML (``"text"``, ``8080``, ``3.0``, ``false``)."""
+    if isinstance(value, dict):
+        inline = tomlkit.inline_table()
+        inline.update(value)
+        return str(inline.as_string())
     return str(tomlkit.item(value).as_string())
 
 
@@ -182,7 +192,13 @@ def render_template(*, production: bool = False) -> str:
             if note:
                 for line in _comment_lines(note):
                     table.add(tomlkit.comment(line))
-            table.add(f.name, default_of(f))
+            value = default_of(f)
+            if isinstance(value, dict):  # inline, so the keys after it stay in the section
+                inline = tomlkit.inline_table()
+                inline.update(value)
+                table.add(f.name, inline)
+            else:
+                table.add(f.name, value)
         doc.add(section, table)
     return tomlkit.dumps(doc)
 

@@ -46,6 +46,7 @@ from customer_service.server.service import ChatService, contact_info
 from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import AsgiWebSocket
 from customer_service.server.visitor import VisitorSession
+from customer_service.server.widget_settings import widget_settings
 from customer_service.storage.base import Store
 from customer_service.transport.interface import (
     CONNECTION_ID,
@@ -280,6 +281,7 @@ class App:
             "/api/v1/logout": {"POST": lambda: self.logout(scope)},
             "/api/v1/me": {"GET": lambda: self.me(scope)},
             "/api/v1/agents": {"GET": lambda: self.agents(scope)},
+            "/api/v1/widget": {"GET": self.widget},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
             "/api/v1/contacts": {"GET": lambda: self.rest(scope, rest_contacts.list_contacts)},
             "/api/v1/canned": {"GET": lambda: self.call(scope, receive, rest_canned.list_canned),
@@ -324,6 +326,13 @@ class App:
         if _etag_matches(_headers(scope).get("if-none-match", ""), asset.etag):
             return Response(304, b"", asset.content_type.encode(), asset.headers)
         return Response(200, asset.body, asset.content_type.encode(), asset.headers)
+
+    async def widget(self) -> Response:
+        """Public: any page embedding the widget may read it (no credentials are involved)."""
+        payload = widget_settings(self.service.config,
+                                  agents_online=bool(self.service.hub.online_agents()))
+        return Response(200, _json.encode(payload), headers=(
+            (b"cache-control", b"no-store"), (b"access-control-allow-origin", b"*")))
 
     async def healthz(self) -> Response:
         db = "ok"

@@ -8,6 +8,7 @@ by other sites, so it carries a cross-origin resource policy instead.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from importlib import resources
 
@@ -27,6 +28,11 @@ CONTENT_TYPES = {
 }
 
 PAGES = {"/": "index.html", "/agent": "agent.html", "/widget.js": "widget.js"}
+
+STRINGS_PLACEHOLDER = b"/*@STRINGS@*/{}"
+"""Where a script wants the string tables: replaced, as the assets are read, by
+``{"en": {...}, "zh-CN": {...}}`` from the ``lang-<language>.json`` files (one table per
+language), so the widget and the dashboard translate without a request of their own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +60,20 @@ def load_assets() -> dict[str, Asset]:
     root = resources.files("customer_service.web")
     files = {entry.name: entry.read_bytes() for entry in root.iterdir()
              if entry.is_file() and not entry.name.startswith((".", "_"))}
+    tables = string_tables(files)
+    for name, body in files.items():
+        if name.endswith(".js") and STRINGS_PLACEHOLDER in body:
+            files[name] = body.replace(STRINGS_PLACEHOLDER, tables)
     assets = {f"/static/{name}": _asset(name, body) for name, body in files.items()}
     for path, name in PAGES.items():
         if name in files:
             assets[path] = _asset(name, files[name])
     return assets
+
+
+def string_tables(files: dict[str, bytes]) -> bytes:
+    """The ``lang-*.json`` tables as one JSON object keyed by language."""
+    tables = {name.removeprefix("lang-").removesuffix(".json"): json.loads(body)
+              for name, body in sorted(files.items())
+              if name.startswith("lang-") and name.endswith(".json")}
+    return json.dumps(tables, ensure_ascii=False, separators=(",", ":")).encode()

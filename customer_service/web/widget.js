@@ -27,6 +27,22 @@
   const KEY = "cs-widget:" + ORIGIN;
   const MAX_CHARS = 4000;
   const opts = script.dataset;
+
+  // ---- strings: one table per language (lang-<language>.json, put in by the server) ----
+  const STRINGS = /*@STRINGS@*/{};
+  const LANGS = Object.keys(STRINGS);
+  function matchLang(wanted) {
+    const lower = String(wanted || "").toLowerCase();
+    if (!lower) return null;
+    return LANGS.find((l) => l.toLowerCase() === lower)
+      || LANGS.find((l) => l.toLowerCase().split("-")[0] === lower.split("-")[0]) || null;
+  }
+  const LANG = matchLang(opts.lang) || (navigator.languages || [navigator.language]).map(matchLang).find(Boolean) || "en";
+  /** The text for `key` in the widget's language (English when it has none), `{name}` filled from `vars`. */
+  function t(key, vars) {
+    const text = (STRINGS[LANG] || {})[key] ?? (STRINGS.en || {})[key] ?? key;
+    return vars ? text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole)) : text;
+  }
   if (opts.inline && !document.querySelector(opts.inline) && document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", start); // the container comes later in the page
   } else {

@@ -1,0 +1,48 @@
+// The dashboard's strings, dates and numbers in the agent's language.
+// The tables come from lang-<language>.json, put in by the server (static.py) where the
+// placeholder below stands: one table per language, keys like "agent.accept".
+
+const TABLES = /*@STRINGS@*/{};
+export const LANGUAGES = Object.keys(TABLES);
+const FALLBACK = "en";
+let current = FALLBACK;
+
+/** The known language closest to `wanted` ("zh", "zh-Hans-CN" → "zh-CN"), or null. */
+export function matchLanguage(wanted) {
+  if (!wanted) return null;
+  const lower = String(wanted).toLowerCase();
+  const exact = LANGUAGES.find((l) => l.toLowerCase() === lower);
+  if (exact) return exact;
+  const base = lower.split("-")[0];
+  return LANGUAGES.find((l) => l.toLowerCase().split("-")[0] === base) || null;
+}
+
+export function setLanguage(lang) {
+  current = matchLanguage(lang) || FALLBACK;
+  document.documentElement.lang = current;
+  return current;
+}
+
+export function language() { return current; }
+
+/** The text for `key` in the current language (English when it has none), with
+ * `{name}` fields filled from `vars`. */
+export function t(key, vars) {
+  const text = (TABLES[current] || {})[key] ?? (TABLES[FALLBACK] || {})[key] ?? key;
+  if (!vars) return text;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole));
+}
+
+export function formatTime(date) {
+  const d = date instanceof Date ? date : new Date(date);
+  return isNaN(d) ? "" : d.toLocaleTimeString(current, { hour: "2-digit", minute: "2-digit" });
+}
+
+export function formatDate(date) {
+  const d = date instanceof Date ? date : new Date(date);
+  return isNaN(d) ? "" : d.toLocaleDateString(current, { year: "numeric", month: "short", day: "numeric" });
+}
+
+export function formatNumber(n) {
+  return new Intl.NumberFormat(current).format(n);
+}
