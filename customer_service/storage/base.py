@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from customer_service.core.assignment import AgentLoad, AgentStatus
 from customer_service.core.blocks import Block
 from customer_service.core.canned import CannedReply
 from customer_service.core.db_health import WriteHealth
@@ -346,3 +347,32 @@ class Store(Protocol):
 
     async def remove_block(self, block_id: int) -> Block:
         """Delete a block and return it. Raise ``NotFound`` for an unknown id."""
+
+    # --- auto-assignment and agent status (core/assignment.py) ---------------
+    async def agent_loads(self) -> list[AgentLoad]:
+        """Every agent with its status, capacity (None: the default), open (assigned)
+        conversations and last auto-assignment, by id."""
+
+    async def agent_load(self, agent_id: int) -> AgentLoad | None:
+        """One agent's ``AgentLoad``; None for an unknown id."""
+
+    async def set_agent_capacity(self, username: str, capacity: int | None) -> AgentLoad:
+        """Set (None: clear back to the default) how many open conversations
+        auto-assignment may give the agent. Raise ``NotFound`` for an unknown username."""
+
+    async def set_agent_status(self, agent_id: int, status: AgentStatus) -> AgentLoad:
+        """Store the status the agent chose (kept across sign-ins). Raise ``NotFound`` for
+        an unknown id."""
+
+    async def waiting_conversations(self, limit: int = 100) -> list[Conversation]:
+        """Conversations waiting for an agent (open, nobody assigned, the visitor has
+        written), oldest first, at most ``limit``."""
+
+    async def assign_waiting(self, conversation_id: int, agent_id: int,
+                             capacity: int) -> Conversation | None:
+        """Assign the conversation to the agent (status assigned, the needs-agent flag
+        cleared, the agent's turn noted) only while it still waits (open, nobody assigned),
+        the agent's status is online, it is enabled and it holds fewer than ``capacity``
+        open conversations; None (nothing changed) otherwise. Compare-and-set: of two
+        instances assigning at once, one wins; an agent is never filled past ``capacity``
+        by auto-assignment."""
