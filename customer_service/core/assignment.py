@@ -147,7 +147,7 @@ class StatusBoard:
     def status(self, agent_id: int) -> AgentStatus:
         return self._statuses.get(agent_id, "online")
 
-    def set(self, agent_id: int, status: AgentStatus) -> bool:
+    def note(self, agent_id: int, status: AgentStatus) -> bool:
         """Note a status; True when it changed what this board said."""
         before = self.status(agent_id)
         self._statuses[agent_id] = status

@@ -113,8 +113,19 @@ class BlockEvent(_Event, tag="b"):
     removed: bool
 
 
+class StatusEvent(_Event, tag="s"):
+    """An agent's status (online, away, offline: ``core/assignment.py``) as stored on its
+    row: set by the agent, or read when it signed in on the publisher. Receivers note it
+    for auto-assignment and the widget's team status, and tell their dashboards (``text``,
+    an ``agent_status`` frame) when it changed what they knew."""
+
+    agent_id: int
+    status: str
+    text: str
+
+
 BusEvent = (MessageEvent | FrameEvent | ConversationEvent | PresenceEvent | RevokeEvent
-            | WatchEvent | AiEvent | BlockEvent)
+            | WatchEvent | AiEvent | BlockEvent | StatusEvent)
 
 
 class Batch(msgspec.Struct, array_like=True):

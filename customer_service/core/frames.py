@@ -9,7 +9,7 @@ the client's ``id`` (when it had one). No I/O here.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -120,13 +120,22 @@ class AgentNote(_In, tag="note"):
     content: str
 
 
+class SetStatus(_In, tag="status"):
+    """The agent's own status (``core/assignment.py``): away and offline agents get no new
+    conversations from auto-assignment."""
+
+    id: ClientId
+    status: Literal["online", "away", "offline"]
+
+
 VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping
 AgentFrame = (Accept | AgentText | Transfer | Close | History | AgentTyping | AgentRead | Ping
-              | AgentNote)
+              | AgentNote | SetStatus)
 
 VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping"})
 AGENT_TYPES: Final = frozenset(
-    {"accept", "text", "transfer", "close", "history", "typing", "read", "ping", "note"})
+    {"accept", "text", "transfer", "close", "history", "typing", "read", "ping", "note",
+     "status"})
 
 _visitor_decoder = msgspec.json.Decoder(VisitorFrame)
 _agent_decoder = msgspec.json.Decoder(AgentFrame)
@@ -295,6 +304,8 @@ class AgentInfo(msgspec.Struct):
     id: int
     username: str
     name: str
+    status: str = "online"
+    """The status the agent set (online, away, offline), kept across sign-ins."""
 
 
 class VisitorInfo(msgspec.Struct):
@@ -340,6 +351,13 @@ class ConversationInfo(msgspec.Struct, omit_defaults=False):
 class AgentWelcomeOut(_Out, tag="welcome"):
     agent: AgentInfo
     conversations: list[ConversationInfo]
+
+
+class AgentStatusOut(_Out, tag="agent_status"):
+    """An agent's status changed (or was first heard of here): for every dashboard."""
+
+    agent_id: int
+    status: str
 
 
 class ConversationOut(_Out, tag="conversation"):

@@ -1,5 +1,5 @@
 """The agent socket: the welcome list, then accept, text, transfer, close, history (with
-the private notes), typing, read marks and notes."""
+the private notes), typing, read marks, notes and the agent's status."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from customer_service.core.models import (
     utc_now,
 )
 from customer_service.errors import CustomerServiceError, NotFound, ProtocolError, Unavailable
-from customer_service.server import notes
+from customer_service.server import agent_status, notes
 from customer_service.server.service import ChatService
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
@@ -73,6 +73,10 @@ class AgentSession(Session):
 
     async def start(self) -> None:
         hub = self.service.hub
+        with trio.move_on_after(self.config.message_timeout) as reading:
+            status = await agent_status.sign_in_status(self.service, self.agent)
+        if reading.cancelled_caught:
+            raise Unavailable("the database did not answer in time")
         hub.add_agent(self.peer, self.follows_queue)
         log.info("[%s] agent %s (%s) connected from %s%s", self.peer.conn_id, self.agent.id,
                  self.agent.username, self.client,
@@ -90,7 +94,7 @@ class AgentSession(Session):
                                                         labels=summary.labels))
         await self.send_now(frames.AgentWelcomeOut(
             agent=frames.AgentInfo(id=self.agent.id, username=self.agent.username,
-                                   name=self.agent.name),
+                                   name=self.agent.name, status=status),
             conversations=infos))
 
     async def _welcome_list(self) -> list[ConversationSummary]:
@@ -152,6 +156,9 @@ class AgentSession(Session):
                     messages=[frames.message_out(m) for m in messages],
                     notes=msgspec.UNSET if before is not None else
                     await notes.history_notes(service.store, cid)))
+            case frames.SetStatus(id=client_id, status=status):
+                await agent_status.set_status(service, agent, status)
+                self.reply(frames.AckOut(id=client_id))
             case frames.AgentNote():
                 self.reply(await notes.write_note(service, agent, frame,
                                                   self.config.max_message_chars))

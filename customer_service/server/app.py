@@ -39,7 +39,14 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import notes, rest_blocks, rest_canned, rest_contacts, rest_labels
+from customer_service.server import (
+    agent_status,
+    notes,
+    rest_blocks,
+    rest_canned,
+    rest_contacts,
+    rest_labels,
+)
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, contact_info
@@ -280,6 +287,7 @@ class App:
             "/api/v1/login": {"POST": lambda: self.login(scope, receive)},
             "/api/v1/logout": {"POST": lambda: self.logout(scope)},
             "/api/v1/me": {"GET": lambda: self.me(scope)},
+            "/api/v1/me/status": {"POST": lambda: self.me_status(scope, receive)},
             "/api/v1/agents": {"GET": lambda: self.agents(scope)},
             "/api/v1/widget": {"GET": self.widget},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
@@ -330,7 +338,7 @@ class App:
     async def widget(self) -> Response:
         """Public: any page embedding the widget may read it (no credentials are involved)."""
         payload = widget_settings(self.service.config,
-                                  agents_online=bool(self.service.hub.online_agents()))
+                                  agents_online=bool(self.service.hub.agents_available()))
         return Response(200, _json.encode(payload), headers=(
             (b"cache-control", b"no-store"), (b"access-control-allow-origin", b"*")))
 
@@ -495,11 +503,18 @@ class App:
     async def me(self, scope: Scope) -> Response:
         return json_response(200, agent_json(await self.authenticate(scope)))
 
+    async def me_status(self, scope: Scope, receive: Receive) -> Response:
+        agent = await self.authenticate(scope)
+        return json_response(200, await agent_status.rest_set_status(
+            self.service, agent, await self._read_body(receive)))
+
     async def agents(self, scope: Scope) -> Response:
         await self.authenticate(scope)
         online = self.service.hub.online_agents()
-        return json_response(200, {"agents": [{**agent_json(a), "online": a.id in online}
-                                              for a in await self.store.list_agents()]})
+        statuses = {load.agent_id: load.status for load in await self.store.agent_loads()}
+        return json_response(200, {"agents": [
+            {**agent_json(a), "online": a.id in online, "status": statuses.get(a.id, "online")}
+            for a in await self.store.list_agents()]})
 
     async def rest(self, scope: Scope,
                    handler: Callable[[Store, Scope], Awaitable[Any]]) -> Response:

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import trio
 
+from customer_service.core.assignment import StatusBoard, check_status
 from customer_service.core.bus_events import (
     AiEvent,
     Arrival,
@@ -35,13 +36,14 @@ from customer_service.core.bus_events import (
     MessageEvent,
     PresenceEvent,
     RevokeEvent,
+    StatusEvent,
     Streams,
     WatchEvent,
 )
 from customer_service.core.presence import PresenceView
 from customer_service.core.routing import agents_for_assignee, agents_for_change
 from customer_service.core.sequencer import Sequencer
-from customer_service.errors import BusError
+from customer_service.errors import BadRequest, BusError
 from customer_service.server.peers import ConversationCache, Outbound, Peer
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,12 @@ class Hub:
         """Told when another instance is gone (the AI responder takes over its replies)."""
         self.on_block: Callable[[BlockEvent], None] | None = None
         """The block guard's handler for blocks added or removed on other instances."""
+        self.statuses = StatusBoard()
+        """Agents' statuses (online, away, offline) as this instance knows them."""
+        self.on_routing_change: Callable[[], None] | None = None
+        """Told when auto-assignment may have something to do (``server.assigner``): a
+        conversation began waiting or changed state, an agent came, went or changed
+        status."""
         self._wall_clock = wall_clock or time.time
         self._started = self._wall_clock()
         self._lost_logged: dict[str, float] = {}
@@ -185,6 +193,7 @@ class Hub:
             self.queue[peer.identity] = self.queue.get(peer.identity, 0) + 1
         if len(peers) == 1:
             self._publish(PresenceEvent("agent", peer.identity, True))
+            self._routing_changed()
 
     def remove_agent(self, peer: Peer) -> None:
         peers = self.agents.get(peer.identity)
@@ -200,6 +209,7 @@ class Hub:
         if not peers:
             del self.agents[peer.identity]
             self._publish(PresenceEvent("agent", peer.identity, False))
+            self._routing_changed()
             for conversation_id in self._watching.pop(peer.identity, ()):
                 watchers = self.watchers.get(conversation_id)
                 if watchers is not None:
@@ -230,6 +240,11 @@ class Hub:
         """Agents with a socket open here or on another instance."""
         return set(self.agents) | self.presence.agents()
 
+    def agents_available(self) -> set[int]:
+        """Online agents whose status is online: who can take a conversation now (the
+        widget's team status, auto-assignment)."""
+        return self.statuses.available(self.online_agents())
+
     def local_presence(self) -> tuple[set[int], set[int]]:
         """(agents, conversations with a visitor) online here: this instance's snapshot."""
         return set(self.agents), set(self.visitors)
@@ -243,6 +258,8 @@ class Hub:
         """A message was committed here: deliver it in order, and tell the others."""
         self._publish(event)
         self._sequence(event)
+        if event.assigned_to is None:
+            self._routing_changed()  # it may have begun waiting
 
     def frame(self, event: FrameEvent) -> None:
         """A transient frame (typing, read mark, AI delta) for a conversation's followers."""
@@ -254,6 +271,8 @@ class Hub:
         if not local_only:
             self._publish(event)
         self._deliver_conversation(event)
+        if event.changed:
+            self._routing_changed()
 
     def wants_conversation_event(self, assigned_to: int | None, was_assigned_to: int | None,
                                  was_waiting: bool, conversation_id: int, *,
@@ -271,6 +290,25 @@ class Hub:
         event = RevokeEvent(agent_id, token_hash)
         self._publish(event)
         self._revoke_here(event)
+
+    def agent_status(self, event: StatusEvent) -> None:
+        """An agent's status, set or read here: noted, told to the other instances, and to
+        this instance's dashboards when it changed what this instance knew."""
+        self._publish(event)
+        self._note_status(event)
+
+    def _note_status(self, event: StatusEvent) -> None:
+        try:
+            status = check_status(event.status)
+        except BadRequest:  # a status this version does not know (a newer instance)
+            return
+        if self.statuses.note(event.agent_id, status):
+            self.to_agents(tuple(self.agents), (0, 0, event.text))
+            self._routing_changed()
+
+    def _routing_changed(self) -> None:
+        if self.on_routing_change is not None:
+            self.on_routing_change()
 
     def block(self, event: BlockEvent) -> None:
         """Tell the other instances a block was added or removed (applied here already)."""
@@ -354,9 +392,14 @@ class Hub:
             case ConversationEvent():
                 if event.changed:
                     self.conversations.forget(event.conversation_id)
+                    self._routing_changed()
                 self._deliver_conversation(event)
             case PresenceEvent():
                 self.presence.apply(origin, event)
+                if event.kind == "agent":
+                    self._routing_changed()
+            case StatusEvent():
+                self._note_status(event)
             case RevokeEvent():
                 self._revoke_here(event)
             case WatchEvent(agent_id=agent_id, conversation_id=conversation_id):

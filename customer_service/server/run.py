@@ -32,6 +32,7 @@ from customer_service.core.login_failures import LoginLimits
 from customer_service.errors import ListenError
 from customer_service.logs import tag_logs
 from customer_service.server.app import App
+from customer_service.server.assigner import Assigner
 from customer_service.server.campaign_scheduler import serve_campaign_scheduler
 from customer_service.server.hub import Hub
 from customer_service.server.limits import (
@@ -196,6 +197,8 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                 await background.start(partial(serve_sync, hub, service, config,
                                                presence_reader=bus))
                 await background.start(service.blocks.serve)
+                service.assigner = Assigner(service)
+                await background.start(service.assigner.serve)
                 # A campaign run here is leased as host:pid:instance: a restarted server (or
                 # `campaigns run`) on this host sees the pid is gone and takes over at once.
                 campaign_owner = f"{socket.gethostname()}:{os.getpid()}:{instance}"

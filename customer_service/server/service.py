@@ -10,20 +10,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import msgspec
 import trio
 
 from customer_service.config import Config
+from customer_service.core import assignment, frames
 from customer_service.core import conversation as machine
-from customer_service.core import frames
 from customer_service.core.bus_events import ConversationEvent, FrameEvent, MessageEvent
 from customer_service.core.models import (
     Agent,
     AppendResult,
     Contact,
     Conversation,
+    ConversationStatus,
     NewMessage,
     Role,
     StoredMessage,
@@ -39,6 +41,7 @@ from customer_service.storage.committer import GroupCommitter
 
 if TYPE_CHECKING:
     from customer_service.ai.responder import AiResponder
+    from customer_service.server.assigner import Assigner
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,8 @@ class ChatService:
         self.metrics = metrics
         self.committer: GroupCommitter | None = None
         self.ai: AiResponder | None = None
+        self.assigner: Assigner | None = None
+        """Auto-assignment's task (``open_server`` sets it)."""
         self.blocks = BlockGuard(store, hub, config.server.message_timeout)
         """The blocked visitors and networks (``open_server`` keeps them loaded)."""
         self._transitions = KeyedLock()
@@ -163,6 +168,24 @@ class ChatService:
             await self.post(NewMessage(conversation_id, Role.SYSTEM, None, "system", change.note))
             updated = await self.conversation(conversation_id)
         await self.announce(updated, before=current, changed=True)
+        return updated
+
+    async def assign_waiting(self, conversation_id: int, agent: Agent,
+                             capacity: int) -> Conversation | None:
+        """Auto-assignment (``server.assigner``): give a waiting conversation to ``agent``
+        only while it still waits and the agent has room (the store's compare-and-set),
+        then record and announce it as an accept is (system line, AI stopped, the
+        ``conversation`` event). None when either changed meanwhile."""
+        async with self._transitions.hold(conversation_id):
+            updated = await self.store.assign_waiting(conversation_id, agent.id, capacity)
+            if updated is None:
+                self.hub.conversations.forget(conversation_id)
+                return None
+            self.hub.conversations.put(updated)
+        before = replace(updated, status=ConversationStatus.OPEN, assigned_to=None)
+        change = assignment.assigned(agent.id, agent.name)
+        with trio.CancelScope(shield=True), trio.move_on_after(AFTER_TRANSITION_DEADLINE):
+            return await self._after_transition(conversation_id, before, updated, change, agent)
         return updated
 
     # ---- messages ------------------------------------------------------------

@@ -142,10 +142,9 @@ async def test_two_stores_racing_assign_each_conversation_once_within_capacity(
                     won.append((cid, agent_id))
                     break
 
-    async with open_test_store() as other:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(race, store, [a.id for a in agents])
-            nursery.start_soon(race, other, [a.id for a in reversed(agents)])
+    async with open_test_store() as other, trio.open_nursery() as nursery:
+        nursery.start_soon(race, store, [a.id for a in agents])
+        nursery.start_soon(race, other, [a.id for a in reversed(agents)])
     assigned = [cid for cid, _ in won]
     assert len(assigned) == len(set(assigned)) == 6  # 2 agents x capacity 3
     loads = await store.agent_loads()

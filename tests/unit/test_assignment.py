@@ -159,8 +159,8 @@ def test_statuses() -> None:
 def test_status_board() -> None:
     board = StatusBoard()
     assert board.status(1) == "online"  # not heard of: the stored default
-    assert board.set(1, "away") is True
-    assert board.set(1, "away") is False
+    assert board.note(1, "away") is True
+    assert board.note(1, "away") is False
     assert board.available({1, 2}) == {2}
     assert board.replace({1: "online", 3: "offline"}) == {1, 3}
     assert board.available({1, 2, 3}) == {1, 2}
