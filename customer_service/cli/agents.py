@@ -31,6 +31,7 @@ from customer_service.errors import BadRequest, Conflict, NotFound
 
 if TYPE_CHECKING:
     from customer_service.config import Config
+    from customer_service.core.assignment import AgentLoad
     from customer_service.core.models import Agent
     from customer_service.storage.base import Store
 
@@ -95,7 +96,7 @@ password_stdin_option = click.option(
 
 @click.group()
 def agents() -> None:
-    """Manage agents: add, list, disable, enable, passwd, token, tokens, revoke-token."""
+    """Manage agents: add, list, set, disable, enable, passwd, token, tokens, revoke-token."""
 
 
 @agents.command("add")
@@ -134,24 +135,39 @@ def add(username: str, name: str | None, password_stdin: bool) -> None:
 @agents.command("list")
 @json_option
 def list_agents(as_json: bool) -> None:
-    """List agents, enabled and disabled."""
+    """List agents, enabled and disabled, with their availability and capacity."""
+    from customer_service.cli.agent_routing import capacity_text
 
-    async def work(store: Store) -> list[Agent]:
-        return await store.list_agents()
+    async def work(store: Store) -> tuple[list[Agent], dict[int, AgentLoad]]:
+        return await store.list_agents(), {a.agent_id: a for a in await store.agent_loads()}
 
-    found = with_store(current_config(), work)
+    config = current_config()
+    found, loads = with_store(config, work)
+    default = config.routing.default_capacity
     if as_json:
-        echo_json([agent_dict(a) for a in found])
+        echo_json([{**agent_dict(a), **_routing_dict(loads.get(a.id), default)} for a in found])
         return
     from rich.table import Table
 
-    table = Table("id", "username", "name", "status", "created (UTC)",
-                  title=f"{len(found)} agent(s)", title_justify="left")
+    table = Table("id", "username", "name", "status", "availability", "capacity", "open",
+                  "created (UTC)", title=f"{len(found)} agent(s)", title_justify="left")
     for agent in found:
         status = "[red]disabled[/red]" if agent.disabled else "[green]enabled[/green]"
+        load = loads.get(agent.id)
         table.add_row(str(agent.id), agent.username, esc(agent.name), status,
-                      short_time(agent.created_at))
+                      load.status if load else "online",
+                      capacity_text(load, default) if load else str(default),
+                      str(load.open_count) if load else "0", short_time(agent.created_at))
     print_table(table)
+
+
+def _routing_dict(load: AgentLoad | None, default: int) -> dict[str, object]:
+    """What ``agents list --json`` adds for auto-assignment: the status the agent set, its
+    own capacity (null: the default), the capacity that applies, its open conversations."""
+    return {"availability": load.status if load else "online",
+            "capacity": load.capacity if load else None,
+            "effective_capacity": load.capacity_or(default) if load else default,
+            "open_conversations": load.open_count if load else 0}
 
 
 def _close_sockets_now(config: Config, deployment: str, agent: Agent,

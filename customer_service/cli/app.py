@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from customer_service import __version__
+from customer_service.cli.agent_routing import set_agent
 from customer_service.cli.agents import agents
 from customer_service.cli.blocks import blocks
 from customer_service.cli.campaigns import campaigns
@@ -107,6 +108,7 @@ def serve(host: str | None, port: int | None) -> None:
 
 cli.add_command(config_group)
 cli.add_command(agents)
+agents.add_command(set_agent)
 cli.add_command(blocks)
 cli.add_command(campaigns)
 cli.add_command(conversations)

@@ -114,7 +114,9 @@ def test_list_table_and_json(run: CliRun, add_agent: AddAgent) -> None:
     assert [a["username"] for a in agents] == ["alice", "bob"]
     assert agents[0]["name"] == "Alice [admin]"
     assert agents[0]["disabled"] is False
-    assert set(agents[0]) == {"id", "username", "name", "disabled", "created_at"}
+    assert set(agents[0]) == {"id", "username", "name", "disabled", "created_at",
+                              "availability", "capacity", "effective_capacity",
+                              "open_conversations"}
 
 
 def test_list_empty_json(run: CliRun) -> None:
