@@ -7,6 +7,7 @@ import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./a
 import { setupNotes } from "./agent-notes.js";
 import { setupCanned } from "./agent-canned.js";
 import { mountBlocks, showBlocks } from "./agent-blocks.js";
+import { setupStatus, statusSuffix } from "./agent-status.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -70,6 +71,7 @@ const ERRORS = {
 };
 const errorText = (err) => ERRORS[err.code] || err.message || "Something went wrong.";
 const notes = setupNotes({ state, els, toast, errorText }); // private notes: agent-notes.js
+const agentStatus = setupStatus({ state, toast, errorText, renderTransferPicker }); // agent-status.js
 mountBlocks({ token: () => state.token, toast, actions: $(".actions"), before: els.messages });
 
 async function api(path) {
@@ -204,6 +206,7 @@ function onFrame(frame) {
     case "typing": onTyping(frame); break;
     case "read": onRead(frame); break;
     case "note": notes.onNote(frame); break;
+    case "agent_status": agentStatus.onStatus(frame); break;
     case "error": toast(errorText({ code: frame.error, message: frame.message })); break;
     default: break;
   }
@@ -211,6 +214,7 @@ function onFrame(frame) {
 
 function onWelcome(frame) {
   state.me = frame.agent;
+  agentStatus.onWelcome(frame.agent);
   aiStreams.clear(); // their final messages come by history
   els.agentName.textContent = frame.agent.name || frame.agent.username;
   const closed = [...state.convs.values()].filter((c) => c.status === "closed");
@@ -645,7 +649,7 @@ function renderTransferPicker() {
   const others = state.agents.filter((a) => a.id !== state.me?.id && !a.disabled)
     .sort((a, b) => (b.online === true) - (a.online === true) || (a.name || a.username).localeCompare(b.name || b.username));
   els.transferSelect.replaceChildren(...others.map((a) => h("option", { value: String(a.id) },
-    `${a.name || a.username}${a.online === true ? " (online)" : a.online === false ? " (offline)" : ""}`)));
+    `${a.name || a.username}${statusSuffix(a)}`)));
   if (!others.length) els.transferSelect.append(h("option", { value: "", disabled: true }, "No other agents"));
   els.transferSubmit.disabled = !others.length;
 }
