@@ -186,11 +186,11 @@ def test_agents_list_and_stats_lines_end_without_spaces(run: CliRun, assigned: N
                                                          tmp_path: Path) -> None:
     assert _lines(run("agents", "list")) == [
         "1 agent(s)",
-        "┏━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━━━━━━━━━━┓",
-        "┃ id ┃ username ┃ name         ┃ status  ┃ created (UTC)    ┃",
-        "┡━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━━━━━━━━━┩",
-        "│ 1  │ alice    │ Alice Martin │ enabled │ YYYY-MM-DD HH:MM │",
-        "└────┴──────────┴──────────────┴─────────┴──────────────────┘",
+        "┏━━━━┳━━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━━━━━━┳━━━━━━━━━━━━━┳━━━━━━┳━━━━━━━━━━━━━━━━━━┓",
+        "┃ id ┃ username ┃ name         ┃ status  ┃ availability ┃ capacity    ┃ open ┃ created (UTC)    ┃",
+        "┡━━━━╇━━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━━━━━╇━━━━━━━━━━━━━╇━━━━━━╇━━━━━━━━━━━━━━━━━━┩",
+        "│ 1  │ alice    │ Alice Martin │ enabled │ online       │ 5 (default) │ 1    │ YYYY-MM-DD HH:MM │",
+        "└────┴──────────┴──────────────┴─────────┴──────────────┴─────────────┴──────┴──────────────────┘",
         "",
     ]
     lines = _lines(run("stats"))
