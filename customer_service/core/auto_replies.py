@@ -125,7 +125,7 @@ def welcome_reply(welcome: Mapping[str, str], language: str, default: str) -> Au
 
 
 def unavailable_reply(state: TeamState, away: Mapping[str, str], closed: Mapping[str, str],
-                      language: str, default: str, now: datetime) -> AutoReply | None:
+                      *, language: str, default: str, now: datetime) -> AutoReply | None:
     """After the visitor's first message: the closed message outside business hours, the
     away message when no agent is available; nothing when someone (or the AI) answers."""
     if state.ai_answers:

@@ -297,8 +297,12 @@ class VisitorWelcomeOut(_Out, tag="welcome"):
     status: str
     visitor_read_seq: int
     """How far the visitor (on any device) has read: the widget's unread count."""
+    availability: str
+    """The team now: ``online``, ``away`` or ``closed`` (later changes: ``availability``)."""
     user_id: str | None = None
     """The verified user id, for an identified visitor (omitted otherwise)."""
+    back_at: str | None = None
+    """When ``closed``: the next opening (ISO 8601 with its offset), if known."""
 
 
 class AgentInfo(msgspec.Struct):
@@ -391,7 +395,7 @@ class ReadOut(_Out, tag="read"):
 
 
 class AvailabilityOut(_Out, tag="availability"):
-    """The team's availability, to visitors: after ``welcome`` and when it changes."""
+    """The team's availability, to visitors, when it changes (``welcome`` carries it first)."""
 
     status: str
     """``online``, ``away`` or ``closed``."""
