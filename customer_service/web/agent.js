@@ -7,6 +7,7 @@ import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./a
 import { setupNotes } from "./agent-notes.js";
 import { setupCanned } from "./agent-canned.js";
 import { mountBlocks, showBlocks } from "./agent-blocks.js";
+import { leftEmailLine, renderLeftEmail, setupHours } from "./agent-hours.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -362,6 +363,7 @@ function renderItem(conv) {
       conv.ai_streaming ? h("span", { class: "flag ai" }, "AI replying") : null),
     conv.status === "assigned" && !isMine(conv) ? h("div", { class: "assignee" }, `with ${agentName(conv.assigned_to)}`) : null,
     labelChips(conv),
+    leftEmailLine(conv),
     h("div", { class: "item-bottom" }, h("span", { class: "last", "data-testid": "last-message" }, lastText), unread),
   ].filter(Boolean));
   li.hidden = !isListed(conv) || tabOf(conv) !== state.tab;
@@ -616,6 +618,7 @@ function refreshView() {
   els.viewDetails.textContent = details.join(" · ");
   renderProfile(conv.contact);
   renderViewLabels(conv);
+  renderLeftEmail(conv);
   const mine = isMine(conv);
   els.accept.hidden = conv.status !== "open";
   els.transfer.hidden = !mine;
@@ -761,6 +764,7 @@ function stopTyping() {
 
 // ---- start ---------------------------------------------------------------------------------
 initLabels({ state, renderList, refreshView, toast, errorText });
+setupHours();
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) startSession(saved, null);
 else showLogin("");
