@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from customer_service.core.hours import HoursError, parse_schedule
 from customer_service.core.origin import parse_origin
 from customer_service.errors import ConfigError
 
@@ -733,6 +734,16 @@ def _check_sections(config: Config, path: str | None, text: str,
             if language not in LANGUAGES:
                 raise error(f"[{section}] {key}: unknown language {language!r} (known: "
                             f"{', '.join(LANGUAGES)})", section, key)
+    # [hours]: the schedule is parsed as the server will (core/hours.py), enabled or not,
+    # so that a mistake shows now rather than the day hours are turned on.
+    hours = config.hours
+    try:
+        parse_schedule(hours.timezone, hours.open, hours.holidays)
+    except HoursError as exc:
+        raise error(f"[hours] {exc.key}: {exc}", "hours", exc.key) from None
+    if hours.enabled and not hours.open:
+        raise error("[hours] open has no entries: with enabled = true the team would never "
+                    "open (add \"mon-fri 09:00-17:00\" or set enabled = false)", "hours", "open")
     ai = config.ai
     if ai.enabled:
         if not re.match(r"^https?://[^/\s]+", ai.base_url):

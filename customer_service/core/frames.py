@@ -50,6 +50,9 @@ class Hello(_In, tag="hello"):
     """The site's id of the signed-in user (identified visitors; checked in
     ``core/identity.py``, not here, so that a bad one gets ``identity_invalid``)."""
     user_hash: str | None = None
+    lang: Annotated[str, msgspec.Meta(max_length=35)] | None = None
+    """The language the widget shows (``en``, ``zh-CN``): auto-replies are stored in it.
+    Unknown or absent: ``[web] default_language``."""
 
 
 class VisitorText(_In, tag="text"):
@@ -68,6 +71,13 @@ class VisitorRead(_In, tag="read"):
 
 class Ping(_In, tag="ping"):
     id: ClientId | None = None
+
+
+class LeaveMessage(_In, tag="leave_message"):
+    """Leave-a-message: the address agents write back to when nobody could answer."""
+
+    id: ClientId
+    email: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 # ---- agent → server ---------------------------------------------------------
@@ -128,11 +138,11 @@ class SetStatus(_In, tag="status"):
     status: Literal["online", "away", "offline"]
 
 
-VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping
+VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping | LeaveMessage
 AgentFrame = (Accept | AgentText | Transfer | Close | History | AgentTyping | AgentRead | Ping
               | AgentNote | SetStatus)
 
-VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping"})
+VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping", "leave_message"})
 AGENT_TYPES: Final = frozenset(
     {"accept", "text", "transfer", "close", "history", "typing", "read", "ping", "note",
      "status"})
@@ -296,8 +306,12 @@ class VisitorWelcomeOut(_Out, tag="welcome"):
     status: str
     visitor_read_seq: int
     """How far the visitor (on any device) has read: the widget's unread count."""
+    availability: str
+    """The team now: ``online``, ``away`` or ``closed`` (later changes: ``availability``)."""
     user_id: str | None = None
     """The verified user id, for an identified visitor (omitted otherwise)."""
+    back_at: str | None = None
+    """When ``closed``: the next opening (ISO 8601 with its offset), if known."""
 
 
 class AgentInfo(msgspec.Struct):
@@ -346,6 +360,8 @@ class ConversationInfo(msgspec.Struct, omit_defaults=False):
     agent's welcome and the REST listing, which would need a query per conversation)."""
     labels: list[str] = msgspec.field(default_factory=list)
     """The conversation's labels (``billing``, ``vip``), sorted; always present."""
+    left_email: str = ""
+    """The address the visitor left to be written back to (leave-a-message); "" if none."""
 
 
 class AgentWelcomeOut(_Out, tag="welcome"):
@@ -394,6 +410,15 @@ class ReadOut(_Out, tag="read"):
     seq: int
     conversation_id: int | None = None
     by: str | None = None
+
+
+class AvailabilityOut(_Out, tag="availability"):
+    """The team's availability, to visitors, when it changes (``welcome`` carries it first)."""
+
+    status: str
+    """``online``, ``away`` or ``closed``."""
+    back_at: str | None = None
+    """When ``closed``: the next opening (ISO 8601 with its offset), if known."""
 
 
 class PongOut(_Out, tag="pong"):

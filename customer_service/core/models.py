@@ -76,6 +76,8 @@ class Conversation:
     updated_at: datetime
     needs_agent: bool = False
     """Flagged for agents: the AI could not answer (cleared when an agent accepts)."""
+    left_email: str = ""
+    """The address the visitor left to be written back to (leave-a-message); "" if none."""
 
     @property
     def unread(self) -> int:
@@ -86,7 +88,7 @@ class Conversation:
         """A copy with a newer ``last_seq`` (``dataclasses.replace`` is slow on the hot path)."""
         return Conversation(self.id, self.visitor_id, self.status, self.assigned_to, seq,
                             self.agent_read_seq, self.visitor_read_seq, self.created_at,
-                            self.updated_at, self.needs_agent)
+                            self.updated_at, self.needs_agent, self.left_email)
 
 
 @dataclass(frozen=True, slots=True)

@@ -337,8 +337,8 @@ class App:
 
     async def widget(self) -> Response:
         """Public: any page embedding the widget may read it (no credentials are involved)."""
-        payload = widget_settings(self.service.config,
-                                  agents_online=bool(self.service.hub.agents_available()))
+        status, back_at = self.service.availability.now_status()
+        payload = widget_settings(self.service.config, status=status, back_at=back_at)
         return Response(200, _json.encode(payload), headers=(
             (b"cache-control", b"no-store"), (b"access-control-allow-origin", b"*")))
 

@@ -199,6 +199,7 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                 await background.start(service.blocks.serve)
                 service.assigner = Assigner(service)
                 await background.start(service.assigner.serve)
+                await background.start(service.availability.serve)
                 # A campaign run here is leased as host:pid:instance: a restarted server (or
                 # `campaigns run`) on this host sees the pid is gone and takes over at once.
                 campaign_owner = f"{socket.gethostname()}:{os.getpid()}:{instance}"

@@ -8,9 +8,10 @@ stored message goes through the group committer, whose writer calls
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -33,6 +34,7 @@ from customer_service.core.models import (
     format_ts,
 )
 from customer_service.errors import Conflict, NotFound, ProtocolError
+from customer_service.server.availability import Availability
 from customer_service.server.blocks import BlockGuard
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
@@ -71,6 +73,8 @@ class KeyedLock:
         return len(self._locks)
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def contact_info(contact: Contact | None) -> frames.ContactInfo | None:
@@ -95,6 +99,10 @@ class ChatService:
         """Auto-assignment's task (``open_server`` sets it)."""
         self.blocks = BlockGuard(store, hub, config.server.message_timeout)
         """The blocked visitors and networks (``open_server`` keeps them loaded)."""
+        self.clock: Callable[[], datetime] = utc_now
+        """The time business hours are judged by (tests give the server a fixed one)."""
+        self.availability = Availability(self)
+        """Online, away or closed (``server/availability.py``)."""
         self._transitions = KeyedLock()
         """State changes of one conversation (accept, transfer, close, reopen) happen one at
         a time; different conversations change in parallel."""
@@ -273,6 +281,7 @@ class ChatService:
             last_message=frames.message_out(last) if last else None,
             contact=contact,
             labels=list(labels),
+            left_email=conversation.left_email,
         )
 
     async def announce(self, conversation: Conversation, visitor: Visitor | None = None,

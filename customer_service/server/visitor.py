@@ -10,6 +10,7 @@ import trio
 from customer_service import auth
 from customer_service.core import conversation as machine
 from customer_service.core import frames, identity
+from customer_service.core.leave_message import check_email
 from customer_service.core.models import ConversationStatus, NewMessage, Role, Visitor, format_ts
 from customer_service.errors import (
     BadRequest,
@@ -19,6 +20,7 @@ from customer_service.errors import (
     ProtocolError,
     Unavailable,
 )
+from customer_service.server import auto_replies
 from customer_service.server.service import ChatService
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
@@ -31,13 +33,15 @@ REPLAY_PAGE = 500
 class VisitorSession(Session):
     role = "visitor"
 
-    __slots__ = ("conversation_id", "visitor")
+    __slots__ = ("conversation_id", "lang", "visitor")
 
     def __init__(self, conn: Connection, service: ChatService, client: str = "") -> None:
         super().__init__(conn, service, 0, client)
         self.peer.address = self.client
         self.visitor: Visitor | None = None
         self.conversation_id = 0
+        self.lang: str = service.config.web.default_language
+        """The language the visitor's widget shows (``hello``'s ``lang``): auto-replies."""
 
     def parse(self, raw: str | bytes) -> Any:
         return frames.parse_visitor_frame(raw)
@@ -59,6 +63,8 @@ class VisitorSession(Session):
                     if not isinstance(frame, frames.Hello):
                         raise BadRequest("the first frame must be hello",
                                          client_id=getattr(frame, "id", None))
+                    if frame.email:  # a pre-chat form's address: refused before it is stored
+                        check_email(frame.email)
                 except ProtocolError as exc:
                     if self.peer.kicked:  # past the rate limit's strikes: run() closes (1008)
                         self.peer.scope.cancel()
@@ -67,6 +73,7 @@ class VisitorSession(Session):
                     await self.conn.send(frames.error_frame(exc, exc.client_id))
                     continue
                 break
+            self.lang = auto_replies.language(self.service, frame.lang)
             settings = self.service.config.identity
             try:
                 user_id = identity.identify(settings.secret, settings.required, frame.user_id,
@@ -176,10 +183,12 @@ class VisitorSession(Session):
         hub.sequencer.seed(conversation.id, conversation.last_seq)
         log.info("[%s] visitor %s joined conversation %s from %s", self.peer.conn_id,
                  visitor.id, conversation.id, self.client)
+        team = self.service.availability.frame()
         await self.send_now(frames.VisitorWelcomeOut(
             visitor_id=visitor.id, visitor_token=token, conversation_id=conversation.id,
             last_seq=conversation.last_seq, status=str(conversation.status),
-            visitor_read_seq=conversation.visitor_read_seq, user_id=user_id))
+            visitor_read_seq=conversation.visitor_read_seq, user_id=user_id,
+            availability=team.status, back_at=team.back_at))
         # last_seq counts in the conversation the client holds. An identified visitor may be
         # served another one than before (it was linked to a contact with a history, or to
         # another contact), so its last_seq holds only with the matching conversation_id.
@@ -230,9 +239,14 @@ class VisitorSession(Session):
                     if await self.acked_before(Role.VISITOR, self.visitor.id, client_id):
                         return
                     await service.transition(conversation.id, machine.visitor_writes, None)
+                first = await auto_replies.begins(service, conversation)
+                if first:
+                    await auto_replies.before_first_message(service, conversation.id, self.lang)
                 result = await service.post(NewMessage(
                     self.conversation_id, Role.VISITOR, self.visitor.id,
                     self.visitor.name or "Visitor", content, client_id=client_id))
+                if first:
+                    await auto_replies.after_first_message(service, conversation.id, self.lang)
                 self.metrics.message_latency.observe(trio.current_time() - started)
                 self.reply(frames.AckOut(id=client_id, seq=result.message.seq,
                                          ts=format_ts(result.message.created_at)))
@@ -250,5 +264,9 @@ class VisitorSession(Session):
                     by="visitor")), visitor=False)
                 if client_id:
                     self.reply(frames.AckOut(id=client_id))
+            case frames.LeaveMessage(id=client_id, email=email):
+                await auto_replies.leave_message(service, self.conversation_id, self.visitor,
+                                                 email)
+                self.reply(frames.AckOut(id=client_id))
             case frames.Hello():
                 raise BadRequest("hello was already received on this socket")

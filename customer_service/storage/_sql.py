@@ -186,11 +186,11 @@ AGENT_COLUMNS = "a.id, a.username, a.name, a.password_hash, a.disabled, a.create
 VISITOR_COLUMNS = "v.id, v.name, v.email, v.page, v.created_at"
 CONVERSATION_COLUMNS = ("c.id, c.visitor_id, c.status, c.assigned_to, c.last_seq,"
                         " c.agent_read_seq, c.visitor_read_seq, c.created_at, c.updated_at,"
-                        " c.needs_agent")
+                        " c.needs_agent, c.left_email")
 MESSAGE_COLUMNS = ("m.conversation_id, m.seq, m.sender_role, m.sender_id, m.sender_name,"
                    " m.content, m.created_at, m.client_id, m.stream_id, m.campaign_id")
 VISITOR_WIDTH = 5
-CONVERSATION_WIDTH = 10
+CONVERSATION_WIDTH = 11
 
 
 def agent_from(row: Row) -> Agent:
@@ -208,7 +208,8 @@ def conversation_from(row: Row) -> Conversation:
         id=int(row[0]), visitor_id=int(row[1]), status=ConversationStatus(row[2]),
         assigned_to=None if row[3] is None else int(row[3]), last_seq=int(row[4]),
         agent_read_seq=int(row[5]), visitor_read_seq=int(row[6]),
-        created_at=from_ms(row[7]), updated_at=from_ms(row[8]), needs_agent=bool(row[9]))
+        created_at=from_ms(row[7]), updated_at=from_ms(row[8]), needs_agent=bool(row[9]),
+        left_email=row[10] or "")
 
 
 def message_from(row: Row) -> StoredMessage:

@@ -334,6 +334,13 @@ class Store(Protocol):
     async def delete_canned_reply(self, shortcut: str) -> None:
         """Raise ``NotFound`` for an unknown shortcut."""
 
+    # --- leave-a-message (business hours and auto-replies) ------------------
+    async def set_left_email(self, conversation_id: int, email: str) -> Conversation:
+        """Store the address a visitor left on a conversation to be written back to (checked
+        by ``core/leave_message.py``; a later one replaces it) and return the conversation.
+        The conversation's ``updated_at`` moves, so listings show it near the top. Raise
+        ``NotFound`` for an unknown conversation."""
+
     # --- blocks ---------------------------------------------------------------
     async def add_block(self, *, visitor_id: int | None, network: str | None, reason: str,
                         created_by: str, expires_at: datetime | None) -> Block:

@@ -8,6 +8,7 @@ import { setupNotes } from "./agent-notes.js";
 import { setupCanned } from "./agent-canned.js";
 import { mountBlocks, showBlocks } from "./agent-blocks.js";
 import { setupStatus, statusSuffix } from "./agent-status.js";
+import { leftEmailLine, renderLeftEmail, setupHours } from "./agent-hours.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -366,6 +367,7 @@ function renderItem(conv) {
       conv.ai_streaming ? h("span", { class: "flag ai" }, "AI replying") : null),
     conv.status === "assigned" && !isMine(conv) ? h("div", { class: "assignee" }, `with ${agentName(conv.assigned_to)}`) : null,
     labelChips(conv),
+    leftEmailLine(conv),
     h("div", { class: "item-bottom" }, h("span", { class: "last", "data-testid": "last-message" }, lastText), unread),
   ].filter(Boolean));
   li.hidden = !isListed(conv) || tabOf(conv) !== state.tab;
@@ -620,6 +622,7 @@ function refreshView() {
   els.viewDetails.textContent = details.join(" · ");
   renderProfile(conv.contact);
   renderViewLabels(conv);
+  renderLeftEmail(conv);
   const mine = isMine(conv);
   els.accept.hidden = conv.status !== "open";
   els.transfer.hidden = !mine;
@@ -765,6 +768,7 @@ function stopTyping() {
 
 // ---- start ---------------------------------------------------------------------------------
 initLabels({ state, renderList, refreshView, toast, errorText });
+setupHours();
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) startSession(saved, null);
 else showLogin("");

@@ -9,6 +9,7 @@
  *   data-inline  "#selector": render the panel inside that element, no bubble
  *   data-page    the page shown to agents; default: location.origin + location.pathname
  *                (the query and fragment are never sent: they may hold tokens)
+ *   data-lang    the language to show ("en", "zh-CN"); default: the browser's
  *   data-user-id / data-user-hash  the signed-in user's id on the site and its
  *                HMAC-SHA256 under [identity] secret, computed by the site's server
  *                (docs/identity.md): the visitor sees the same history on every device
@@ -24,6 +25,7 @@
 
   const ORIGIN = new URL(script.src, location.href).origin;
   const WS_URL = ORIGIN.replace(/^http/, "ws") + "/ws/visitor";
+  const SETTINGS_URL = ORIGIN + "/api/v1/widget";
   const KEY = "cs-widget:" + ORIGIN;
   const MAX_CHARS = 4000;
   const opts = script.dataset;
@@ -121,6 +123,7 @@
 
     const status = h("div", { class: "cs-status", "data-testid": "cs-status", role: "status" }, "connecting…");
     const closeBtn = INLINE ? null : h("button", { type: "button", class: "cs-close", "aria-label": "Close chat" }, "×");
+    const teamLine = h("div", { class: "cs-availability", "data-testid": "cs-availability", hidden: true });
     const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite" });
     const typing = h("div", { class: "cs-typing", "data-testid": "cs-typing", hidden: true });
     const errorBox = h("div", { class: "cs-error", "data-testid": "cs-error", role: "alert", hidden: true });
@@ -135,7 +138,7 @@
       "aria-label": opts.title || "Chat", "data-state": "connecting", hidden: !INLINE,
     },
       h("div", { class: "cs-header" },
-        h("div", { class: "cs-heading" }, h("div", { class: "cs-title" }, opts.title || "Chat with us"), status),
+        h("div", { class: "cs-heading" }, h("div", { class: "cs-title" }, opts.title || "Chat with us"), status, teamLine),
         closeBtn),
       messages, typing, errorBox, form);
 
@@ -168,6 +171,7 @@
                                   // (after: highestSeq when sent; seq: set when its echo came before the ack)
     const streams = new Map();    // stream_id -> {el, text}
     const finishedStreams = new Set();
+    let hours = null;             // business hours, availability, leave-a-message, pre-chat form (below)
 
     function setState(next) {
       state = next;
@@ -250,6 +254,7 @@
       }
       assignSeq(el, seq, frame.ts);
       placeBySeq(el, seq);
+      if (hours) hours.threadChanged();
       if (role === "agent") hideTyping();
       if ((role === "agent" || role === "ai") && !isOpen && seq > seenSeq) { unseen += 1; updateBadge(); }
       scrollDown(wasNear);
@@ -312,6 +317,7 @@
       unseen = 0;
       updateBadge();
       hideTyping();
+      if (hours) hours.threadChanged();
     }
 
     function dropBeyond(last) {
@@ -390,6 +396,7 @@
     }
 
     function onError(frame) {
+      if (hours && hours.onError(frame)) return;
       const text = ERROR_TEXT[frame.error] || frame.message || "Something went wrong.";
       if (["identity_invalid", "identity_required", "blocked"].includes(frame.error)) {
         // The server closes the socket after this; reconnecting would meet the same answer.
@@ -430,6 +437,14 @@
       const content = input.value;
       if (content.trim() === "") return;
       if ([...content].length > MAX_CHARS) { showError(ERROR_TEXT.too_large); return; }
+      queueText(content);
+      input.value = "";
+      autosize();
+      stopTyping();
+    }
+
+    /** Show `content` as pending and send it (now, or after the next welcome). */
+    function queueText(content) {
       const id = randomId();
       const el = messageEl("visitor", "", content);
       el.setAttribute("data-pending", "true");
@@ -437,9 +452,7 @@
       setMeta(el);
       messages.append(el);
       outbox.set(id, { content, el, after: highestSeq, seq: 0 });
-      input.value = "";
-      autosize();
-      stopTyping();
+      if (hours) hours.threadChanged();
       scrollDown(true);
       if (refused) { showError(errorBox.textContent || ERROR_TEXT.identity_invalid, true); return; }
       if (state === "closed") connect(); // a normal close earlier: come back for this message
@@ -447,6 +460,7 @@
     }
 
     function onAck(frame) {
+      if (hours && hours.onAck(frame)) return;
       const item = outbox.get(frame.id);
       if (!item || typeof frame.seq !== "number") return;
       outbox.delete(frame.id);
@@ -481,8 +495,10 @@
         const token = store.get("token");
         if (token) hello.visitor_token = token;
         if (highestSeq > 0) hello.last_seq = highestSeq;
-        if (opts.name) hello.name = opts.name;
-        if (opts.email) hello.email = opts.email;
+        hello.lang = LANG;
+        const given = hours ? hours.prechat() : {};
+        if (opts.name || given.name) hello.name = opts.name || given.name;
+        if (opts.email || given.email) hello.email = opts.email || given.email;
         const held = Number(store.get("conv"));
         if (held) hello.conversation_id = held; // what last_seq counts in
         if (USER_ID) { hello.user_id = USER_ID; hello.user_hash = opts.userHash; }
@@ -534,6 +550,7 @@
           if (frame.visitor_read_seq > seenSeq) { seenSeq = frame.visitor_read_seq; store.set("seen", String(seenSeq)); }
           if (frame.last_seq < seenSeq) seenSeq = frame.last_seq;
           if (typeof frame.last_seq === "number" && frame.last_seq < highestSeq) dropBeyond(frame.last_seq);
+          if (frame.availability && hours) hours.setAvailability(frame.availability, frame.back_at);
           attempt = 0;
           everConnected = true;
           setState("open");
@@ -548,6 +565,7 @@
         case "read": onRead(frame); break;
         case "error": onError(frame); break;
         case "pong": clearTimeout(pongTimer); break;
+        case "availability": if (hours) hours.setAvailability(frame.status, frame.back_at); break;
         default: break; // unknown frames are ignored
       }
     }
@@ -574,6 +592,212 @@
       clearTimeout(pongTimer);
     }
 
+    // ---- business hours: availability, welcome, leave-a-message, pre-chat form ----------
+    /** What GET /api/v1/widget says (polled while the panel is open) and what the socket
+     * says (welcome.availability, availability frames): the header's online / away / closed
+     * line, the greeting shown before the conversation begins, the offer to leave an email
+     * address when nobody can answer, and the pre-chat form ([web] prechat_fields). */
+    function makeHours() {
+      const EMAIL = /^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$/;
+      const POLL_MS = 45000;
+      let settings = null;
+      let loaded = false;           // the settings answered (or could not be had)
+      let team = null;              // { status, back_at }
+      let leaveId = null;           // the pending leave_message frame's id
+      let leaveAddress = "";
+      let given = null;             // { name, email } from the pre-chat form
+
+      /** The text of a per-language table: the widget's language, else the default's. */
+      function textFor(table) {
+        if (!table) return "";
+        const fallback = settings ? settings.default_language : "en";
+        const text = LANG in table ? table[LANG] : table[fallback];
+        return typeof text === "string" && text.trim() ? text : "";
+      }
+
+      /** When the team is back, in the visitor's language and local time. */
+      function backWhen(iso) {
+        const back = new Date(iso);
+        if (isNaN(back)) return "";
+        const day = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+        const days = Math.round((day(back) - day(new Date())) / 86400000);
+        const time = back.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit" });
+        if (days <= 0) return t("widget.hours.today", { time });
+        if (days === 1) return t("widget.hours.tomorrow", { time });
+        if (days < 7) return t("widget.hours.weekday", { day: back.toLocaleDateString(LANG, { weekday: "long" }), time });
+        return t("widget.hours.date", { date: back.toLocaleDateString(LANG, { month: "long", day: "numeric" }), time });
+      }
+
+      // the greeting, among the messages until the stored one comes (data-after keeps it first)
+      const welcomeText = h("div", { class: "cs-text" });
+      const welcomeEl = h("div", { class: "cs-message cs-system cs-welcome", "data-testid": "cs-welcome", "data-after": "0.5" }, welcomeText);
+
+      // leave-a-message
+      const leaveEmail = h("input", {
+        type: "email", class: "cs-leave-email", "data-testid": "cs-leave-email", maxlength: "254",
+        autocomplete: "email", placeholder: t("widget.hours.email_placeholder"), "aria-label": t("widget.hours.email_label"),
+      });
+      const leaveSubmit = h("button", { type: "submit", class: "cs-leave-submit", "data-testid": "cs-leave-submit" }, t("widget.hours.email_submit"));
+      const leaveForm = h("form", { class: "cs-leave-form", novalidate: true }, leaveEmail, leaveSubmit);
+      const leaveError = h("div", { class: "cs-field-error", "data-testid": "cs-leave-error", role: "alert", hidden: true });
+      const leaveDone = h("div", { class: "cs-leave-done", "data-testid": "cs-leave-done", hidden: true });
+      const leavePrompt = h("div", { class: "cs-leave-prompt" }, t("widget.hours.leave_prompt"));
+      const leaveBox = h("div", { class: "cs-leave", "data-testid": "cs-leave", hidden: true }, leavePrompt, leaveForm, leaveError, leaveDone);
+      panel.insertBefore(leaveBox, errorBox);
+
+      // the pre-chat form
+      const inputs = {};
+      const prechatForm = h("form", { class: "cs-prechat", "data-testid": "cs-prechat", novalidate: true, hidden: true },
+        h("div", { class: "cs-prechat-title" }, t("widget.prechat.title")));
+      const prechatError = h("div", { class: "cs-field-error", "data-testid": "cs-prechat-error", role: "alert", hidden: true });
+      panel.insertBefore(prechatForm, form);
+
+      function askedFields() {
+        const fields = settings && Array.isArray(settings.prechat_fields) ? settings.prechat_fields : [];
+        return fields.filter((f) => ["name", "email", "question"].includes(f)
+          && !(f === "name" && opts.name) && !(f === "email" && opts.email));
+      }
+      function needsPrechat() {
+        return !given && !store.get("token") && !USER_ID && askedFields().length > 0;
+      }
+      function buildPrechat() {
+        for (const field of askedFields()) {
+          const control = field === "question"
+            ? h("textarea", { rows: "3", maxlength: String(MAX_CHARS) })
+            : h("input", { type: field === "email" ? "email" : "text", maxlength: field === "email" ? "254" : "512",
+              autocomplete: field === "email" ? "email" : "name" });
+          control.className = "cs-prechat-input";
+          control.setAttribute("data-testid", "cs-prechat-" + field);
+          control.setAttribute("data-field", field);
+          inputs[field] = control;
+          prechatForm.append(h("label", { class: "cs-prechat-label" }, t("widget.prechat." + field), control));
+        }
+        prechatForm.append(prechatError,
+          h("button", { type: "submit", class: "cs-prechat-start", "data-testid": "cs-prechat-start" }, t("widget.prechat.start")));
+      }
+      function showPrechat(show) {
+        prechatForm.hidden = !show;
+        form.hidden = show;
+        if (show) { const first = prechatForm.querySelector("input, textarea"); if (first && !INLINE) first.focus(); }
+      }
+
+      prechatForm.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const values = {};
+        for (const [field, control] of Object.entries(inputs)) {
+          values[field] = control.value.trim();
+          if (!values[field]) { prechatError.textContent = t("widget.prechat.required", { field: t("widget.prechat." + field) }); prechatError.hidden = false; control.focus(); return; }
+          if (field === "email" && !EMAIL.test(values[field])) { prechatError.textContent = t("widget.hours.email_invalid"); prechatError.hidden = false; control.focus(); return; }
+        }
+        prechatError.hidden = true;
+        given = { name: values.name || "", email: values.email || "" };
+        showPrechat(false);
+        if (values.question) queueText(values.question); // the first message, sent after welcome
+        if (!ws && !refused) connect();
+      });
+
+      leaveForm.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const address = leaveEmail.value.trim();
+        if (!EMAIL.test(address)) { leaveError.textContent = t("widget.hours.email_invalid"); leaveError.hidden = false; return; }
+        leaveError.hidden = true;
+        const id = randomId();
+        if (!frameOut({ type: "leave_message", id, email: address })) {
+          leaveError.textContent = ERROR_TEXT.unavailable;
+          leaveError.hidden = false;
+          return;
+        }
+        leaveId = id;
+        leaveAddress = address;
+        leaveSubmit.disabled = true;
+      });
+
+      function render() {
+        const conv = store.get("conv");
+        const left = Boolean(conv) && store.get("left") === conv;
+        // the greeting: until the conversation holds a message
+        const greeting = textFor(settings && settings.welcome);
+        welcomeText.textContent = greeting;
+        if (greeting && bySeq.size === 0) {
+          if (!welcomeEl.isConnected) messages.prepend(welcomeEl);
+        } else {
+          welcomeEl.remove(); // (an empty list shows the stylesheet's placeholder)
+        }
+        if (!team) { teamLine.hidden = true; leaveBox.hidden = true; return; }
+        let text;
+        if (team.status === "online") {
+          const reply = textFor(settings && settings.expected_reply);
+          text = reply ? t("widget.hours.online_reply", { reply }) : t("widget.hours.online");
+        } else if (team.status === "closed") {
+          const when = team.back_at ? backWhen(team.back_at) : "";
+          text = when ? t("widget.hours.closed_back", { when }) : t("widget.hours.closed");
+        } else {
+          text = t("widget.hours.away");
+        }
+        teamLine.textContent = text;
+        teamLine.setAttribute("data-status", team.status);
+        root.setAttribute("data-availability", team.status);
+        teamLine.hidden = false;
+        leaveBox.hidden = team.status === "online" && !left;
+        leaveForm.hidden = left;
+        leavePrompt.hidden = left;
+        leaveDone.hidden = !left;
+        if (left) leaveDone.textContent = t("widget.hours.email_saved", { email: store.get("left-email") || "" });
+      }
+
+      function load() {
+        if (!window.fetch) { loaded = true; return; }
+        fetch(SETTINGS_URL, { credentials: "omit", cache: "no-store" })
+          .then((response) => (response.ok ? response.json() : null))
+          .catch(() => null)
+          .then((answer) => {
+            const first = !loaded;
+            loaded = true;
+            if (answer) {
+              settings = answer;
+              if (first) buildPrechat();
+              if (typeof answer.status === "string") team = { status: answer.status, back_at: answer.back_at || null };
+            }
+            render();
+            if (first && isOpen) opened();
+          });
+      }
+      load();
+      setInterval(() => { if (isOpen && document.visibilityState === "visible") load(); }, POLL_MS);
+
+      function opened() {
+        if (!loaded) return;
+        if (needsPrechat()) { showPrechat(true); return; }
+        if (!ws && !retryTimer && !refused && state !== "open") connect();
+      }
+
+      return {
+        /** Hold the first connection until the settings say whether a pre-chat form comes first. */
+        holdsConnect() { return !store.get("token") && !USER_ID && (!loaded || needsPrechat()); },
+        opened,
+        prechat() { return given || {}; },
+        setAvailability(status, backAt) { team = { status, back_at: backAt || null }; render(); },
+        threadChanged: render,
+        onAck(frame) {
+          if (!leaveId || frame.id !== leaveId) return false;
+          leaveId = null;
+          leaveSubmit.disabled = false;
+          store.set("left", store.get("conv") || "");
+          store.set("left-email", leaveAddress);
+          render();
+          return true;
+        },
+        onError(frame) {
+          if (!leaveId || frame.id !== leaveId) return false;
+          leaveId = null;
+          leaveSubmit.disabled = false;
+          leaveError.textContent = frame.error === "bad_request" ? t("widget.hours.email_invalid") : (ERROR_TEXT[frame.error] || frame.message || "");
+          leaveError.hidden = false;
+          return true;
+        },
+      };
+    }
+
     // ---- open / close the panel ------------------------------------------------------
     function updateBadge() {
       if (!bubble) return;
@@ -592,7 +816,9 @@
       }
       try { sessionStorage.setItem(KEY + ":open", open ? "1" : ""); } catch (_) { /* ignore */ }
       if (open) {
-        if (!ws && !retryTimer && !refused && state !== "open") connect(); // a first-time visitor connects now
+        // a first-time visitor connects now (after the pre-chat form, when there is one)
+        if (!ws && !retryTimer && !refused && state !== "open" && !(hours && hours.holdsConnect())) connect();
+        if (hours) hours.opened();
         unseen = 0;
         updateBadge();
         scrollDown(true);
@@ -622,6 +848,7 @@
 
     let startOpen = INLINE || ("open" in opts && opts.open !== "false");
     try { if (sessionStorage.getItem(KEY + ":open") === "1") startOpen = true; } catch (_) { /* ignore */ }
+    hours = makeHours();
     setState("connecting");
     setOpen(startOpen);
     // A returning visitor connects at once (agents' replies, the badge), and so does a

@@ -99,6 +99,10 @@ def _toml(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
@@ -115,6 +119,9 @@ def write_config(folder: Path, *, ai_base_url: str | None = None,
         "log": {"level": os.environ.get("CS_BROWSER_LOG_LEVEL", "warning")},
         "ai": {"enabled": False},
         "auth": {"scrypt_n": 2**14},  # the least accepted: agents added and logged in quickly
+        # Other features' tests count messages from the visitor's first one (test_hours.py
+        # turns auto-replies on).
+        "auto_replies": {"welcome": {}, "away": {}, "closed": {}},
     }
     if ai_base_url is not None:
         sections["ai"] = {"enabled": True, "base_url": ai_base_url, "api_key": "test",

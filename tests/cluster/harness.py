@@ -178,6 +178,8 @@ def _toml(value: object) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
     return json.dumps(str(value))
 
 
@@ -205,6 +207,8 @@ def cluster_config(folder: Path, database: str, redis_url: str, *, port: int = 0
         "log": {"level": os.environ.get("CS_CLUSTER_LOG_LEVEL", "info")},
         "ai": {"enabled": False},
         "auth": {"scrypt_n": 2**14},
+        # Other features' tests count seqs from the visitor's first message.
+        "auto_replies": {"welcome": {}, "away": {}, "closed": {}},
     }
     for section, keys in overrides.items():
         sections.setdefault(section, {}).update(keys)

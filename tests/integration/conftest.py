@@ -11,6 +11,12 @@ from customer_service.server.run import Server, open_server
 
 TRANSPORTS = ("hypercorn", "native")
 
+NO_AUTO_REPLIES = {"auto_replies__welcome": {}, "auto_replies__away": {},
+                   "auto_replies__closed": {}}
+"""Tests of other features count seqs from the visitor's first message: no welcome, away
+or closed message is stored before or after it (tests/integration/test_hours.py turns
+them on)."""
+
 
 @pytest.fixture(params=TRANSPORTS, ids=TRANSPORTS)
 def transport(request: pytest.FixtureRequest) -> str:
@@ -23,7 +29,8 @@ def config(tmp_path: Path, transport: str) -> Config:
     return Config().with_changes(
         server__host="127.0.0.1", server__port=0, server__shutdown_timeout=3.0,
         server__transport=transport, storage__sqlite_path=str(tmp_path / "cs.db"),
-        auth__scrypt_n=2**14)  # the least accepted: logins in milliseconds, not 0.3 s
+        auth__scrypt_n=2**14,  # the least accepted: logins in milliseconds, not 0.3 s
+        **NO_AUTO_REPLIES)
 
 
 @pytest.fixture

@@ -577,7 +577,8 @@ async def test_a_reply_cut_by_shutdown_is_kept_with_the_note_and_flag_after_a_re
         f'[storage]\nsqlite_path = "{tmp_path / "cs.db"}"\n\n'
         "[server]\nhost = \"127.0.0.1\"\nport = 0\nshutdown_timeout = 2.0\n\n"
         f'[ai]\nenabled = true\nbase_url = "{fake.base_url}"\napi_key = "{API_KEY}"\n'
-        'model = "test-model"\nprewarm_connections = 0\nhttp2 = false\n')
+        'model = "test-model"\nprewarm_connections = 0\nhttp2 = false\n\n'
+        "[auto_replies]\nwelcome = {}\n")  # the messages below begin with the visitor's
     await trio.run_process(_command(config, "db", "migrate"), capture_stdout=True,
                            capture_stderr=True, cwd=REPO, env=_server_env())
     await trio.run_process(_command(config, "agents", "add", "alice", "--password-stdin"),

@@ -71,6 +71,7 @@ def _config(tmp_path: Path, **storage: Any) -> Config:
         server__host="127.0.0.1", server__port=0, server__shutdown_timeout=3.0,
         server__message_timeout=TIMEOUT, storage__sqlite_path=str(tmp_path / "cs.db"),
         server__rate_limit_burst=1000, server__rate_limit_per_second=1000.0,
+        auto_replies__welcome={}, auto_replies__away={}, auto_replies__closed={},
         **{f"storage__{key}": value for key, value in storage.items()})
 
 
