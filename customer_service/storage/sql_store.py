@@ -5,7 +5,8 @@ A backend supplies ``_run(work, write=...)``, which runs ``work`` (a function of
 is written once for both dialects, in ``_sql_schema``, ``_sql_people``, ``_sql_chat``,
 ``_sql_contacts`` and ``_sql_campaigns`` (on the plumbing of ``_sql``). The contact and
 campaign methods are inherited from ``sql_store_contacts``, the label methods from
-``sql_store_labels``, the canned replies' from ``sql_store_canned``.
+``sql_store_labels``, the canned replies' from ``sql_store_canned``, search from
+``sql_store_search``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from customer_service.storage.sql_store_canned import CannedReplies
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
 from customer_service.storage.sql_store_labels import ConversationLabels
 from customer_service.storage.sql_store_notes import Notes
+from customer_service.storage.sql_store_search import Search
 
 T = TypeVar("T")
 
@@ -94,7 +96,8 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
     return result
 
 
-class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, Blocks, ABC):
+class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, Blocks, Search,
+               ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 
