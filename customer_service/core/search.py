@@ -26,7 +26,7 @@ So the database never sees the raw text: a search column holds *tokens* made her
   is ``wthe`` (no stopword), ``café`` is ``wcaf_0000e9``;
 - a run of CJK characters becomes its overlapping pairs (bigrams) and, for the run's last
   character, that character alone, each ``k`` + 6 hex digits per character: ``退款`` is
-  ``k00900000006b3e k006b3e``.
+  ``k009000006b3e k006b3e``.
 
 A query term is asked the same way (``fulltext_query``): a word as a prefix (``+wrefund*``
 also finds ``refunds``), one CJK character as the prefix of every pair it begins

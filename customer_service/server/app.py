@@ -39,7 +39,14 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import notes, rest_blocks, rest_canned, rest_contacts, rest_labels
+from customer_service.server import (
+    notes,
+    rest_blocks,
+    rest_canned,
+    rest_contacts,
+    rest_labels,
+    rest_search,
+)
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
 from customer_service.server.service import ChatService, contact_info
@@ -284,6 +291,7 @@ class App:
             "/api/v1/widget": {"GET": self.widget},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
             "/api/v1/contacts": {"GET": lambda: self.rest(scope, rest_contacts.list_contacts)},
+            "/api/v1/search": {"GET": lambda: self.rest(scope, rest_search.search)},
             "/api/v1/canned": {"GET": lambda: self.call(scope, receive, rest_canned.list_canned),
                                "POST": lambda: self.call(scope, receive, rest_canned.add_canned)},
         }
