@@ -43,9 +43,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
-from typing import Final
+from typing import Any, Final
 
-from customer_service.core.models import Role
+from customer_service.core.models import Role, format_ts
 from customer_service.errors import BadRequest
 
 MAX_QUERY_CHARS: Final = 200
@@ -299,3 +299,19 @@ def merge_hits(*pages: Sequence[SearchHit], limit: int) -> list[SearchHit]:
     merged = sorted((hit for page in pages for hit in page), key=lambda hit: hit.cursor,
                     reverse=True)
     return merged[:limit]
+
+
+def hit_dict(hit: SearchHit) -> dict[str, Any]:
+    """A hit as JSON: the REST answer, the CLI's ``--json`` and the dashboard share it."""
+    return {"kind": hit.kind, "conversation_id": hit.conversation_id, "seq": hit.seq,
+            "role": str(hit.role), "sender_name": hit.sender_name,
+            "visitor_name": hit.visitor_name, "created_at": format_ts(hit.created_at),
+            "snippet": hit.snippet, "highlights": [list(pair) for pair in hit.highlights],
+            "cursor": hit.cursor.encode()}
+
+
+def page_dict(query: SearchQuery, hits: Sequence[SearchHit], limit: int) -> dict[str, Any]:
+    """``{"query", "hits", "next"}``: ``next`` is the cursor of the following page (None
+    when this one is not full: it is the last)."""
+    return {"query": query.text, "hits": [hit_dict(hit) for hit in hits],
+            "next": hits[-1].cursor.encode() if hits and len(hits) >= limit else None}

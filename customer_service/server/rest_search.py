@@ -13,11 +13,10 @@ import logging
 from typing import Any
 from urllib.parse import parse_qs
 
-from customer_service.core.models import format_ts
 from customer_service.core.search import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
-    SearchHit,
+    page_dict,
     parse_cursor,
     parse_query,
 )
@@ -26,15 +25,6 @@ from customer_service.storage.base import Store
 from customer_service.transport.interface import Scope
 
 log = logging.getLogger(__name__)
-
-
-def hit_json(hit: SearchHit) -> dict[str, Any]:
-    """One hit as the REST answer, the CLI's ``--json`` and the dashboard know it."""
-    return {"kind": hit.kind, "conversation_id": hit.conversation_id, "seq": hit.seq,
-            "role": str(hit.role), "sender_name": hit.sender_name,
-            "visitor_name": hit.visitor_name, "created_at": format_ts(hit.created_at),
-            "snippet": hit.snippet, "highlights": [list(pair) for pair in hit.highlights],
-            "cursor": hit.cursor.encode()}
 
 
 def _params(scope: Scope) -> dict[str, str]:
@@ -72,5 +62,4 @@ async def search(store: Store, scope: Scope) -> dict[str, Any]:
             raise BadRequest(f"query parameter 'before': {exc.message}") from None
     hits = await store.search(query, limit, before)
     log.debug("search %r: %s hits", query.text, len(hits))
-    return {"query": query.text, "hits": [hit_json(hit) for hit in hits],
-            "next": hits[-1].cursor.encode() if len(hits) == limit else None}
+    return page_dict(query, hits, limit)
