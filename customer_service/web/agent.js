@@ -7,6 +7,7 @@ import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./a
 import { setupNotes } from "./agent-notes.js";
 import { setupCanned } from "./agent-canned.js";
 import { mountBlocks, showBlocks } from "./agent-blocks.js";
+import { setupSearch } from "./agent-search.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -761,6 +762,7 @@ function stopTyping() {
 
 // ---- start ---------------------------------------------------------------------------------
 initLabels({ state, renderList, refreshView, toast, errorText });
+setupSearch({ state, api, openConversation });
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) startSession(saved, null);
 else showLogin("");
