@@ -64,6 +64,9 @@ MAX_TOKEN_CHARS: Final = 80
 """Below InnoDB's ``innodb_ft_max_token_size`` (84): longer tokens are cut here."""
 ELLIPSIS: Final = "…"
 
+VISITOR_HITS: Final = 5
+"""Visitors (by name or email) on a first page, before its messages."""
+
 MESSAGE: Final = "message"
 VISITOR: Final = "visitor"
 
@@ -76,9 +79,11 @@ class SearchQuery:
     """Its distinct space-separated terms, in the order typed."""
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class SearchCursor:
-    """Where a page of hits ends: hits come newest first by (time, conversation, seq)."""
+    """Where a page of message hits ends: the last message's time, conversation and seq.
+    Messages come newest first in the order they were stored (SQLite: by rowid, that is
+    commit order; MySQL: by time, conversation and seq)."""
 
     created_ms: int
     conversation_id: int
@@ -90,9 +95,10 @@ class SearchCursor:
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """A message (``kind`` ``message``) or a visitor (``visitor``: the visitor's newest
-    conversation, ``seq`` 0, ``created_at`` that conversation's last activity) that
-    matches. ``highlights`` are ``[start, end)`` ranges of ``snippet`` in code points."""
+    """A message (``kind`` ``message``) or a visitor (``visitor``: found by name or
+    email; its newest conversation, ``seq`` 0, ``created_at`` that conversation's last
+    activity) that matches. ``highlights`` are ``[start, end)`` ranges of ``snippet`` in
+    code points."""
 
     kind: str
     conversation_id: int
@@ -106,7 +112,11 @@ class SearchHit:
     visitor_name: str
 
     @property
-    def cursor(self) -> SearchCursor:
+    def cursor(self) -> SearchCursor | None:
+        """The page after this hit starts here (None for a visitor hit: they are all on
+        the first page)."""
+        if self.kind != MESSAGE:
+            return None
         return SearchCursor(self.created_ms, self.conversation_id, self.seq)
 
 
@@ -294,24 +304,24 @@ def visitor_text(name: str, email: str) -> str:
     return name or email
 
 
-def merge_hits(*pages: Sequence[SearchHit], limit: int) -> list[SearchHit]:
-    """Pages each newest first, merged newest first, at most ``limit``."""
-    merged = sorted((hit for page in pages for hit in page), key=lambda hit: hit.cursor,
-                    reverse=True)
-    return merged[:limit]
-
-
 def hit_dict(hit: SearchHit) -> dict[str, Any]:
     """A hit as JSON: the REST answer, the CLI's ``--json`` and the dashboard share it."""
     return {"kind": hit.kind, "conversation_id": hit.conversation_id, "seq": hit.seq,
             "role": str(hit.role), "sender_name": hit.sender_name,
             "visitor_name": hit.visitor_name, "created_at": format_ts(hit.created_at),
             "snippet": hit.snippet, "highlights": [list(pair) for pair in hit.highlights],
-            "cursor": hit.cursor.encode()}
+            "cursor": None if hit.cursor is None else hit.cursor.encode()}
+
+
+def next_cursor(hits: Sequence[SearchHit], limit: int) -> SearchCursor | None:
+    """Where the following page starts: after the last message of a full page (None when
+    this one holds fewer than ``limit`` messages: it is the last)."""
+    found = [hit.cursor for hit in hits if hit.cursor is not None]
+    return found[-1] if len(found) >= limit else None
 
 
 def page_dict(query: SearchQuery, hits: Sequence[SearchHit], limit: int) -> dict[str, Any]:
-    """``{"query", "hits", "next"}``: ``next`` is the cursor of the following page (None
-    when this one is not full: it is the last)."""
+    """``{"query", "hits", "next"}``: ``next`` is the ``before`` of the following page."""
+    following = next_cursor(hits, limit)
     return {"query": query.text, "hits": [hit_dict(hit) for hit in hits],
-            "next": hits[-1].cursor.encode() if hits and len(hits) >= limit else None}
+            "next": None if following is None else following.encode()}

@@ -19,8 +19,9 @@ transaction, from the position ``search_backfill`` keeps (the store runs it afte
 migrating). ``LIKE`` conditions (short terms) compare with ``utf8mb4_unicode_ci``:
 case-insensitive, as the index is.
 
-Hits come newest first by (time, conversation id, seq) — a message's ``created_at``, a
-visitor's newest conversation's ``updated_at`` — and a page starts after ``before``.
+A first page holds the matching visitors (a few, by their newest conversation's last
+activity), then the messages, newest first; a following page (``before``) holds the next
+messages.
 Private notes live in their own table and are never searched.
 """
 
@@ -33,13 +34,13 @@ from customer_service.core.models import Role
 from customer_service.core.search import (
     MESSAGE,
     VISITOR,
+    VISITOR_HITS,
     SearchCursor,
     SearchHit,
     SearchQuery,
     fulltext_query,
     index_tokens,
     like_pattern,
-    merge_hits,
     snippet,
     trigram_match,
     visitor_text,
@@ -56,18 +57,6 @@ _NEWEST_CONVERSATION: Final = ("JOIN conversations c ON c.id = (SELECT MAX(c2.id
                                " conversations c2 WHERE c2.visitor_id = v.id)")
 
 
-def _before(before: SearchCursor | None, time: str, conversation: str,
-            seq: str) -> tuple[list[str], list[Any]]:
-    """``WHERE`` terms for hits older than ``before`` in (time, conversation, seq) order,
-    spelled out (not a row comparison) so that both databases use their indexes."""
-    if before is None:
-        return [], []
-    return ([f"({time} < ? OR ({time} = ? AND ({conversation} < ? OR ({conversation} = ?"
-             f" AND {seq} < ?))))"],
-            [before.created_ms, before.created_ms, before.conversation_id,
-             before.conversation_id, before.seq])
-
-
 def _like(tx: Tx, column: str) -> str:
     """A case-insensitive ``LIKE`` on a column (patterns from ``like_pattern``)."""
     if tx.dialect is MYSQL:  # backslash is MySQL's LIKE escape already
@@ -77,44 +66,58 @@ def _like(tx: Tx, column: str) -> str:
 
 def search(tx: Tx, query: SearchQuery, limit: int,
            before: SearchCursor | None) -> list[SearchHit]:
-    """Messages and visitors matching every term, newest first, at most ``limit``."""
-    return merge_hits(_messages(tx, query, limit, before), _visitors(tx, query, limit, before),
-                      limit=limit)
+    """A first page (no ``before``): up to ``VISITOR_HITS`` visitors, then up to ``limit``
+    messages; a following page: the next ``limit`` messages."""
+    visitors = _visitors(tx, query) if before is None else []
+    return visitors + _messages(tx, query, limit, before)
 
 
 def _messages(tx: Tx, query: SearchQuery, limit: int,
               before: SearchCursor | None) -> list[SearchHit]:
+    """Newest first. SQLite: by rowid (commit order), so that FTS5 walks its index from
+    the newest match and stops at ``limit``, and a scan for short terms reads the table
+    backwards until it has them. MySQL: by (created_at, conversation id, seq), every
+    match sorted (FULLTEXT has no order of its own); a scan for short terms walks
+    ``message_search_recent`` backwards."""
     conditions: list[str] = []
     params: list[Any] = []
     if tx.dialect is MYSQL:
         expression, short = fulltext_query(query)
+        source = ("message_search s JOIN messages m ON m.conversation_id ="
+                  " s.conversation_id AND m.seq = s.seq")
         if expression is not None:
-            source = ("message_search s JOIN messages m ON m.conversation_id ="
-                      " s.conversation_id AND m.seq = s.seq")
             conditions.append("MATCH (s.terms) AGAINST (? IN BOOLEAN MODE)")
             params.append(expression)
-            order = ("s.created_at", "s.conversation_id", "s.seq")
-        else:
-            source, order = "messages m", ("m.created_at", "m.conversation_id", "m.seq")
+        order = "s.created_at DESC, s.conversation_id DESC, s.seq DESC"
+        if before is not None:
+            conditions.append("(s.created_at < ? OR (s.created_at = ? AND (s.conversation_id"
+                              " < ? OR (s.conversation_id = ? AND s.seq < ?))))")
+            params += [before.created_ms, before.created_ms, before.conversation_id,
+                       before.conversation_id, before.seq]
     else:
         expression, short = trigram_match(query)
         if expression is not None:
             source = "message_search s JOIN messages m ON m.rowid = s.rowid"
             conditions.append("message_search MATCH ?")
             params.append(expression)
+            order = "s.rowid DESC"
         else:
-            source = "messages m"
-        order = ("m.created_at", "m.conversation_id", "m.seq")
+            source, order = "messages m", "m.rowid DESC"
+        if before is not None:
+            row = tx.one("SELECT rowid FROM messages WHERE conversation_id = ? AND seq = ?",
+                         (before.conversation_id, before.seq))
+            if row is None:  # not a message of this database
+                return []
+            conditions.append(f"{order.split()[0]} < ?")
+            params.append(int(row[0]))
     for term in short:
         conditions.append(_like(tx, "m.content"))
         params.append(like_pattern(term))
-    older, older_params = _before(before, *order)
     rows = tx.all(f"SELECT {_MESSAGE_COLUMNS} FROM {source}"
                   " JOIN conversations c ON c.id = m.conversation_id"
                   " JOIN visitors v ON v.id = c.visitor_id"
-                  f" WHERE {' AND '.join([*conditions, *older]) or '1 = 1'}"
-                  f" ORDER BY {', '.join(f'{column} DESC' for column in order)} LIMIT ?",
-                  [*params, *older_params, limit])
+                  f" WHERE {' AND '.join(conditions) or '1 = 1'} ORDER BY {order} LIMIT ?",
+                  [*params, limit])
     hits = []
     for cid, seq, role, sender, content, created, visitor_name in rows:
         shown, ranges = snippet(str(content), query.terms)
@@ -126,8 +129,9 @@ def _messages(tx: Tx, query: SearchQuery, limit: int,
     return hits
 
 
-def _visitors(tx: Tx, query: SearchQuery, limit: int,
-              before: SearchCursor | None) -> list[SearchHit]:
+def _visitors(tx: Tx, query: SearchQuery) -> list[SearchHit]:
+    """Visitors whose name or email match, by their newest conversation's last activity
+    (a visitor who never had a conversation is left out: there is nothing to open)."""
     conditions: list[str] = []
     params: list[Any] = []
     expression: str | None
@@ -147,11 +151,9 @@ def _visitors(tx: Tx, query: SearchQuery, limit: int,
     for term in short:
         conditions.append(f"({_like(tx, 'v.name')} OR {_like(tx, 'v.email')})")
         params += [like_pattern(term)] * 2
-    older, older_params = _before(before, "c.updated_at", "c.id", "0")
     rows = tx.all(f"SELECT {_VISITOR_COLUMNS} FROM {source} {_NEWEST_CONVERSATION}"
-                  f" WHERE {' AND '.join([*conditions, *older])}"
-                  " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
-                  [*params, *older_params, limit])
+                  f" WHERE {' AND '.join(conditions)}"
+                  " ORDER BY c.updated_at DESC, c.id DESC LIMIT ?", [*params, VISITOR_HITS])
     hits = []
     for cid, updated, name, email in rows:
         shown, ranges = snippet(visitor_text(str(name), str(email)), query.terms)

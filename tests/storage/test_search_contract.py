@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from customer_service.core.models import NewMessage, Role
-from customer_service.core.search import MESSAGE, VISITOR, SearchHit, parse_query
+from customer_service.core.search import (
+    MESSAGE,
+    VISITOR,
+    VISITOR_HITS,
+    SearchCursor,
+    SearchHit,
+    next_cursor,
+    parse_query,
+)
 from customer_service.errors import BadRequest
 from customer_service.storage import _sql_schema, _sql_search
 from customer_service.storage._sql import Tx
@@ -93,6 +101,19 @@ async def test_visitors_are_found_by_name_and_email(store: Store) -> None:
     assert [hit.conversation_id for hit in await find(store, "example")] == [other, zhang]
 
 
+async def test_a_first_page_has_a_few_visitors_then_the_messages(store: Store) -> None:
+    cids = [await conversation(store, f"v{n}", f"Kim {n}") for n in range(VISITOR_HITS + 2)]
+    await store.append_messages([says(cid, "ask Kim", name="Kim") for cid in cids])
+    hits = await find(store, "kim", limit=3)
+    assert [hit.kind for hit in hits] == [VISITOR] * VISITOR_HITS + [MESSAGE] * 3
+    assert [hit.conversation_id for hit in hits[:VISITOR_HITS]] == cids[::-1][:VISITOR_HITS]
+    following = next_cursor(hits, 3)
+    assert following is not None
+    rest = await store.search(parse_query("kim"), 10, before=following)
+    assert {hit.kind for hit in rest} == {MESSAGE}
+    assert len(messages(hits)) + len(rest) == len(cids)
+
+
 async def test_a_renamed_visitor_is_found_by_the_new_name_only(store: Store) -> None:
     cid = await conversation(store, "a", "Anonymous", "")
     visitor = await store.get_conversation(cid)
@@ -125,11 +146,15 @@ async def test_pages_follow_each_other_newest_first(store: Store) -> None:
     seen: list[tuple[int, int]] = []
     query = parse_query("invoice")
     page = await store.search(query, 4)
-    while page:
+    while True:
         assert len(page) <= 4
         seen += messages(page)
-        page = await store.search(query, 4, before=page[-1].cursor)
+        following = next_cursor(page, 4)
+        if following is None:
+            break
+        page = await store.search(query, 4, before=following)
     assert seen == expected
+    assert await store.search(query, 4, before=SearchCursor(1, 999, 1)) == []  # no such message
     assert [hit.created_at for hit in await find(store, "invoice", limit=10)] == sorted(
         [hit.created_at for hit in await find(store, "invoice", limit=10)], reverse=True)
     with pytest.raises(BadRequest, match="limit"):

@@ -22,7 +22,7 @@ from customer_service.core.search import (
     fulltext_query,
     index_tokens,
     like_pattern,
-    merge_hits,
+    next_cursor,
     parse_cursor,
     parse_query,
     snippet,
@@ -83,7 +83,7 @@ def test_mysql_tokens_survive_the_default_parser() -> None:
     assert index_tokens(["我要退款"]) == (
         "k006211008981 k008981009000 k009000006b3e k006b3e")
     assert index_tokens(["Vera", "vera@example.com"]) == "wvera wvera wexample wcom"
-    assert index_tokens(["ＶＩＰ"]) == "wvip"           # full-width: NFKC
+    assert index_tokens(["\uff36\uff29\uff30"]) == "wvip"  # full-width VIP: NFKC
     assert index_tokens(["退款。谢谢"]) == (
         "k009000006b3e k006b3e k008c22008c22 k008c22")  # CJK punctuation splits
     long_word = index_tokens(["é" * 50])
@@ -158,17 +158,18 @@ def test_snippets_are_bounded_and_highlight_the_terms(text: str, terms: list[str
         assert pattern.search(shown) is None
 
 
-def hit(ms: int, cid: int, seq: int) -> SearchHit:
-    return SearchHit(kind="message", conversation_id=cid, seq=seq, role=Role.VISITOR,
+def hit(ms: int, cid: int, seq: int, kind: str = "message") -> SearchHit:
+    return SearchHit(kind=kind, conversation_id=cid, seq=seq, role=Role.VISITOR,
                      sender_name="", created_at=datetime.fromtimestamp(ms / 1000, UTC),
                      created_ms=ms, snippet="", highlights=(), visitor_name="")
 
 
-def test_pages_merge_newest_first() -> None:
+def test_the_next_page_starts_after_the_last_message_of_a_full_page() -> None:
+    visitor = hit(40, 9, 0, "visitor")
     messages = [hit(30, 1, 2), hit(10, 1, 1)]
-    visitors = [hit(20, 2, 0), hit(10, 3, 0)]
-    assert [(h.created_ms, h.conversation_id) for h in merge_hits(messages, visitors,
-                                                                  limit=3)] == [
-        (30, 1), (20, 2), (10, 3)]
+    assert visitor.cursor is None
+    assert next_cursor([visitor, *messages], limit=2) == SearchCursor(10, 1, 1)
+    assert next_cursor([visitor, *messages], limit=3) is None
+    assert next_cursor([visitor], limit=1) is None
     assert visitor_text("Vera", "v@x.io") == "Vera <v@x.io>"
     assert visitor_text("", "v@x.io") == "v@x.io"

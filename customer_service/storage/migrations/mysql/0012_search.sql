@@ -7,6 +7,8 @@
 -- A message's row is written in the transaction that stores the message; the rows of
 -- what was stored before this migration are written by the store after migrating, in
 -- batches, from the position search_backfill keeps (storage/_sql_search.py backfill).
+-- message_search_recent: the newest messages first, for a query of terms too short for the
+-- index (a bounded scan) and for paging.
 -- Re-runnable (storage/_sql_schema.py): CREATE TABLE IF NOT EXISTS with named keys,
 -- INSERT IGNORE.
 CREATE TABLE IF NOT EXISTS message_search (
@@ -15,6 +17,7 @@ CREATE TABLE IF NOT EXISTS message_search (
     created_at      BIGINT     NOT NULL,
     terms           MEDIUMTEXT NOT NULL,
     PRIMARY KEY (conversation_id, seq),
+    KEY message_search_recent (created_at, conversation_id, seq),
     FULLTEXT KEY message_search_terms (terms)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
