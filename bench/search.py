@@ -54,7 +54,7 @@ QUERIES = [
     ("Chinese, 4 characters", "退款订单"),
     ("Chinese, 4 characters, no hit", "熊猫退款"),
     ("visitor name (Chinese)", "张伟"),
-    ("visitor email", "olga@example"),
+    ("visitor email", "ann7@example.com"),
 ]
 
 

@@ -47,7 +47,7 @@ from customer_service.core.search import (
 )
 from customer_service.storage._sql import MYSQL, Tx, chunks, from_ms
 
-BACKFILL_BATCH: Final = 500
+BACKFILL_BATCH: Final = 2000
 """Rows indexed per backfill transaction (MySQL)."""
 
 _MESSAGE_COLUMNS: Final = ("m.conversation_id, m.seq, m.sender_role, m.sender_name,"
