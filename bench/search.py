@@ -34,6 +34,7 @@ from customer_service.config import StorageConfig  # noqa: E402
 from customer_service.core.models import NewMessage, Role  # noqa: E402
 from customer_service.core.search import parse_query  # noqa: E402
 from customer_service.storage._sql import Tx  # noqa: E402
+from customer_service.storage._sql_search import BACKFILL_BATCH  # noqa: E402
 from customer_service.storage.base import Store  # noqa: E402
 
 ENGLISH = ["order", "refund", "parcel", "kettle", "invoice", "delivery", "broken", "address",
@@ -97,7 +98,7 @@ async def reindex(store: Store, mysql: bool) -> None:
     await store._run(reset, write=True)  # type: ignore[attr-defined]
     if mysql:
         await store.backfill_search_index()
-    what = "backfill (batches of 500)" if mysql else "FTS5 'rebuild'"
+    what = f"backfill (batches of {BACKFILL_BATCH})" if mysql else "FTS5 'rebuild'"
     print(f"indexing all messages from scratch, {what}: {time.perf_counter() - started:.1f} s")
 
 

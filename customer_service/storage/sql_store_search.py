@@ -15,7 +15,7 @@ from customer_service.storage._sql import Tx
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-BACKFILL_LOG_EVERY = 200
+BACKFILL_LOG_EVERY = 50
 """Batches between two progress lines of a long backfill."""
 
 
@@ -35,12 +35,14 @@ class Search(ABC):
         did it), a batch per transaction; return how many rows were indexed."""
         if not await self._run(search_sql.backfill_pending, write=False):
             return 0
-        log.info("search index: indexing the messages and visitors stored before it")
         total = batches = 0
         while (done := await self._run(search_sql.backfill_step, write=True)) is not None:
+            if done and not total:
+                log.info("search index: indexing the messages and visitors stored before it")
             total += done
             batches += 1
             if batches % BACKFILL_LOG_EVERY == 0:
                 log.info("search index: %s rows indexed so far", total)
-        log.info("search index: complete, %s rows indexed", total)
+        if total:
+            log.info("search index: complete, %s rows indexed", total)
         return total
