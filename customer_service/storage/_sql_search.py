@@ -94,6 +94,14 @@ def _messages(tx: Tx, query: SearchQuery, limit: int,
                               " < ? OR (s.conversation_id = ? AND s.seq < ?))))")
             params += [before.created_ms, before.created_ms, before.conversation_id,
                        before.conversation_id, before.seq]
+        if expression is not None and not short:
+            # Sort the matches on the narrow index rows, then read only the page's messages.
+            source = ("(SELECT s.conversation_id, s.seq, s.created_at FROM message_search s"
+                      f" WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT ?) s"
+                      " JOIN messages m ON m.conversation_id = s.conversation_id"
+                      " AND m.seq = s.seq")
+            params.append(limit)
+            conditions = []
     else:
         expression, short = trigram_match(query)
         if expression is not None:
