@@ -18,6 +18,7 @@ const els = {};
 let timer = null;
 let asked = 0;    // the number of the newest request: older answers are dropped
 let shown = { query: "", next: null };
+let composing = false; // an input method is composing (pinyin): wait for what it commits
 
 /** The snippet as text nodes and <mark>s (ranges count code points, as Python does). */
 function snippetNodes(snippet, highlights) {
@@ -144,10 +145,9 @@ export function setupSearch(hooks) {
   els.more = h("button", { type: "button", class: "link-button search-more", "data-testid": "search-more", hidden: true }, t("agent.search.more"));
   const panel = h("div", { class: "search-panel" }, els.status, els.results, els.more);
   els.sidebar.prepend(h("div", { class: "search-box" }, els.input, els.clear), panel);
-  els.input.addEventListener("input", () => { if (!els.composing) onInput(); });
-  // an IME composing Chinese fires input events for its pinyin: search what it commits
-  els.input.addEventListener("compositionstart", () => { els.composing = true; });
-  els.input.addEventListener("compositionend", () => { els.composing = false; onInput(); });
+  els.input.addEventListener("input", () => { if (!composing) onInput(); });
+  els.input.addEventListener("compositionstart", () => { composing = true; });
+  els.input.addEventListener("compositionend", () => { composing = false; onInput(); });
   els.input.addEventListener("keydown", (event) => {
     if (event.key === "Escape") { event.preventDefault(); clearSearch(); }
     if (event.key === "Enter" && !event.isComposing) {
