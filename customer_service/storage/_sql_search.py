@@ -204,11 +204,25 @@ def backfill_pending(tx: Tx) -> bool:
     return tx.one("SELECT 1 FROM search_backfill WHERE done = 0 LIMIT 1") is not None
 
 
+BACKFILL_LOCK: Final = "customer_service.search_backfill"
+
+
 def backfill_step(tx: Tx) -> int | None:
     """Index the next batch of old rows (messages first, then visitors), moving the
-    kept position; return how many rows it indexed, None when nothing is left. Rows
-    indexed meanwhile by a write are left as they are. The position row is locked, so two
-    instances starting together take turns."""
+    kept position; return how many rows it indexed, None when nothing is left or another
+    instance is indexing now (it holds the named lock ``BACKFILL_LOCK``: this one need not
+    wait for it, and goes on starting). Rows indexed meanwhile by a write stay as they
+    are."""
+    locked = tx.one("SELECT GET_LOCK(?, 0)", (BACKFILL_LOCK,))
+    if locked is None or locked[0] != 1:
+        return None
+    try:
+        return _backfill_batch(tx)
+    finally:
+        tx.one("SELECT RELEASE_LOCK(?)", (BACKFILL_LOCK,))
+
+
+def _backfill_batch(tx: Tx) -> int | None:
     for name in ("messages", "visitors"):
         row = tx.one("SELECT after_a, after_b FROM search_backfill WHERE name = ? AND done = 0"
                      " FOR UPDATE", (name,))

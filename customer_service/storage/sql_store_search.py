@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from customer_service.core.search import SearchCursor, SearchHit, SearchQuery, check_limit
+from customer_service.errors import StorageError
 from customer_service.storage import _sql_search as search_sql
 from customer_service.storage._sql import Tx
 
@@ -32,17 +33,24 @@ class Search(ABC):
 
     async def backfill_search_index(self) -> int:
         """Index what was stored before the search migration (MySQL; SQLite's migration
-        did it), a batch per transaction; return how many rows were indexed."""
-        if not await self._run(search_sql.backfill_pending, write=False):
-            return 0
+        did it), a batch per transaction; return how many rows were indexed. A failure
+        does not stop the start: it is logged, and the next start goes on from there."""
         total = batches = 0
-        while (done := await self._run(search_sql.backfill_step, write=True)) is not None:
-            if done and not total:
-                log.info("search index: indexing the messages and visitors stored before it")
-            total += done
-            batches += 1
-            if batches % BACKFILL_LOG_EVERY == 0:
-                log.info("search index: %s rows indexed so far", total)
+        try:
+            if not await self._run(search_sql.backfill_pending, write=False):
+                return 0
+            while (done := await self._run(search_sql.backfill_step, write=True)) is not None:
+                if done and not total:
+                    log.info("search index: indexing the messages and visitors stored"
+                             " before it")
+                total += done
+                batches += 1
+                if batches % BACKFILL_LOG_EVERY == 0:
+                    log.info("search index: %s rows indexed so far", total)
+        except StorageError as exc:
+            log.warning("search index: %s rows indexed, then %s; the next start goes on",
+                        total, exc)
+            return total
         if total:
             log.info("search index: complete, %s rows indexed", total)
         return total

@@ -3,8 +3,11 @@ SQLite's FTS5 trigram index and MariaDB's FULLTEXT over tokens (core/search.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from customer_service.config import StorageConfig
 from customer_service.core.models import NewMessage, Role
 from customer_service.core.search import (
     MESSAGE,
@@ -19,6 +22,8 @@ from customer_service.errors import BadRequest
 from customer_service.storage import _sql_schema, _sql_search
 from customer_service.storage._sql import Tx
 from customer_service.storage.base import Store
+from customer_service.storage.mysql import open_mysql_store
+from tests.storage.conftest import AdminSql
 
 
 def says(cid: int, content: str, role: Role = Role.VISITOR, name: str = "Vera") -> NewMessage:
@@ -204,3 +209,24 @@ async def test_rows_stored_before_the_index_are_indexed_by_the_migration(
     assert messages(await find(fresh_store, "old message 3", limit=1)) == [(last, 3)]
     assert len(await find(fresh_store, "娜")) == 3
     assert await fresh_store.backfill_search_index() == 0
+
+
+@pytest.mark.mysql
+async def test_an_instance_indexing_old_rows_is_not_waited_for(
+        mysql_databases: Callable[[], StorageConfig], mysql_admin: AdminSql) -> None:
+    """Another instance holding the backfill's named lock: this one's start does not wait
+    (nothing indexed, still pending); once it is free, the backfill finishes the job."""
+    cfg = mysql_databases()
+    async with open_mysql_store(cfg) as store:
+        await store.migrate()
+        cid = await conversation(store, "a")
+        await store.append_messages([says(cid, f"old parcel {n}") for n in range(5)])
+        db = cfg.mysql_database
+        mysql_admin(db, ["DELETE FROM message_search",
+                         "UPDATE search_backfill SET after_a = 0, after_b = 0, done = 0"])
+        assert mysql_admin(db, "SELECT GET_LOCK(%s, 0)", _sql_search.BACKFILL_LOCK) == [(1,)]
+        assert await store.backfill_search_index() == 0
+        assert await find(store, "parcel") == []
+        mysql_admin(db, "SELECT RELEASE_LOCK(%s)", _sql_search.BACKFILL_LOCK)
+        assert await store.backfill_search_index() == 5 + 1   # the messages and the visitor
+        assert len(await find(store, "parcel")) == 5
