@@ -3,11 +3,12 @@
 Pure: no I/O. The storage modules (``storage/_sql_search.py``) turn what is decided here
 into SQL; the server, the CLI and the dashboard show the ``SearchHit``s.
 
-**A query** is trimmed, its runs of whitespace become one space, and it must then have 1 to
-``MAX_QUERY_CHARS`` characters and at most ``MAX_TERMS`` space-separated terms. A hit
-contains every term (AND), each anywhere in the text (SQLite) or, on MySQL/MariaDB, at
-the beginning of a word (Chinese, Japanese and Korean text: anywhere). Nothing the agent
-types is query syntax: quotes, ``*``, ``+`` and ``-`` are characters like any other.
+**A query** is trimmed, its runs of whitespace (and control characters) become one space,
+and it must then have 1 to ``MAX_QUERY_CHARS`` characters and at most ``MAX_TERMS``
+space-separated terms. A hit contains every term (AND), each anywhere in the text
+(SQLite) or, on MySQL/MariaDB, at the beginning of a word (Chinese, Japanese and Korean
+text: anywhere). Nothing the agent types is query syntax: quotes, ``*``, ``+`` and
+``-`` are characters like any other.
 
 **SQLite** (FTS5 with the ``trigram`` tokenizer) answers terms of 3 or more characters
 from its index (``trigram_match``); a trigram index cannot answer shorter ones (``退款``,
@@ -123,8 +124,10 @@ class SearchHit:
 # --- the query ----------------------------------------------------------------
 
 def parse_query(raw: str) -> SearchQuery:
-    """The query as searched, or ``BadRequest`` saying what is wrong with it."""
-    text = " ".join(raw.split())
+    """The query as searched, or ``BadRequest`` saying what is wrong with it. Control
+    characters (NUL among them: never in a word) count as spaces."""
+    text = " ".join("".join(" " if unicodedata.category(char) == "Cc" else char
+                            for char in raw).split())
     if not text:
         raise BadRequest("the search text is empty: type at least one character")
     if len(text) > MAX_QUERY_CHARS:

@@ -37,6 +37,7 @@ from customer_service.errors import BadRequest
     ("  order \t 1234\n", "order 1234", ("order", "1234")),
     ("退款", "退款", ("退款",)),
     ("a a b", "a a b", ("a", "b")),
+    ("a\x00bc\x1b退款\x7f", "a bc 退款", ("a", "bc", "退款")),   # control characters: spaces
     ("x" * MAX_QUERY_CHARS, "x" * MAX_QUERY_CHARS, ("x" * MAX_QUERY_CHARS,)),
 ])
 def test_queries_are_trimmed_and_split(raw: str, text: str, terms: tuple[str, ...]) -> None:
@@ -47,6 +48,7 @@ def test_queries_are_trimmed_and_split(raw: str, text: str, terms: tuple[str, ..
 @pytest.mark.parametrize(("raw", "problem"), [
     ("", "empty"),
     (" \n\t ", "empty"),
+    ("\x00\x01", "empty"),
     ("x" * (MAX_QUERY_CHARS + 1), f"too long: at most {MAX_QUERY_CHARS} characters, not 201"),
     (" ".join(str(n) for n in range(MAX_TERMS + 1)), f"too many words: at most {MAX_TERMS}"),
 ])
@@ -109,7 +111,7 @@ def test_mysql_queries() -> None:
     assert fulltext_query(parse_query("*** tv")) == ("+wtv*", ["***"])
 
 
-@given(st.text(min_size=1, max_size=60).filter(lambda t: t.strip()))
+@given(st.text(min_size=1, max_size=60).filter(lambda t: t.isprintable() and t.strip()))
 def test_a_query_is_asked_with_index_tokens_only(raw: str) -> None:
     """Whatever is typed, the boolean expression holds tokens, operators and quotes only;
     each token a query asks for is among (or a prefix of one of) the text's own tokens."""
