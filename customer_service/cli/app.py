@@ -20,6 +20,7 @@ from customer_service.cli.common import CONFIG_ENV, DEFAULT_CONFIG_FILE, State, 
 from customer_service.cli.config_cmd import config_group
 from customer_service.cli.contacts import contacts
 from customer_service.cli.conversation_labels import label, unlabel
+from customer_service.cli.conversation_search import search
 from customer_service.cli.conversations import conversations
 from customer_service.cli.db import db, stats
 from customer_service.cli.doctor import doctor
@@ -114,6 +115,7 @@ cli.add_command(campaigns)
 cli.add_command(conversations)
 conversations.add_command(label)
 conversations.add_command(unlabel)
+conversations.add_command(search)
 cli.add_command(contacts)
 cli.add_command(db)
 cli.add_command(stats)

@@ -46,6 +46,7 @@ from customer_service.server import (
     rest_canned,
     rest_contacts,
     rest_labels,
+    rest_search,
 )
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
@@ -292,6 +293,7 @@ class App:
             "/api/v1/widget": {"GET": self.widget},
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
             "/api/v1/contacts": {"GET": lambda: self.rest(scope, rest_contacts.list_contacts)},
+            "/api/v1/search": {"GET": lambda: self.rest(scope, rest_search.search)},
             "/api/v1/canned": {"GET": lambda: self.call(scope, receive, rest_canned.list_canned),
                                "POST": lambda: self.call(scope, receive, rest_canned.add_canned)},
         }

@@ -25,6 +25,7 @@ from customer_service.core.models import (
     StoredMessage,
 )
 from customer_service.errors import Conflict, NotFound
+from customer_service.storage import _sql_search as search_sql
 from customer_service.storage._sql import (
     CONVERSATION_COLUMNS,
     CONVERSATION_WIDTH,
@@ -255,6 +256,7 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
                    " campaign_id) VALUES "
                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                    [value for row in chunk for value in row])
+    search_sql.index_messages(tx, [(row[0], row[1], created, row[5]) for row in inserts])
     touched = sorted({row[0] for row in inserts})
     for ids in chunks(touched):
         tx.execute(f"UPDATE conversations{tx.dialect.by_id} SET last_seq = CASE id "

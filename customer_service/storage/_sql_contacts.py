@@ -26,6 +26,7 @@ from customer_service.core.models import (
     UpsertCounts,
 )
 from customer_service.errors import NotFound
+from customer_service.storage import _sql_search as search_sql
 from customer_service.storage._sql import (
     CONVERSATION_COLUMNS,
     IN_CHUNK,
@@ -385,11 +386,13 @@ def new_conversation(tx: Tx, visitor_id: int, contact_id: int,
 def contact_visitor(tx: Tx, contact: Contact) -> int:
     """A visitor row of the contact's own (a campaign reaching a contact who never chatted):
     its token hash is no hash of any token, so nobody can sign in as it."""
-    return tx.insert(
+    visitor_id = tx.insert(
         "INSERT INTO visitors (token_hash, name, email, page, created_at, contact_id)"
         " VALUES (?, ?, ?, '', ?, ?)",
         (f"contact:{secrets.token_hex(16)}", contact.name, contact.email, now_ms(),
          contact.id))
+    search_sql.index_visitor(tx, visitor_id, contact.name, contact.email)
+    return visitor_id
 
 
 def contact_for_visitor(tx: Tx, visitor_id: int) -> Contact | None:

@@ -18,6 +18,7 @@ from customer_service.core.models import (
     Visitor,
 )
 from customer_service.errors import Conflict, NotFound
+from customer_service.storage import _sql_search as search_sql
 from customer_service.storage._sql import (
     AGENT_COLUMNS,
     VISITOR_COLUMNS,
@@ -170,6 +171,7 @@ def create_visitor(tx: Tx, token_hash: str, name: str, email: str, page: str) ->
     visitor_id = tx.insert(
         "INSERT INTO visitors (token_hash, name, email, page, created_at)"
         " VALUES (?, ?, ?, ?, ?)", (token_hash, name, email, page, created))
+    search_sql.index_visitor(tx, visitor_id, name, email)
     return Visitor(id=visitor_id, name=name, email=email, page=page, created_at=from_ms(created))
 
 
@@ -192,4 +194,6 @@ def update_visitor(tx: Tx, visitor_id: int, name: str | None, email: str | None,
     visitor = get_visitor(tx, visitor_id)
     if visitor is None:
         raise NotFound(f"no visitor with id {visitor_id}")
+    if name is not None or email is not None:
+        search_sql.index_visitor(tx, visitor_id, visitor.name, visitor.email)
     return visitor

@@ -39,6 +39,7 @@ from customer_service.core.models import (
     Visitor,
 )
 from customer_service.core.notes import NOTES_LIMIT, AddedNote, Note
+from customer_service.core.search import SearchCursor, SearchHit, SearchQuery
 
 
 class Store(Protocol):
@@ -340,6 +341,19 @@ class Store(Protocol):
         by ``core/leave_message.py``; a later one replaces it) and return the conversation.
         The conversation's ``updated_at`` moves, so listings show it near the top. Raise
         ``NotFound`` for an unknown conversation."""
+
+    # --- search (full-text: core/search.py, storage/_sql_search.py) -----------
+    async def search(self, query: SearchQuery, limit: int,
+                     before: SearchCursor | None = None) -> list[SearchHit]:
+        """Messages (any role; never private notes) whose content, and visitors whose name
+        or email, contain every term of ``query``, newest first (a message by its
+        ``created_at``, a visitor by its newest conversation's last activity), at most
+        ``limit`` (1 to ``core.search.MAX_LIMIT``, else ``BadRequest``); with ``before``,
+        the page after that cursor (``SearchHit.cursor``). Each hit carries a snippet."""
+
+    async def backfill_search_index(self) -> int:
+        """Index rows stored before the search index existed (MySQL; a batch per
+        transaction; ``migrate`` calls it); return how many were indexed now."""
 
     # --- blocks ---------------------------------------------------------------
     async def add_block(self, *, visitor_id: int | None, network: str | None, reason: str,

@@ -465,6 +465,7 @@ class MysqlStore(SqlStore):
         done = await self._run_mode(work, SCHEMA)
         if done:
             logger.info("MySQL %s: applied migrations %s", self._cfg.mysql_database, done)
+        await self.backfill_search_index()  # rows stored before migration 12 (search)
         return done
 
     async def aclose(self) -> None:

@@ -9,6 +9,7 @@ import { setupCanned } from "./agent-canned.js";
 import { mountBlocks, showBlocks } from "./agent-blocks.js";
 import { setupStatus, statusSuffix } from "./agent-status.js";
 import { leftEmailLine, renderLeftEmail, setupHours } from "./agent-hours.js";
+import { setupSearch } from "./agent-search.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -769,6 +770,7 @@ function stopTyping() {
 // ---- start ---------------------------------------------------------------------------------
 initLabels({ state, renderList, refreshView, toast, errorText });
 setupHours();
+setupSearch({ state, api, openConversation });
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) startSession(saved, null);
 else showLogin("");
