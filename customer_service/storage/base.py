@@ -38,6 +38,7 @@ from customer_service.core.models import (
     Visitor,
 )
 from customer_service.core.notes import NOTES_LIMIT, AddedNote, Note
+from customer_service.core.visitor_context import ContextUpdate, ConversationContext
 
 
 class Store(Protocol):
@@ -346,3 +347,17 @@ class Store(Protocol):
 
     async def remove_block(self, block_id: int) -> Block:
         """Delete a block and return it. Raise ``NotFound`` for an unknown id."""
+
+    # --- visitor context (docs/agents.md#visitor-context) ---------------------
+    async def record_visitor_context(self, updates: Sequence[ContextUpdate]) -> None:
+        """Write a batch of coalesced context changes in ONE transaction: per conversation,
+        the newest visit's facts and current page (``core/visitor_context.py`` decides
+        when a visit starts) and the pages seen, keeping the last ``MAX_PAGES``. A page equal
+        to the conversation's latest one is not stored twice. Updates for unknown
+        conversations are skipped."""
+
+    async def conversation_context(self, conversation_id: int) -> ConversationContext | None:
+        """What the context panel shows, in one unit of work: the visitor, the contact
+        (the conversation's, else its visitor's), the stored visit, its pages (oldest first)
+        and the other conversations of the visitor and the contact (newest first, at most
+        ``EARLIER_LIMIT``, with their total). None for an unknown conversation."""
