@@ -16,6 +16,7 @@ import msgspec
 from customer_service.core.models import StoredMessage, format_ts
 from customer_service.core.notes import Note
 from customer_service.core.text import visible
+from customer_service.core.visitor_context import MAX_TIMEZONE, MAX_TITLE, MAX_URL
 from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
 
 T = TypeVar("T")
@@ -50,6 +51,20 @@ class Hello(_In, tag="hello"):
     """The site's id of the signed-in user (identified visitors; checked in
     ``core/identity.py``, not here, so that a bad one gets ``identity_invalid``)."""
     user_hash: str | None = None
+    referrer: Annotated[str, msgspec.Meta(max_length=MAX_URL)] | None = None
+    """``document.referrer`` (stored as scheme, host and path: ``core/visitor_context.py``)."""
+    timezone: Annotated[str, msgspec.Meta(max_length=MAX_TIMEZONE)] | None = None
+    """The browser's IANA time zone (``Europe/Paris``); one that is not a zone is dropped."""
+    title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] | None = None
+    """The page's ``document.title``."""
+
+
+class VisitorPage(_In, tag="page"):
+    """The visitor's page changed (a single-page app navigated): visitor context."""
+
+    url: Annotated[str, msgspec.Meta(max_length=MAX_URL)]
+    title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] = ""
+    id: ClientId | None = None
 
 
 class VisitorText(_In, tag="text"):
@@ -120,11 +135,11 @@ class AgentNote(_In, tag="note"):
     content: str
 
 
-VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping
+VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping | VisitorPage
 AgentFrame = (Accept | AgentText | Transfer | Close | History | AgentTyping | AgentRead | Ping
               | AgentNote)
 
-VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping"})
+VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping", "page"})
 AGENT_TYPES: Final = frozenset(
     {"accept", "text", "transfer", "close", "history", "typing", "read", "ping", "note"})
 
@@ -376,6 +391,15 @@ class ReadOut(_Out, tag="read"):
     seq: int
     conversation_id: int | None = None
     by: str | None = None
+
+
+class PageOut(_Out, tag="page"):
+    """A visitor's new page, to the agents who see its conversation (visitor context)."""
+
+    conversation_id: int
+    url: str
+    title: str
+    at: str
 
 
 class PongOut(_Out, tag="pong"):

@@ -34,6 +34,7 @@ from customer_service.errors import Conflict, NotFound, ProtocolError
 from customer_service.server.blocks import BlockGuard
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
+from customer_service.server.visitor_context import ContextRecorder
 from customer_service.storage import Store
 from customer_service.storage.committer import GroupCommitter
 
@@ -90,6 +91,8 @@ class ChatService:
         self.ai: AiResponder | None = None
         self.blocks = BlockGuard(store, hub, config.server.message_timeout)
         """The blocked visitors and networks (``open_server`` keeps them loaded)."""
+        self.context = ContextRecorder(store)
+        """Visitor context waiting to be written (``open_server`` runs its writer)."""
         self._transitions = KeyedLock()
         """State changes of one conversation (accept, transfer, close, reopen) happen one at
         a time; different conversations change in parallel."""

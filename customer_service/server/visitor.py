@@ -19,6 +19,7 @@ from customer_service.errors import (
     ProtocolError,
     Unavailable,
 )
+from customer_service.server import visitor_context
 from customer_service.server.service import ChatService
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
@@ -31,13 +32,16 @@ REPLAY_PAGE = 500
 class VisitorSession(Session):
     role = "visitor"
 
-    __slots__ = ("conversation_id", "visitor")
+    __slots__ = ("conversation_id", "user_agent", "visitor")
 
-    def __init__(self, conn: Connection, service: ChatService, client: str = "") -> None:
+    def __init__(self, conn: Connection, service: ChatService, client: str = "",
+                 user_agent: str = "") -> None:
         super().__init__(conn, service, 0, client)
         self.peer.address = self.client
         self.visitor: Visitor | None = None
         self.conversation_id = 0
+        self.user_agent = user_agent
+        """The upgrade request's ``User-Agent`` (visitor context)."""
 
     def parse(self, raw: str | bytes) -> Any:
         return frames.parse_visitor_frame(raw)
@@ -93,6 +97,9 @@ class VisitorSession(Session):
                 return
         if welcoming.cancelled_caught:
             raise Unavailable("the database did not answer in time")
+        visitor_context.record_hello(self.service, self.peer.conn_id, self.conversation_id,
+                                     frame, user_agent=self.user_agent,
+                                     client=self.client)
         if first:
             await self._announce_arrival()
 
@@ -250,5 +257,10 @@ class VisitorSession(Session):
                     by="visitor")), visitor=False)
                 if client_id:
                     self.reply(frames.AckOut(id=client_id))
+            case frames.VisitorPage():
+                await visitor_context.record_page(service, self.peer.conn_id,
+                                                  self.conversation_id, frame)
+                if frame.id:
+                    self.reply(frames.AckOut(id=frame.id))
             case frames.Hello():
                 raise BadRequest("hello was already received on this socket")
