@@ -124,7 +124,7 @@ def test_trimmed_urls_never_carry_a_query_or_fragment(text: str) -> None:
 
 
 def test_titles_are_one_line_and_bounded() -> None:
-    assert clean_title("  Cart \n\t – Shop  ") == "Cart – Shop"
+    assert clean_title("  Cart \n\t | Shop  ") == "Cart | Shop"
     assert clean_title(None) == ""
     assert len(clean_title("x" * 2000)) == MAX_TITLE
 
