@@ -7,6 +7,7 @@ import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./a
 import { setupNotes } from "./agent-notes.js";
 import { setupCanned } from "./agent-canned.js";
 import { mountBlocks, showBlocks } from "./agent-blocks.js";
+import { setupContext } from "./agent-context.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -71,6 +72,7 @@ const ERRORS = {
 const errorText = (err) => ERRORS[err.code] || err.message || "Something went wrong.";
 const notes = setupNotes({ state, els, toast, errorText }); // private notes: agent-notes.js
 mountBlocks({ token: () => state.token, toast, actions: $(".actions"), before: els.messages });
+const context = setupContext({ api, toast, open: (id) => openConversation(id), profile: renderProfile }); // agent-context.js
 
 async function api(path) {
   const token = state.token; // a late 401 for an earlier session must not log out the next one
@@ -204,6 +206,7 @@ function onFrame(frame) {
     case "typing": onTyping(frame); break;
     case "read": onRead(frame); break;
     case "note": notes.onNote(frame); break;
+    case "page": context.onPage(frame); break;
     case "error": toast(errorText({ code: frame.error, message: frame.message })); break;
     default: break;
   }
@@ -541,6 +544,7 @@ function closeView() {
   hideTyping();
   state.view = null;
   showBlocks(null);
+  context.show(null);
   els.view.hidden = true;
   els.placeholder.hidden = false;
   document.body.classList.remove("show-view");
@@ -628,6 +632,7 @@ function refreshView() {
   if (!mine) stopTyping();
   notes.refresh();
   showBlocks(conv);
+  context.show(conv);
 }
 
 function markRead() {
