@@ -57,7 +57,7 @@ def context_json(found: ConversationContext) -> dict[str, Any]:
         "conversation_id": found.conversation_id,
         "name": (visitor.name if visitor else "") or (contact.name if contact else ""),
         "email": (visitor.email if visitor else "") or (contact.email if contact else ""),
-        "page": stored.page if stored else (visitor.page if visitor else ""),
+        "page": (stored.page if stored else "") or (visitor.page if visitor else ""),
         "title": stored.title if stored else "",
         "pages": [{"url": p.url, "title": p.title, "at": format_ts(p.at)} for p in found.pages],
         "referrer": stored.referrer if stored else "",
