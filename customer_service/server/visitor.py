@@ -100,6 +100,7 @@ class VisitorSession(Session):
         visitor_context.record_hello(self.service, self.peer.conn_id, self.conversation_id,
                                      frame, user_agent=self.user_agent,
                                      client=self.client)
+        self.user_agent = ""  # recorded: an idle socket keeps no copy
         if first:
             await self._announce_arrival()
 
