@@ -1,9 +1,10 @@
 """REST: ``GET /api/v1/conversations/{id}/context``, what the dashboard's context panel
 shows beside a conversation (docs/agents.md#visitor-context).
 
-One store call reads it all (``Store.conversation_context``); the User-Agent is summarized
-from the ``UserAgents`` cache, or parsed once in a worker thread (ua-parser's first use
-compiles its patterns, about half a second of CPU, which must not stall the event loop).
+One store call reads it all (``Store.conversation_context``); the User-Agent's summary
+comes from the cache the recorder fills as visitors arrive, or, on a miss (another instance
+saw the visitor, the cache dropped it), is parsed now in a worker thread (ua-parser's first
+use compiles its patterns, about half a second of CPU, which must not stall the event loop).
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ import trio
 
 from customer_service.core.frames import MAX_INT
 from customer_service.core.models import format_ts
-from customer_service.core.user_agent import UserAgents
 from customer_service.core.visitor_context import ConversationContext
 from customer_service.errors import BadRequest, NotFound
+from customer_service.server.visitor_context import USER_AGENTS
 from customer_service.storage.base import Store
 
 _PATH: Final = re.compile(r"/api/v1/conversations/([^/]*)/context")
-USER_AGENTS: Final = UserAgents()
-"""Summaries by User-Agent string, for the whole process (bounded)."""
 
 
 def match(path: str) -> int | None:

@@ -17,7 +17,7 @@ import trio
 
 from customer_service.core import frames
 from customer_service.core.models import Conversation, format_ts, utc_now
-from customer_service.core.user_agent import clip
+from customer_service.core.user_agent import UserAgents, clip
 from customer_service.core.visitor_context import (
     PageSeen,
     PendingContext,
@@ -41,6 +41,9 @@ WRITE_DEADLINE: Final = 5.0
 FINAL_FLUSH: Final = 2.0
 """Seconds the last batch may take at shutdown."""
 MAX_ADDRESS: Final = 64
+USER_AGENTS: Final = UserAgents()
+"""Summaries by User-Agent string, for the whole process (bounded): filled as visitors
+arrive, read by ``GET /api/v1/conversations/{id}/context``."""
 
 
 class ContextRecorder:
@@ -76,24 +79,30 @@ class ContextRecorder:
                 await self._wake.wait()
                 await trio.sleep(FLUSH_INTERVAL)  # let a burst gather
                 self._wake = trio.Event()
-                await self.flush(WRITE_DEADLINE)
+                await self.flush(WRITE_DEADLINE, summarize=True)
         finally:
             with trio.CancelScope(shield=True):
                 await self.flush(FINAL_FLUSH)
 
-    async def flush(self, deadline: float) -> None:
-        """Write what is pending now, within ``deadline`` seconds (else it is given up)."""
+    async def flush(self, deadline: float, *, summarize: bool = False) -> None:
+        """Write what is pending now, within ``deadline`` seconds (else it is given up);
+        with ``summarize``, then parse the new User-Agents in a worker thread, so that the
+        agent who opens the panel finds them parsed (once per visit, not per render)."""
         updates = self.pending.take()
         if not updates:
             return
         with trio.move_on_after(deadline) as waited:
             try:
                 await self.store.record_visitor_context(updates)
-                return
             except CustomerServiceError as exc:
                 log.warning("[conv %s] visitor context of %d conversations not stored: %s",
                             updates[0].conversation_id, len(updates), exc)
                 return
+            new = {u.visit.user_agent for u in updates if u.visit is not None} if summarize else ()
+            for user_agent in new:
+                if USER_AGENTS.cached(user_agent) is None:
+                    await trio.to_thread.run_sync(USER_AGENTS.summarize, user_agent)
+            return
         if waited.cancelled_caught:
             log.warning("[conv %s] visitor context of %d conversations not stored within %g s",
                         updates[0].conversation_id, len(updates), deadline)

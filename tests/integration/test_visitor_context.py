@@ -16,6 +16,7 @@ from trio_websocket import open_websocket_url
 from customer_service.config import Config
 from customer_service.core.visitor_context import MAX_URL
 from customer_service.server.run import Server, open_server
+from customer_service.server.visitor_context import USER_AGENTS
 from tests.integration.helpers import Client, agent_socket, http_url, make_agent, ws_url
 
 CHROME_WINDOWS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like "
@@ -225,3 +226,17 @@ async def test_a_conversation_without_context_yet(server: Server) -> None:
         "Nina", "https://old.example/", [], "")
     assert body["browser"] == {"name": "unknown", "version": ""}
     assert body["visit_started_at"] is None
+
+
+async def test_a_visitors_user_agent_is_parsed_as_it_arrives(server: Server) -> None:
+    """Once per visit, in a worker thread after the visit is written: the panel opened later
+    finds it parsed (no render parses it)."""
+    unique = f"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0 t{id(server)}"
+    assert USER_AGENTS.cached(unique) is None
+    async with browser(server, unique) as vis:
+        await vis.send(type="hello", page="https://shop.example/")
+        await vis.recv_type("welcome")
+        with trio.fail_after(10):
+            while (summary := USER_AGENTS.cached(unique)) is None:
+                await trio.sleep(0.05)
+    assert (summary.browser.name, summary.os.name) == ("Firefox", "Linux")
