@@ -16,6 +16,7 @@ import msgspec
 from customer_service.core.models import StoredMessage, format_ts
 from customer_service.core.notes import Note
 from customer_service.core.text import visible
+from customer_service.core.visitor_context import MAX_TIMEZONE, MAX_TITLE, MAX_URL
 from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
 
 T = TypeVar("T")
@@ -53,6 +54,20 @@ class Hello(_In, tag="hello"):
     lang: Annotated[str, msgspec.Meta(max_length=35)] | None = None
     """The language the widget shows (``en``, ``zh-CN``): auto-replies are stored in it.
     Unknown or absent: ``[web] default_language``."""
+    referrer: Annotated[str, msgspec.Meta(max_length=MAX_URL)] | None = None
+    """``document.referrer`` (stored as scheme, host and path: ``core/visitor_context.py``)."""
+    timezone: Annotated[str, msgspec.Meta(max_length=MAX_TIMEZONE)] | None = None
+    """The browser's IANA time zone (``Europe/Paris``); one that is not a zone is dropped."""
+    title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] | None = None
+    """The page's ``document.title``."""
+
+
+class VisitorPage(_In, tag="page"):
+    """The visitor's page changed (a single-page app navigated): visitor context."""
+
+    url: Annotated[str, msgspec.Meta(max_length=MAX_URL)]
+    title: Annotated[str, msgspec.Meta(max_length=MAX_TITLE)] = ""
+    id: ClientId | None = None
 
 
 class VisitorText(_In, tag="text"):
@@ -138,11 +153,12 @@ class SetStatus(_In, tag="status"):
     status: Literal["online", "away", "offline"]
 
 
-VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping | LeaveMessage
+VisitorFrame = Hello | VisitorText | VisitorTyping | VisitorRead | Ping | LeaveMessage | VisitorPage
 AgentFrame = (Accept | AgentText | Transfer | Close | History | AgentTyping | AgentRead | Ping
               | AgentNote | SetStatus)
 
-VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping", "leave_message"})
+VISITOR_TYPES: Final = frozenset({"hello", "text", "typing", "read", "ping", "leave_message",
+                                  "page"})
 AGENT_TYPES: Final = frozenset(
     {"accept", "text", "transfer", "close", "history", "typing", "read", "ping", "note",
      "status"})
@@ -419,6 +435,15 @@ class AvailabilityOut(_Out, tag="availability"):
     """``online``, ``away`` or ``closed``."""
     back_at: str | None = None
     """When ``closed``: the next opening (ISO 8601 with its offset), if known."""
+
+
+class PageOut(_Out, tag="page"):
+    """A visitor's new page, to the agents who see its conversation (visitor context)."""
+
+    conversation_id: int
+    url: str
+    title: str
+    at: str
 
 
 class PongOut(_Out, tag="pong"):

@@ -45,6 +45,7 @@ from customer_service.server import (
     rest_blocks,
     rest_canned,
     rest_contacts,
+    rest_context,
     rest_labels,
     rest_search,
 )
@@ -305,6 +306,8 @@ class App:
                                            "message": f"{path} accepts POST and DELETE"})
             return json_response(200, await rest_labels.change(
                 self.service, await self.authenticate(scope), method, *labelled))
+        if (context_id := rest_context.match(path)) is not None:
+            return await self.context(scope, method, context_id)
         notes_path = path.startswith("/api/v1/conversations/") and path.endswith("/notes")
         if path.startswith("/api/v1/conversations/") and not notes_path:
             return await self.conversation_path(scope, method, path)
@@ -579,6 +582,14 @@ class App:
             {"conversation_id": conversation_id,
              "messages": [message_out(m) for m in messages]}))
 
+    async def context(self, scope: Scope, method: str, conversation_id: int) -> Response:
+        """``GET /api/v1/conversations/{id}/context``: the visitor context panel."""
+        if method != "GET":
+            return json_response(405, {"error": "method_not_allowed",
+                                       "message": f"{scope['path']} accepts GET"})
+        await self.authenticate(scope)
+        return json_response(200, await rest_context.get_context(self.store, conversation_id))
+
     async def conversation_one(self, conversation: Conversation) -> Response:
         """One conversation as the dashboard shows it, with its contact's profile."""
         visitor = await self.store.get_visitor(conversation.visitor_id)
@@ -604,8 +615,10 @@ class App:
         # The runners are plain functions returning the session's coroutine, so an idle
         # socket's stack holds no frame of theirs.
         if path == "/ws/visitor":
+            user_agent = _headers(scope).get("user-agent", "")
+
             def visitor(conn: Connection) -> Awaitable[None]:
-                session = VisitorSession(conn, self.service, client)
+                session = VisitorSession(conn, self.service, client, user_agent)
                 return session.run(session.start)
             return visitor
         if path == "/ws/agent":

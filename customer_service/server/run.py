@@ -200,6 +200,7 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                 service.assigner = Assigner(service)
                 await background.start(service.assigner.serve)
                 await background.start(service.availability.serve)
+                await background.start(service.context.serve)
                 # A campaign run here is leased as host:pid:instance: a restarted server (or
                 # `campaigns run`) on this host sees the pid is gone and takes over at once.
                 campaign_owner = f"{socket.gethostname()}:{os.getpid()}:{instance}"

@@ -38,6 +38,7 @@ from customer_service.server.availability import Availability
 from customer_service.server.blocks import BlockGuard
 from customer_service.server.hub import Hub
 from customer_service.server.metrics import Metrics
+from customer_service.server.visitor_context import ContextRecorder
 from customer_service.storage import Store
 from customer_service.storage.committer import GroupCommitter
 
@@ -103,6 +104,8 @@ class ChatService:
         """The time business hours are judged by (tests give the server a fixed one)."""
         self.availability = Availability(self)
         """Online, away or closed (``server/availability.py``)."""
+        self.context = ContextRecorder(store)
+        """Visitor context waiting to be written (``open_server`` runs its writer)."""
         self._transitions = KeyedLock()
         """State changes of one conversation (accept, transfer, close, reopen) happen one at
         a time; different conversations change in parallel."""

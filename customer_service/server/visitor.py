@@ -21,6 +21,7 @@ from customer_service.errors import (
     Unavailable,
 )
 from customer_service.server import auto_replies
+from customer_service.server import visitor_context
 from customer_service.server.service import ChatService
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
@@ -33,15 +34,18 @@ REPLAY_PAGE = 500
 class VisitorSession(Session):
     role = "visitor"
 
-    __slots__ = ("conversation_id", "lang", "visitor")
+    __slots__ = ("conversation_id", "lang", "user_agent", "visitor")
 
-    def __init__(self, conn: Connection, service: ChatService, client: str = "") -> None:
+    def __init__(self, conn: Connection, service: ChatService, client: str = "",
+                 user_agent: str = "") -> None:
         super().__init__(conn, service, 0, client)
         self.peer.address = self.client
         self.visitor: Visitor | None = None
         self.conversation_id = 0
         self.lang: str = service.config.web.default_language
         """The language the visitor's widget shows (``hello``'s ``lang``): auto-replies."""
+        self.user_agent = user_agent
+        """The upgrade request's ``User-Agent`` (visitor context)."""
 
     def parse(self, raw: str | bytes) -> Any:
         return frames.parse_visitor_frame(raw)
@@ -100,6 +104,10 @@ class VisitorSession(Session):
                 return
         if welcoming.cancelled_caught:
             raise Unavailable("the database did not answer in time")
+        visitor_context.record_hello(self.service, self.peer.conn_id, self.conversation_id,
+                                     frame, user_agent=self.user_agent,
+                                     client=self.client)
+        self.user_agent = ""  # recorded: an idle socket keeps no copy
         if first:
             await self._announce_arrival()
 
@@ -268,5 +276,10 @@ class VisitorSession(Session):
                 await auto_replies.leave_message(service, self.conversation_id, self.visitor,
                                                  email)
                 self.reply(frames.AckOut(id=client_id))
+            case frames.VisitorPage():
+                await visitor_context.record_page(service, self.peer.conn_id,
+                                                  self.conversation_id, frame)
+                if frame.id:
+                    self.reply(frames.AckOut(id=frame.id))
             case frames.Hello():
                 raise BadRequest("hello was already received on this socket")

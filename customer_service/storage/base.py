@@ -40,6 +40,7 @@ from customer_service.core.models import (
 )
 from customer_service.core.notes import NOTES_LIMIT, AddedNote, Note
 from customer_service.core.search import SearchCursor, SearchHit, SearchQuery
+from customer_service.core.visitor_context import ContextUpdate, ConversationContext
 
 
 class Store(Protocol):
@@ -397,3 +398,17 @@ class Store(Protocol):
         open conversations; None (nothing changed) otherwise. Compare-and-set: of two
         instances assigning at once, one wins; an agent is never filled past ``capacity``
         by auto-assignment."""
+
+    # --- visitor context (docs/agents.md#visitor-context) ---------------------
+    async def record_visitor_context(self, updates: Sequence[ContextUpdate]) -> None:
+        """Write a batch of coalesced context changes in ONE transaction: per conversation,
+        the newest visit's facts and current page (``core/visitor_context.py`` decides
+        when a visit starts) and the pages seen, keeping the last ``MAX_PAGES``. A page equal
+        to the conversation's latest one is not stored twice. Updates for unknown
+        conversations are skipped."""
+
+    async def conversation_context(self, conversation_id: int) -> ConversationContext | None:
+        """What the context panel shows, in one unit of work: the visitor, the contact
+        (the conversation's, else its visitor's), the stored visit, its pages (oldest first)
+        and the other conversations of the visitor and the contact (newest first, at most
+        ``EARLIER_LIMIT``, with their total). None for an unknown conversation."""

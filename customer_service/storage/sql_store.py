@@ -44,6 +44,7 @@ from customer_service.storage._sql import Tx
 from customer_service.storage.sql_store_blocks import Blocks
 from customer_service.storage.sql_store_canned import CannedReplies
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
+from customer_service.storage.sql_store_context import VisitorContexts
 from customer_service.storage.sql_store_labels import ConversationLabels
 from customer_service.storage.sql_store_leave_message import LeaveMessage
 from customer_service.storage.sql_store_notes import Notes
@@ -99,7 +100,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
 
 
 class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, Blocks,
-               AgentRouting, LeaveMessage, Search, ABC):
+               AgentRouting, LeaveMessage, Search, VisitorContexts, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 

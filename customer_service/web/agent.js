@@ -10,6 +10,7 @@ import { mountBlocks, showBlocks } from "./agent-blocks.js";
 import { setupStatus, statusSuffix } from "./agent-status.js";
 import { leftEmailLine, renderLeftEmail, setupHours } from "./agent-hours.js";
 import { setupSearch } from "./agent-search.js";
+import { setupContext } from "./agent-context.js";
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -75,6 +76,7 @@ const errorText = (err) => ERRORS[err.code] || err.message || "Something went wr
 const notes = setupNotes({ state, els, toast, errorText }); // private notes: agent-notes.js
 const agentStatus = setupStatus({ state, toast, errorText, renderTransferPicker }); // agent-status.js
 mountBlocks({ token: () => state.token, toast, actions: $(".actions"), before: els.messages });
+const context = setupContext({ api, toast, open: (id) => openConversation(id), profile: renderProfile }); // agent-context.js
 
 async function api(path) {
   const token = state.token; // a late 401 for an earlier session must not log out the next one
@@ -209,6 +211,7 @@ function onFrame(frame) {
     case "read": onRead(frame); break;
     case "note": notes.onNote(frame); break;
     case "agent_status": agentStatus.onStatus(frame); break;
+    case "page": context.onPage(frame); break;
     case "error": toast(errorText({ code: frame.error, message: frame.message })); break;
     default: break;
   }
@@ -548,6 +551,7 @@ function closeView() {
   hideTyping();
   state.view = null;
   showBlocks(null);
+  context.show(null);
   els.view.hidden = true;
   els.placeholder.hidden = false;
   document.body.classList.remove("show-view");
@@ -636,6 +640,7 @@ function refreshView() {
   if (!mine) stopTyping();
   notes.refresh();
   showBlocks(conv);
+  context.show(conv);
 }
 
 function markRead() {

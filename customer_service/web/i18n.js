@@ -33,9 +33,13 @@ export function t(key, vars) {
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole));
 }
 
-export function formatTime(date) {
+/** Hours and minutes; in `timeZone` (an IANA name) when given, else the agent's own. */
+export function formatTime(date, timeZone) {
   const d = date instanceof Date ? date : new Date(date);
-  return isNaN(d) ? "" : d.toLocaleTimeString(current, { hour: "2-digit", minute: "2-digit" });
+  if (isNaN(d)) return "";
+  try {
+    return d.toLocaleTimeString(current, { hour: "2-digit", minute: "2-digit", ...(timeZone ? { timeZone } : {}) });
+  } catch { return ""; } // a zone this browser does not know
 }
 
 export function formatDate(date) {

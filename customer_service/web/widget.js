@@ -8,7 +8,10 @@
  *   data-color   accent colour (CSS colour)   data-open               start opened
  *   data-inline  "#selector": render the panel inside that element, no bubble
  *   data-page    the page shown to agents; default: location.origin + location.pathname
- *                (the query and fragment are never sent: they may hold tokens)
+ *                (the query and fragment are never sent: they may hold tokens). The
+ *                referrer (origin + path too), the time zone and document.title go with it,
+ *                and a single-page app's navigation (pushState, popstate, hashchange) is
+ *                sent as a "page" frame (docs/agents.md, "Visitor context")
  *   data-lang    the language to show ("en", "zh-CN"); default: the browser's
  *   data-user-id / data-user-hash  the signed-in user's id on the site and its
  *                HMAC-SHA256 under [identity] secret, computed by the site's server
@@ -28,6 +31,9 @@
   const SETTINGS_URL = ORIGIN + "/api/v1/widget";
   const KEY = "cs-widget:" + ORIGIN;
   const MAX_CHARS = 4000;
+  const MAX_URL = 2048;         // a page or referrer longer than this is not sent
+  const MAX_TITLE = 512;
+  const PAGE_SETTLE_MS = 300;
   const opts = script.dataset;
 
   // ---- strings: one table per language (lang-<language>.json, put in by the server) ----
@@ -167,6 +173,10 @@
     let isOpen = INLINE;
     let refused = false;          // the server refused the identity: do not reconnect
     const bySeq = new Map();      // seq -> element
+    const loadedAt = location.href; // data-page describes this URL (see currentPage)
+    let lastPage = "";            // the page and title the server last heard of
+    let lastTitle = "";
+    let pageTimer = null;
     const outbox = new Map();     // unacked own texts, oldest first: client id -> {content, el, after, seq}
                                   // (after: highestSeq when sent; seq: set when its echo came before the ack)
     const streams = new Map();    // stream_id -> {el, text}
@@ -480,6 +490,49 @@
       if (highestSeq > readSent && frameOut({ type: "read", seq: highestSeq })) readSent = highestSeq;
     }
 
+    // ---- visitor context: the page the visitor is on, told to agents ----------------------
+    /** origin + path of an http(s) URL ("" for anything else, or one too long to send). */
+    function trimUrl(url) {
+      if (!url) return "";
+      try {
+        const u = new URL(url, location.href);
+        if (u.protocol !== "http:" && u.protocol !== "https:") return "";
+        const trimmed = u.origin + u.pathname;
+        return trimmed.length <= MAX_URL ? trimmed : "";
+      } catch (_) { return ""; }
+    }
+    /** data-page while the visitor is still on the page it was given for, then the URL. */
+    function currentPage() {
+      if (opts.page && location.href === loadedAt) return opts.page.length <= MAX_URL ? opts.page : "";
+      return trimUrl(location.href);
+    }
+    function pageTitle() { return String(document.title || "").replace(/\s+/g, " ").trim().slice(0, MAX_TITLE); }
+    function timeZone() {
+      try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (_) { return ""; }
+    }
+    /** A single-page app changed the URL: tell the server once the new page has its title
+     * (a short wait also turns a burst of changes into one frame). */
+    function pageChanged() {
+      clearTimeout(pageTimer);
+      pageTimer = setTimeout(() => {
+        const page = currentPage();
+        const title = pageTitle();
+        if (!page || (page === lastPage && title === lastTitle)) return;
+        if (frameOut({ type: "page", url: page, title })) { lastPage = page; lastTitle = title; }
+      }, PAGE_SETTLE_MS);
+    }
+    for (const name of ["pushState", "replaceState"]) {
+      const original = history[name];
+      if (typeof original !== "function") continue;
+      history[name] = function () {
+        const result = original.apply(this, arguments);
+        try { pageChanged(); } catch (_) { /* never break the site's navigation */ }
+        return result;
+      };
+    }
+    window.addEventListener("popstate", pageChanged);
+    window.addEventListener("hashchange", pageChanged);
+
     // ---- connection --------------------------------------------------------------------
     function connect() {
       clearTimeout(retryTimer);
@@ -491,7 +544,17 @@
       ws = socket;
       socket.addEventListener("open", () => {
         // origin + path only: a query or fragment may hold secrets (reset links, tokens)
-        const hello = { type: "hello", page: opts.page || location.origin + location.pathname };
+        const hello = { type: "hello" };
+        const page = currentPage();
+        if (page) hello.page = page;
+        const title = pageTitle();
+        if (title) hello.title = title;
+        const referrer = trimUrl(document.referrer);
+        if (referrer) hello.referrer = referrer;
+        const timezone = timeZone();
+        if (timezone) hello.timezone = timezone;
+        lastPage = page;
+        lastTitle = title;
         const token = store.get("token");
         if (token) hello.visitor_token = token;
         if (highestSeq > 0) hello.last_seq = highestSeq;
