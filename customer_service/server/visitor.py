@@ -20,8 +20,7 @@ from customer_service.errors import (
     ProtocolError,
     Unavailable,
 )
-from customer_service.server import auto_replies
-from customer_service.server import visitor_context
+from customer_service.server import auto_replies, visitor_context
 from customer_service.server.service import ChatService
 from customer_service.server.session import Session
 from customer_service.transport.interface import Connection
