@@ -436,7 +436,7 @@ function messageEl(msg) {
   if (msg.stream_id) el.dataset.streamId = msg.stream_id;
   if (role !== "system") {
     const name = role === "visitor" ? msg.sender?.name || t("agent.message.visitor") : msg.sender?.name || (role === "ai" ? t("agent.message.assistant") : role);
-    const meta = h("div", { class: "meta" }, h("span", { class: "sender" }, name), h("span", { class: "ts" }, timeOf(msg.ts)));
+    const meta = h("div", { class: "meta", "data-seen": own ? t("agent.message.seen") : null }, h("span", { class: "sender" }, name), h("span", { class: "ts" }, timeOf(msg.ts)));
     if (msg.campaign_id) { // sent by a campaign, not typed by this sender: say so
       meta.append(h("span", { class: "campaign", "data-testid": "message-campaign", title: t("agent.message.campaign_title", { id: msg.campaign_id }) }, t("agent.message.campaign", { id: msg.campaign_id })));
     }

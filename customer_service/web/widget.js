@@ -149,7 +149,7 @@
 
     const status = h("div", { class: "cs-status", "data-testid": "cs-status", role: "status" }, t("widget.status.connecting"));
     const closeBtn = INLINE ? null : h("button", { type: "button", class: "cs-close", "aria-label": t("widget.bubble.close") }, "×");
-    const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite" });
+    const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite", "data-empty": t("widget.empty") });
     const typing = h("div", { class: "cs-typing", "data-testid": "cs-typing", hidden: true });
     const errorBox = h("div", { class: "cs-error", "data-testid": "cs-error", role: "alert", hidden: true });
     const input = h("textarea", {
