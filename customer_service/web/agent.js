@@ -68,7 +68,7 @@ function toast(text) {
   toastTimer = setTimeout(() => { els.toast.hidden = true; }, 5000);
 }
 // the error codes with a text of their own (agent.error.<code>); others show the server's message
-const ERRORS = ["conflict", "forbidden", "too_large", "rate_limited", "not_found"];
+const ERRORS = ["conflict", "forbidden", "too_large", "rate_limited", "not_found", "connection_lost", "not_connected"];
 const errorText = (err) => (ERRORS.includes(err.code) ? t("agent.error." + err.code) : err.message || t("agent.error.generic"));
 const notes = setupNotes({ state, els, toast, errorText }); // private notes: agent-notes.js
 const notify = setupNotify({ open: (id) => openConversation(id), toast }); // desktop notifications: agent-notify.js
@@ -361,7 +361,8 @@ function renderItem(conv) {
   li.classList.toggle("needs-agent", Boolean(conv.needs_agent));
   const last = conv.last_message;
   const role = last?.sender?.role;
-  const lastText = last ? (role === "visitor" || role === "system" ? "" : `${last.sender?.name || role}: `) + last.content : "";
+  const lastText = last ? (role === "visitor" || role === "system" ? ""
+    : `${last.sender?.name || (role === "ai" ? t("agent.message.assistant") : role)}: `) + last.content : "";
   const unread = h("span", { class: "unread", "data-testid": "unread", hidden: !conv.unread }, formatNumber(conv.unread || 0));
   li.replaceChildren(...[
     h("div", { class: "item-top" },
