@@ -21,7 +21,7 @@ export async function setupLanguage() {
   translatePage();
   applyAccent(settings, "--accent");
   const title = settings.title || t("agent.brand");
-  document.title = t("agent.document_title", { title });
+  document.title = t("agent.topbar.document_title", { title });
   const brand = document.querySelector("[data-testid=brand]");
   brand.querySelector("[data-testid=brand-title]").textContent = title;
   showLogo(settings, brand, "brand-logo");

@@ -328,7 +328,7 @@ function onTyping(frame) {
   if (!frame.active) { hideTyping(); return; }
   const role = frame.sender?.role;
   const who = role === "visitor" ? t("agent.typing.visitor") : frame.sender?.name || t("agent.typing.someone");
-  els.typing.textContent = t("agent.typing", { name: who });
+  els.typing.textContent = t("agent.typing.active", { name: who });
   els.typing.hidden = false;
   clearTimeout(typingTimer);
   typingTimer = setTimeout(hideTyping, 8000); // in case "active: false" never comes

@@ -8,7 +8,7 @@ const settings = await loadSettings();
 setLanguage(firstKnown(navigator.languages || [navigator.language]) || settings.default_language);
 translatePage();
 applyAccent(settings, "--accent");
-const title = settings.title || t("page.heading");
+const title = settings.title || t("page.header.heading");
 document.title = title;
 const heading = document.querySelector("[data-testid=page-title]");
 heading.querySelector(".page-title").textContent = title;

@@ -136,7 +136,7 @@
     root.setAttribute("lang", LANG);
     const accent = opts.color || (/^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(settings.accent_color || "") ? settings.accent_color : "");
     if (accent) root.style.setProperty("--cs-accent", accent);
-    const TITLE = opts.title || settings.title || t("widget.title");
+    const TITLE = opts.title || settings.title || t("widget.header.title");
     let logoUrl = "";
     try { logoUrl = settings.logo_url ? new URL(settings.logo_url, ORIGIN + "/").href : ""; } catch (_) { logoUrl = ""; }
     const logo = /^https?:/.test(logoUrl) ? h("img", { class: "cs-logo", "data-testid": "cs-logo", src: logoUrl, alt: "" }) : null;
@@ -149,14 +149,14 @@
 
     const status = h("div", { class: "cs-status", "data-testid": "cs-status", role: "status" }, t("widget.status.connecting"));
     const closeBtn = INLINE ? null : h("button", { type: "button", class: "cs-close", "aria-label": t("widget.bubble.close") }, "×");
-    const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite", "data-empty": t("widget.empty") });
+    const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite", "data-empty": t("widget.messages.empty") });
     const typing = h("div", { class: "cs-typing", "data-testid": "cs-typing", hidden: true });
     const errorBox = h("div", { class: "cs-error", "data-testid": "cs-error", role: "alert", hidden: true });
     const input = h("textarea", {
       class: "cs-input", "data-testid": "cs-input", rows: "1", maxlength: String(MAX_CHARS),
       placeholder: t("widget.input.placeholder"), "aria-label": t("widget.input.label"),
     });
-    const send = h("button", { type: "submit", class: "cs-send", "data-testid": "cs-send", "aria-label": t("widget.send") }, t("widget.send"));
+    const send = h("button", { type: "submit", class: "cs-send", "data-testid": "cs-send", "aria-label": t("widget.input.send") }, t("widget.input.send"));
     const form = h("form", { class: "cs-form" }, input, send);
     const panel = h("div", {
       class: "cs-panel", "data-testid": "cs-panel", role: INLINE ? "region" : "dialog",
@@ -373,7 +373,7 @@
     function onTyping(frame) {
       if (!frame.active) { hideTyping(); return; }
       const name = frame.sender && frame.sender.name || t("widget.typing.someone");
-      typing.textContent = t("widget.typing", { name });
+      typing.textContent = t("widget.typing.active", { name });
       typing.hidden = false;
       clearTimeout(typingHideTimer);
       typingHideTimer = setTimeout(hideTyping, 8000); // in case "active: false" never comes

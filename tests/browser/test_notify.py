@@ -136,7 +136,6 @@ def test_the_permission_is_asked_on_the_click_not_on_load(server: ServerProcess,
     agent = pages.new("agent")
     agent.add_init_script("""
       window.__asked = 0;
-      const ask = Notification.requestPermission.bind(Notification);
       Notification.requestPermission = () => { window.__asked += 1; return Promise.resolve("denied"); };
     """)
     login(agent, server.url, AGENTS["alice"])
@@ -144,3 +143,4 @@ def test_the_permission_is_asked_on_the_click_not_on_load(server: ServerProcess,
     agent.locator(tid("notify-toggle")).click()
     wait_until(agent, lambda: agent.evaluate("window.__asked") == 1, message="the permission request")
     expect(agent.locator(tid("notify-toggle"))).to_have_attribute("data-state", "off")
+    expect(agent.locator(tid("toast"))).to_contain_text("Desktop notifications are blocked")

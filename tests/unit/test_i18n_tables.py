@@ -147,4 +147,4 @@ def test_the_server_puts_both_tables_into_the_scripts() -> None:
     for path in ("/widget.js", "/static/i18n.js"):
         body = assets[path].body
         assert STRINGS_PLACEHOLDER not in body, path
-        assert json.dumps(tables["zh-CN"]["widget.send"], ensure_ascii=False).encode() in body, path
+        assert json.dumps(tables["zh-CN"]["widget.input.send"], ensure_ascii=False).encode() in body, path
