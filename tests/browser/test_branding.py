@@ -21,7 +21,7 @@ from tests.browser.ui import login, open_widget_page, tid, widget_panel, widget_
 pytestmark = pytest.mark.browser
 
 BRAND = {"title": "Acme Help", "accent_color": "#c0ffee", "logo_url": "/static/favicon.svg",
-         "show_embed_help": True}
+         "show_embed_help": True, "default_language": "zh-CN"}
 
 
 @pytest.fixture
@@ -44,9 +44,10 @@ def count(server: ServerProcess, table: str) -> int:
 
 def test_branding_on_the_chat_page_the_widget_and_the_dashboard(branded: ServerProcess,
                                                                 pages: Pages) -> None:
-    visitor = pages.new("visitor")
+    visitor = pages.new("visitor", locale="en-US")  # the browser's language wins over the default
     open_widget_page(visitor, f"{branded.url}/")
     expect(visitor).to_have_title("Acme Help")
+    expect(visitor.locator(tid("cs-send"))).to_have_text("Send")
     expect(visitor.locator(tid("page-title"))).to_have_text("Acme Help")
     page_logo = visitor.locator(f'{tid("page-title")} {tid("brand-logo")}')
     expect(page_logo).to_be_visible()
@@ -67,24 +68,27 @@ def test_branding_on_the_chat_page_the_widget_and_the_dashboard(branded: ServerP
     expect(snippet).to_have_text(f'<script src="{branded.url}/widget.js" async></script>')
     expect(visitor.locator(tid("dashboard-link"))).to_be_visible()
 
-    agent = pages.new("agent")
+    agent = pages.new("agent", locale="en-US")
     login(agent, branded.url, AGENTS["alice"])
     expect(agent.locator(tid("brand-title"))).to_have_text("Acme Help")
     expect(agent.locator(f'{tid("brand")} {tid("brand-logo")}')).to_be_visible()
-    expect(agent).to_have_title("Agent dashboard — Acme Help")
+    # no language chosen yet: [web] default_language, whatever the browser's
+    expect(agent).to_have_title("客服工作台 — Acme Help")
+    expect(agent.locator(tid("language-select"))).to_have_value("zh-CN")
     assert css_variable(agent, "html", "--accent") == "#c0ffee"
 
 
 def test_data_title_and_data_color_win_over_the_config(branded: ServerProcess, pages: Pages) -> None:
     site = EmbeddingSite(branded.url, 'data-title="Shop support" data-color="#ff0000"')
     try:
-        visitor = pages.new("visitor")
+        visitor = pages.new("visitor", locale="fr-FR")  # a language the widget lacks: the default
         visitor.goto(f"{site.url}/")
         visitor.locator(tid("cs-bubble")).click()
         expect(widget_panel(visitor)).to_be_visible()
         expect(visitor.locator(tid("cs-title"))).to_have_text("Shop support")
         assert css_variable(visitor, ".cs-root", "--cs-accent") == "#ff0000"
         expect(visitor.locator(tid("cs-logo"))).to_be_visible()  # the logo still comes from [web]
+        expect(visitor.locator(tid("cs-send"))).to_have_text("发送")
     finally:
         site.close()
 
