@@ -304,7 +304,8 @@ class WebConfig:
     title: str = field(default="Customer service", metadata=_doc(
         "Name shown in the widget header, the chat page and the dashboard."))
     logo_url: str = field(default="", metadata=_doc(
-        "Logo shown beside the title. An https:// URL or a path on this server; empty: none."))
+        "Logo shown beside the title. An https:// URL (the pages' Content-Security-Policy "
+        "then allows images from its origin) or a path on this server (/...); empty: none."))
     accent_color: str = field(default="#2563eb", metadata=_doc(
         "Accent colour of the widget, the chat page and the dashboard. #rgb or #rrggbb."))
     show_embed_help: bool = field(default=False, metadata=_doc(
@@ -744,6 +745,14 @@ def _check_sections(config: Config, path: str | None, text: str,
     if hours.enabled and not hours.open:
         raise error("[hours] open has no entries: with enabled = true the team would never "
                     "open (add \"mon-fri 09:00-17:00\" or set enabled = false)", "hours", "open")
+    # [web]: branding (languages, the pre-chat form: their own blocks)
+    web = config.web
+    if not re.fullmatch(r"#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})", web.accent_color):
+        raise error(f"[web] accent_color must be a colour as #rgb or #rrggbb (\"#2563eb\"), "
+                    f"not {web.accent_color!r}", "web", "accent_color")
+    if web.logo_url and logo_problem(web.logo_url):
+        raise error(f"[web] logo_url {logo_problem(web.logo_url)}, not {web.logo_url!r}",
+                    "web", "logo_url")
     ai = config.ai
     if ai.enabled:
         if not re.match(r"^https?://[^/\s]+", ai.base_url):
@@ -753,6 +762,17 @@ def _check_sections(config: Config, path: str | None, text: str,
             raise ConfigError(f"[ai] api_key_env names {ai.api_key_env}, which is not set",
                               path=path, key="ai.api_key_env",
                               line=_line_of(text, "ai", "api_key_env"))
+
+
+def logo_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the ``[web] logo_url`` (None when it can): an https:// URL with
+    a host, or a path on this server (``/static/...``), no spaces or quotes (its origin goes
+    into the pages' Content-Security-Policy)."""
+    if re.fullmatch(r"https://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:[/?#][^\s\"'<>\\]*)?", url):
+        return None
+    if re.fullmatch(r"/(?![/\\])[^\s\"'<>\\]*", url):
+        return None
+    return "must be an https:// URL or a path on this server starting with /"
 
 
 def toml_scalar(value: object) -> str:

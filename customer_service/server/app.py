@@ -217,7 +217,7 @@ class App:
         self._dummy_hash: str | None = None
         """Checked against for unknown users, so a login takes as long whether or not they exist."""
         self._login_slots = trio.CapacityLimiter(LOGIN_SLOTS)
-        self.assets = load_assets()
+        self.assets = load_assets(service.config.web.logo_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

@@ -3,29 +3,32 @@
 // and a banner saying the visitor is blocked, with "Unblock". REST: /api/v1/blocks.
 
 import { h } from "./dom.js";
+import { t, formatDateTime } from "./i18n.js";
 
-// Every visible string of this module, in one place (for the translation table later).
+// Every visible string of this module, from the language tables (agent.blocks.*).
 const TEXT = {
-  blockButton: "Block visitor",
-  title: "Block this visitor",
-  withAddress: "Also block the IP address they are connected from",
-  noAddress: "(only while the visitor is online)",
-  duration: "For",
-  reason: "Reason (agents only)",
-  confirm: "Block",
-  cancel: "Cancel",
-  unblock: "Unblock",
-  blocked: "Blocked",
-  until: (when) => `until ${when}`,
-  forever: "until unblocked",
-  by: (who) => `by ${who}`,
-  network: (net) => `network ${net}`,
-  done: "Visitor blocked: their chat is closed.",
-  lifted: "Block removed.",
-  failed: (why) => `Could not block: ${why}`,
-  liftFailed: (why) => `Could not unblock: ${why}`,
+  get blockButton() { return t("agent.blocks.button"); },
+  get title() { return t("agent.blocks.title"); },
+  get withAddress() { return t("agent.blocks.with_address"); },
+  get noAddress() { return t("agent.blocks.no_address"); },
+  get duration() { return t("agent.blocks.duration"); },
+  get reason() { return t("agent.blocks.reason"); },
+  get confirm() { return t("agent.blocks.confirm"); },
+  get cancel() { return t("agent.blocks.cancel"); },
+  get unblock() { return t("agent.blocks.unblock"); },
+  get blocked() { return t("agent.blocks.blocked"); },
+  until: (when) => t("agent.blocks.until", { when }),
+  get forever() { return t("agent.blocks.forever"); },
+  by: (name) => t("agent.blocks.by", { name }),
+  network: (network) => t("agent.blocks.network", { network }),
+  get done() { return t("agent.blocks.done"); },
+  get lifted() { return t("agent.blocks.lifted"); },
+  failed: (reason) => t("agent.blocks.failed", { reason }),
+  liftFailed: (reason) => t("agent.blocks.lift_failed", { reason }),
 };
-const DURATIONS = [["1h", "1 hour"], ["24h", "24 hours"], ["7d", "7 days"], ["30d", "30 days"], ["", "Forever"]];
+// [duration sent, its label's key]
+const DURATIONS = [["1h", "agent.blocks.duration.1h"], ["24h", "agent.blocks.duration.24h"], ["7d", "agent.blocks.duration.7d"],
+  ["30d", "agent.blocks.duration.30d"], ["", "agent.blocks.duration.forever"]];
 
 let ctx = null;        // { token(), toast(text), actions, before }
 let current = null;    // { id, online } of the open conversation
@@ -38,7 +41,7 @@ export function mountBlocks({ token, toast, actions, before }) {
   const address = h("input", { type: "checkbox", "data-testid": "block-address" });
   const addressNote = h("span", { class: "block-note" }, TEXT.noAddress);
   const duration = h("select", { "data-testid": "block-duration", "aria-label": TEXT.duration },
-    ...DURATIONS.map(([value, label]) => h("option", { value }, label)));
+    ...DURATIONS.map(([value, key]) => h("option", { value }, t(key))));
   duration.value = "7d";
   const reason = h("input", { type: "text", maxlength: "500", "data-testid": "block-reason", "aria-label": TEXT.reason, placeholder: TEXT.reason });
   const confirm = h("button", { type: "submit", class: "danger", "data-testid": "block-confirm" }, TEXT.confirm);
@@ -113,7 +116,7 @@ function render() {
   if (root) root.toggleAttribute("data-blocked", blocks.length > 0);
   if (!blocks.length) return;
   const longest = blocks.find((b) => !b.expires_at) || blocks.reduce((a, b) => (a.expires_at > b.expires_at ? a : b));
-  const parts = [TEXT.blocked, longest.expires_at ? TEXT.until(new Date(longest.expires_at).toLocaleString()) : TEXT.forever];
+  const parts = [TEXT.blocked, longest.expires_at ? TEXT.until(formatDateTime(longest.expires_at)) : TEXT.forever];
   if (longest.network) parts.push(TEXT.network(longest.network));
   if (longest.created_by) parts.push(TEXT.by(longest.created_by));
   els.bannerText.textContent = parts.join(" · ") + (longest.reason ? ` — ${longest.reason}` : "");

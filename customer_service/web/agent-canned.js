@@ -5,15 +5,16 @@
 // The fields and their syntax mirror customer_service/core/canned.py (render).
 
 import { h } from "./dom.js";
+import { t } from "./i18n.js";
 
-// Every visible string of this module, in one place (for the translations to come).
+// Every visible string of this module, from the language tables (agent.canned.*).
 const STRINGS = {
-  label: "Canned replies",
-  loading: "Loading canned replies…",
-  none: "No canned replies yet (customer-service canned add SHORTCUT TEXT).",
-  noMatch: (query) => `No canned reply matches “/${query}”.`,
-  failed: (message) => `Could not load the canned replies: ${message}`,
-  hint: "↑ ↓ choose · Enter insert · Esc close",
+  get label() { return t("agent.canned.label"); },
+  get loading() { return t("agent.canned.loading"); },
+  get none() { return t("agent.canned.none"); },
+  noMatch: (query) => t("agent.canned.no_match", { query }),
+  failed: (reason) => t("agent.canned.failed", { reason }),
+  get hint() { return t("agent.canned.hint"); },
 };
 const SHOWN = 50; // options in the list at most (the filter narrows it)
 

@@ -3,6 +3,10 @@
 
 import { randomId } from "./dom.js";
 
+/** A request that failed here, not at the server: its code names the text the dashboard shows
+ * (agent.error.<code>). */
+const failure = (code) => Object.assign(new Error(code.replace("_", " ")), { code });
+
 export class AgentSocket {
   /**
    * @param {string} token  login token
@@ -32,7 +36,7 @@ export class AgentSocket {
     clearTimeout(this.pongTimer);
     if (this.ws) this.ws.close(1000, "logout");
     this.ws = null;
-    for (const item of this.pending.values()) item.reject(new Error("disconnected"));
+    for (const item of this.pending.values()) item.reject(failure("not_connected"));
     this.pending.clear();
   }
 
@@ -62,7 +66,7 @@ export class AgentSocket {
     clearTimeout(this.pongTimer);
     // Requests that cannot be resent safely fail now; texts wait for the next socket.
     for (const [id, item] of this.pending) {
-      if (!item.resend) { item.reject(new Error("connection lost")); this.pending.delete(id); }
+      if (!item.resend) { item.reject(failure("connection_lost")); this.pending.delete(id); }
     }
     if (this.stopped) return;
     // A refused handshake (401) looks like a close before open; 1008 may be a revoked
@@ -135,7 +139,7 @@ export class AgentSocket {
    */
   request(frame, { resend = false, id = randomId() } = {}) {
     return new Promise((resolve, reject) => {
-      if (!this.ready && !resend) { reject(new Error("not connected")); return; }
+      if (!this.ready && !resend) { reject(failure("not_connected")); return; }
       this.pending.set(id, { resolve, reject, frame, resend });
       if (this.ready) this.raw({ ...frame, id });
     });

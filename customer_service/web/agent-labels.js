@@ -5,17 +5,19 @@
 // agent.js calls initLabels() once and the exported render helpers from its own renderers.
 
 import { h } from "./dom.js";
+import { t } from "./i18n.js";
 
-// Every visible string of this module, in one place (to move into a language table).
+// Every visible string of this module, from the language tables (agent.labels.*).
 const TEXT = {
-  add: "Add label…",
-  addAria: "Add a label (Enter)",
-  remove: (label) => `Remove label ${label}`,
-  filter: "Filter by label",
-  filterAria: "Show only conversations with this label",
-  clear: "Clear the label filter",
-  failed: (why) => `Could not change the label: ${why}`,
-  loadFailed: (why) => `Could not load labelled conversations: ${why}`,
+  get add() { return t("agent.labels.add"); },
+  get addAria() { return t("agent.labels.add_aria"); },
+  remove: (label) => t("agent.labels.remove", { label }),
+  get filter() { return t("agent.labels.filter"); },
+  get filterAria() { return t("agent.labels.filter_aria"); },
+  get clear() { return t("agent.labels.clear"); },
+  get unreachable() { return t("agent.labels.unreachable"); },
+  failed: (reason) => t("agent.labels.failed", { reason }),
+  loadFailed: (reason) => t("agent.labels.load_failed", { reason }),
 };
 
 let app = null;      // {state, renderList, refreshView, toast, errorText}
@@ -67,7 +69,7 @@ async function change(method, id, label) {
     app.refreshView();
     return true;
   } catch {
-    toast(TEXT.failed("the server cannot be reached"));
+    toast(TEXT.failed(TEXT.unreachable));
     return false;
   }
 }

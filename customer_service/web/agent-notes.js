@@ -4,16 +4,17 @@
 // A note's after_seq places it: after that message, before the next.
 
 import { h, timeOf } from "./dom.js";
+import { t } from "./i18n.js";
 
-// Every visible string of this module (the dashboard's languages come later).
+// Every visible string of this module, from the language tables (agent.notes.*).
 const S = {
-  replyTab: "Reply",
-  noteTab: "Private note",
-  noteLabel: "Private note",
-  placeholder: "Private note: only agents see it… (Enter saves, Shift+Enter for a new line)",
-  save: "Add note",
-  tooLong: "That note is too long.",
-  failed: "Note not saved: ",
+  get replyTab() { return t("agent.notes.reply_tab"); },
+  get noteTab() { return t("agent.notes.tab"); },
+  get noteLabel() { return t("agent.notes.label"); },
+  get placeholder() { return t("agent.notes.placeholder"); },
+  get save() { return t("agent.notes.save"); },
+  get tooLong() { return t("agent.notes.too_long"); },
+  failed: (reason) => t("agent.notes.failed", { reason }),
 };
 const MAX_CHARS = 4000;
 
@@ -137,7 +138,7 @@ export function setupNotes({ state, els, toast, errorText }) {
       await state.socket.request({ type: "note", conversation_id: view.id, content }, { resend: true });
       if (input.value === content) input.value = "";
     } catch (err) {
-      toast(S.failed + errorText(err));
+      toast(S.failed(errorText(err)));
     } finally {
       saving = false;
       send.disabled = false;

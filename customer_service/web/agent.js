@@ -2,6 +2,9 @@
 // All data goes into the DOM with textContent / createElement (see dom.js).
 
 import { h, timeOf, randomId } from "./dom.js";
+import { t, formatNumber } from "./i18n.js";
+import { setupLanguage } from "./agent-language.js";
+import { setupNotify } from "./agent-notify.js";
 import { AgentSocket } from "./agent-conn.js";
 import { initLabels, labelChips, labelFilterAllows, renderViewLabels } from "./agent-labels.js";
 import { setupNotes } from "./agent-notes.js";
@@ -11,6 +14,9 @@ import { setupStatus, statusSuffix } from "./agent-status.js";
 import { leftEmailLine, renderLeftEmail, setupHours } from "./agent-hours.js";
 import { setupSearch } from "./agent-search.js";
 import { setupContext } from "./agent-context.js";
+
+// the language, the page's static texts and the branding first: everything below is built in them
+await setupLanguage();
 
 const TOKEN_KEY = "cs-agent-token";   // sessionStorage: one login per tab
 const BASE_TITLE = document.title;
@@ -54,8 +60,8 @@ function tabOf(conv) {
  * a label filter shows only the conversations carrying that label. */
 const isListed = (conv) => (conv.status !== "open" || conv.last_seq > 0) && labelFilterAllows(conv);
 const isMine = (conv) => conv.status === "assigned" && conv.assigned_to === state.me?.id;
-const visitorName = (conv) => conv.contact?.name || conv.visitor?.name || `Visitor #${conv.visitor?.id ?? conv.conversation_id}`;
-const agentName = (id) => state.agents.find((a) => a.id === id)?.name || `agent #${id}`;
+const visitorName = (conv) => conv.contact?.name || conv.visitor?.name || t("agent.unnamed.visitor", { id: conv.visitor?.id ?? conv.conversation_id });
+const agentName = (id) => state.agents.find((a) => a.id === id)?.name || t("agent.unnamed.agent", { id });
 const viewVisible = () => document.visibilityState === "visible";
 
 let toastTimer = null;
@@ -65,16 +71,12 @@ function toast(text) {
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => { els.toast.hidden = true; }, 5000);
 }
-const ERRORS = {
-  conflict: "Someone else has this conversation, or it is closed.",
-  forbidden: "You cannot do that here (accept the conversation first).",
-  too_large: "That message is too long.",
-  rate_limited: "Slow down: too many actions at once.",
-  not_found: "Not found.",
-};
-const errorText = (err) => ERRORS[err.code] || err.message || "Something went wrong.";
+// the error codes with a text of their own (agent.error.<code>); others show the server's message
+const ERRORS = ["conflict", "forbidden", "too_large", "rate_limited", "not_found", "connection_lost", "not_connected"];
+const errorText = (err) => (ERRORS.includes(err.code) ? t("agent.error." + err.code) : err.message || t("agent.error.generic"));
 const notes = setupNotes({ state, els, toast, errorText }); // private notes: agent-notes.js
 const agentStatus = setupStatus({ state, toast, errorText, renderTransferPicker }); // agent-status.js
+const notify = setupNotify({ open: (id) => openConversation(id), toast }); // desktop notifications: agent-notify.js
 mountBlocks({ token: () => state.token, toast, actions: $(".actions"), before: els.messages });
 const context = setupContext({ api, toast, open: (id) => openConversation(id), profile: renderProfile }); // agent-context.js
 
@@ -82,7 +84,7 @@ async function api(path) {
   const token = state.token; // a late 401 for an earlier session must not log out the next one
   const response = await fetch(path, { headers: { Authorization: `Bearer ${token}` } });
   if (response.status === 401) {
-    if (state.token === token) logout("Your session has expired. Please sign in again.");
+    if (state.token === token) logout(t("agent.login.expired"));
     throw new Error("unauthorized");
   }
   if (!response.ok) throw new Error((await response.json().catch(() => ({}))).message || `HTTP ${response.status}`);
@@ -133,10 +135,11 @@ els.loginForm.addEventListener("submit", async (event) => {
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      const text = response.status === 401 ? "Wrong username or password (or the account is disabled)."
+      const retry = response.headers.get("Retry-After");
+      const text = response.status === 401 ? t("agent.login.wrong")
         : response.status === 429
-          ? `Too many failed attempts: try again in ${response.headers.get("Retry-After") || "a few"} s.`
-          : body.message || `Sign-in failed (HTTP ${response.status}).`;
+          ? (retry ? t("agent.login.throttled", { seconds: retry }) : t("agent.login.throttled_soon"))
+          : body.message || t("agent.login.failed", { status: response.status });
       showLogin(text);
       return;
     }
@@ -144,7 +147,7 @@ els.loginForm.addEventListener("submit", async (event) => {
     sessionStorage.setItem(TOKEN_KEY, body.token);
     startSession(body.token, body.agent);
   } catch {
-    showLogin("Cannot reach the server.");
+    showLogin(t("agent.login.unreachable"));
   }
 });
 
@@ -183,7 +186,7 @@ async function startSession(token, agent) {
   state.socket = new AgentSocket(token, {
     state: setConnection,
     frame: onFrame,
-    unauthorized: () => logout("Your session was revoked or has expired. Please sign in again."),
+    unauthorized: () => logout(t("agent.login.revoked")),
   });
   state.socket.start();
   renderList();
@@ -197,7 +200,7 @@ async function loadAgents() {
 
 function setConnection(value) {
   els.conn.dataset.state = value;
-  els.conn.textContent = { connecting: "Connecting…", open: "Online", reconnecting: "Reconnecting…" }[value] || value;
+  els.conn.textContent = ["connecting", "open", "reconnecting"].includes(value) ? t("agent.conn." + value) : value;
 }
 
 // ---- frames ------------------------------------------------------------------------
@@ -251,7 +254,10 @@ function upsert(conv, live) {
   if (!conv.ai_streaming) {
     for (const [id, buffered] of aiStreams) if (buffered.conversationId === conv.conversation_id) aiStreams.delete(id);
   }
-  if (live && waitingWithMessages(conv) && !waitingWithMessages(before)) beep();
+  if (live && waitingWithMessages(conv) && !waitingWithMessages(before)) {
+    beep();
+    notify.newConversation(conv.conversation_id, conv.last_seq, visitorName(conv), conv.last_message?.content);
+  }
   if (state.view?.id === conv.conversation_id && conv.unread > 0) markRead();
 }
 
@@ -259,12 +265,18 @@ function onMessage(frame) {
   const conv = state.convs.get(frame.conversation_id);
   if (conv) {
     if (frame.seq > conv.last_seq) {
-      if (conv.last_seq === 0 && conv.status === "open") beep(); // a page view became a chat
+      const started = conv.last_seq === 0 && conv.status === "open"; // a page view became a chat
       conv.last_seq = frame.seq;
       conv.last_message = frame;
       conv.updated_at = frame.ts || conv.updated_at;
       const mine = frame.sender?.role === "agent" && frame.sender?.id === state.me?.id;
       if (!mine) conv.unread = (conv.unread || 0) + 1;
+      if (started) {
+        beep();
+        notify.newConversation(conv.conversation_id, frame.seq, visitorName(conv), frame.content);
+      } else if (isMine(conv) && frame.sender?.role === "visitor") {
+        notify.newMessage(conv.conversation_id, frame.seq, visitorName(conv), frame.content);
+      }
     }
     if (frame.sender?.role === "ai" || frame.sender?.role === "system") conv.ai_streaming = false; // a reply ended
   }
@@ -305,7 +317,7 @@ function onDelta(frame) {
 function showStream(streamId, text) {
   const view = state.view;
   if (view.finished.has(streamId) || view.streams.has(streamId)) return;
-  const el = messageEl({ sender: { role: "ai", name: "Assistant" }, content: "" });
+  const el = messageEl({ sender: { role: "ai", name: t("agent.message.assistant") }, content: "" });
   el.dataset.streaming = "true";
   el.dataset.streamId = streamId;
   const node = document.createTextNode(text);
@@ -324,8 +336,8 @@ function onTyping(frame) {
   if (state.view?.id !== frame.conversation_id) return;
   if (!frame.active) { hideTyping(); return; }
   const role = frame.sender?.role;
-  const who = role === "visitor" ? "Visitor" : frame.sender?.name || "An agent";
-  els.typing.textContent = `${who} is typing…`;
+  const who = role === "visitor" ? t("agent.typing.visitor") : frame.sender?.name || t("agent.typing.someone");
+  els.typing.textContent = t("agent.typing.active", { name: who });
   els.typing.hidden = false;
   clearTimeout(typingTimer);
   typingTimer = setTimeout(hideTyping, 8000); // in case "active: false" never comes
@@ -358,18 +370,19 @@ function renderItem(conv) {
   li.classList.toggle("needs-agent", Boolean(conv.needs_agent));
   const last = conv.last_message;
   const role = last?.sender?.role;
-  const lastText = last ? (role === "visitor" || role === "system" ? "" : `${last.sender?.name || role}: `) + last.content : "";
-  const unread = h("span", { class: "unread", "data-testid": "unread", hidden: !conv.unread }, String(conv.unread || 0));
+  const lastText = last ? (role === "visitor" || role === "system" ? ""
+    : `${last.sender?.name || (role === "ai" ? t("agent.message.assistant") : role)}: `) + last.content : "";
+  const unread = h("span", { class: "unread", "data-testid": "unread", hidden: !conv.unread }, formatNumber(conv.unread || 0));
   li.replaceChildren(...[
     h("div", { class: "item-top" },
-      h("span", { class: "dot" + (conv.visitor?.online ? " online" : ""), title: conv.visitor?.online ? "online" : "offline" }),
+      h("span", { class: "dot" + (conv.visitor?.online ? " online" : ""), title: t(conv.visitor?.online ? "agent.list.online" : "agent.list.offline") }),
       h("span", { class: "name", "data-testid": "visitor-name" }, visitorName(conv)),
       h("span", { class: "time" }, timeOf(conv.updated_at))),
     h("div", { class: "item-mid" },
       h("span", { class: "page", "data-testid": "visitor-page", title: conv.visitor?.page || "" }, conv.visitor?.page || ""),
-      conv.needs_agent ? h("span", { class: "flag", "data-testid": "needs-agent" }, "needs agent") : null,
-      conv.ai_streaming ? h("span", { class: "flag ai" }, "AI replying") : null),
-    conv.status === "assigned" && !isMine(conv) ? h("div", { class: "assignee" }, `with ${agentName(conv.assigned_to)}`) : null,
+      conv.needs_agent ? h("span", { class: "flag", "data-testid": "needs-agent" }, t("agent.list.needs_agent")) : null,
+      conv.ai_streaming ? h("span", { class: "flag ai" }, t("agent.list.ai_replying")) : null),
+    conv.status === "assigned" && !isMine(conv) ? h("div", { class: "assignee" }, t("agent.list.with", { name: agentName(conv.assigned_to) })) : null,
     labelChips(conv),
     leftEmailLine(conv),
     h("div", { class: "item-bottom" }, h("span", { class: "last", "data-testid": "last-message" }, lastText), unread),
@@ -396,12 +409,12 @@ function renderList() {
   }
   for (const [id, li] of state.items) if (!state.convs.has(id)) { li.remove(); state.items.delete(id); }
   for (const tab of els.tabs) {
-    tab.querySelector("[data-testid=count]").textContent = String(counts[tab.dataset.tab]);
+    tab.querySelector("[data-testid=count]").textContent = formatNumber(counts[tab.dataset.tab]);
     tab.setAttribute("aria-selected", String(tab.dataset.tab === state.tab));
   }
   els.listEmpty.hidden = counts[state.tab] > 0;
   const n = waitingNow + unreadMine;
-  document.title = n > 0 ? `(${n}) ${BASE_TITLE}` : BASE_TITLE;
+  document.title = n > 0 ? `(${formatNumber(n)}) ${BASE_TITLE}` : BASE_TITLE;
 }
 
 for (const tab of els.tabs) {
@@ -421,7 +434,7 @@ async function loadClosed() {
     }
     renderList();
   } catch (err) {
-    if (state.token) toast(`Could not load closed conversations: ${err.message}`);
+    if (state.token) toast(t("agent.list.closed_failed", { reason: err.message }));
   }
 }
 
@@ -433,10 +446,10 @@ function messageEl(msg) {
   if (msg.seq) el.dataset.seq = String(msg.seq);
   if (msg.stream_id) el.dataset.streamId = msg.stream_id;
   if (role !== "system") {
-    const name = role === "visitor" ? msg.sender?.name || "Visitor" : msg.sender?.name || role;
-    const meta = h("div", { class: "meta" }, h("span", { class: "sender" }, name), h("span", { class: "ts" }, timeOf(msg.ts)));
+    const name = role === "visitor" ? msg.sender?.name || t("agent.message.visitor") : msg.sender?.name || (role === "ai" ? t("agent.message.assistant") : role);
+    const meta = h("div", { class: "meta", "data-seen": own ? t("agent.message.seen") : null }, h("span", { class: "sender" }, name), h("span", { class: "ts" }, timeOf(msg.ts)));
     if (msg.campaign_id) { // sent by a campaign, not typed by this sender: say so
-      meta.append(h("span", { class: "campaign", "data-testid": "message-campaign", title: "Sent by a campaign (customer-service campaigns report " + msg.campaign_id + ")" }, `campaign ${msg.campaign_id}`));
+      meta.append(h("span", { class: "campaign", "data-testid": "message-campaign", title: t("agent.message.campaign_title", { id: msg.campaign_id }) }, t("agent.message.campaign", { id: msg.campaign_id })));
     }
     el.append(meta);
   }
@@ -523,7 +536,7 @@ async function loadContact(id) {
       refreshView();
     }
   } catch (err) {
-    if (state.view?.id === id && err.message !== "unauthorized") toast(`Could not load the profile: ${errorText(err)}`);
+    if (state.view?.id === id && err.message !== "unauthorized") toast(t("agent.view.profile_failed", { reason: errorText(err) }));
   }
 }
 
@@ -531,18 +544,18 @@ async function loadContact(id) {
 function renderProfile(contact) {
   els.profile.hidden = !contact;
   if (!contact) { els.profile.replaceChildren(); return; }
-  const rows = [["User id", contact.external_id], ["Name", contact.name], ["Email", contact.email], ["Phone", contact.phone]];
+  const rows = [["user_id", contact.external_id], ["name", contact.name], ["email", contact.email], ["phone", contact.phone]];
   const children = [];
-  for (const [label, value] of rows) {
-    if (value) children.push(h("dt", {}, label), h("dd", { "data-field": label.toLowerCase().replace(" ", "_") }, value));
+  for (const [field, value] of rows) {
+    if (value) children.push(h("dt", {}, t("agent.profile." + field)), h("dd", { "data-field": field }, value));
   }
   if (contact.tags?.length) {
-    children.push(h("dt", {}, "Tags"), h("dd", { "data-field": "tags" }, ...contact.tags.map((t) => h("span", { class: "tag" }, t))));
+    children.push(h("dt", {}, t("agent.profile.tags")), h("dd", { "data-field": "tags" }, ...contact.tags.map((tag) => h("span", { class: "tag" }, tag))));
   }
   for (const [key, value] of Object.entries(contact.attributes || {})) {
     children.push(h("dt", {}, key), h("dd", { "data-field": "attr" }, typeof value === "string" ? value : JSON.stringify(value)));
   }
-  if (contact.unsubscribed) children.push(h("dt", {}, "Campaigns"), h("dd", { class: "unsubscribed", "data-field": "unsubscribed" }, "unsubscribed"));
+  if (contact.unsubscribed) children.push(h("dt", {}, t("agent.profile.campaigns")), h("dd", { class: "unsubscribed", "data-field": "unsubscribed" }, t("agent.profile.unsubscribed")));
   els.profile.replaceChildren(...children);
 }
 
@@ -597,7 +610,7 @@ async function loadHistory(before) {
     else scrollDown(true);
     markRead();
   } catch (err) {
-    if (state.view === view) toast(`Could not load messages: ${errorText(err)}`);
+    if (state.view === view) toast(t("agent.view.history_failed", { reason: errorText(err) }));
   } finally {
     view.loading = false;
   }
@@ -620,8 +633,9 @@ function refreshView() {
   els.view.dataset.status = conv.status || "";
   els.viewName.textContent = visitorName(conv);
   const details = [
-    { open: "Waiting", assigned: isMine(conv) ? "Assigned to you" : `With ${agentName(conv.assigned_to)}`, closed: "Closed" }[conv.status],
-    conv.visitor?.online ? "online" : "offline",
+    { open: t("agent.view.status.open"), closed: t("agent.view.status.closed"),
+      assigned: isMine(conv) ? t("agent.view.status.assigned_to_you") : t("agent.view.status.with", { name: agentName(conv.assigned_to) }) }[conv.status],
+    t(conv.visitor?.online ? "agent.list.online" : "agent.list.offline"),
     conv.visitor?.email, conv.visitor?.page,
   ].filter(Boolean);
   els.viewDetails.textContent = details.join(" · ");
@@ -633,9 +647,9 @@ function refreshView() {
   els.transfer.hidden = !mine;
   els.close.hidden = !(mine || conv.status === "open");
   els.reply.hidden = !mine;
-  els.replyNote.textContent = mine ? "" : conv.status === "open" ? "Accept this conversation to reply."
-    : conv.status === "closed" ? "This conversation is closed."
-      : conv.status === "assigned" ? `${agentName(conv.assigned_to)} is handling this conversation.` : "";
+  els.replyNote.textContent = mine ? "" : conv.status === "open" ? t("agent.reply.accept_first")
+    : conv.status === "closed" ? t("agent.reply.closed")
+      : conv.status === "assigned" ? t("agent.reply.handled_by", { name: agentName(conv.assigned_to) }) : "";
   els.replyNote.hidden = mine;
   if (!mine) stopTyping();
   notes.refresh();
@@ -659,7 +673,7 @@ function renderTransferPicker() {
     .sort((a, b) => (b.online === true) - (a.online === true) || (a.name || a.username).localeCompare(b.name || b.username));
   els.transferSelect.replaceChildren(...others.map((a) => h("option", { value: String(a.id) },
     `${a.name || a.username}${statusSuffix(a)}`)));
-  if (!others.length) els.transferSelect.append(h("option", { value: "", disabled: true }, "No other agents"));
+  if (!others.length) els.transferSelect.append(h("option", { value: "", disabled: true }, t("agent.transfer.none")));
   els.transferSubmit.disabled = !others.length;
 }
 
@@ -696,7 +710,7 @@ els.transferSubmit.addEventListener("click", () => {
   if (!to) return;
   act({ type: "transfer", conversation_id: id, to_agent: to }, () => {
     locally(id, { assigned_to: to });
-    toast(`Transferred to ${agentName(to)}.`);
+    toast(t("agent.transfer.done", { name: agentName(to) }));
   });
 });
 
@@ -716,7 +730,7 @@ function sendReply() {
   const view = state.view;
   const content = els.replyInput.value;
   if (!view || !content.trim()) return;
-  if ([...content].length > 4000) { toast(ERRORS.too_large); return; }
+  if ([...content].length > 4000) { toast(t("agent.error.too_large")); return; }
   const id = randomId();
   const sender = { role: "agent", id: state.me?.id, name: state.me?.name };
   const el = messageEl({ sender, content, ts: new Date().toISOString() });
@@ -745,7 +759,7 @@ function sendReply() {
     delete el.dataset.pending;
     el.dataset.failed = "true";
     el.dataset.after = String(Math.max(0, ...view.bySeq.keys()) + 0.5);
-    toast(`Not sent: ${errorText(err)}`);
+    toast(t("agent.reply.not_sent", { reason: errorText(err) }));
   });
 }
 

@@ -1,5 +1,7 @@
 // Small DOM helpers for the dashboard. Text always goes in as text nodes, never as HTML.
 
+import { formatWhen } from "./i18n.js";
+
 /** h("div", {class: "x", "data-testid": "y"}, "text", child) */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -15,14 +17,9 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** A message's time in the dashboard's language: the time of day today, else the date. */
 export function timeOf(ts) {
-  if (!ts) return "";
-  const d = new Date(ts);
-  if (isNaN(d)) return "";
-  const sameDay = d.toDateString() === new Date().toDateString();
-  return sameDay
-    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-    : d.toLocaleDateString([], { month: "short", day: "numeric" });
+  return formatWhen(ts);
 }
 
 export function randomId(prefix = "a") {

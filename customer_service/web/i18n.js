@@ -25,6 +25,11 @@ export function setLanguage(lang) {
 
 export function language() { return current; }
 
+/** A language's own name ("English", "中文"), for a language switch. */
+export function languageName(lang) {
+  return (TABLES[lang] || {})["agent.lang.name"] || lang;
+}
+
 /** The text for `key` in the current language (English when it has none), with
  * `{name}` fields filled from `vars`. */
 export function t(key, vars) {
@@ -49,4 +54,38 @@ export function formatDate(date) {
 
 export function formatNumber(n) {
   return new Intl.NumberFormat(current).format(n);
+}
+
+export function formatDateTime(date) {
+  const d = date instanceof Date ? date : new Date(date);
+  return isNaN(d) ? "" : d.toLocaleString(current, { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+/** A message's time: the time of day today, else the date (month and day). */
+export function formatWhen(ts) {
+  if (!ts) return "";
+  const d = new Date(ts);
+  if (isNaN(d)) return "";
+  return d.toDateString() === new Date().toDateString()
+    ? formatTime(d)
+    : d.toLocaleDateString(current, { month: "short", day: "numeric" });
+}
+
+/** The first of `wanted` (e.g. navigator.languages) that is a known language, or null. */
+export function firstKnown(wanted) {
+  for (const lang of wanted || []) {
+    const found = matchLanguage(lang);
+    if (found) return found;
+  }
+  return null;
+}
+
+/** Fill the static text of a page from the table: `data-i18n="key"` sets the text,
+ * `data-i18n-placeholder`, `data-i18n-aria-label` and `data-i18n-title` set those
+ * attributes (CSP allows no inline script, so agent.html and index.html carry keys). */
+export function translatePage(root = document) {
+  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const attr of ["placeholder", "aria-label", "title"]) {
+    for (const el of root.querySelectorAll(`[data-i18n-${attr}]`)) el.setAttribute(attr, t(el.getAttribute(`data-i18n-${attr}`)));
+  }
 }

@@ -4,8 +4,9 @@
  *   <script src="https://chat.example.com/widget.js" data-title="Chat with us" async></script>
  *
  * Options (data attributes on the script tag):
- *   data-title   header text                  data-name / data-email  visitor details
+ *   data-title   header text ([web] title)    data-name / data-email  visitor details
  *   data-color   accent colour (CSS colour)   data-open               start opened
+ *   data-lang    "en" or "zh-CN"; default: the browser's languages, then [web] default_language
  *   data-inline  "#selector": render the panel inside that element, no bubble
  *   data-page    the page shown to agents; default: location.origin + location.pathname
  *                (the query and fragment are never sent: they may hold tokens). The
@@ -45,16 +46,35 @@
     return LANGS.find((l) => l.toLowerCase() === lower)
       || LANGS.find((l) => l.toLowerCase().split("-")[0] === lower.split("-")[0]) || null;
   }
-  const LANG = matchLang(opts.lang) || (navigator.languages || [navigator.language]).map(matchLang).find(Boolean) || "en";
+  // data-lang wins, then the browser's languages, then the server's default_language
+  const ASKED_LANG = matchLang(opts.lang) || (navigator.languages || [navigator.language]).map(matchLang).find(Boolean);
+  let LANG = ASKED_LANG || "en";
   /** The text for `key` in the widget's language (English when it has none), `{name}` filled from `vars`. */
   function t(key, vars) {
     const text = (STRINGS[LANG] || {})[key] ?? (STRINGS.en || {})[key] ?? key;
     return vars ? text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole)) : text;
   }
+
+  // ---- what the server says before anyone writes: branding, default language ----------
+  // (GET /api/v1/widget, public; the widget waits for it at most SETTINGS_DEADLINE_MS)
+  const SETTINGS_DEADLINE_MS = 4000;
+  let settings = {};
+  const settingsReady = (async () => {
+    const abort = typeof AbortController === "function" ? new AbortController() : null;
+    const timer = setTimeout(() => { if (abort) abort.abort(); }, SETTINGS_DEADLINE_MS);
+    try {
+      const response = await fetch(ORIGIN + "/api/v1/widget", { credentials: "omit", signal: abort && abort.signal });
+      if (response.ok) settings = await response.json();
+    } catch (_) { /* unreachable now: the defaults, and the socket retries on its own */ }
+    finally { clearTimeout(timer); }
+    if (!ASKED_LANG) LANG = matchLang(settings.default_language) || "en";
+  })();
+  const begin = () => { settingsReady.then(start); };
+
   if (opts.inline && !document.querySelector(opts.inline) && document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", start); // the container comes later in the page
+    document.addEventListener("DOMContentLoaded", begin); // the container comes later in the page
   } else {
-    start();
+    begin();
   }
 
   function start() {
@@ -74,6 +94,8 @@
 
     // ---- identity: who the site says is signed in ----
     const USER_ID = opts.userId && opts.userHash ? opts.userId : "";
+    /** A visitor the server knows (a token held) or a signed-in user: they connect at once. */
+    const known = () => Boolean(store.get("token") || USER_ID);
     // This browser's visitor belonged to another signed-in user (or the user signed out):
     // forget it, so that the next person at a shared computer does not see their chat.
     // (Anonymous → signed in keeps it: the conversation continues under the user's name.)
@@ -106,7 +128,7 @@
 
     function timeOf(ts) {
       const d = ts ? new Date(ts) : new Date();
-      return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      return isNaN(d) ? "" : d.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit" });
     }
 
     // ---- build the UI -----------------------------------------------------------
@@ -119,32 +141,38 @@
     link.addEventListener("error", reveal);
 
     const root = h("div", { class: "cs-root" + (INLINE ? " cs-inline" : " cs-floating"), "data-state": "connecting" });
-    if (opts.color) root.style.setProperty("--cs-accent", opts.color);
+    root.setAttribute("lang", LANG);
+    const accent = opts.color || (/^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(settings.accent_color || "") ? settings.accent_color : "");
+    if (accent) root.style.setProperty("--cs-accent", accent);
+    const TITLE = opts.title || settings.title || t("widget.header.title");
+    let logoUrl = "";
+    try { logoUrl = settings.logo_url ? new URL(settings.logo_url, ORIGIN + "/").href : ""; } catch (_) { logoUrl = ""; }
+    const logo = /^https?:/.test(logoUrl) ? h("img", { class: "cs-logo", "data-testid": "cs-logo", src: logoUrl, alt: "" }) : null;
 
     const bubbleBadge = h("span", { class: "cs-bubble-badge", hidden: true });
     const bubble = INLINE ? null : h("button", {
       type: "button", class: "cs-bubble", "data-testid": "cs-bubble",
-      "aria-label": "Open chat", "aria-expanded": "false",
+      "aria-label": t("widget.bubble.open"), "aria-expanded": "false",
     }, h("span", { class: "cs-bubble-icon", "aria-hidden": "true" }), bubbleBadge);
 
-    const status = h("div", { class: "cs-status", "data-testid": "cs-status", role: "status" }, "connecting…");
-    const closeBtn = INLINE ? null : h("button", { type: "button", class: "cs-close", "aria-label": "Close chat" }, "×");
+    const status = h("div", { class: "cs-status", "data-testid": "cs-status", role: "status" }, t("widget.status.connecting"));
+    const closeBtn = INLINE ? null : h("button", { type: "button", class: "cs-close", "aria-label": t("widget.bubble.close") }, "×");
     const teamLine = h("div", { class: "cs-availability", "data-testid": "cs-availability", hidden: true });
-    const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite" });
+    const messages = h("div", { class: "cs-messages", "data-testid": "cs-messages", role: "log", "aria-live": "polite", "data-empty": t("widget.messages.empty") });
     const typing = h("div", { class: "cs-typing", "data-testid": "cs-typing", hidden: true });
     const errorBox = h("div", { class: "cs-error", "data-testid": "cs-error", role: "alert", hidden: true });
     const input = h("textarea", {
       class: "cs-input", "data-testid": "cs-input", rows: "1", maxlength: String(MAX_CHARS),
-      placeholder: "Write a message…", "aria-label": "Message",
+      placeholder: t("widget.input.placeholder"), "aria-label": t("widget.input.label"),
     });
-    const send = h("button", { type: "submit", class: "cs-send", "data-testid": "cs-send", "aria-label": "Send" }, "Send");
+    const send = h("button", { type: "submit", class: "cs-send", "data-testid": "cs-send", "aria-label": t("widget.input.send") }, t("widget.input.send"));
     const form = h("form", { class: "cs-form" }, input, send);
     const panel = h("div", {
       class: "cs-panel", "data-testid": "cs-panel", role: INLINE ? "region" : "dialog",
-      "aria-label": opts.title || "Chat", "data-state": "connecting", hidden: !INLINE,
+      "aria-label": opts.title || settings.title || t("widget.panel.label"), "data-state": "connecting", hidden: !INLINE,
     },
-      h("div", { class: "cs-header" },
-        h("div", { class: "cs-heading" }, h("div", { class: "cs-title" }, opts.title || "Chat with us"), status, teamLine),
+      h("div", { class: "cs-header" }, logo,
+        h("div", { class: "cs-heading" }, h("div", { class: "cs-title", "data-testid": "cs-title" }, TITLE), status, teamLine),
         closeBtn),
       messages, typing, errorBox, form);
 
@@ -159,7 +187,7 @@
 
     // ---- state --------------------------------------------------------------------
     let ws = null;
-    let state = "connecting";     // connecting | open | reconnecting | closed
+    let state = "connecting";     // idle (a first-time visitor, before their first message) | connecting | open | reconnecting | closed
     let everConnected = false;
     let attempt = 0;
     let retryTimer = null;
@@ -187,7 +215,7 @@
       state = next;
       root.setAttribute("data-state", next);
       panel.setAttribute("data-state", next);
-      status.textContent = { connecting: "connecting…", open: "online", reconnecting: "reconnecting…", closed: "offline" }[next];
+      status.textContent = t("widget.status." + next);
     }
 
     // ---- messages --------------------------------------------------------------------
@@ -212,7 +240,7 @@
     function messageEl(role, name, content) {
       const textEl = h("div", { class: "cs-text", "data-testid": "cs-text" }, content);
       const el = h("div", { class: "cs-message cs-" + role, "data-testid": "cs-message", "data-role": role });
-      if (role === "agent" || role === "ai") el.append(h("div", { class: "cs-sender" }, name || (role === "ai" ? "Assistant" : "Agent")));
+      if (role === "agent" || role === "ai") el.append(h("div", { class: "cs-sender" }, name || t(role === "ai" ? "widget.sender.ai" : "widget.sender.agent")));
       el.append(textEl);
       if (role !== "system") el.append(h("div", { class: "cs-meta" }));
       return el;
@@ -224,8 +252,8 @@
       let text = timeOf(ts);
       if (el.getAttribute("data-role") === "visitor") {
         if (el.hasAttribute("data-failed")) text = el.getAttribute("data-failed");
-        else if (el.getAttribute("data-pending") === "true") text = "Sending…";
-        else if (el.getAttribute("data-read") === "true") text += " · Read";
+        else if (el.getAttribute("data-pending") === "true") text = t("widget.meta.sending");
+        else if (el.getAttribute("data-read") === "true") text += " · " + t("widget.meta.read");
       }
       meta.textContent = text;
       if (ts) el.setAttribute("data-ts", ts);
@@ -276,7 +304,7 @@
       let live = streams.get(frame.stream_id);
       const wasNear = nearBottom();
       if (!live) {
-        const el = messageEl("ai", "Assistant", "");
+        const el = messageEl("ai", t("widget.sender.ai"), "");
         el.setAttribute("data-streaming", "true");
         el.setAttribute("data-stream-id", frame.stream_id);
         const text = document.createTextNode("");
@@ -360,8 +388,8 @@
     }
     function onTyping(frame) {
       if (!frame.active) { hideTyping(); return; }
-      const name = frame.sender && frame.sender.name || "An agent";
-      typing.textContent = name + " is typing…";
+      const name = frame.sender && frame.sender.name || t("widget.typing.someone");
+      typing.textContent = t("widget.typing.active", { name });
       typing.hidden = false;
       clearTimeout(typingHideTimer);
       typingHideTimer = setTimeout(hideTyping, 8000); // in case "active: false" never comes
@@ -388,16 +416,10 @@
 
     // ---- errors --------------------------------------------------------------------
     let errorTimer = null;
-    const ERROR_TEXT = {
-      too_large: "That message is too long.",
-      rate_limited: "You are sending messages too fast.",
-      bad_request: "That message could not be sent.",
-      unavailable: "The chat is temporarily unavailable.",
-      timeout: "The server took too long to answer.",
-      identity_invalid: "The chat could not confirm who you are. Please reload the page.",
-      identity_required: "Please sign in to chat with us.",
-      blocked: "You cannot chat here: this chat is blocked for you.",
-    };
+    // the error codes the visitor gets a text of their own for (widget.error.<code>)
+    const ERROR_CODES = ["too_large", "rate_limited", "bad_request", "unavailable", "timeout",
+      "identity_invalid", "identity_required", "blocked"];
+    const errorText = (code) => t("widget.error." + code);
     function showError(text, sticky) {
       errorBox.textContent = text;
       errorBox.hidden = false;
@@ -407,7 +429,7 @@
 
     function onError(frame) {
       if (hours && hours.onError(frame)) return;
-      const text = ERROR_TEXT[frame.error] || frame.message || "Something went wrong.";
+      const text = ERROR_CODES.includes(frame.error) ? errorText(frame.error) : frame.message || t("widget.error.generic");
       if (["identity_invalid", "identity_required", "blocked"].includes(frame.error)) {
         // The server closes the socket after this; reconnecting would meet the same answer.
         refused = true;
@@ -423,7 +445,7 @@
       } else if (item) {
         outbox.delete(frame.id);
         if (!item.seq) { // (one whose echo came is stored, whatever this resend met)
-          item.el.setAttribute("data-failed", "Not sent: " + text);
+          item.el.setAttribute("data-failed", t("widget.error.not_sent", { reason: text }));
           item.el.removeAttribute("data-pending");
           item.el.setAttribute("data-after", String(highestSeq + 0.5));
           setMeta(item.el);
@@ -446,7 +468,7 @@
     function submit() {
       const content = input.value;
       if (content.trim() === "") return;
-      if ([...content].length > MAX_CHARS) { showError(ERROR_TEXT.too_large); return; }
+      if ([...content].length > MAX_CHARS) { showError(errorText("too_large")); return; }
       queueText(content);
       input.value = "";
       autosize();
@@ -464,8 +486,9 @@
       outbox.set(id, { content, el, after: highestSeq, seq: 0 });
       if (hours) hours.threadChanged();
       scrollDown(true);
-      if (refused) { showError(errorBox.textContent || ERROR_TEXT.identity_invalid, true); return; }
-      if (state === "closed") connect(); // a normal close earlier: come back for this message
+      if (refused) { showError(errorBox.textContent || errorText("identity_invalid"), true); return; }
+      // a first-time visitor's first message, or a normal close earlier: connect for it
+      if (state === "idle" || state === "closed") connect();
       else sendText(id);                 // otherwise sent now, or on the next welcome
     }
 
@@ -617,6 +640,7 @@
           attempt = 0;
           everConnected = true;
           setState("open");
+          if (hours) hours.welcomed();
           startPing();
           for (const id of outbox.keys()) sendText(id); // unacked texts, same ids
           markRead();
@@ -667,6 +691,7 @@
       let loaded = false;           // the settings answered (or could not be had)
       let team = null;              // { status, back_at }
       let leaveId = null;           // the pending leave_message frame's id
+      let pendingLeave = null;      // a leave_message waiting for the socket's welcome
       let leaveAddress = "";
       let given = null;             // { name, email } from the pre-chat form
 
@@ -755,8 +780,8 @@
         prechatError.hidden = true;
         given = { name: values.name || "", email: values.email || "" };
         showPrechat(false);
-        if (values.question) queueText(values.question); // the first message, sent after welcome
-        if (!ws && !refused) connect();
+        if (values.question) queueText(values.question); // the first message: it connects
+        else if (!ws && !refused) connect();
       });
 
       leaveForm.addEventListener("submit", (event) => {
@@ -766,9 +791,11 @@
         leaveError.hidden = true;
         const id = randomId();
         if (!frameOut({ type: "leave_message", id, email: address })) {
-          leaveError.textContent = ERROR_TEXT.unavailable;
-          leaveError.hidden = false;
-          return;
+          if (refused) { leaveError.textContent = errorText("unavailable"); leaveError.hidden = false; return; }
+          // Not connected (a first-time visitor who has not written): leaving an address is
+          // what begins the conversation; it is sent once the socket is welcomed.
+          pendingLeave = { type: "leave_message", id, email: address };
+          if (state === "idle" || state === "closed" || !ws) connect();
         }
         leaveId = id;
         leaveAddress = address;
@@ -829,15 +856,13 @@
       setInterval(() => { if (isOpen && document.visibilityState === "visible") load(); }, POLL_MS);
 
       function opened() {
-        if (!loaded) return;
-        if (needsPrechat()) { showPrechat(true); return; }
-        if (!ws && !retryTimer && !refused && state !== "open") connect();
+        if (loaded && needsPrechat()) showPrechat(true);
       }
 
       return {
         /** Hold the first connection until the settings say whether a pre-chat form comes first. */
-        holdsConnect() { return !store.get("token") && !USER_ID && (!loaded || needsPrechat()); },
         opened,
+        welcomed() { if (pendingLeave && frameOut(pendingLeave)) pendingLeave = null; },
         prechat() { return given || {}; },
         setAvailability(status, backAt) { team = { status, back_at: backAt || null }; render(); },
         threadChanged: render,
@@ -854,7 +879,7 @@
           if (!leaveId || frame.id !== leaveId) return false;
           leaveId = null;
           leaveSubmit.disabled = false;
-          leaveError.textContent = frame.error === "bad_request" ? t("widget.hours.email_invalid") : (ERROR_TEXT[frame.error] || frame.message || "");
+          leaveError.textContent = frame.error === "bad_request" ? t("widget.hours.email_invalid") : (ERROR_CODES.includes(frame.error) ? errorText(frame.error) : frame.message || "");
           leaveError.hidden = false;
           return true;
         },
@@ -875,12 +900,13 @@
       root.classList.toggle("cs-is-open", open);
       if (bubble) {
         bubble.setAttribute("aria-expanded", String(open));
-        bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+        bubble.setAttribute("aria-label", t(open ? "widget.bubble.close" : "widget.bubble.open"));
       }
       try { sessionStorage.setItem(KEY + ":open", open ? "1" : ""); } catch (_) { /* ignore */ }
       if (open) {
-        // a first-time visitor connects now (after the pre-chat form, when there is one)
-        if (!ws && !retryTimer && !refused && state !== "open" && !(hours && hours.holdsConnect())) connect();
+        // a returning visitor whose socket closed comes back; a first-time one waits for their
+        // first message (or the pre-chat form, or an email left), so opening creates nothing
+        if (!ws && !retryTimer && !refused && state !== "open" && state !== "idle" && known()) connect();
         if (hours) hours.opened();
         unseen = 0;
         updateBadge();
@@ -906,18 +932,19 @@
     document.addEventListener("visibilitychange", markRead);
     // back online: reconnect only a widget that was in use (never a page view alone)
     window.addEventListener("online", () => {
-      if (!ws && !refused && state !== "open" && (everConnected || isOpen || store.get("token") || USER_ID)) connect();
+      if (!ws && !refused && state !== "open" && state !== "idle" && (everConnected || outbox.size > 0 || known())) connect();
     });
 
     let startOpen = INLINE || ("open" in opts && opts.open !== "false");
     try { if (sessionStorage.getItem(KEY + ":open") === "1") startOpen = true; } catch (_) { /* ignore */ }
     hours = makeHours();
-    setState("connecting");
-    setOpen(startOpen);
     // A returning visitor connects at once (agents' replies, the badge), and so does a
     // signed-in user (messages waiting in their account, a campaign's, show on the bubble);
-    // a first-time anonymous visitor of a floating widget only once they open it, so that
-    // page views alone do not create conversations.
-    if (store.get("token") || USER_ID) connect();
+    // a first-time anonymous visitor only with their first message, whether the panel is
+    // inline (the chat page), opened by data-open or by the bubble: page views and opening
+    // the chat alone create no visitor and no conversation.
+    setState(known() ? "connecting" : "idle");
+    setOpen(startOpen);
+    if (known()) connect();
   }
 })();

@@ -40,10 +40,12 @@ def test_widget_on_another_site(server: ServerProcess, embedding_site: Embedding
     expect(panel).to_be_hidden()
     bubble.click()
     expect(panel).to_be_visible()
-    expect(panel).to_have_attribute("data-state", "open")
+    # opening the chat creates nothing: a first-time visitor connects with their first message
+    expect(panel).to_have_attribute("data-state", "idle")
     expect(panel).to_contain_text("Example shop support")
 
     widget_send_acked(visitor, "Is the blue widget waterproof?")
+    expect(panel).to_have_attribute("data-state", "open")
     conversation_id = first_conversation_id(agent)
     item = conversation_item(agent, conversation_id)
     expect(item.locator(tid("visitor-name"))).to_contain_text("Jamie Doe")

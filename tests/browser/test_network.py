@@ -49,9 +49,8 @@ def test_reconnect_resends_pending_and_replays_missed(server: ServerProcess, pro
     pages.allow(visitor, r"net::ERR_CONNECTION_(RESET|REFUSED|CLOSED)")
     frames = FrameLog(visitor)
     open_widget_page(visitor, f"{proxy.url}/")  # the page, widget.js and the socket via the proxy
+    widget_send_acked(visitor, "Hello, where is my order?")  # (a first visitor connects with it)
     assert frames.sockets and all(f"127.0.0.1:{proxy.port}" in url for url in frames.sockets), frames.sockets
-
-    widget_send_acked(visitor, "Hello, where is my order?")
     conversation_id = first_conversation_id(agent)
     open_conversation(agent, conversation_id)
     agent.locator(tid("accept")).click()
