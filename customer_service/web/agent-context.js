@@ -74,7 +74,7 @@ export function setupContext(app) {
     const earlier = h("ul", { class: "context-earlier", "data-testid": "context-earlier" },
       ...data.earlier.map((c) => {
         const open = h("button", { type: "button", class: "link-button", "data-testid": "earlier-conversation", "data-conversation-id": String(c.id) },
-          t("agent.context.earlierItem", { id: c.id, status: t(`agent.context.status.${c.status}`), date: formatDate(c.last_message_at || c.created_at) }));
+          t("agent.context.earlierItem", { id: c.id, status: statusText(c.status), date: formatDate(c.last_message_at || c.created_at) }));
         open.addEventListener("click", () => app.open(c.id));
         return h("li", {}, open);
       }));
@@ -131,4 +131,9 @@ export function setupContext(app) {
   }
 
   return { show, onPage };
+}
+
+/** A conversation status in the agent's language. */
+function statusText(status) {
+  return t(`agent.context.status.${status}`);
 }

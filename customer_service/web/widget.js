@@ -712,8 +712,10 @@
         const time = back.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit" });
         if (days <= 0) return t("widget.hours.today", { time });
         if (days === 1) return t("widget.hours.tomorrow", { time });
-        if (days < 7) return t("widget.hours.weekday", { day: back.toLocaleDateString(LANG, { weekday: "long" }), time });
-        return t("widget.hours.date", { date: back.toLocaleDateString(LANG, { month: "long", day: "numeric" }), time });
+        const day = back.toLocaleDateString(LANG, { weekday: "long" });
+        if (days < 7) return t("widget.hours.weekday", { day, time });
+        const date = back.toLocaleDateString(LANG, { month: "long", day: "numeric" });
+        return t("widget.hours.date", { date, time });
       }
 
       // the greeting, among the messages until the stored one comes (data-after keeps it first)
