@@ -72,3 +72,27 @@ async def test_unknown_files_and_wrong_methods_are_refused(server: Server) -> No
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     assert package.status_code == 404
     assert post.status_code == 405 and post.json()["error"] == "method_not_allowed"
+
+
+async def test_scripts_carry_the_string_tables_of_every_language(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        widget = await http.get(http_url(server, "/widget.js"))
+        i18n = await http.get(http_url(server, "/static/i18n.js"))
+        english = await http.get(http_url(server, "/static/lang-en.json"))
+    assert english.status_code == 200
+    for script in (widget.text, i18n.text):
+        assert "/*@STRINGS@*/" not in script
+        assert '{"en":{' in script and '"zh-CN":{' in script
+
+
+async def test_widget_settings_are_public_and_readable_from_any_site(server: Server) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(http_url(server, "/api/v1/widget"),
+                                  headers={"origin": "https://shop.example.com"})
+    assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == "*"
+    body = response.json()
+    assert body["title"] == "Customer service"
+    assert body["languages"] == ["en", "zh-CN"]
+    assert body["welcome"]["zh-CN"].startswith("您好")
+    assert body["status"] == "away"  # no agent has a socket open

@@ -452,3 +452,32 @@ def test_a_misspelt_variable_is_matched_without_the_prefix_or_case(variable: str
                                                                    meant: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(f"did you mean {meant}")):
         load_config(None, environ={variable: "1"})
+
+
+def test_a_table_of_texts_per_language(tmp_path: Path) -> None:
+    path = write(tmp_path, '[auto_replies]\nwelcome = { en = "Hello", "zh-CN" = "你好" }\n')
+    assert load_config(path, environ={}).auto_replies.welcome == {"en": "Hello", "zh-CN": "你好"}
+    environ = {"CUSTOMER_SERVICE_AUTO_REPLIES_AWAY": '{ en = "Back soon" }'}
+    assert load_config(path, environ=environ).auto_replies.away == {"en": "Back soon"}
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('[auto_replies]\nwelcome = "Hello"\n', "[auto_replies] welcome must be a table"),
+    ('[auto_replies]\nwelcome = { en = 3 }\n', "[auto_replies] welcome.en must be a string"),
+    ('[auto_replies]\nwelcome = { fr = "Bonjour" }\n',
+     "[auto_replies] welcome: unknown language 'fr' (known: en, zh-CN)"),
+    ('[web]\nexpected_reply = { de = "bald" }\n', "[web] expected_reply: unknown language 'de'"),
+])
+def test_a_bad_table_of_texts_names_the_key(tmp_path: Path, text: str, words: str) -> None:
+    error = load_error(write(tmp_path, text))
+    assert words in str(error)
+    assert error.line == 2
+
+
+def test_a_table_default_is_written_inline_and_reads_back() -> None:
+    """A table default written as a sub-table would swallow the keys after it."""
+    text = render_template()
+    assert 'welcome = {en = "Hi! How can we help you today?"' in text
+    data = tomllib.loads(text)
+    assert data["auto_replies"]["closed"]["zh-CN"].startswith("我们现在不在工作时间")
+    assert "title" in data["web"] and "welcome" not in data["web"]
