@@ -16,7 +16,6 @@ import logging
 from typing import TYPE_CHECKING
 
 from customer_service.config import LANGUAGES
-from customer_service.core import frames
 from customer_service.core.auto_replies import (
     AutoReply,
     resolve_language,
@@ -94,7 +93,3 @@ async def leave_message(service: ChatService, conversation_id: int, visitor: Vis
     log.info("[conv %s] visitor %s left an email address", conversation_id, visitor.id)
     await service.announce(conversation, visitor, changed=True)
     return conversation
-
-
-def availability_frame(service: ChatService) -> str:
-    return frames.encode(service.availability.frame())
