@@ -91,7 +91,7 @@ class ChatService:
         self.ai: AiResponder | None = None
         self.blocks = BlockGuard(store, hub, config.server.message_timeout)
         """The blocked visitors and networks (``open_server`` keeps them loaded)."""
-        self.context = ContextRecorder(store)
+        self.context = ContextRecorder(store, config.server.message_timeout)
         """Visitor context waiting to be written (``open_server`` runs its writer)."""
         self._transitions = KeyedLock()
         """State changes of one conversation (accept, transfer, close, reopen) happen one at
