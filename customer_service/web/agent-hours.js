@@ -15,8 +15,8 @@ function mailLink(email, testid) {
 
 export function setupHours() {
   els.bar = h("div", { class: "left-email-bar", "data-testid": "left-email", hidden: true });
-  const profile = document.getElementById("profile");
-  if (profile) profile.after(els.bar);
+  // above the open conversation's messages (not in the context panel, which is beside it)
+  document.getElementById("messages").before(els.bar);
 }
 
 /** The list item's line for a left address (null when none was left). */

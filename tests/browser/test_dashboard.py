@@ -105,7 +105,7 @@ def test_two_agents_accept_transfer_close(server: ServerProcess, pages: Pages) -
 def test_wrong_password_and_phone_layout(server: ServerProcess, pages: Pages) -> None:
     seeded = seed_conversation(server.url, ["Hi, my parcel never arrived."], name="Jamie Doe",
                                page="https://shop.example.com/orders/1042")
-    phone = pages.new("agent-phone", viewport={"width": 390, "height": 844}, device_scale_factor=2,
+    phone = pages.new("agent-phone", viewport={"width": 375, "height": 812}, device_scale_factor=2,
                       is_mobile=True, has_touch=True)
     pages.allow(phone, r"status of 401")  # Chromium logs the refused login request
 
@@ -126,7 +126,10 @@ def test_wrong_password_and_phone_layout(server: ServerProcess, pages: Pages) ->
     expect(item).to_be_in_viewport()
     expect(item.locator(tid("visitor-name"))).to_contain_text("Jamie Doe")
     expect(item.locator(tid("visitor-page"))).to_contain_text("shop.example.com/orders/1042")
-    _fits_width(phone, 390)
+    _fits_width(phone, 375)
+    # the top bar (status, name, language, notifications, log out) fits too
+    for control in ("status-select", "agent-name", "language-select", "notify-toggle", "logout"):
+        expect(phone.locator(f".topbar {tid(control)}")).to_be_in_viewport(ratio=1)
 
     item.tap()
     view = conversation_view(phone)
@@ -136,7 +139,7 @@ def test_wrong_password_and_phone_layout(server: ServerProcess, pages: Pages) ->
     expect(message).to_be_visible()
     expect(message).to_be_in_viewport()
     expect(phone.locator(tid("accept"))).to_be_in_viewport()
-    _fits_width(phone, 390)
+    _fits_width(phone, 375)
 
 
 def _fits_width(page: Page, width: int) -> None:

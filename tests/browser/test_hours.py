@@ -62,6 +62,9 @@ def test_away_the_widget_offers_the_email_form_and_the_agent_sees_the_address(
     expect(visitor.locator(tid("cs-welcome"))).to_have_text(WELCOME)
     expect(visitor.locator(tid("cs-leave"))).to_be_visible()
     widget_send_acked(visitor, "Is anyone there?")
+    # connected: the socket's own "online" line would contradict "Away", so only the team's shows
+    expect(visitor.locator(tid("cs-status"))).to_be_hidden()
+    expect(team).to_be_visible()
     expect(widget_message(visitor, WELCOME, "system")).to_have_count(1)
     expect(widget_message(visitor, AWAY, "system")).to_have_count(1)
     expect(visitor.locator(tid("cs-welcome"))).to_have_count(0)
@@ -93,6 +96,7 @@ def test_away_the_widget_offers_the_email_form_and_the_agent_sees_the_address(
     # an agent is online now: the open widget hears it from its socket (within ~10 s)
     expect(team).to_have_attribute("data-status", "online", timeout=20_000)
     expect(team).to_have_text("Online")
+    expect(visitor.locator(tid("cs-status"))).to_be_hidden()
 
 
 def test_outside_hours_the_widget_says_when_the_team_is_back_in_local_time(
