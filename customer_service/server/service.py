@@ -104,7 +104,7 @@ class ChatService:
         """The time business hours are judged by (tests give the server a fixed one)."""
         self.availability = Availability(self)
         """Online, away or closed (``server/availability.py``)."""
-        self.context = ContextRecorder(store)
+        self.context = ContextRecorder(store, config.server.message_timeout)
         """Visitor context waiting to be written (``open_server`` runs its writer)."""
         self._transitions = KeyedLock()
         """State changes of one conversation (accept, transfer, close, reopen) happen one at

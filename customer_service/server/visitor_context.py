@@ -36,10 +36,8 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL: Final = 0.25
 """Seconds changes gather before they are written together."""
-WRITE_DEADLINE: Final = 5.0
-"""Seconds one batch may take; a batch that misses it is given up (and logged)."""
 FINAL_FLUSH: Final = 2.0
-"""Seconds the last batch may take at shutdown."""
+"""Seconds the last batch may take at shutdown (at most: the write deadline holds too)."""
 MAX_ADDRESS: Final = 64
 USER_AGENTS: Final = UserAgents()
 """Summaries by User-Agent string, for the whole process (bounded): filled as visitors
@@ -47,8 +45,12 @@ arrive, read by ``GET /api/v1/conversations/{id}/context``."""
 
 
 class ContextRecorder:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, deadline: float) -> None:
         self.store = store
+        self.deadline = deadline
+        """Seconds one batch may take (``[server] message_timeout``, as any database call):
+        then it is given up, and on MariaDB its statement ended, so that a locked table
+        never keeps a pooled connection waiting for context."""
         self.pending = PendingContext()
         self._wake = trio.Event()
         self._dropped_logged = 0
@@ -79,10 +81,10 @@ class ContextRecorder:
                 await self._wake.wait()
                 await trio.sleep(FLUSH_INTERVAL)  # let a burst gather
                 self._wake = trio.Event()
-                await self.flush(WRITE_DEADLINE, summarize=True)
+                await self.flush(self.deadline, summarize=True)
         finally:
             with trio.CancelScope(shield=True):
-                await self.flush(FINAL_FLUSH)
+                await self.flush(min(FINAL_FLUSH, self.deadline))
 
     async def flush(self, deadline: float, *, summarize: bool = False) -> None:
         """Write what is pending now, within ``deadline`` seconds (else it is given up);

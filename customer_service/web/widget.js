@@ -707,8 +707,8 @@
       function backWhen(iso) {
         const back = new Date(iso);
         if (isNaN(back)) return "";
-        const day = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
-        const days = Math.round((day(back) - day(new Date())) / 86400000);
+        const midnight = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+        const days = Math.round((midnight(back) - midnight(new Date())) / 86400000);
         const time = back.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit" });
         if (days <= 0) return t("widget.hours.today", { time });
         if (days === 1) return t("widget.hours.tomorrow", { time });

@@ -24,6 +24,8 @@ from tests.integration.helpers import open_ws
 
 _ids = itertools.count(1)
 DROPS = (ConnectionClosed, HandshakeError, OSError, trio.TooSlowError)
+RESEND_ERRORS = ("timeout", "unavailable", "internal")
+"""Errors after which a text is sent again with the same ``id`` (docs/protocol.md)."""
 
 
 @dataclass
@@ -143,6 +145,8 @@ class AgentDriver:
     visitor: VisitorDriver
     seen: Seen = field(default_factory=Seen)
     acked: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, str] = field(default_factory=dict)
+    """Answers sent and not acked yet (client id → content)."""
     answered: int = 0
 
     async def run(self, deadline: float) -> None:
@@ -159,14 +163,26 @@ class AgentDriver:
                     if frame["type"] == "ack" and frame["id"] == f"acc-{cid}":
                         self.visitor.accepted.set()
                     elif frame["type"] == "ack":
+                        self.pending.pop(frame["id"], None)
                         self.acked[frame["id"]] = frame["seq"]
+                    elif (frame["type"] == "error" and frame.get("id") in self.pending
+                          and frame["error"] in RESEND_ERRORS):
+                        # Resend with the same id, as the dashboard does (agent-conn.js):
+                        # stored once, whichever attempt committed.
+                        await trio.sleep(0.05)
+                        await self._send(ws, cid, frame["id"], self.pending[frame["id"]])
                     elif frame["type"] == "message" and frame["conversation_id"] == cid:
                         self.seen.add(frame)
                         if frame["sender"]["role"] == "visitor":
                             self.answered += 1
-                            await ws.send_message(json.dumps({
-                                "type": "text", "id": f"ag-{cid}-{next(_ids)}",
-                                "conversation_id": cid, "content": f"re: {frame['content']}"}))
+                            client_id = f"ag-{cid}-{next(_ids)}"
+                            self.pending[client_id] = f"re: {frame['content']}"
+                            await self._send(ws, cid, client_id, self.pending[client_id])
+
+    @staticmethod
+    async def _send(ws: Any, cid: int, client_id: str, content: str) -> None:
+        await ws.send_message(json.dumps({"type": "text", "id": client_id,
+                                          "conversation_id": cid, "content": content}))
 
 
 def stored_messages(database: str) -> list[tuple[int, int, str, str | None]]:
@@ -202,12 +218,17 @@ def check_exactly_once(database: str, acked: dict[str, int], conversation_of: di
 
 async def until_done(visitors: list[VisitorDriver], agents: list[AgentDriver],
                      limit: float) -> None:
-    """Wait until every visitor finished; else fail saying what each stuck pair saw."""
+    """Wait until every visitor finished and every agent saw the whole conversation too
+    (the visitor may see the last answer before the agent who wrote it does); else fail
+    saying what each stuck pair saw."""
     with trio.move_on_after(limit):
-        while not all(v.done for v in visitors):
+        while not all(v.done and g.seen.newest >= 1 + 2 * v.count and not g.pending
+                      for v, g in zip(visitors, agents, strict=True)):
             await trio.sleep(0.05)
         return
     stuck = [f"{v.name} conv {v.conversation_id}: sent {v.sent}, pending {list(v.pending)}, "
              f"reconnects {v.reconnects}, visitor saw {v.seen.seqs}, agent saw {g.seen.seqs}"
-             for v, g in zip(visitors, agents, strict=True) if not v.done]
+             f" (answered {g.answered}, pending {list(g.pending)})"
+             for v, g in zip(visitors, agents, strict=True)
+             if not (v.done and g.seen.newest >= 1 + 2 * v.count and not g.pending)]
     raise AssertionError("pairs did not finish:\n" + "\n".join(stuck[:10]))
