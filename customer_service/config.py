@@ -768,6 +768,10 @@ def _check_sections(config: Config, path: str | None, text: str,
     if not re.fullmatch(r"#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})", web.accent_color):
         raise error(f"[web] accent_color must be a colour as #rgb or #rrggbb (\"#2563eb\"), "
                     f"not {web.accent_color!r}", "web", "accent_color")
+    repeated = sorted({f for f in web.prechat_fields if web.prechat_fields.count(f) > 1})
+    if repeated:  # the widget would show the field twice and send one of them
+        raise error(f"[web] prechat_fields lists {repeated[0]!r} more than once", "web",
+                    "prechat_fields")
     if web.logo_url and logo_problem(web.logo_url):
         raise error(f"[web] logo_url {logo_problem(web.logo_url)}, not {web.logo_url!r}",
                     "web", "logo_url")

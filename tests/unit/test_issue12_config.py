@@ -57,3 +57,14 @@ def test_good_auto_replies_load(tmp_path: Path) -> None:
     config = load_config(path, environ={})
     assert config.auto_replies.closed["en"] == "Back {back}."
     assert config.auto_replies.welcome == {"en": "Hi", "zh-CN": ""}
+
+
+def test_a_prechat_field_listed_twice_is_refused(tmp_path: Path) -> None:
+    """The widget built one input per entry: two "name" inputs, and only one was sent."""
+    path = tmp_path / "cs.toml"
+    path.write_text('[web]\ntitle = "Shop"\nprechat_fields = ["name", "email", "name"]\n',
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert (info.value.key, info.value.line) == ("web.prechat_fields", 3)
+    assert str(info.value).endswith(":3: [web] prechat_fields lists 'name' more than once")
