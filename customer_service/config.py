@@ -408,8 +408,8 @@ def _line_of(text: str, section: str, key: str | None) -> int | None:
         found = header.match(line)
         if found:
             current = found.group(1).strip('"')
-            if key is None and current == section:
-                return number
+            if current == section if key is None else current == f"{section}.{key}":
+                return number  # the section, or the key written as a table of its own
             continue
         if key is not None and current == section and re.match(
                 rf"^\s*\"?{re.escape(key)}\"?\s*=", line):
@@ -735,6 +735,24 @@ def _check_sections(config: Config, path: str | None, text: str,
             if language not in LANGUAGES:
                 raise error(f"[{section}] {key}: unknown language {language!r} (known: "
                             f"{', '.join(LANGUAGES)})", section, key)
+    # [auto_replies]: only closed has a field ({back}, core/auto_replies.py), and a text is
+    # no longer than a message, so no visitor reads a literal "{back}" or an endless text.
+    for key, table in (("welcome", config.auto_replies.welcome),
+                       ("away", config.auto_replies.away),
+                       ("closed", config.auto_replies.closed)):
+        for language, reply in table.items():
+            for name in re.findall(r"\{([^{}]*)\}", reply):
+                if name == "back" and key != "closed":
+                    raise error(f"[auto_replies] {key}.{language}: {{back}} is filled in only "
+                                "in closed (when the team is back)", "auto_replies", key)
+                if name != "back":
+                    raise error(f"[auto_replies] {key}.{language}: unknown field {{{name}}} "
+                                "(closed may hold {back}, the other messages no field)",
+                                "auto_replies", key)
+            if len(reply) > server.max_message_chars:
+                raise error(f"[auto_replies] {key}.{language} is {len(reply)} characters long: "
+                            f"at most {server.max_message_chars} ([server] max_message_chars)",
+                            "auto_replies", key)
     # [hours]: the schedule is parsed as the server will (core/hours.py), enabled or not,
     # so that a mistake shows now rather than the day hours are turned on.
     hours = config.hours
@@ -750,6 +768,10 @@ def _check_sections(config: Config, path: str | None, text: str,
     if not re.fullmatch(r"#(?:[0-9A-Fa-f]{3}|[0-9A-Fa-f]{6})", web.accent_color):
         raise error(f"[web] accent_color must be a colour as #rgb or #rrggbb (\"#2563eb\"), "
                     f"not {web.accent_color!r}", "web", "accent_color")
+    repeated = sorted({f for f in web.prechat_fields if web.prechat_fields.count(f) > 1})
+    if repeated:  # the widget would show the field twice and send one of them
+        raise error(f"[web] prechat_fields lists {repeated[0]!r} more than once", "web",
+                    "prechat_fields")
     if web.logo_url and logo_problem(web.logo_url):
         raise error(f"[web] logo_url {logo_problem(web.logo_url)}, not {web.logo_url!r}",
                     "web", "logo_url")

@@ -45,6 +45,20 @@ class CliGroup(click.Group):
     traceback. Anything else is a bug and keeps its traceback.
     """
 
+    def main(self, args: Any = None, *pass_args: Any, **kwargs: Any) -> Any:
+        """Refuse a command line that is not UTF-8 before any command sees it: Python hands
+        such bytes over as lone surrogates, which no store or terminal can encode."""
+        import sys
+
+        for arg in sys.argv[1:] if args is None else args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                raw = arg.encode("utf-8", "surrogateescape")
+                click.echo(f"Error: the command line is not UTF-8: {repr(raw[:80])[1:]}", err=True)
+                sys.exit(2)
+        return super().main(args, *pass_args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

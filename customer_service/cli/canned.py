@@ -25,7 +25,7 @@ from customer_service.cli.common import (
     short_time,
     with_store,
 )
-from customer_service.errors import NotFound
+from customer_service.errors import BadRequest, NotFound
 
 if TYPE_CHECKING:
     from customer_service.core.canned import CannedReply
@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 @click.group()
 def canned() -> None:
     """Canned replies: snippets agents insert by typing / and the shortcut in the dashboard."""
+
+
+def read_stdin_text() -> str:
+    """All of stdin as UTF-8 text; other bytes are one clear error, not a traceback."""
+    raw = sys.stdin.buffer.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"the text read from stdin is not UTF-8 (byte {exc.start})") from None
 
 
 @canned.command("add")
@@ -55,7 +64,7 @@ def add(shortcut: str, text: str) -> None:
     from customer_service.core.canned import check_shortcut, check_text
 
     key = check_shortcut(shortcut)
-    body = check_text(sys.stdin.read() if text == "-" else text)
+    body = check_text(read_stdin_text() if text == "-" else text)
 
     async def work(store: Store) -> CannedReply:
         return await store.add_canned_reply(key, body)

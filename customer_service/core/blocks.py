@@ -82,6 +82,9 @@ def parse_network(text: str) -> Network:
     """An address or CIDR network to block, normalized; host bits set are an error (say
     ``10.1.0.0/16``, not ``10.1.2.3/16``), and so is a network of everyone (``/0``)."""
     raw = text.strip()
+    if "%" in raw:  # a zone (fe80::1%eth0) is no part of a client's address: never matched
+        raise BadRequest(f"invalid IP address or CIDR network {text[:80]!r}: an IPv6 zone "
+                         "(%...) cannot be blocked; give the address without it")
     try:
         network = ipaddress.ip_network(raw, strict=True)
     except ValueError as exc:

@@ -34,15 +34,20 @@ MAX_PENDING: Final = 10_000
 """Conversations whose context waits for the next write; beyond that new ones are dropped
 (and logged), so a flood cannot grow the server."""
 
+_UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters and bidirectional marks, overrides and isolates: a browser's report
+with them would garble the panel or make one site read as another (``\u202e``)."""
+
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,3}")
 
 
 def trim_url(url: str) -> str:
     """The URL as stored and shown: scheme, host and path only. A query or fragment may hold
     secrets (password reset links, tokens), and so may user info (``user:pass@``), so none
-    is kept. Anything that is not an absolute http(s) URL is dropped ("")."""
+    is kept. Anything that is not an absolute http(s) URL, or holds a control or
+    bidirectional character, is dropped ("")."""
     text = url.strip()
-    if not text or len(text) > MAX_URL:
+    if not text or len(text) > MAX_URL or _UNSHOWN.search(text):
         return ""
     try:
         parts = urlsplit(text)
@@ -59,10 +64,12 @@ def trim_url(url: str) -> str:
 
 
 def clean_title(title: str | None) -> str:
-    """A page title as shown: whitespace runs made one space, at most ``MAX_TITLE``."""
+    """A page title as shown: control and bidirectional characters dropped, whitespace runs
+    made one space, at most ``MAX_TITLE``."""
     if not title:
         return ""
-    return " ".join(title.split())[:MAX_TITLE]
+    return " ".join(_UNSHOWN.sub(lambda found: " " if found[0].isspace() else "",
+                                 title).split())[:MAX_TITLE]
 
 
 @lru_cache(maxsize=1)

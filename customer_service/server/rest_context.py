@@ -16,7 +16,7 @@ import trio
 
 from customer_service.core.frames import MAX_INT
 from customer_service.core.models import format_ts
-from customer_service.core.visitor_context import ConversationContext
+from customer_service.core.visitor_context import ConversationContext, trim_url
 from customer_service.errors import BadRequest, NotFound
 from customer_service.server.visitor_context import USER_AGENTS
 from customer_service.storage.base import Store
@@ -56,7 +56,9 @@ def context_json(found: ConversationContext) -> dict[str, Any]:
         "conversation_id": found.conversation_id,
         "name": (visitor.name if visitor else "") or (contact.name if contact else ""),
         "email": (visitor.email if visitor else "") or (contact.email if contact else ""),
-        "page": (stored.page if stored else "") or (visitor.page if visitor else ""),
+        # The visitor's own page column holds hello's page as it came (kept from before
+        # visitor context): only an http(s) URL, trimmed, may become the panel's link.
+        "page": (stored.page if stored else "") or trim_url(visitor.page if visitor else ""),
         "title": stored.title if stored else "",
         "pages": [{"url": p.url, "title": p.title, "at": format_ts(p.at)} for p in found.pages],
         "referrer": stored.referrer if stored else "",

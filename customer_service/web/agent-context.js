@@ -40,7 +40,10 @@ export function setupContext(app) {
   }
 
   const row = (label, field, ...value) => [h("dt", {}, label), h("dd", { "data-field": field }, ...value)];
-  const link = (url, text) => h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, text || url);
+  // Only an http(s) URL becomes a link (the server sends no other; a javascript: one must never).
+  const link = (url, text) => /^https?:\/\//i.test(url)
+    ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, text || url)
+    : h("span", {}, text || url);
   const named = (part) => (!part || part.name === "unknown" ? t("agent.context.unknown") : [part.name, part.version].filter(Boolean).join(" "));
 
   function localTime() {
