@@ -6,10 +6,17 @@ import os
 import resource
 import socket
 import subprocess
+import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+
+from customer_service.config import StorageConfig
+from customer_service.storage import Store
 
 HOST = "127.0.0.1"
 """Benchmarks only ever target loopback."""
@@ -136,3 +143,34 @@ def machine_speed() -> float:
         sum(i * i for i in range(10**7))
         best = min(best, time.perf_counter() - started)
     return best
+
+
+@asynccontextmanager
+async def throwaway_store(*, mysql: bool, prefix: str,
+                          cache_mb: int | None = None) -> AsyncIterator[Store]:
+    """A new, empty store for one benchmark: a MariaDB database made for it and dropped
+    after, or a SQLite file in a temporary folder."""
+    if mysql:
+        from customer_service.storage.mysql import open_mysql_store  # noqa: PLC0415
+
+        name = f"cs_bench_{uuid.uuid4().hex[:8]}"
+        config = StorageConfig(backend="mysql", mysql_database=name)
+        try:
+            async with open_mysql_store(config) as store:
+                yield store
+        finally:
+            import pymysql  # noqa: PLC0415
+
+            conn = pymysql.connect(host=config.mysql_host, port=config.mysql_port,
+                                   user=config.mysql_user, password=config.mysql_password)
+            with conn.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            conn.close()
+        return
+    from customer_service.storage.sqlite import open_sqlite_store  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        path = Path(folder) / "bench.db"
+        async with (open_sqlite_store(path) if cache_mb is None
+                    else open_sqlite_store(path, cache_mb=cache_mb)) as store:
+            yield store

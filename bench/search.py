@@ -18,7 +18,6 @@ import argparse
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,8 +28,7 @@ if str(ROOT) not in sys.path:
 
 import trio  # noqa: E402
 
-from bench.common import machine_speed  # noqa: E402
-from customer_service.config import StorageConfig  # noqa: E402
+from bench.common import machine_speed, throwaway_store  # noqa: E402
 from customer_service.core.models import NewMessage, Role  # noqa: E402
 from customer_service.core.search import parse_query  # noqa: E402
 from customer_service.storage._sql import Tx  # noqa: E402
@@ -122,28 +120,8 @@ async def measure(store: Store, args: argparse.Namespace, mysql: bool) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     print(f"machine: reference loop {machine_speed():.3f} s (sum of 10**7 squares)")
-    if args.mysql:
-        from customer_service.storage.mysql import open_mysql_store  # noqa: PLC0415
-
-        name = f"cs_bench_{uuid.uuid4().hex[:8]}"
-        config = StorageConfig(backend="mysql", mysql_database=name)
-        try:
-            async with open_mysql_store(config) as store:
-                await measure(store, args, mysql=True)
-        finally:
-            import pymysql  # noqa: PLC0415
-
-            conn = pymysql.connect(host=config.mysql_host, port=config.mysql_port,
-                                   user=config.mysql_user, password=config.mysql_password)
-            with conn.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            conn.close()
-        return
-    from customer_service.storage.sqlite import open_sqlite_store  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory(prefix="cs-bench-search-") as folder:
-        async with open_sqlite_store(Path(folder) / "bench.db") as store:
-            await measure(store, args, mysql=False)
+    async with throwaway_store(mysql=args.mysql, prefix="cs-bench-search-") as store:
+        await measure(store, args, mysql=args.mysql)
 
 
 if __name__ == "__main__":

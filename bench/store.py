@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -24,8 +23,7 @@ if str(ROOT) not in sys.path:
 
 import trio  # noqa: E402
 
-from bench.common import machine_speed  # noqa: E402
-from customer_service.config import StorageConfig  # noqa: E402
+from bench.common import machine_speed, throwaway_store  # noqa: E402
 from customer_service.core.models import NewMessage, Role  # noqa: E402
 from customer_service.storage.base import Store  # noqa: E402
 
@@ -60,28 +58,8 @@ async def fill(store: Store, args: argparse.Namespace) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     print(f"machine: reference loop {machine_speed():.3f} s (sum of 10**7 squares)")
-    if args.mysql:
-        from customer_service.storage.mysql import open_mysql_store  # noqa: PLC0415
-
-        name = f"cs_bench_{uuid.uuid4().hex[:8]}"
-        config = StorageConfig(backend="mysql", mysql_database=name)
-        try:
-            async with open_mysql_store(config) as store:
-                await fill(store, args)
-        finally:
-            import pymysql  # noqa: PLC0415
-
-            conn = pymysql.connect(host=config.mysql_host, port=config.mysql_port,
-                                   user=config.mysql_user, password=config.mysql_password)
-            with conn.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            conn.close()
-        return
-    from customer_service.storage.sqlite import open_sqlite_store  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory(prefix="cs-bench-store-") as folder:
-        async with open_sqlite_store(Path(folder) / "bench.db", cache_mb=args.cache_mb) as store:
-            await fill(store, args)
+    async with throwaway_store(mysql=args.mysql, prefix="cs-bench-store-", cache_mb=args.cache_mb) as store:
+        await fill(store, args)
 
 
 if __name__ == "__main__":
