@@ -43,7 +43,11 @@ def language(service: ChatService, wanted: str | None) -> str:
 
 async def begins(service: ChatService, conversation: Conversation) -> bool:
     """Whether the visitor's message about to be posted is the conversation's first: no
-    message yet, or only auto-replies."""
+    message yet, or only auto-replies. False without a single auto-reply text: there is
+    nothing to post, so the first messages of a conversation read nothing more."""
+    texts = service.config.auto_replies
+    if not any(any(table.values()) for table in (texts.welcome, texts.away, texts.closed)):
+        return False
     if conversation.last_seq == 0:
         return True
     if conversation.last_seq > BEGINNING:
