@@ -446,7 +446,7 @@ class App:
         """The agent whose password this is, counting a failure otherwise (in a slot)."""
         cost = self.service.config.auth.scrypt_n
         agent = await self.store.get_agent_by_username(data.username)
-        usable = agent is not None and not agent.disabled
+        usable = agent is not None and not agent.disabled and not agent.bot  # bots never log in
         if self._dummy_hash is None:
             self._dummy_hash = await trio.to_thread.run_sync(
                 partial(auth.hash_password, "not a password", n=cost))
