@@ -51,6 +51,9 @@ def transfer(conversation: Conversation, agent: Agent, target: Agent) -> Transit
         raise Conflict(f"conversation {conversation.id} is closed")
     if conversation.assigned_to != agent.id:
         raise Forbidden("only the agent a conversation is assigned to may transfer it")
+    if target.bot:
+        raise Conflict(f"'{target.username}' is a bot agent (an API token's): it takes no "
+                       "conversation")
     if target.disabled:
         raise Conflict(f"agent '{target.username}' is disabled")
     if target.id == agent.id:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import msgspec
@@ -22,7 +22,6 @@ import trio
 from customer_service import __version__, auth
 from customer_service.core.api_tokens import Access, Credential, may
 from customer_service.core.api_types import (
-    AgentOut,
     ErrorOut,
     HealthOut,
     LoginBody,
@@ -49,7 +48,7 @@ from customer_service.errors import (
 )
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
-from customer_service.server.rest_api import ROUTES, TABLE
+from customer_service.server.rest_api import ROUTES, TABLE, agent_out
 from customer_service.server.routes import Request, Response, english_list
 from customer_service.server.service import ChatService
 from customer_service.server.static import Asset, load_assets
@@ -112,11 +111,6 @@ def error_response(error: CustomerServiceError) -> Response:
 
 
 _login_body = msgspec.json.Decoder(LoginBody)
-
-
-def agent_json(agent: Agent) -> AgentOut:
-    return AgentOut(id=agent.id, username=agent.username, name=agent.name,
-                    disabled=agent.disabled)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -292,7 +286,7 @@ class App:
             (b"cache-control", b"no-store"), (b"access-control-allow-origin", b"*")))
 
     async def healthz(self) -> Response:
-        db = "ok"
+        db: Literal["ok", "degraded", "error", "timeout"] = "ok"
         with trio.move_on_after(min(2.0, self.service.config.server.message_timeout / 2)
                                 ) as waited:
             try:
@@ -305,8 +299,9 @@ class App:
             # It answers a ping, but writes time out or fail (a lock, a full disk): the
             # instance still serves what needs no write, so it stays in the balancer.
             db = "degraded"
-        status = {"ok": "ok", "degraded": "degraded"}.get(db, "error")
-        body = HealthOut(status=status, version=__version__, db=db,  # type: ignore[arg-type]
+        status: Literal["ok", "degraded", "error"] = (
+            "ok" if db == "ok" else "degraded" if db == "degraded" else "error")
+        body = HealthOut(status=status, version=__version__, db=db,
                          ai=self.ai_status(), bus=self.bus_status(), instance=self.instance,
                          connections=self.service.hub.connection_count())
         return json_response(503 if status == "error" else 200, body)
@@ -361,7 +356,7 @@ class App:
         await self.store.add_agent_token(agent.id, auth.token_hash(token), "login",
                                          utc_now() + timedelta(hours=ttl))
         log.info("agent %s logged in from %s", agent.username, client)
-        return json_response(200, LoginOut(token=token, agent=agent_json(agent)))
+        return json_response(200, LoginOut(token=token, agent=agent_out(agent)))
 
     async def _unless_throttled(self, client: str, username: str) -> None:
         wait = await self.logins.retry_after(client, username)

@@ -72,9 +72,13 @@ async def _logout(req: Request) -> Reply:
     return await req.app.logout(req.caller, req.token_hash)
 
 
+def agent_out(agent: Agent) -> t.AgentOut:
+    return t.AgentOut(id=agent.id, username=agent.username, name=agent.name,
+                      disabled=agent.disabled)
+
+
 async def _me(req: Request) -> Reply:
-    return 200, t.AgentOut(id=req.caller.id, username=req.caller.username,
-                           name=req.caller.name, disabled=req.caller.disabled)
+    return 200, agent_out(req.caller)
 
 
 async def _me_status(req: Request) -> Reply:
