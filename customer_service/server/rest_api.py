@@ -91,7 +91,7 @@ async def _agents(req: Request) -> Reply:
     return 200, t.AgentsOut(agents=[
         t.AgentListItem(id=a.id, username=a.username, name=a.name, disabled=a.disabled,
                         online=a.id in online, status=statuses.get(a.id, "online"))
-        for a in await req.store.list_agents()])
+        for a in await req.store.list_agents() if not a.bot])  # bots take no conversation
 
 
 async def _widget(req: Request) -> Reply:
@@ -150,7 +150,8 @@ ROUTES: Final = (
     Route("POST", "/api/v1/me/status", _me_status, "agent",
           "Set the agent's status (online, away, offline)", body=t.StatusBody,
           response=t.StatusOut, errors=(400, 401, 403, 413), tag="agents"),
-    Route("GET", "/api/v1/agents", _agents, "read", "Every agent, online or not",
+    Route("GET", "/api/v1/agents", _agents, "read",
+          "Every agent, online or not (not API tokens' bot agents)",
           response=t.AgentsOut, errors=AUTH_ERRORS, tag="agents"),
     Route("GET", "/api/v1/conversations", rest_conversations.list_conversations, "read",
           "Conversations, newest activity first", query=t.ConversationsQuery,

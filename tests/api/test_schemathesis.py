@@ -16,6 +16,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
+import trio
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -26,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.cluster.harness import ServerProcess, cli, environment, write_config
+from tests.integration.helpers import Client, open_ws
 
 MAX_EXAMPLES = 20
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -58,12 +60,26 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     tokens = {"agent": _run_cli(config, "agents", "token", "alice"),
               "read": _run_cli(config, "tokens", "create", "reader", "--scope", "read"),
               "write": _run_cli(config, "tokens", "create", "writer", "--scope", "write")}
+    (folder / "contacts.csv").write_text("external_id,name,email,tags\nc1,Ann,ann@example.com,vip\n")
+    _run_cli(config, "contacts", "import", str(folder / "contacts.csv"))
+    _run_cli(config, "canned", "add", "hi", "Hello {visitor.name|there}")
     server = ServerProcess(folder, config, "api")
     try:
         server.wait_ready(bus=None)
+        trio.run(_seed_conversation, server.ws)
         yield server.url, tokens
     finally:
         server.stop()
+
+
+async def _seed_conversation(ws_base: str) -> None:
+    """Conversation 1, with a visitor's message: the operations on ids read something."""
+    async with open_ws(f"{ws_base}/ws/visitor") as ws:
+        client = Client(ws)
+        await client.send(type="hello", name="Vera", email="vera@example.com")
+        await client.recv_type("welcome")
+        await client.send(type="text", id="v1", content="Where is my refund?")
+        await client.recv_type("ack", id="v1")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -74,6 +90,8 @@ def test_the_api_keeps_to_its_description(api_server: tuple[str, dict[str, str]]
     schema = schemathesis.openapi.from_dict(document).exclude(
         path="/api/v1/logout")  # it would revoke the agent's token for the rest of the run
     headers = {"Authorization": f"Bearer {tokens[kind]}"}
+    seeded = httpx.get(f"{url}/api/v1/conversations/1/messages", headers=headers, timeout=10)
+    assert "Where is my refund?" in [m["content"] for m in seeded.json()["messages"]]
     session = requests.Session()
     failures: list[str] = []
     operations = 0

@@ -109,6 +109,9 @@ async def test_revoked_is_refused_at_once_and_agent_endpoints_refuse_tokens(
     assert revoked.status_code == 401
     assert revoked.json() == {"error": "unauthorized", "message": "invalid or expired token"}
     assert (await http.get(me, headers=bearer(writer))).status_code == 401
+    _, agent_token = await make_agent(server, "alice")
+    agents = await http.get(http_url(server, "/api/v1/agents"), headers=bearer(agent_token))
+    assert [a["username"] for a in agents.json()["agents"]] == ["alice"]  # not the bot
     login = await http.post(http_url(server, "/api/v1/login"),
                             json={"username": "crm-bot", "password": "!"})
     assert login.status_code == 401

@@ -83,6 +83,9 @@ def test_a_bot_writes_and_closes_whatever_is_not_closed() -> None:
         machine.bot_may_write(closed)
     with pytest.raises(Conflict):
         machine.bot_close(closed, bot)
+    alice = dataclasses.replace(bot, id=3, username="alice", name="Alice", bot=False)
+    with pytest.raises(Conflict, match="'crm' is a bot agent"):
+        machine.transfer(open_one, alice, bot)
 
 
 def test_the_document_lists_every_route_with_its_auth_and_errors() -> None:
