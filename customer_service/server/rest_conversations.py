@@ -22,7 +22,9 @@ from customer_service.core import frames
 from customer_service.core.api_types import (
     ConversationOne,
     ConversationsOut,
+    ConversationsQuery,
     MessagesOut,
+    MessagesQuery,
     SendBody,
 )
 from customer_service.core.frames import MAX_INT, decode_json, explain, message_out
@@ -61,15 +63,21 @@ def path_id(raw: str, name: str) -> int:
     return value
 
 
-async def list_conversations(req: Request) -> Reply:
+def conversations_query(req: Request) -> ConversationsQuery:
     query = req.app.query(req.scope)
     status = query.get("status")
     if status is not None and status not in {s.value for s in ConversationStatus}:
         raise BadRequest("status must be open, assigned or closed")
-    limit = query_int(query, "limit", 100, 1, 1000) or 100
+    return ConversationsQuery(status=status,  # type: ignore[arg-type]  # checked above
+                              limit=query_int(query, "limit", 100, 1, 1000) or 100,
+                              label=rest_labels.query_labels(req.scope))
+
+
+async def list_conversations(req: Request) -> Reply:
+    query = conversations_query(req)
     summaries = await req.store.list_conversations(
-        ConversationStatus(status) if status else None, limit,
-        labels=rest_labels.query_labels(req.scope))
+        ConversationStatus(query.status) if query.status else None, query.limit,
+        labels=query.label)
     infos = [req.service.conversation_info(s.conversation, s.visitor, s.last_message,
                                            labels=s.labels) for s in summaries]
     return 200, ConversationsOut(conversations=infos)
@@ -99,9 +107,9 @@ async def conversation_one(req: Request, conversation: Conversation | None = Non
 async def messages(req: Request) -> Reply:
     conversation = await _stored(req)
     query = req.app.query(req.scope)
-    before = query_int(query, "before_seq", None, 0, MAX_INT)
-    limit = query_int(query, "limit", 50, 1, 500) or 50
-    found = await req.store.messages_before(conversation.id, before, limit)
+    page = MessagesQuery(before_seq=query_int(query, "before_seq", None, 0, MAX_INT),
+                         limit=query_int(query, "limit", 50, 1, 500) or 50)
+    found = await req.store.messages_before(conversation.id, page.before_seq, page.limit)
     return 200, MessagesOut(conversation_id=conversation.id,
                             messages=[message_out(m) for m in found])
 
