@@ -145,7 +145,8 @@ def list_agents(as_json: bool) -> None:
     found, loads = with_store(config, work)
     default = config.routing.default_capacity
     if as_json:
-        echo_json([{**agent_dict(a), **_routing_dict(loads.get(a.id), default)} for a in found])
+        echo_json([{**agent_dict(a), "bot": a.bot, **_routing_dict(loads.get(a.id), default)}
+                   for a in found])
         return
     from rich.table import Table
 
@@ -153,6 +154,8 @@ def list_agents(as_json: bool) -> None:
                   "created (UTC)", title=f"{len(found)} agent(s)", title_justify="left")
     for agent in found:
         status = "[red]disabled[/red]" if agent.disabled else "[green]enabled[/green]"
+        if agent.bot:
+            status += " [cyan](bot)[/cyan]"
         load = loads.get(agent.id)
         table.add_row(str(agent.id), agent.username, esc(agent.name), status,
                       load.status if load else "online",
@@ -313,6 +316,9 @@ def token(username: str, label: str, ttl_hours: float | None) -> None:
 
     async def work(store: Store) -> Agent:
         agent = await _agent(store, username)
+        if agent.bot:
+            raise Conflict(f"{username!r} is an API token's bot agent, which cannot log in "
+                           "(see 'customer-service tokens')")
         if agent.disabled:
             raise Conflict(f"agent {username!r} is disabled "
                            f"(enable it with 'customer-service agents enable {username}')")

@@ -79,6 +79,8 @@ class AgentLoad:
     last_assigned_at: int = 0
     """When auto-assignment last gave it a conversation (ms since the epoch; 0: never)."""
     disabled: bool = False
+    bot: bool = False
+    """An API token's bot agent: never given a conversation."""
 
     def capacity_or(self, default: int) -> int:
         return self.capacity if self.capacity is not None else default
@@ -94,7 +96,8 @@ class Assignment:
 
 def eligible(agent: AgentLoad, online: Collection[int]) -> bool:
     """Whether the agent may be given new conversations at all (room aside)."""
-    return agent.status == "online" and not agent.disabled and agent.agent_id in online
+    return (agent.status == "online" and not agent.disabled and not agent.bot
+            and agent.agent_id in online)
 
 
 def plan(waiting: Sequence[int], agents: Iterable[AgentLoad], online: Collection[int],

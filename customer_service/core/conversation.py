@@ -51,6 +51,9 @@ def transfer(conversation: Conversation, agent: Agent, target: Agent) -> Transit
         raise Conflict(f"conversation {conversation.id} is closed")
     if conversation.assigned_to != agent.id:
         raise Forbidden("only the agent a conversation is assigned to may transfer it")
+    if target.bot:
+        raise Conflict(f"'{target.username}' is a bot agent (an API token's): it takes no "
+                       "conversation")
     if target.disabled:
         raise Conflict(f"agent '{target.username}' is disabled")
     if target.id == agent.id:
@@ -94,3 +97,18 @@ def visitor_writes(conversation: Conversation) -> Transition:
     if conversation.status is ConversationStatus.CLOSED:
         return Transition(ConversationStatus.OPEN, None, None)
     return Transition(conversation.status, conversation.assigned_to, None)
+
+
+def bot_may_write(conversation: Conversation) -> None:
+    """A bot agent (an API token's, ``docs/api.md``) writes in any conversation that is not
+    closed, whoever it is assigned to: it takes no conversation, so it accepts none."""
+    if conversation.status is ConversationStatus.CLOSED:
+        raise Conflict(f"conversation {conversation.id} is closed")
+
+
+def bot_close(conversation: Conversation, bot: Agent) -> Transition:
+    """A bot agent closes any conversation that is not closed yet, as an automation would."""
+    if conversation.status is ConversationStatus.CLOSED:
+        raise Conflict(f"conversation {conversation.id} is already closed")
+    return Transition(ConversationStatus.CLOSED, conversation.assigned_to,
+                      f"{bot.name} closed the conversation")

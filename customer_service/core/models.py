@@ -33,6 +33,9 @@ class Agent:
     password_hash: str
     disabled: bool
     created_at: datetime
+    bot: bool = False
+    """A bot agent: an API token's sender (``docs/api.md``); it never logs in and is never
+    auto-assigned."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from customer_service.core import frames
+from customer_service.core.api_types import StatusBody
 from customer_service.core.assignment import AgentLoad, AgentStatus, check_status
 from customer_service.core.bus_events import StatusEvent
 from customer_service.core.models import Agent
@@ -18,10 +19,6 @@ from customer_service.server.hub import Hub
 from customer_service.server.service import ChatService
 
 log = logging.getLogger(__name__)
-
-
-class StatusBody(msgspec.Struct, forbid_unknown_fields=False):
-    status: str
 
 
 _body_decoder = msgspec.json.Decoder(StatusBody)

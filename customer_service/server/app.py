@@ -8,24 +8,31 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import msgspec
 import trio
 
 from customer_service import __version__, auth
+from customer_service.core.api_tokens import Access, Credential, may
+from customer_service.core.api_types import (
+    ErrorOut,
+    HealthOut,
+    LoginBody,
+    LoginOut,
+    OkOut,
+)
 from customer_service.core.client_address import client_address, trusted_networks
-from customer_service.core.frames import MAX_INT, decode_json, explain, message_out
+from customer_service.core.frames import decode_json, explain
 from customer_service.core.login_failures import retry_after_header
-from customer_service.core.models import Agent, Conversation, ConversationStatus, utc_now
+from customer_service.core.models import Agent, utc_now
+from customer_service.core.openapi import openapi_document
 from customer_service.core.origin import AllowedOrigins
 from customer_service.errors import (
     BadRequest,
@@ -39,24 +46,15 @@ from customer_service.errors import (
     Unauthorized,
     Unavailable,
 )
-from customer_service.server import (
-    agent_status,
-    notes,
-    rest_blocks,
-    rest_canned,
-    rest_contacts,
-    rest_context,
-    rest_labels,
-    rest_search,
-)
 from customer_service.server.agent import AgentSession
 from customer_service.server.limits import LoginThrottle
-from customer_service.server.service import ChatService, contact_info
+from customer_service.server.rest_api import ROUTES, TABLE, agent_out
+from customer_service.server.routes import Request, Response, english_list
+from customer_service.server.service import ChatService
 from customer_service.server.static import Asset, load_assets
 from customer_service.server.transport import AsgiWebSocket
 from customer_service.server.visitor import VisitorSession
 from customer_service.server.widget_settings import widget_settings
-from customer_service.storage.base import Store
 from customer_service.transport.interface import (
     CONNECTION_ID,
     MAX_BODY,
@@ -75,14 +73,6 @@ and 128 MiB at the default cost)."""
 LOGIN_QUEUE_TIMEOUT = 10.0
 """Seconds a login may wait for a slot before a 503."""
 _json = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-    headers: tuple[tuple[bytes, bytes], ...] = ((b"cache-control", b"no-store"),)
 
 
 MAX_REQUEST_HEAD = 16 * 1024
@@ -120,17 +110,7 @@ def error_response(error: CustomerServiceError) -> Response:
                     response.headers + extra)
 
 
-class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
-    username: str
-    password: str
-
-
 _login_body = msgspec.json.Decoder(LoginBody)
-
-
-def agent_json(agent: Agent) -> dict[str, Any]:
-    return {"id": agent.id, "username": agent.username, "name": agent.name,
-            "disabled": agent.disabled}
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -166,29 +146,6 @@ def _query(scope: Scope) -> dict[str, str]:
     return {k: v[-1] for k, v in parsed.items()}
 
 
-def _int_param(query: dict[str, str], name: str, default: int | None, low: int,
-               high: int) -> int | None:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter '{name}' must be an integer") from None
-    if not low <= value <= high:
-        raise BadRequest(f"query parameter '{name}' must be between {low} and {high}")
-    return value
-
-
-def _path_id(raw: str, name: str) -> int:
-    """An id in a path (ASCII digits, maybe a minus sign), within what a database row can
-    have: 1 to 2^63-1."""
-    value = int(raw) if len(raw) <= 40 else MAX_INT + 1
-    if not 1 <= value <= MAX_INT:
-        raise BadRequest(f"the {name} must be an integer between 1 and {MAX_INT}")
-    return value
-
-
 def _switch(query: dict[str, str], name: str, *, default: bool) -> bool:
     raw = query.get(name)
     if raw is None:
@@ -218,6 +175,7 @@ class App:
         """Checked against for unknown users, so a login takes as long whether or not they exist."""
         self._login_slots = trio.CapacityLimiter(LOGIN_SLOTS)
         self.assets = load_assets(service.config.web.logo_url)
+        self._openapi: bytes | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -250,7 +208,7 @@ class App:
                 # hypercorn wants the body read before it sends the answer; one too large
                 # is answered all the same.
                 with trio.move_on_after(timeout), suppress(CustomerServiceError):
-                    await self._read_body(receive)
+                    await self.read_body(receive)
                 response = error_response(refused)
                 response = Response(response.status, response.body, response.content_type,
                                     (*response.headers, (b"connection", b"close")))
@@ -282,54 +240,34 @@ class App:
         await send({"type": "http.response.body", "body": body})
 
     async def route(self, scope: Scope, receive: Receive) -> Response:
+        """Dispatch through the route table (``server/rest_api.py``): the path's routes,
+        405 for another method, the caller authenticated and allowed (401, 403), then the
+        handler; a path no route has may be a static asset."""
         method, path = scope["method"], scope["path"]
-        routes: dict[str, dict[str, Callable[[], Awaitable[Response]]]] = {
-            "/healthz": {"GET": self.healthz},
-            "/metrics": {"GET": lambda: self.metrics_page(scope)},
-            "/api/v1/login": {"POST": lambda: self.login(scope, receive)},
-            "/api/v1/logout": {"POST": lambda: self.logout(scope)},
-            "/api/v1/me": {"GET": lambda: self.me(scope)},
-            "/api/v1/me/status": {"POST": lambda: self.me_status(scope, receive)},
-            "/api/v1/agents": {"GET": lambda: self.agents(scope)},
-            "/api/v1/widget": {"GET": self.widget},
-            "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
-            "/api/v1/contacts": {"GET": lambda: self.rest(scope, rest_contacts.list_contacts)},
-            "/api/v1/search": {"GET": lambda: self.rest(scope, rest_search.search)},
-            "/api/v1/canned": {"GET": lambda: self.call(scope, receive, rest_canned.list_canned),
-                               "POST": lambda: self.call(scope, receive, rest_canned.add_canned)},
-        }
         if path.startswith("/api/") and _url_carries_token(scope):
             raise Unauthorized(URL_TOKEN_REFUSED)  # the login included: nothing reads it there
-        if (labelled := rest_labels.match(scope)) is not None:
-            if method not in ("POST", "DELETE"):
-                return json_response(405, {"error": "method_not_allowed",
-                                           "message": f"{path} accepts POST and DELETE"})
-            return json_response(200, await rest_labels.change(
-                self.service, await self.authenticate(scope), method, *labelled))
-        if (context_id := rest_context.match(path)) is not None:
-            return await self.context(scope, method, context_id)
-        notes_path = path.startswith("/api/v1/conversations/") and path.endswith("/notes")
-        if path.startswith("/api/v1/conversations/") and not notes_path:
-            return await self.conversation_path(scope, method, path)
-        if path == "/api/v1/blocks" or path.startswith("/api/v1/blocks/"):
-            return await self.blocks(scope, receive, method)
-        asset = self.assets.get(path)
-        if asset is not None:
-            return self.static(scope, method, path, asset)
-        handlers = routes.get(path)
-        if handlers is None and notes_path:
-            handlers = {"GET": lambda: self.rest(scope, notes.list_notes)}
-        if handlers is None and path.startswith("/api/v1/contacts/"):
-            handlers = {"GET": lambda: self.rest(scope, rest_contacts.get_contact)}
-        if handlers is None and path.startswith("/api/v1/canned/"):
-            handlers = {"DELETE": lambda: self.call(scope, receive, rest_canned.delete_canned)}
-        if handlers is None:
+        raw = bytes(scope.get("raw_path") or path.encode()).decode("latin-1")
+        routes, params = TABLE.match(path, raw)
+        if not routes:
+            asset = self.assets.get(path)
+            if asset is not None:
+                return self.static(scope, method, path, asset)
             raise NotFound(f"no route {path}")
-        handler = handlers.get(method)
-        if handler is None:
-            return json_response(405, {"error": "method_not_allowed",
-                                       "message": f"{path} accepts {', '.join(handlers)}"})
-        return await handler()
+        route = routes.get(method)
+        if route is None:
+            allowed = list(routes)
+            return Response(405, _json.encode(ErrorOut(
+                "method_not_allowed", f"{path} accepts {english_list(allowed)}")),
+                headers=((b"cache-control", b"no-store"), (b"allow", ", ".join(allowed).encode())))
+        request = Request(self, scope, receive, params)
+        if route.auth != "public":
+            request.agent, request.credential, request.token_hash = await self.authorize(
+                scope, route.auth)
+        reply = await route.handler(request)
+        if isinstance(reply, Response):
+            return reply
+        status, payload = reply
+        return Response(status, _json.encode(payload))
 
     @staticmethod
     def static(scope: Scope, method: str, path: str, asset: Asset) -> Response:
@@ -348,7 +286,7 @@ class App:
             (b"cache-control", b"no-store"), (b"access-control-allow-origin", b"*")))
 
     async def healthz(self) -> Response:
-        db = "ok"
+        db: Literal["ok", "degraded", "error", "timeout"] = "ok"
         with trio.move_on_after(min(2.0, self.service.config.server.message_timeout / 2)
                                 ) as waited:
             try:
@@ -361,10 +299,11 @@ class App:
             # It answers a ping, but writes time out or fail (a lock, a full disk): the
             # instance still serves what needs no write, so it stays in the balancer.
             db = "degraded"
-        status = {"ok": "ok", "degraded": "degraded"}.get(db, "error")
-        body = {"status": status, "version": __version__, "db": db,
-                "ai": self.ai_status(), "bus": self.bus_status(), "instance": self.instance,
-                "connections": self.service.hub.connection_count()}
+        status: Literal["ok", "degraded", "error"] = (
+            "ok" if db == "ok" else "degraded" if db == "degraded" else "error")
+        body = HealthOut(status=status, version=__version__, db=db,
+                         ai=self.ai_status(), bus=self.bus_status(), instance=self.instance,
+                         connections=self.service.hub.connection_count())
         return json_response(503 if status == "error" else 200, body)
 
     async def metrics_page(self, scope: Scope) -> Response:
@@ -378,7 +317,7 @@ class App:
                 raise Unauthorized("/metrics needs Authorization: Bearer <[metrics] token>")
         return Response(200, self.metrics.exposition(), self.metrics.content_type.encode())
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def read_body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -398,7 +337,7 @@ class App:
         """Check a password (in a worker thread: scrypt takes a good part of a second) and
         hand out a token. Only failures are throttled, per username and per address."""
         client = self.client(scope)
-        body = await self._read_body(receive)
+        body = await self.read_body(receive)
         try:
             data = decode_json(_login_body, body)
         except msgspec.ValidationError as exc:
@@ -417,7 +356,7 @@ class App:
         await self.store.add_agent_token(agent.id, auth.token_hash(token), "login",
                                          utc_now() + timedelta(hours=ttl))
         log.info("agent %s logged in from %s", agent.username, client)
-        return json_response(200, {"token": token, "agent": agent_json(agent)})
+        return json_response(200, LoginOut(token=token, agent=agent_out(agent)))
 
     async def _unless_throttled(self, client: str, username: str) -> None:
         wait = await self.logins.retry_after(client, username)
@@ -446,7 +385,7 @@ class App:
         """The agent whose password this is, counting a failure otherwise (in a slot)."""
         cost = self.service.config.auth.scrypt_n
         agent = await self.store.get_agent_by_username(data.username)
-        usable = agent is not None and not agent.disabled
+        usable = agent is not None and not agent.disabled and not agent.bot  # bots never log in
         if self._dummy_hash is None:
             self._dummy_hash = await trio.to_thread.run_sync(
                 partial(auth.hash_password, "not a password", n=cost))
@@ -474,9 +413,31 @@ class App:
             return peer
         return client_address(peer, _headers(scope).get("x-forwarded-for"), self._trusted)
 
-    async def authenticate(self, scope: Scope) -> Agent:
-        agent, _ = await self.authenticate_token(scope)
-        return agent
+    async def authorize(self, scope: Scope, access: Access
+                        ) -> tuple[Agent, Credential, str]:
+        """The caller of a route needing ``access``: an agent's login token (checked
+        first: the dashboard's requests), else an API token, read from the database at
+        every request so a revoked one is refused at once on every instance. 401 without
+        a valid token, 403 when its kind may not use the route (``core/api_tokens.may``)."""
+        token = _bearer_token(scope)
+        if not token:
+            raise Unauthorized("a token is needed: Authorization: Bearer <token>")
+        hashed = auth.token_hash(token)
+        now = utc_now()
+        agent = await self.store.agent_for_token(hashed, now)
+        credential: Credential = "agent"
+        if agent is None:
+            found = await self.store.api_token_for(hashed, now)
+            if found is None:
+                raise Unauthorized("invalid or expired token")
+            api_token, agent = found
+            credential = api_token.scope
+        refused = may(access, credential)
+        if refused is not None:
+            log.info("%s %s refused to API token of bot agent %s: %s", scope["method"],
+                     scope["path"], agent.username, refused)
+            raise Forbidden(refused)
+        return agent, credential, hashed
 
     async def authenticate_token(self, scope: Scope, *, in_query: bool = False
                                  ) -> tuple[Agent, str]:
@@ -496,108 +457,24 @@ class App:
             raise Unauthorized("invalid or expired token")
         return agent, hashed
 
-    async def logout(self, scope: Scope) -> Response:
+    async def logout(self, agent: Agent, token_hash: str) -> Response:
         """Revoke the request's own token and close the sockets opened with it, on every
         instance (those a lost bus event misses close at their next token check)."""
-        agent, token_hash = await self.authenticate_token(scope)
         await self.store.revoke_agent_token(token_hash)
         self.service.hub.revoke(agent.id, token_hash)
         log.info("agent %s logged out", agent.username)
-        return json_response(200, {"ok": True})
+        return json_response(200, OkOut(ok=True))
 
-    async def me(self, scope: Scope) -> Response:
-        return json_response(200, agent_json(await self.authenticate(scope)))
+    def openapi_response(self) -> Response:
+        """The OpenAPI document, built once from the route table."""
+        if self._openapi is None:
+            self._openapi = _json.encode(openapi_document(ROUTES, __version__))
+        return Response(200, self._openapi, headers=(
+            (b"cache-control", b"no-store"), (b"access-control-allow-origin", b"*")))
 
-    async def me_status(self, scope: Scope, receive: Receive) -> Response:
-        agent = await self.authenticate(scope)
-        return json_response(200, await agent_status.rest_set_status(
-            self.service, agent, await self._read_body(receive)))
-
-    async def agents(self, scope: Scope) -> Response:
-        await self.authenticate(scope)
-        online = self.service.hub.online_agents()
-        statuses = {load.agent_id: load.status for load in await self.store.agent_loads()}
-        return json_response(200, {"agents": [
-            {**agent_json(a), "online": a.id in online, "status": statuses.get(a.id, "online")}
-            for a in await self.store.list_agents()]})
-
-    async def rest(self, scope: Scope,
-                   handler: Callable[[Store, Scope], Awaitable[Any]]) -> Response:
-        """An agent's GET answered with what ``handler`` makes of the store and request."""
-        await self.authenticate(scope)
-        return Response(200, _json.encode(await handler(self.store, scope)))
-
-    async def call(self, scope: Scope, receive: Receive,
-                   handler: Callable[[Store, Agent, Scope, bytes], Awaitable[tuple[int, Any]]]
-                   ) -> Response:
-        """An agent's request (any method) answered with the status and payload ``handler``
-        makes of the store, the agent, the request and its body."""
-        agent = await self.authenticate(scope)
-        status, payload = await handler(self.store, agent, scope, await self._read_body(receive))
-        return Response(status, _json.encode(payload))
-
-    async def blocks(self, scope: Scope, receive: Receive, method: str) -> Response:
-        reply = await rest_blocks.route(self.service, scope, method,
-                                        partial(self.authenticate, scope),
-                                        partial(self._read_body, receive))
-        if reply is None:
-            allowed = "GET, POST" if scope["path"] == "/api/v1/blocks" else "DELETE"
-            return json_response(405, {"error": "method_not_allowed",
-                                       "message": f"{scope['path']} accepts {allowed}"})
-        return json_response(*reply)
-
-    async def conversations(self, scope: Scope) -> Response:
-        await self.authenticate(scope)
-        query = _query(scope)
-        status = query.get("status")
-        if status is not None and status not in {s.value for s in ConversationStatus}:
-            raise BadRequest("status must be open, assigned or closed")
-        limit = _int_param(query, "limit", 100, 1, 1000) or 100
-        summaries = await self.store.list_conversations(
-            ConversationStatus(status) if status else None, limit,
-            labels=rest_labels.query_labels(scope))
-        infos = [self.service.conversation_info(s.conversation, s.visitor, s.last_message,
-                                                labels=s.labels) for s in summaries]
-        return Response(200, _json.encode({"conversations": infos}))
-
-    async def conversation_path(self, scope: Scope, method: str, path: str) -> Response:
-        found = re.fullmatch(r"/api/v1/conversations/(-?[0-9]+)(/messages)?", path)
-        if found is None:
-            raise NotFound(f"no route {path}")
-        if method != "GET":
-            return json_response(405, {"error": "method_not_allowed",
-                                       "message": f"{path} accepts GET"})
-        await self.authenticate(scope)
-        conversation_id = _path_id(found.group(1), "conversation id")
-        conversation = await self.store.get_conversation(conversation_id)
-        if conversation is None:
-            raise NotFound(f"no conversation {conversation_id}")
-        if found.group(2) is None:
-            return await self.conversation_one(conversation)
-        query = _query(scope)
-        before = _int_param(query, "before_seq", None, 0, MAX_INT)
-        limit = _int_param(query, "limit", 50, 1, 500) or 50
-        messages = await self.store.messages_before(conversation_id, before, limit)
-        return Response(200, _json.encode(
-            {"conversation_id": conversation_id,
-             "messages": [message_out(m) for m in messages]}))
-
-    async def context(self, scope: Scope, method: str, conversation_id: int) -> Response:
-        """``GET /api/v1/conversations/{id}/context``: the visitor context panel."""
-        if method != "GET":
-            return json_response(405, {"error": "method_not_allowed",
-                                       "message": f"{scope['path']} accepts GET"})
-        await self.authenticate(scope)
-        return json_response(200, await rest_context.get_context(self.store, conversation_id))
-
-    async def conversation_one(self, conversation: Conversation) -> Response:
-        """One conversation as the dashboard shows it, with its contact's profile."""
-        visitor = await self.store.get_visitor(conversation.visitor_id)
-        last = await self.store.messages_before(conversation.id, None, 1)
-        contact, labels = await self.store.conversation_extras(conversation.id)
-        info = self.service.conversation_info(conversation, visitor, last[-1] if last else None,
-                                              contact_info(contact), labels)
-        return Response(200, _json.encode({"conversation": info}))
+    @staticmethod
+    def query(scope: Scope) -> dict[str, str]:
+        return _query(scope)
 
     # ---- WebSocket ----------------------------------------------------------
     async def websocket_route(self, scope: Scope) -> SessionRunner:

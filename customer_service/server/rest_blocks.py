@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 import msgspec
 
+from customer_service.core.api_types import BlockBody
 from customer_service.core.blocks import (
     Block,
     applies_to,
@@ -28,23 +28,11 @@ from customer_service.core.blocks import (
 )
 from customer_service.core.frames import MAX_INT, decode_json, explain
 from customer_service.core.models import Agent, format_ts, utc_now
-from customer_service.errors import BadRequest, Conflict, NotFound
+from customer_service.errors import BadRequest, Conflict
 from customer_service.server.service import ChatService
-from customer_service.transport.interface import Scope
 
 log = logging.getLogger(__name__)
 
-_ONE = re.compile(r"/api/v1/blocks/([^/]+)")
-Reply = tuple[int, dict[str, Any]]
-
-
-class BlockBody(msgspec.Struct, forbid_unknown_fields=True):
-    visitor_id: int | None = None
-    conversation_id: int | None = None
-    ip: str | None = None
-    block_address: bool = False
-    duration: str | None = None
-    reason: str = ""
 
 
 _body = msgspec.json.Decoder(BlockBody)
@@ -66,29 +54,12 @@ def _id(raw: str, name: str) -> int:
     return value
 
 
-async def route(service: ChatService, scope: Scope, method: str,
-                authenticate: Callable[[], Awaitable[Agent]],
-                read_body: Callable[[], Awaitable[bytes]]) -> Reply | None:
-    """Answer a blocks request; None for a method the path does not accept."""
-    path = scope["path"]
-    if path == "/api/v1/blocks":
-        if method == "GET":
-            await authenticate()
-            return 200, await list_blocks(service, scope.get("query_string", b""))
-        if method == "POST":
-            agent = await authenticate()
-            return 201, await add_block(service, agent, await read_body())
-        return None
-    found = _ONE.fullmatch(path)
-    if found is None:
-        raise NotFound(f"no route {path}")
-    if method != "DELETE":
-        return None
-    agent = await authenticate()
-    block = await service.store.remove_block(_id(found.group(1), "block id"))
+async def remove_block(service: ChatService, agent: Agent, raw_id: str) -> dict[str, Any]:
+    """``DELETE /api/v1/blocks/{id}``: the removed block."""
+    block = await service.store.remove_block(_id(raw_id, "block id"))
     service.blocks.removed(block)
     log.info("block %s removed by agent %s", block.id, agent.username)
-    return 200, {"block": block_dict(block)}
+    return {"block": block_dict(block)}
 
 
 async def list_blocks(service: ChatService, query_string: bytes) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
+from customer_service.core.api_types import CannedBody
 from customer_service.core.canned import canned_dict, check_shortcut, check_text
 from customer_service.core.frames import decode_json, explain
 from customer_service.core.models import Agent
@@ -25,11 +26,6 @@ log = logging.getLogger(__name__)
 
 _ONE: Final = re.compile(r"/api/v1/canned/([^/]*)")
 _BODY_SHAPE: Final = '{"shortcut": "refund", "text": "Hi {visitor.name}, …"}'
-
-
-class CannedBody(msgspec.Struct, forbid_unknown_fields=True):
-    shortcut: str
-    text: str
 
 
 _decoder: Final = msgspec.json.Decoder(CannedBody)

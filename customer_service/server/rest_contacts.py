@@ -7,10 +7,10 @@ into JSON errors; these handlers only read the query and the store.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+from customer_service.core.api_types import ContactsQuery
 from customer_service.core.contact_import import tag_problem
 from customer_service.core.contact_json import contact_dict
 from customer_service.core.frames import MAX_INT
@@ -21,13 +21,6 @@ from customer_service.transport.interface import Scope
 DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 500
 _ONE: Final = re.compile(r"/api/v1/contacts/([^/]+)")
-
-
-@dataclass(frozen=True, slots=True)
-class ContactsQuery:
-    tags: tuple[str, ...] = ()
-    after: int = 0
-    limit: int = DEFAULT_LIMIT
 
 
 def _integer(values: dict[str, list[str]], name: str, default: int, low: int,
@@ -55,8 +48,9 @@ def parse_query(query_string: bytes) -> ContactsQuery:
         if problem:
             raise BadRequest(f"query parameter 'tag': {problem}")
         tags.append(tag.strip())
-    return ContactsQuery(tuple(dict.fromkeys(tags)), _integer(values, "after", 0, 0, MAX_INT),
-                         _integer(values, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT))
+    return ContactsQuery(tag=list(dict.fromkeys(tags)),
+                         after=_integer(values, "after", 0, 0, MAX_INT),
+                         limit=_integer(values, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT))
 
 
 async def list_contacts(store: Store, scope: Scope) -> dict[str, Any]:
@@ -64,7 +58,7 @@ async def list_contacts(store: Store, scope: Scope) -> dict[str, Any]:
     ``after``, by id; ``next_after`` is the ``after`` of the next page, null on the last."""
     query = parse_query(scope.get("query_string", b""))
     found = await store.list_contacts(after_id=query.after, limit=query.limit + 1,
-                                      tags=query.tags)
+                                      tags=tuple(query.tag))
     page = found[: query.limit]
     more = len(found) > query.limit
     return {"contacts": [contact_dict(c) for c in page],

@@ -182,7 +182,8 @@ def chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 # --- rows -------------------------------------------------------------------
 
-AGENT_COLUMNS = "a.id, a.username, a.name, a.password_hash, a.disabled, a.created_at"
+AGENT_COLUMNS = ("a.id, a.username, a.name, a.password_hash, a.disabled, a.created_at,"
+                 " a.bot")
 VISITOR_COLUMNS = "v.id, v.name, v.email, v.page, v.created_at"
 CONVERSATION_COLUMNS = ("c.id, c.visitor_id, c.status, c.assigned_to, c.last_seq,"
                         " c.agent_read_seq, c.visitor_read_seq, c.created_at, c.updated_at,"
@@ -195,7 +196,7 @@ CONVERSATION_WIDTH = 11
 
 def agent_from(row: Row) -> Agent:
     return Agent(id=int(row[0]), username=row[1], name=row[2], password_hash=row[3],
-                 disabled=bool(row[4]), created_at=from_ms(row[5]))
+                 disabled=bool(row[4]), created_at=from_ms(row[5]), bot=bool(row[6]))
 
 
 def visitor_from(row: Row) -> Visitor:

@@ -7,6 +7,7 @@ see ``_sql`` for the conventions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -73,18 +74,14 @@ def set_agent_disabled(tx: Tx, username: str, disabled: bool) -> Agent:
     tx.execute("UPDATE agents SET disabled = ? WHERE id = ?", (int(disabled), agent.id))
     if disabled:
         tx.execute("DELETE FROM agent_tokens WHERE agent_id = ?", (agent.id,))
-    return Agent(id=agent.id, username=agent.username, name=agent.name,
-                 password_hash=agent.password_hash, disabled=disabled,
-                 created_at=agent.created_at)
+    return replace(agent, disabled=disabled)
 
 
 def set_agent_password(tx: Tx, username: str, password_hash: str) -> Agent:
     agent = _agent_named(tx, username)
     tx.execute("UPDATE agents SET password_hash = ? WHERE id = ?", (password_hash, agent.id))
     tx.execute("DELETE FROM agent_tokens WHERE agent_id = ?", (agent.id,))
-    return Agent(id=agent.id, username=agent.username, name=agent.name,
-                 password_hash=password_hash, disabled=agent.disabled,
-                 created_at=agent.created_at)
+    return replace(agent, password_hash=password_hash)
 
 
 def replace_password_hash(tx: Tx, agent_id: int, old_hash: str, new_hash: str) -> bool:
@@ -110,7 +107,7 @@ def agent_for_token(tx: Tx, token_hash: str, now: datetime) -> tuple[Agent, bool
     row = tx.one(
         f"SELECT {AGENT_COLUMNS}, t.last_used_at FROM agent_tokens t"
         " JOIN agents a ON a.id = t.agent_id"
-        " WHERE t.token_hash = ? AND a.disabled = 0"
+        " WHERE t.token_hash = ? AND a.disabled = 0 AND a.bot = 0"
         " AND (t.expires_at IS NULL OR t.expires_at > ?)", (token_hash, to_ms(now)))
     if row is None:
         return None

@@ -33,7 +33,7 @@ from customer_service.storage._sql import (
 _OPEN_COUNT = ("(SELECT COUNT(*) FROM conversations c WHERE c.assigned_to = a.id"
                " AND c.status = 'assigned')")
 _LOAD_COLUMNS = (f"a.id, a.username, a.name, a.status, a.capacity, {_OPEN_COUNT},"
-                 " a.last_assigned_at, a.disabled")
+                 " a.last_assigned_at, a.disabled, a.bot")
 
 
 def _load_from(row: Row) -> AgentLoad:
@@ -41,7 +41,7 @@ def _load_from(row: Row) -> AgentLoad:
                      status=check_status(row[3]),
                      capacity=None if row[4] is None else int(row[4]),
                      open_count=int(row[5]), last_assigned_at=int(row[6]),
-                     disabled=bool(row[7]))
+                     disabled=bool(row[7]), bot=bool(row[8]))
 
 
 def agent_loads(tx: Tx) -> list[AgentLoad]:
@@ -91,9 +91,9 @@ def waiting_conversations(tx: Tx, limit: int) -> list[Conversation]:
 
 def assign_waiting(tx: Tx, conversation_id: int, agent_id: int,
                    capacity: int) -> Conversation | None:
-    agent = tx.one(f"SELECT status, disabled FROM agents WHERE id = ?{tx.dialect.for_update}",
-                   (agent_id,))
-    if agent is None or agent[0] != "online" or agent[1]:
+    agent = tx.one("SELECT status, disabled, bot FROM agents"
+                   f" WHERE id = ?{tx.dialect.for_update}", (agent_id,))
+    if agent is None or agent[0] != "online" or agent[1] or agent[2]:
         return None
     open_row = tx.one("SELECT COUNT(*) FROM conversations WHERE assigned_to = ?"
                       " AND status = 'assigned'", (agent_id,))

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from customer_service.core.api_tokens import ApiToken
 from customer_service.core.assignment import AgentLoad, AgentStatus
 from customer_service.core.blocks import Block
 from customer_service.core.canned import CannedReply
@@ -412,3 +413,22 @@ class Store(Protocol):
         (the conversation's, else its visitor's), the stored visit, its pages (oldest first)
         and the other conversations of the visitor and the contact (newest first, at most
         ``EARLIER_LIMIT``, with their total). None for an unknown conversation."""
+
+    # --- API tokens (docs/api.md) ---------------------------------------------
+    async def create_api_token(self, name: str, scope: str, token_hash: str) -> ApiToken:
+        """Store a token (its SHA-256 only) of scope ``read`` or ``write`` with its bot
+        agent, an ``agents`` row flagged ``bot`` named ``name`` that never logs in and is
+        never auto-assigned; one unit of work. Raise ``Conflict`` when a token (revoked ones
+        too) or an agent has that name."""
+
+    async def list_api_tokens(self) -> list[ApiToken]:
+        """Every API token, revoked ones too, oldest first."""
+
+    async def revoke_api_token(self, name: str) -> ApiToken:
+        """Revoke the token named ``name`` (its row stays, with ``revoked_at``; revoking it
+        again changes nothing). Raise ``NotFound`` for an unknown name."""
+
+    async def api_token_for(self, token_hash: str, now: datetime
+                            ) -> tuple[ApiToken, Agent] | None:
+        """The unrevoked token with this hash and its bot agent (enabled), or None. Notes the
+        token's ``last_used_at`` (at most once per ``TOKEN_TOUCH_SECONDS``)."""

@@ -41,6 +41,7 @@ from customer_service.storage import _sql_labels as labels_sql
 from customer_service.storage import _sql_people as people
 from customer_service.storage import _sql_schema as schema
 from customer_service.storage._sql import Tx
+from customer_service.storage.sql_store_api_tokens import ApiTokens
 from customer_service.storage.sql_store_blocks import Blocks
 from customer_service.storage.sql_store_canned import CannedReplies
 from customer_service.storage.sql_store_contacts import ContactsAndCampaigns
@@ -100,7 +101,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
 
 
 class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, Blocks,
-               AgentRouting, LeaveMessage, Search, VisitorContexts, ABC):
+               AgentRouting, LeaveMessage, Search, VisitorContexts, ApiTokens, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 

@@ -116,7 +116,7 @@ def test_list_table_and_json(run: CliRun, add_agent: AddAgent) -> None:
     assert agents[0]["disabled"] is False
     assert set(agents[0]) == {"id", "username", "name", "disabled", "created_at",
                               "availability", "capacity", "effective_capacity",
-                              "open_conversations"}
+                              "open_conversations", "bot"}
 
 
 def test_list_empty_json(run: CliRun) -> None:
