@@ -47,6 +47,7 @@ from customer_service.server import (
     rest_contacts,
     rest_context,
     rest_labels,
+    rest_reports,
     rest_search,
 )
 from customer_service.server.agent import AgentSession
@@ -295,6 +296,9 @@ class App:
             "/api/v1/conversations": {"GET": lambda: self.conversations(scope)},
             "/api/v1/contacts": {"GET": lambda: self.rest(scope, rest_contacts.list_contacts)},
             "/api/v1/search": {"GET": lambda: self.rest(scope, rest_search.search)},
+            "/api/v1/reports": {"GET": lambda: self.rest(scope, partial(
+                rest_reports.reports, default_zone=self.service.config.hours.timezone,
+                now=utc_now()))},
             "/api/v1/canned": {"GET": lambda: self.call(scope, receive, rest_canned.list_canned),
                                "POST": lambda: self.call(scope, receive, rest_canned.add_canned)},
         }
