@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
+from customer_service.core.export import safe_cell
 from customer_service.errors import BadRequest
 
 GroupBy = Literal["agent", "day", "label"]
@@ -201,8 +202,10 @@ def parse_range(since: str, until: str | None, *, zone: ZoneInfo, by: GroupBy | 
     stop = now.astimezone(UTC) if until is None else parse_moment(until, names[1], zone,
                                                                    end=True)
     if stop <= start:
-        raise BadRequest(f"{names[1]}: the range ends ({stop.isoformat()}) before it begins"
-                         f" ({names[0]} {start.isoformat()})")
+        if until is None:
+            raise BadRequest(f"{names[0]}: {since.strip()[:40]!r} is in the future")
+        raise BadRequest(f"{names[1]}: {until.strip()[:40]!r} ends the range before"
+                         f" {names[0]} {since.strip()[:40]!r} begins it")
     if stop - start > timedelta(days=MAX_DAYS):
         raise BadRequest(f"{names[1]}: a report covers at most {MAX_DAYS} days")
     return ReportRange(start, stop, zone, by)
@@ -366,8 +369,9 @@ def _seconds(ms: int | None) -> str:
 
 
 def figures_row(figures: Figures, group: str) -> list[str]:
-    """One CSV row (durations in seconds, 3 decimals; empty when nothing was measured)."""
-    cells: list[object] = [group, figures.name, figures.opened, figures.closed,
+    """One CSV row (durations in seconds, 3 decimals; empty when nothing was measured;
+    names that would start a formula get a leading ``'``)."""
+    cells: list[object] = [safe_cell(group), safe_cell(figures.name), figures.opened, figures.closed,
                            figures.ai_resolved]
     for d in (figures.first_response_agent, figures.first_response_ai, figures.resolution):
         cells += [d.count, _seconds(d.median_ms), _seconds(d.p90_ms)]

@@ -125,8 +125,11 @@ def test_a_bad_date_names_the_option(text: str) -> None:
 def test_ranges_are_checked() -> None:
     span = parse_range("2026-11-01", None, zone=UTC_ZONE, by="day", now=NOW)
     assert (span.since, span.until, span.by) == (datetime(2026, 11, 1, tzinfo=UTC), NOW, "day")
-    with pytest.raises(BadRequest, match=r"^--until: the range ends"):
+    with pytest.raises(BadRequest, match=r"^--until: '2026-11-01' ends the range before"
+                                         r" --since '2026-11-05' begins it"):
         parse_range("2026-11-05", "2026-11-01", zone=UTC_ZONE, by=None, now=NOW)
+    with pytest.raises(BadRequest, match=r"^--since: '2027-01-01' is in the future"):
+        parse_range("2027-01-01", None, zone=UTC_ZONE, by=None, now=NOW)
     with pytest.raises(BadRequest, match=r"^--until: a report covers at most"):
         parse_range("2000-01-01", "2026-11-01", zone=UTC_ZONE, by=None, now=NOW)
     with pytest.raises(BadRequest, match=r"^--by: 'week' is not one of agent, day, label"):
