@@ -110,17 +110,24 @@ def _first_response(tx: Tx, by: GroupBy | None, span: tuple[int, int]
 
 def _messages(tx: Tx, by: GroupBy | None, span: tuple[int, int]
               ) -> list[tuple[Key, str, int, int]]:
-    if by == "day":
-        group, join = _slot(tx, "m.created_at"), ""
-    elif by is None:
-        group, join = "NULL", ""
+    if by in ("agent", "label"):
+        # Counted per conversation first, then grouped by its assignee or labels: one join
+        # per conversation and role instead of one per message.
+        group, join = _group(tx, by, "c.created_at")
+        rows = tx.all(
+            f"SELECT {group}, x.sender_role, SUM(x.n), SUM(x.own) FROM"
+            " (SELECT m.conversation_id, m.sender_role, COUNT(*) AS n,"
+            " SUM(CASE WHEN m.campaign_id IS NULL THEN 1 ELSE 0 END) AS own"
+            " FROM messages m WHERE m.created_at >= ? AND m.created_at < ?"
+            " GROUP BY m.conversation_id, m.sender_role) x"
+            f" JOIN conversations c ON c.id = x.conversation_id{join}"
+            f" GROUP BY {group}, x.sender_role", span)
     else:
-        group, extra = _group(tx, by, "m.created_at")
-        join = " JOIN conversations c ON c.id = m.conversation_id" + extra
-    rows = tx.all(f"SELECT {group}, m.sender_role, COUNT(*),"
-                  " SUM(CASE WHEN m.campaign_id IS NULL THEN 1 ELSE 0 END)"
-                  f" FROM messages m{join} WHERE m.created_at >= ? AND m.created_at < ?"
-                  f" GROUP BY {group}, m.sender_role", span)
+        group = "NULL" if by is None else _slot(tx, "m.created_at")
+        rows = tx.all(f"SELECT {group}, m.sender_role, COUNT(*),"
+                      " SUM(CASE WHEN m.campaign_id IS NULL THEN 1 ELSE 0 END)"
+                      " FROM messages m WHERE m.created_at >= ? AND m.created_at < ?"
+                      f" GROUP BY {group}, m.sender_role", span)
     return [(_key(row[0]), str(row[1]), _int(row[2]), _int(row[3])) for row in rows]
 
 
