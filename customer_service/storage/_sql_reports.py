@@ -13,7 +13,7 @@ one duration per conversation (computed in SQL), never as messages. Grouping key
   first response: the conversation's creation), folded into local days by the core.
 
 Migration 0016 gives the indexes these read: ``conversations (created_at)``,
-``conversations (closed_at)``, ``messages (conversation_id, sender_role, seq)``,
+``conversations (closed_at)``, ``messages (conversation_id, sender_role, seq, created_at, campaign_id)``,
 ``messages (created_at, sender_role, campaign_id, conversation_id)``.
 
 The export reads messages a page at a time by (conversation id, seq) after a cursor: no
@@ -84,21 +84,32 @@ def _closed(tx: Tx, by: GroupBy | None, span: tuple[int, int]
             [(_key(row[0]), _int(row[1])) for row in durations])
 
 
-def _first_reply(role: str) -> str:
-    return ("(SELECT r.created_at FROM messages r WHERE r.conversation_id = f.id"
+def _role_index(tx: Tx) -> str:
+    """MariaDB otherwise walks a conversation's messages by primary key, a row at a time."""
+    return " FORCE INDEX (messages_role)" if tx.dialect.name == "mysql" else ""
+
+
+def _first_reply(tx: Tx, role: str) -> str:
+    return (f"(SELECT r.created_at FROM messages r{_role_index(tx)} WHERE r.conversation_id = f.id"
             f" AND r.sender_role = '{role}' AND r.seq > f.visitor_seq"
             " AND r.campaign_id IS NULL ORDER BY r.seq LIMIT 1)")
 
 
 def _first_response(tx: Tx, by: GroupBy | None, span: tuple[int, int]
                     ) -> list[tuple[Key, int | None, int | None]]:
+    """Per conversation opened in the range: its visitor's first message, and the first
+    agent and AI messages after it (by seq), each an index seek on ``messages_role``
+    (conversation, role, seq, created_at, campaign_id), which holds every column read."""
     group, join = _group(tx, by, "c.created_at")
+    index = _role_index(tx)
     rows = tx.all(
-        f"SELECT f.grp, v.created_at, {_first_reply('agent')}, {_first_reply('ai')}"
-        f" FROM (SELECT c.id, {group} AS grp, (SELECT MIN(m.seq) FROM messages m"
+        f"SELECT f.grp, (SELECT v.created_at FROM messages v{index}"
+        " WHERE v.conversation_id = f.id AND v.sender_role = 'visitor'"
+        f" AND v.seq = f.visitor_seq), {_first_reply(tx, 'agent')}, {_first_reply(tx, 'ai')}"
+        f" FROM (SELECT c.id, {group} AS grp, (SELECT MIN(m.seq) FROM messages m{index}"
         " WHERE m.conversation_id = c.id AND m.sender_role = 'visitor') AS visitor_seq"
         f" FROM conversations c{join} WHERE c.created_at >= ? AND c.created_at < ?) f"
-        " JOIN messages v ON v.conversation_id = f.id AND v.seq = f.visitor_seq", span)
+        " WHERE f.visitor_seq IS NOT NULL", span)
     result: list[tuple[Key, int | None, int | None]] = []
     for row in rows:
         asked = _int(row[1])
@@ -189,11 +200,15 @@ def export_page(tx: Tx, since_ms: int, until_ms: int, *, last_id: int,
     """Up to ``limit`` messages of conversations created in the range, after ``after``
     (conversation id, seq), in that order; ``last_id`` bounds the scan."""
     cid, seq = after
+    # Messages drive, in primary-key order, so the page ends after ``limit`` rows: MariaDB
+    # would otherwise start from conversations and sort all the rest of the range.
+    straight, by_key = ((" STRAIGHT_JOIN", " FORCE INDEX (PRIMARY)")
+                        if tx.dialect.name == "mysql" else ("", ""))
     rows: list[Row] = tx.all(
-        "SELECT m.conversation_id, m.seq, m.created_at, m.sender_role, m.sender_id,"
+        f"SELECT{straight} m.conversation_id, m.seq, m.created_at, m.sender_role, m.sender_id,"
         " m.sender_name, m.content, m.campaign_id, c.status, v.id, v.name, v.email,"
         " k.external_id, a.username, c.created_at"
-        " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+        f" FROM messages m{by_key} JOIN conversations c ON c.id = m.conversation_id"
         " JOIN visitors v ON v.id = c.visitor_id"
         " LEFT JOIN contacts k ON k.id = c.contact_id"
         " LEFT JOIN agents a ON a.id = c.assigned_to"

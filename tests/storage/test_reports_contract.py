@@ -20,6 +20,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from customer_service.core.models import ConversationStatus, NewMessage, Role
 from customer_service.core.reports import (
     CampaignFigures,
@@ -31,6 +33,8 @@ from customer_service.core.reports import (
     build_report,
     parse_range,
 )
+from customer_service.storage import _sql_schema
+from customer_service.storage._sql import Tx
 from customer_service.storage.base import Store
 from tests.reports_fixture import Fixture, fill, ms
 
@@ -182,3 +186,41 @@ async def test_export_pages_by_conversation_and_seq_with_conversation_fields(
         None}
     assert await store.export_bounds(datetime(2025, 1, 1, tzinfo=UTC),
                                      datetime(2025, 1, 2, tzinfo=UTC)) is None
+
+
+async def test_conversations_closed_before_the_migration_get_their_close_line_s_time(
+        fresh_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrated up to the version before reports, with a conversation closed twice (its
+    last "… closed the conversation" line counts), one open, and one a campaign stored
+    closed (no close line): the migration stamps only the first."""
+    shipped = _sql_schema.load_migrations
+    monkeypatch.setattr(_sql_schema, "load_migrations",
+                        lambda dialect: [m for m in shipped(dialect) if m.version < 16])
+    await fresh_store.migrate()
+
+    def old_rows(tx: Tx) -> list[int]:
+        ids = []
+        for n, status in enumerate(("closed", "open", "closed")):
+            visitor = tx.insert("INSERT INTO visitors (token_hash, name, email, page,"
+                                " created_at) VALUES (?, 'V', '', '/', 1000)", (f"t{n}",))
+            ids.append(tx.insert("INSERT INTO conversations (visitor_id, status, last_seq,"
+                                 " created_at, updated_at) VALUES (?, ?, 3, 1000, 9000)",
+                                 (visitor, status)))
+        tx.executemany("INSERT INTO messages (conversation_id, seq, sender_role, sender_name,"
+                       " content, created_at) VALUES (?, ?, ?, 'x', ?, ?)", [
+                           (ids[0], 1, "system", "Alice closed the conversation", 2000),
+                           (ids[0], 2, "visitor", "again", 3000),
+                           (ids[0], 3, "system", "Alice closed the conversation", 4000),
+                           (ids[1], 1, "visitor", "hello", 2000),
+                           (ids[2], 1, "ai", "Hi from the campaign", 2000)])
+        return ids
+
+    ids = await fresh_store._run(old_rows, write=True)  # type: ignore[attr-defined]
+    monkeypatch.setattr(_sql_schema, "load_migrations", shipped)
+    await fresh_store.migrate()
+
+    def closed_at(tx: Tx) -> list[object]:
+        return [tx.one("SELECT closed_at FROM conversations WHERE id = ?", (cid,))[0]  # type: ignore[index]
+                for cid in ids]
+
+    assert await fresh_store._run(closed_at, write=False) == [4000, None, None]  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ CREATE INDEX conversations_created ON conversations (created_at);
 
 CREATE INDEX conversations_closed ON conversations (closed_at);
 
-CREATE INDEX messages_role ON messages (conversation_id, sender_role, seq);
+CREATE INDEX messages_role ON messages (conversation_id, sender_role, seq, created_at, campaign_id);
 
 CREATE INDEX messages_created ON messages (created_at, sender_role, campaign_id, conversation_id);
 

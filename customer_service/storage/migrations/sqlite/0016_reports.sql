@@ -5,14 +5,14 @@
 -- their last "… closed the conversation" system line. The indexes serve the reports'
 -- range scans (conversations opened or closed in a range, messages written in a range)
 -- and the per-conversation look-ups by role (a conversation's first visitor message, the
--- first agent or AI message after it).
+-- first agent or AI message after it, read from the index alone).
 ALTER TABLE conversations ADD COLUMN closed_at INTEGER NULL;
 
 CREATE INDEX conversations_created ON conversations (created_at);
 
 CREATE INDEX conversations_closed ON conversations (closed_at);
 
-CREATE INDEX messages_role ON messages (conversation_id, sender_role, seq);
+CREATE INDEX messages_role ON messages (conversation_id, sender_role, seq, created_at, campaign_id);
 
 CREATE INDEX messages_created ON messages (created_at, sender_role, campaign_id, conversation_id);
 
