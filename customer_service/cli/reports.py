@@ -26,17 +26,19 @@ if TYPE_CHECKING:
 GROUP_CHOICES = ("agent", "day", "label")
 
 
-def _pair(d: Durations) -> str:
+def _pair(d: Durations, *, compact: bool = False) -> str:
     from customer_service.core.reports import format_duration
 
     if not d.count:
         return "-"
-    return f"{format_duration(d.median_ms)} / {format_duration(d.p90_ms)}"
+    median = format_duration(d.median_ms, compact=compact)
+    p90 = format_duration(d.p90_ms, compact=compact)
+    return f"{median}/{p90}" if compact else f"{median} / {p90}"
 
 
-def _roles(f: Figures) -> str:
+def _roles(f: Figures, *, compact: bool = False) -> str:
     m = f.messages
-    return f"{m.visitor} / {m.agent} / {m.ai} / {m.system}"
+    return ("/" if compact else " / ").join(str(n) for n in (m.visitor, m.agent, m.ai, m.system))
 
 
 def _print(report: Report) -> None:
@@ -65,14 +67,16 @@ def _print(report: Report) -> None:
     print_table(summary, out)
     if report.by is not None:
         table = Table(title=f"By {report.by}", title_justify="left")
-        for column in (report.by, "opened", "closed", "AI alone", "1st agent", "1st AI",
-                       "resolution", "msgs v/a/ai/s"):
-            table.add_column(column, no_wrap=column == report.by)
+        for column in (report.by, "opened", "closed", "AI alone", "1st agent p50/p90",
+                       "1st AI p50/p90", "resolution p50/p90", "msgs v/a/ai/s"):
+            table.add_column(column, no_wrap=column == report.by,
+                             min_width=12 if column == report.by else None)
         for row in report.rows:
-            name = row.name or ("(nobody)" if report.by == "agent" else "(no label)")
+            name = row.name or ("(unassigned)" if report.by == "agent" else "(no label)")
             table.add_row(esc(name), str(row.opened), str(row.closed), str(row.ai_resolved),
-                          _pair(row.first_response_agent), _pair(row.first_response_ai),
-                          _pair(row.resolution), _roles(row))
+                          _pair(row.first_response_agent, compact=True),
+                          _pair(row.first_response_ai, compact=True),
+                          _pair(row.resolution, compact=True), _roles(row, compact=True))
         print_table(table, out)
     if report.campaigns:
         table = Table(title="Campaigns", title_justify="left")

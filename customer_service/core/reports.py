@@ -135,9 +135,13 @@ class ReportQuery(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``GET /api/v1/reports``' query parameters (all strings on the wire)."""
 
     since: str
+    """First day (YYYY-MM-DD, in ``tz``) or an ISO 8601 datetime."""
     until: str | None = None
-    by: str | None = None
+    """Last day, included, or an ISO 8601 datetime, excluded; default: now."""
+    by: GroupBy | None = None
+    """Rows by assigned agent, local day or label."""
     tz: str | None = None
+    """IANA time zone; default: ``[hours] timezone``."""
 
 
 # --- checking a request -----------------------------------------------------------------
@@ -246,23 +250,24 @@ def days_between(since: datetime, until: datetime, zone: ZoneInfo) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
-def format_duration(ms: int | None) -> str:
-    """``4 min 10 s``, ``2 h 5 min``, ``3 d 4 h``, ``0.8 s``; ``-`` for none."""
+def format_duration(ms: int | None, *, compact: bool = False) -> str:
+    """``4 min 10 s``, ``2 h 5 min``, ``3 d 4 h``, ``0.8 s``; ``-`` for none. ``compact``:
+    ``4m10s``, ``2h5m``, ``3d4h``, ``0.8s`` (tables)."""
     if ms is None:
         return "-"
+    sep = "" if compact else " "
+    units = ("d", "h", "m", "s") if compact else ("d", "h", "min", "s")
     if ms < 10_000:
-        return f"{ms / 1000:.1f} s"
+        return f"{ms / 1000:.1f}{sep}s"
     seconds = (ms + 500) // 1000
     days, rest = divmod(seconds, 86_400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    if minutes:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    return f"{secs} s"
+    parts = [(value, unit) for value, unit in zip((days, hours, minutes, secs), units,
+                                                  strict=True)]
+    first = next(i for i, (value, _) in enumerate(parts) if value)
+    shown = [part for part in parts[first:first + 2] if part[0]]
+    return ("" if compact else " ").join(f"{value}{sep}{unit}" for value, unit in shown)
 
 
 # --- building the report ----------------------------------------------------------------

@@ -42,6 +42,8 @@ def parse_query(params: dict[str, str], default_zone: str, now: datetime) -> Rep
         query = msgspec.convert(params, ReportQuery)
     except msgspec.ValidationError as exc:
         text = str(exc)
+        if "`$.by`" in text:
+            parse_group(params.get("by"), "query parameter 'by'")  # raises, naming it
         if "missing required field `since`" in text:
             raise BadRequest("query parameter 'since' is missing: the first day"
                              " (YYYY-MM-DD) or an ISO datetime") from None

@@ -37,7 +37,7 @@ def test_the_table_shows_the_figures_and_the_groups(run: CliRun, fixture: Fixtur
     assert "Resolution time (median / p90)          45 min / 1 h 42 min  (4)" in out
     assert "First agent reply (median / p90)        2 min / 3 min 44 s  (3)" in out
     assert "Messages visitor / agent / ai / system  5 / 3 / 6 / 5" in out
-    assert "By agent" in out and "Alice" in out and "(nobody)" in out
+    assert "By agent" in out and "Alice" in out and "(unassigned)" in out
     assert "November promo" in out
 
 

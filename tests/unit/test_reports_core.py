@@ -101,6 +101,12 @@ def test_durations_read_like_people_write_them(ms: int | None, text: str) -> Non
     assert format_duration(ms) == text
 
 
+def test_compact_durations_fit_a_table() -> None:
+    assert [format_duration(ms, compact=True) for ms in (800, 250_000, 2_700_000, 6_120_000,
+                                                          90_000_000, None)] == [
+        "0.8s", "4m10s", "45m", "1h42m", "1d1h", "-"]
+
+
 def test_dates_and_datetimes() -> None:
     shanghai = ZoneInfo("Asia/Shanghai")
     assert parse_moment("2026-11-01", "--since", UTC_ZONE, end=False) == datetime(
