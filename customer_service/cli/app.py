@@ -19,11 +19,13 @@ from customer_service.cli.canned import canned
 from customer_service.cli.common import CONFIG_ENV, DEFAULT_CONFIG_FILE, State, current_config
 from customer_service.cli.config_cmd import config_group
 from customer_service.cli.contacts import contacts
+from customer_service.cli.conversation_export import export
 from customer_service.cli.conversation_labels import label, unlabel
 from customer_service.cli.conversation_search import search
 from customer_service.cli.conversations import conversations
 from customer_service.cli.db import db, stats
 from customer_service.cli.doctor import doctor
+from customer_service.cli.reports import reports
 from customer_service.cli.tokens import tokens
 from customer_service.errors import CustomerServiceError, the_error
 
@@ -131,9 +133,11 @@ cli.add_command(conversations)
 conversations.add_command(label)
 conversations.add_command(unlabel)
 conversations.add_command(search)
+conversations.add_command(export)
 cli.add_command(contacts)
 cli.add_command(db)
 cli.add_command(stats)
+cli.add_command(reports)
 cli.add_command(doctor)
 cli.add_command(canned)
 cli.add_command(tokens)

@@ -15,7 +15,8 @@ from typing import Any, Final
 
 from customer_service.core import api_types as t
 from customer_service.core.frames import MessageOut
-from customer_service.core.models import Agent
+from customer_service.core.models import Agent, utc_now
+from customer_service.core.reports import Report, ReportQuery
 from customer_service.server import (
     agent_status,
     notes,
@@ -25,6 +26,7 @@ from customer_service.server import (
     rest_context,
     rest_conversations,
     rest_labels,
+    rest_reports,
     rest_search,
 )
 from customer_service.server.routes import Handler, Reply, Request, Route, RouteTable
@@ -108,6 +110,12 @@ async def _context(req: Request) -> Reply:
     conversation_id = rest_context.match(req.scope["path"])
     assert conversation_id is not None, "the route matched the path"
     return 200, await rest_context.get_context(req.store, conversation_id)
+
+
+async def _reports(req: Request) -> Reply:
+    return 200, await rest_reports.reports(req.store, req.scope,
+                                           default_zone=req.service.config.hours.timezone,
+                                           now=utc_now())
 
 
 async def _blocks(req: Request) -> Reply:
@@ -196,6 +204,10 @@ ROUTES: Final = (
     Route("GET", "/api/v1/search", _get(rest_search.search), "read",
           "Full-text search over messages and visitors", query=t.SearchQuery,
           response=t.SearchOut, errors=(400, 401, 403), tag="conversations"),
+    Route("GET", "/api/v1/reports", _reports, "read",
+          "Figures of a range: conversations, reply and resolution times, messages, campaigns",
+          query=ReportQuery, response=Report, errors=(400, 401, 403), tag="reports",
+          description="Definitions of every figure: docs/reports.md."),
     Route("GET", "/api/v1/canned", _call(rest_canned.list_canned), "read",
           "Every canned reply", response=t.CannedListOut, errors=AUTH_ERRORS, tag="canned"),
     Route("POST", "/api/v1/canned", _call(rest_canned.add_canned), "agent",

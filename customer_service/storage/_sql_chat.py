@@ -149,9 +149,13 @@ def set_conversation_state(tx: Tx, conversation_id: int, status: ConversationSta
         raise NotFound(f"no agent with id {assigned_to}")
     updated = now_ms()
     needs_agent = conversation.needs_agent and status is not ConversationStatus.ASSIGNED
+    # closed_at (reports, migration 0016): when an agent last closed it, NULL once reopened.
+    keep = status is conversation.status is ConversationStatus.CLOSED
+    closed_at = () if keep else (updated if status is ConversationStatus.CLOSED else None,)
     tx.execute("UPDATE conversations SET status = ?, assigned_to = ?, updated_at = ?,"
-               " needs_agent = ? WHERE id = ?",
-               (status.value, assigned_to, updated, int(needs_agent), conversation_id))
+               f" needs_agent = ?, closed_at = {'closed_at' if keep else '?'} WHERE id = ?",
+               (status.value, assigned_to, updated, int(needs_agent), *closed_at,
+                conversation_id))
     return replace(conversation, status=status, assigned_to=assigned_to,
                    updated_at=from_ms(updated), needs_agent=needs_agent)
 

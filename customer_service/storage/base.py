@@ -17,6 +17,7 @@ from customer_service.core.assignment import AgentLoad, AgentStatus
 from customer_service.core.blocks import Block
 from customer_service.core.canned import CannedReply
 from customer_service.core.db_health import WriteHealth
+from customer_service.core.export import ExportRow
 from customer_service.core.models import (
     Agent,
     AgentToken,
@@ -40,6 +41,7 @@ from customer_service.core.models import (
     Visitor,
 )
 from customer_service.core.notes import NOTES_LIMIT, AddedNote, Note
+from customer_service.core.reports import GroupBy, RawReport
 from customer_service.core.search import SearchCursor, SearchHit, SearchQuery
 from customer_service.core.visitor_context import ContextUpdate, ConversationContext
 
@@ -432,3 +434,21 @@ class Store(Protocol):
                             ) -> tuple[ApiToken, Agent] | None:
         """The unrevoked token with this hash and its bot agent (enabled), or None. Notes the
         token's ``last_used_at`` (at most once per ``TOKEN_TOUCH_SECONDS``)."""
+    # --- reports and exports (core/reports.py, core/export.py, docs/reports.md) ------
+    async def report(self, since: datetime, until: datetime, by: GroupBy | None
+                     ) -> tuple[RawReport, RawReport | None]:
+        """The figures of [since, until) aggregated in the database, in one unit of work:
+        the whole range's (with the campaigns active in it) and, with ``by``, the same
+        grouped by agent (the conversation's assignee), label (each of the conversation's)
+        or 15-minute slot (``day``; the core folds slots into local days). Durations come
+        one per conversation (``core/reports.py`` takes the percentiles)."""
+
+    async def export_bounds(self, since: datetime, until: datetime) -> tuple[int, int] | None:
+        """The lowest and highest id of the conversations created in [since, until); None
+        when there is none."""
+
+    async def export_page(self, since: datetime, until: datetime, *, last_id: int,
+                          after: tuple[int, int], limit: int) -> list[ExportRow]:
+        """Up to ``limit`` messages of the conversations created in [since, until) with an
+        id up to ``last_id``, after the (conversation id, seq) ``after``, in that order,
+        each with its conversation's fields (keyset pagination: pass the last row's)."""

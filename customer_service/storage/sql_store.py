@@ -6,7 +6,8 @@ is written once for both dialects, in ``_sql_schema``, ``_sql_people``, ``_sql_c
 ``_sql_contacts`` and ``_sql_campaigns`` (on the plumbing of ``_sql``). The contact and
 campaign methods are inherited from ``sql_store_contacts``, the label methods from
 ``sql_store_labels``, the canned replies' from ``sql_store_canned``, auto-assignment's
-from ``sql_store_routing``, search from ``sql_store_search``.
+from ``sql_store_routing``, search from ``sql_store_search``, reports and exports from
+``sql_store_reports``.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from customer_service.storage.sql_store_context import VisitorContexts
 from customer_service.storage.sql_store_labels import ConversationLabels
 from customer_service.storage.sql_store_leave_message import LeaveMessage
 from customer_service.storage.sql_store_notes import Notes
+from customer_service.storage.sql_store_reports import Reports
 from customer_service.storage.sql_store_routing import AgentRouting
 from customer_service.storage.sql_store_search import Search
 
@@ -101,7 +103,8 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
 
 
 class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, Blocks,
-               AgentRouting, LeaveMessage, Search, VisitorContexts, ApiTokens, ABC):
+               AgentRouting, LeaveMessage, Search, VisitorContexts, ApiTokens,
+               Reports, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 

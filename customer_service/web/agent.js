@@ -13,6 +13,7 @@ import { mountBlocks, showBlocks } from "./agent-blocks.js";
 import { setupStatus, statusSuffix } from "./agent-status.js";
 import { leftEmailLine, renderLeftEmail, setupHours } from "./agent-hours.js";
 import { setupSearch } from "./agent-search.js";
+import { setupReports } from "./agent-reports.js";
 import { setupContext } from "./agent-context.js";
 
 // the language, the page's static texts and the branding first: everything below is built in them
@@ -78,6 +79,7 @@ const notes = setupNotes({ state, els, toast, errorText }); // private notes: ag
 const agentStatus = setupStatus({ state, toast, errorText, renderTransferPicker }); // agent-status.js
 const notify = setupNotify({ open: (id) => openConversation(id), toast }); // desktop notifications: agent-notify.js
 mountBlocks({ token: () => state.token, toast, actions: $(".actions"), before: els.messages });
+const reports = setupReports({ api, toast }); // the Reports page: agent-reports.js
 const context = setupContext({ api, toast, open: (id) => openConversation(id), profile: renderProfile }); // agent-context.js
 
 async function api(path) {
@@ -170,6 +172,7 @@ function logout(message) {
   state.items.clear();
   els.list.replaceChildren();
   closeView();
+  reports.hide();
   showLogin(message);
 }
 
