@@ -30,11 +30,11 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from customer_service.core.breaker import retry_after
 from customer_service.core.models import (
     Campaign,
     CampaignStatus,
@@ -320,25 +320,6 @@ def backoff(attempts: int, policy: RetryPolicy, draw: float) -> float:
     return max(0.0, min(1.0, draw)) * ceiling
 
 
-def retry_after(value: str | None, now: datetime) -> float | None:
-    """A ``Retry-After`` header as seconds from ``now`` (delta-seconds or an HTTP date);
-    None when absent or unreadable. Never negative."""
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    if text.isdigit():
-        return float(int(text))
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - now).total_seconds())
-
-
 RETRIED_STATUSES = frozenset({408, 429})
 
 
@@ -361,7 +342,7 @@ def decide(*, status: int | None, error: str, retry_after_header: str | None, at
         return AttemptResult(DeliveryState.DEAD, now, now, status, reason[:ERROR_TEXT_LIMIT],
                              duration_ms)
     delay = backoff(attempts, policy, draw)
-    asked = retry_after(retry_after_header, now) if status in (429, 503) else None
+    asked = None if status is None else retry_after(status, retry_after_header, now)
     if asked is not None:
         delay = min(policy.cap, asked)
     when = now + timedelta(seconds=delay)

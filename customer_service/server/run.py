@@ -44,6 +44,7 @@ from customer_service.server.metrics import Metrics
 from customer_service.server.outside_writes import serve_outside_writes
 from customer_service.server.service import ChatService
 from customer_service.server.sync import serve_sync
+from customer_service.server.webhook_sender import serve_webhook_sender
 from customer_service.storage import Store, open_store
 from customer_service.storage.committer import open_group_committer
 from customer_service.transport.interface import ListenOptions
@@ -207,6 +208,9 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                 await background.start(serve_outside_writes, hub, store, campaign_owner)
                 if config.campaigns.scheduler:
                     await background.start(serve_campaign_scheduler, service, config,
+                                           campaign_owner)
+                if config.webhooks.sender:  # docs/webhooks.md: one sender per instance
+                    await background.start(serve_webhook_sender, store, config.webhooks,
                                            campaign_owner)
                 async with open_ai_responder(config, service) as responder:
                     service.ai = responder
