@@ -24,6 +24,7 @@ from customer_service.cli.conversation_search import search
 from customer_service.cli.conversations import conversations
 from customer_service.cli.db import db, stats
 from customer_service.cli.doctor import doctor
+from customer_service.cli.webhooks import webhooks
 from customer_service.errors import CustomerServiceError, the_error
 
 
@@ -135,6 +136,7 @@ cli.add_command(db)
 cli.add_command(stats)
 cli.add_command(doctor)
 cli.add_command(canned)
+cli.add_command(webhooks)
 
 
 def main() -> None:
