@@ -221,8 +221,8 @@ def deliveries(failed: bool, webhook_id: str | None, limit: int, as_json: bool) 
 
     table = Table(title=f"{len(found)} deliver{'y' if len(found) == 1 else 'ies'}",
                   title_justify="left")
-    for column in ("event", "webhook", "type", "conv.", "state", "tries", "last answer",
-                   "at (UTC)"):
+    table.add_column("event", no_wrap=True)
+    for column in ("webhook", "type", "conv.", "state", "tries", "last answer", "at (UTC)"):
         table.add_column(column, overflow="fold")
     for d in found:
         last = d.last_error or ("" if d.last_status is None else f"HTTP {d.last_status}")
