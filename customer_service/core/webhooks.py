@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from customer_service.core.breaker import retry_after
 from customer_service.core.models import (
@@ -43,8 +44,11 @@ from customer_service.core.models import (
     RecipientState,
     Role,
     StoredMessage,
+    format_ts,
 )
 from customer_service.errors import BadRequest
+
+_encode = msgspec.json.Encoder().encode
 
 MESSAGE_CREATED = "message.created"
 CONVERSATION_CREATED = "conversation.created"
@@ -258,17 +262,15 @@ def campaign_finished(before: Campaign, after: Campaign,
 # --- bodies and signatures --------------------------------------------------
 
 def iso(moment: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and ``Z``."""
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """ISO 8601 UTC with milliseconds and ``Z`` (the protocol's ``ts``, cached)."""
+    return format_ts(moment)
 
 
 def event_body(event_id: str, event_type: str, created_at: datetime,
                data: Mapping[str, Any]) -> bytes:
     """The exact bytes POSTed (and signed): compact JSON, UTF-8."""
-    return json.dumps({"id": event_id, "type": event_type, "created_at": iso(created_at),
-                       "data": dict(data)}, ensure_ascii=False,
-                      separators=(",", ":")).encode("utf-8")
+    return _encode({"id": event_id, "type": event_type, "created_at": iso(created_at),
+                    "data": data})
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

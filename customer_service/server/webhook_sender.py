@@ -39,6 +39,8 @@ PREVIEW_BYTES = 512
 KEEP_DELIVERED = timedelta(days=7)
 PRUNE_EVERY = 3600.0
 PRUNE_BATCHES = 20
+RECORD_BATCH = 500
+"""Outcomes written in one transaction, at most."""
 
 
 def lease_seconds(config: WebhooksConfig) -> float:
@@ -110,6 +112,8 @@ class WebhookSender:
         self._in_flight = 0
         self._wake = trio.Event()
         self._next_prune = 0.0
+        self._outcomes, self._outcomes_out = trio.open_memory_channel[
+            tuple[hooks.WebhookDelivery, hooks.AttemptResult]](config.max_in_flight)
 
     def nudge(self) -> None:
         """Look at the queue now rather than at the next poll."""
@@ -118,6 +122,7 @@ class WebhookSender:
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                     ) -> None:
         async with http_client(self.config) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(self._record_outcomes)
             task_status.started()
             log.info("webhook sender %s: started (at most %d in flight)", self.owner,
                      self.config.max_in_flight)
@@ -146,24 +151,41 @@ class WebhookSender:
             return []
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: hooks.WebhookDelivery) -> None:
+        """Send one claimed row; its outcome goes to the recorder (a bounded channel: a
+        slow database holds this slot rather than piling outcomes up)."""
         try:
             answer = await post_event(client, delivery.url, delivery.secret, delivery.event_id,
                                       delivery.body, timeout=self.config.timeout)
+            success = answer.status is not None and 200 <= answer.status <= 299
             result = hooks.decide(
-                status=answer.status, error="" if answer.status is not None and
-                200 <= answer.status <= 299 else answer_text(answer),
+                status=answer.status, error="" if success else answer_text(answer),
                 retry_after_header=answer.retry_after, attempts=delivery.attempts + 1,
                 queued_at=delivery.queued_at, now=datetime.now(UTC),
                 duration_ms=answer.duration_ms, policy=self.policy, draw=random.random())
             self._log(delivery, result)
-            try:
-                with trio.fail_after(STORE_DEADLINE):
-                    await self.store.record_webhook_attempt(delivery.id, self.owner, result)
-            except (StorageError, trio.TooSlowError) as exc:
-                log.warning("webhook %s event %s: outcome not stored (%s); sent again when "
-                            "the claim lapses", delivery.webhook_id, delivery.event_id, exc)
+            await self._outcomes.send((delivery, result))
         finally:
             self._in_flight -= 1
+
+    async def _record_outcomes(self) -> None:
+        """Write outcomes in batches (one transaction for all that are waiting), then look
+        at the queue again: a conversation's next event may go now."""
+        async for first in self._outcomes_out:
+            batch = [first]
+            while len(batch) < RECORD_BATCH:
+                try:
+                    batch.append(self._outcomes_out.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            try:
+                with trio.fail_after(STORE_DEADLINE):
+                    await self.store.record_webhook_attempts(
+                        self.owner, [(delivery.id, result) for delivery, result in batch])
+            except (StorageError, trio.TooSlowError) as exc:
+                for delivery, _ in batch:
+                    log.warning("webhook %s event %s: outcome not stored (%s); sent again "
+                                "when the claim lapses", delivery.webhook_id,
+                                delivery.event_id, exc)
             self._wake.set()
 
     def _log(self, delivery: hooks.WebhookDelivery, result: hooks.AttemptResult) -> None:

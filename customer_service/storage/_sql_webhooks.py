@@ -162,28 +162,37 @@ def _deliveries(tx: Tx, ids: Sequence[int]) -> list[WebhookDelivery]:
     return found
 
 
-def record_attempt(tx: Tx, delivery_id: int, owner: str, result: AttemptResult) -> bool:
-    """Write an attempt's outcome while ``owner`` still holds the claim (True); else (the
-    lease lapsed and another instance took the row, or it was removed) only log it."""
-    error = result.error[:ERROR_TEXT_LIMIT]
-    delivered = to_ms(result.at) if result.state is DeliveryState.DELIVERED else None
-    changed = tx.execute(
-        "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?,"
-        " claimed_by = NULL, claim_until = NULL, last_status = ?, last_error = ?,"
-        " delivered_at = ? WHERE id = ? AND claimed_by = ? AND state = 'pending'",
-        (result.state.value, to_ms(result.next_attempt_at), result.status, error, delivered,
-         delivery_id, owner))
-    if tx.one("SELECT 1 FROM webhook_deliveries WHERE id = ?", (delivery_id,)) is None:
-        return False
-    tx.execute("INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms)"
-               " VALUES (?, ?, ?, ?, ?)",
-               (delivery_id, to_ms(result.at), result.status, error, result.duration_ms))
-    old = tx.all("SELECT id FROM webhook_attempts WHERE delivery_id = ? ORDER BY id DESC",
-                 (delivery_id,))[ATTEMPTS_KEPT:]
-    if old:
-        tx.execute("DELETE FROM webhook_attempts WHERE delivery_id = ? AND id <= ?",
-                   (delivery_id, int(old[0][0])))
-    return changed == 1
+def record_attempts(tx: Tx, owner: str,
+                    results: Sequence[tuple[int, AttemptResult]]) -> list[bool]:
+    """Write each attempt's outcome while ``owner`` still holds the row's claim (True); else
+    (the lease lapsed and another instance took the row) only log the attempt; a row that
+    is gone (its webhook removed) gets nothing (False)."""
+    written: list[bool] = []
+    for delivery_id, result in results:
+        error = result.error[:ERROR_TEXT_LIMIT]
+        delivered = to_ms(result.at) if result.state is DeliveryState.DELIVERED else None
+        changed = tx.execute(
+            "UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1,"
+            " next_attempt_at = ?, claimed_by = NULL, claim_until = NULL, last_status = ?,"
+            " last_error = ?, delivered_at = ? WHERE id = ? AND claimed_by = ?"
+            " AND state = 'pending'",
+            (result.state.value, to_ms(result.next_attempt_at), result.status, error,
+             delivered, delivery_id, owner))
+        if changed == 0 and tx.one("SELECT 1 FROM webhook_deliveries WHERE id = ?",
+                                   (delivery_id,)) is None:
+            written.append(False)
+            continue
+        tx.execute("INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms)"
+                   " VALUES (?, ?, ?, ?, ?)",
+                   (delivery_id, to_ms(result.at), result.status, error, result.duration_ms))
+        if result.state is not DeliveryState.DELIVERED or changed == 0:
+            old = tx.all("SELECT id FROM webhook_attempts WHERE delivery_id = ?"
+                         " ORDER BY id DESC", (delivery_id,))[ATTEMPTS_KEPT:]
+            if old:
+                tx.execute("DELETE FROM webhook_attempts WHERE delivery_id = ? AND id <= ?",
+                           (delivery_id, int(old[0][0])))
+        written.append(changed == 1)
+    return written
 
 
 def list_deliveries(tx: Tx, *, failed: bool, webhook_id: int | None,

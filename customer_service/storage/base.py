@@ -444,11 +444,13 @@ class Store(Protocol):
         pending row of their conversation), with their webhook's URL and secret. Of several
         stores claiming at once, each row goes to exactly one."""
 
-    async def record_webhook_attempt(self, delivery_id: int, owner: str,
-                                     result: AttemptResult) -> bool:
-        """Log an attempt (the last ``ATTEMPTS_KEPT`` per row are kept) and, while ``owner``
-        still holds the claim, write its outcome and release the claim (True). False when
-        the claim was lost (nothing but the log changes) or the row is gone."""
+    async def record_webhook_attempts(self, owner: str,
+                                      results: Sequence[tuple[int, AttemptResult]]
+                                      ) -> list[bool]:
+        """Write a batch of attempts (delivery id, outcome) in one transaction: each is
+        logged (the last ``ATTEMPTS_KEPT`` per row are kept) and, while ``owner`` still holds
+        the row's claim, its outcome written and the claim released (True). False when the
+        claim was lost (only the log changes) or the row is gone."""
 
     async def list_webhook_deliveries(self, *, failed: bool = False,
                                       webhook_id: int | None = None,

@@ -46,10 +46,14 @@ class Webhooks(ABC):
             lambda tx: webhooks.claim_deliveries(tx, owner, now, lease_seconds, limit),
             write=True)
 
-    async def record_webhook_attempt(self, delivery_id: int, owner: str,
-                                     result: AttemptResult) -> bool:
-        return await self._run(
-            lambda tx: webhooks.record_attempt(tx, delivery_id, owner, result), write=True)
+    async def record_webhook_attempts(self, owner: str,
+                                      results: Sequence[tuple[int, AttemptResult]]
+                                      ) -> list[bool]:
+        items = list(results)
+        if not items:
+            return []
+        return await self._run(lambda tx: webhooks.record_attempts(tx, owner, items),
+                               write=True)
 
     async def list_webhook_deliveries(self, *, failed: bool = False,
                                       webhook_id: int | None = None,

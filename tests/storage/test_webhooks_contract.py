@@ -57,6 +57,11 @@ def data(delivery: WebhookDelivery) -> dict[str, object]:
     return result
 
 
+async def record(store: Store, delivery_id: int, owner: str, result: AttemptResult) -> bool:
+    (written,) = await store.record_webhook_attempts(owner, [(delivery_id, result)])
+    return written
+
+
 def delivered(at: datetime) -> AttemptResult:
     return AttemptResult(DeliveryState.DELIVERED, at, at, 200, "", 3)
 
@@ -154,9 +159,9 @@ async def test_claims_follow_each_conversations_order(store: Store) -> None:
     assert [data(d)["text"] for d in first] == ["a1", "b1"]  # one head per conversation
     assert {d.url for d in first} == {hook.url} and first[0].secret == "s"
     assert await store.claim_webhook_deliveries("two", now(), LEASE, 10) == []  # claimed
-    assert await store.record_webhook_attempt(first[0].id, "one", delivered(now()))
+    assert await record(store, first[0].id, "one", delivered(now()))
     fail = AttemptResult(DeliveryState.PENDING, now(), now(), 503, "HTTP 503", 5)
-    assert await store.record_webhook_attempt(first[1].id, "one", fail)
+    assert await record(store, first[1].id, "one", fail)
     second = await store.claim_webhook_deliveries("two", now(), LEASE, 10)
     # b1 failed and is pending again: b2 still waits behind it
     assert [data(d)["text"] for d in second] == ["a2", "b1"]
@@ -173,8 +178,8 @@ async def test_a_lapsed_lease_goes_to_another_and_the_old_holder_loses(store: St
     assert await store.webhook_work_due(later)
     (taken,) = await store.claim_webhook_deliveries("two", later, LEASE, 10)
     assert taken.id == held.id
-    assert not await store.record_webhook_attempt(held.id, "one", delivered(now()))
-    assert await store.record_webhook_attempt(taken.id, "two", delivered(now()))
+    assert not await record(store, held.id, "one", delivered(now()))
+    assert await record(store, taken.id, "two", delivered(now()))
     (row,) = await outbox(store)
     assert row.state is DeliveryState.DELIVERED and row.attempts == 1
     assert len(row.log) == 2  # both attempts are logged
@@ -186,7 +191,7 @@ async def test_dead_letters_are_listed_and_replayed(store: Store) -> None:
     await store.append_messages([msg(cid, "one"), msg(cid, "two")])
     (first,) = await store.claim_webhook_deliveries("me", now(), LEASE, 10)
     dead = AttemptResult(DeliveryState.DEAD, now(), now(), 410, "HTTP 410", 4)
-    assert await store.record_webhook_attempt(first.id, "me", dead)
+    assert await record(store, first.id, "me", dead)
     (failed,) = await store.list_webhook_deliveries(failed=True)
     assert failed.id == first.id and failed.state is DeliveryState.DEAD
     assert failed.log[0].status == 410 and failed.last_error == "HTTP 410"
@@ -209,11 +214,11 @@ async def test_attempts_log_is_bounded_and_delivered_rows_are_pruned(store: Stor
     for _ in range(hooks.ATTEMPTS_KEPT + 3):
         (claimed,) = await store.claim_webhook_deliveries("me", now(), LEASE, 10)
         retry = AttemptResult(DeliveryState.PENDING, now(), now(), None, "timed out", 1)
-        await store.record_webhook_attempt(claimed.id, "me", retry)
+        await record(store, claimed.id, "me", retry)
     (row,) = await outbox(store)
     assert row.attempts == hooks.ATTEMPTS_KEPT + 3 and len(row.log) == hooks.ATTEMPTS_KEPT
     (claimed,) = await store.claim_webhook_deliveries("me", now(), LEASE, 10)
-    await store.record_webhook_attempt(claimed.id, "me", delivered(now()))
+    await record(store, claimed.id, "me", delivered(now()))
     assert await store.prune_webhook_deliveries(now() - timedelta(days=7)) == 0
     assert await store.prune_webhook_deliveries(now() + timedelta(seconds=1)) == 1
     assert await outbox(store) == []
@@ -225,7 +230,7 @@ async def test_removing_a_webhook_drops_its_outbox(store: Store) -> None:
     await store.append_messages([msg(cid, "x")])
     (claimed,) = await store.claim_webhook_deliveries("me", now(), LEASE, 10)
     await store.remove_webhook(hook.id)
-    assert not await store.record_webhook_attempt(claimed.id, "me", delivered(now()))
+    assert not await record(store, claimed.id, "me", delivered(now()))
     assert await store.list_webhook_deliveries() == []
 
 
@@ -263,10 +268,9 @@ async def test_two_pools_racing_claim_each_row_once(
             while idle < 3:
                 claimed = await store.claim_webhook_deliveries(name, now(), LEASE, 7)
                 idle = 0 if claimed else idle + 1
-                for delivery in claimed:
-                    got[name].append(delivery.id)
-                    assert await store.record_webhook_attempt(delivery.id, name,
-                                                              delivered(now()))
+                got[name] += [delivery.id for delivery in claimed]
+                assert all(await store.record_webhook_attempts(
+                    name, [(delivery.id, delivered(now())) for delivery in claimed]))
 
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
