@@ -167,8 +167,9 @@ def record_attempts(tx: Tx, owner: str,
     """Write each attempt's outcome while ``owner`` still holds the row's claim (True); else
     (the lease lapsed and another instance took the row) only log the attempt; a row that
     is gone (its webhook removed) gets nothing (False)."""
-    written: list[bool] = []
-    for delivery_id, result in results:
+    written: dict[int, bool] = {}
+    # In id order, as claims lock them: two instances' transactions never wait in a circle.
+    for delivery_id, result in sorted(results, key=lambda item: item[0]):
         error = result.error[:ERROR_TEXT_LIMIT]
         delivered = to_ms(result.at) if result.state is DeliveryState.DELIVERED else None
         changed = tx.execute(
@@ -180,7 +181,7 @@ def record_attempts(tx: Tx, owner: str,
              delivered, delivery_id, owner))
         if changed == 0 and tx.one("SELECT 1 FROM webhook_deliveries WHERE id = ?",
                                    (delivery_id,)) is None:
-            written.append(False)
+            written[delivery_id] = False
             continue
         tx.execute("INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms)"
                    " VALUES (?, ?, ?, ?, ?)",
@@ -191,8 +192,8 @@ def record_attempts(tx: Tx, owner: str,
             if old:
                 tx.execute("DELETE FROM webhook_attempts WHERE delivery_id = ? AND id <= ?",
                            (delivery_id, int(old[0][0])))
-        written.append(changed == 1)
-    return written
+        written[delivery_id] = changed == 1
+    return [written[delivery_id] for delivery_id, _ in results]
 
 
 def list_deliveries(tx: Tx, *, failed: bool, webhook_id: int | None,
