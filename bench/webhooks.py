@@ -7,8 +7,8 @@
    subscribed to ``message.created`` (rounds alternate, best round kept), in µs per call.
 2. The sender: ``--events`` events queued at once (spread over 100 conversations, so the
    per-conversation order applies, and again with no conversation), then the server's
-   ``WebhookSender`` delivering them to a receiver on loopback (``http.server`` in a thread,
-   answering 200 at once), in deliveries per second.
+   ``WebhookSender`` delivering them to a receiver on loopback (``http.server`` in a process
+   of its own, answering 200 at once), in deliveries per second.
 
 No server process: the store and the sender as the server runs them.
 """
@@ -16,14 +16,13 @@ No server process: the store and the sender as the server runs them.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,30 +41,40 @@ from customer_service.storage.base import Store  # noqa: E402
 ROUNDS = 5
 
 
-class _Handler(BaseHTTPRequestHandler):
+RECEIVER = """
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:
+    def log_message(self, *args):
         pass
+
+httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+httpd.daemon_threads = True
+print(httpd.server_address[1], flush=True)
+httpd.serve_forever()
+"""
 
 
 @contextmanager
 def receiver() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    """A receiver in a process of its own (so it takes no CPU from the sender's)."""
+    process = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE,
+                               text=True)
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}/hook"
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        process.terminate()
+        process.wait(10)
 
 
 async def conversations(store: Store, count: int) -> list[int]:
