@@ -30,10 +30,9 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
     last_status     INT          NULL,
     last_error      VARCHAR(512) NOT NULL DEFAULT '',
     delivered_at    BIGINT       NULL,
-    UNIQUE KEY webhook_deliveries_event_per_hook (webhook_id, event_id),
+    UNIQUE KEY webhook_deliveries_event (event_id, webhook_id),
     KEY webhook_deliveries_due (state, next_attempt_at),
     KEY webhook_deliveries_order (webhook_id, conversation_id, state, id),
-    KEY webhook_deliveries_event (event_id),
     CONSTRAINT webhook_deliveries_webhook_fk FOREIGN KEY (webhook_id)
         REFERENCES webhooks (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;

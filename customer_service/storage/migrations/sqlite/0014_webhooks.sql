@@ -28,13 +28,12 @@ CREATE TABLE webhook_deliveries (
     last_status     INTEGER,
     last_error      TEXT    NOT NULL DEFAULT '',
     delivered_at    INTEGER,
-    UNIQUE (webhook_id, event_id)
+    UNIQUE (event_id, webhook_id)
 );
 
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (state, next_attempt_at);
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries
     (webhook_id, conversation_id, state, id);
-CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
 
 CREATE TABLE webhook_attempts (
     id          INTEGER PRIMARY KEY,
