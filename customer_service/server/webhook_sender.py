@@ -2,7 +2,8 @@
 
 The chat only writes outbox rows in its own transactions (``storage/_sql_webhooks.py``);
 nothing here is awaited by a message, an accept or a close. The sender looks at the queue
-(a read) every ``[webhooks] poll_interval`` and as soon as one of its deliveries ends,
+(a read) every ``[webhooks] poll_interval``, after each commit of messages (``nudge``; at
+most every ``IDLE_GAP`` while idle) and as soon as one of its deliveries ends,
 claims what may go (a lease in the database, so of several instances exactly one sends
 each row; per webhook, one conversation's events in order), and sends at most
 ``max_in_flight`` at once, each under ``timeout``. Memory is bounded by ``max_in_flight``
@@ -39,6 +40,8 @@ PREVIEW_BYTES = 512
 KEEP_DELIVERED = timedelta(days=7)
 PRUNE_EVERY = 3600.0
 PRUNE_BATCHES = 20
+IDLE_GAP = 0.02
+"""Seconds at least between two looks at an idle queue, however often commits nudge."""
 RECORD_BATCH = 500
 """Outcomes written in one transaction, at most."""
 
@@ -116,7 +119,8 @@ class WebhookSender:
             tuple[hooks.WebhookDelivery, hooks.AttemptResult]](config.max_in_flight)
 
     def nudge(self) -> None:
-        """Look at the queue now rather than at the next poll."""
+        """Look at the queue now rather than at the next poll (the committer calls this after
+        each commit: its events may be in the outbox)."""
         self._wake.set()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -127,6 +131,7 @@ class WebhookSender:
             log.info("webhook sender %s: started (at most %d in flight)", self.owner,
                      self.config.max_in_flight)
             while True:
+                looked_at = trio.current_time()
                 free = self.config.max_in_flight - self._in_flight
                 claimed = await self._claim(free) if free > 0 else []
                 for delivery in claimed:
@@ -136,6 +141,8 @@ class WebhookSender:
                     with trio.move_on_after(self.config.poll_interval):
                         await self._wake.wait()
                     self._wake = trio.Event()
+                    if not claimed:  # idle: commits' nudges cost one read per IDLE_GAP
+                        await trio.sleep_until(looked_at + IDLE_GAP)
                 await self._maybe_prune()
 
     async def _claim(self, limit: int) -> list[hooks.WebhookDelivery]:
@@ -217,8 +224,3 @@ class WebhookSender:
                         self.owner, exc)
 
 
-async def serve_webhook_sender(store: Store, config: WebhooksConfig, owner: str, *,
-                               task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                               ) -> None:
-    """Run the sender until cancelled (``[webhooks] sender``)."""
-    await WebhookSender(store, config, owner).serve(task_status=task_status)

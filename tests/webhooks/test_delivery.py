@@ -211,3 +211,21 @@ async def test_sender_off_queues_but_does_not_send(config: Config, receiver: Rec
         assert row.state is DeliveryState.PENDING and row.attempts == 0
         assert receiver.requests == []
         srv.shutdown()
+
+
+async def test_a_commit_wakes_the_sender_before_its_poll(config: Config,
+                                                         receiver: Receiver) -> None:
+    """With a poll interval of a minute, a message's event still leaves at once: the
+    committer nudges the sender."""
+    slow_poll = dataclasses.replace(config, webhooks=dataclasses.replace(
+        config.webhooks, poll_interval=60.0))
+    async with open_server(slow_poll) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        await add_hook(srv, receiver, ("message.created",))
+        async with visitor(srv) as (vis, _):
+            await vis.send(type="text", id="m1", content="now")
+            await vis.recv_type("ack", id="m1")
+            (row,) = await all_delivered(srv.service.store)
+        assert receiver.events()[0]["id"] == row.event_id
+        assert receiver.events()[0]["data"]["text"] == "now"
+        srv.shutdown()
