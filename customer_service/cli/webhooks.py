@@ -217,19 +217,24 @@ def deliveries(failed: bool, webhook_id: str | None, limit: int, as_json: bool) 
     if not found:
         out.print("No failed deliveries." if failed else "No deliveries.", highlight=False)
         return
+    from rich import box
     from rich.table import Table
 
     table = Table(title=f"{len(found)} deliver{'y' if len(found) == 1 else 'ies'}",
-                  title_justify="left")
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("event", no_wrap=True)
-    for column in ("webhook", "type", "conv.", "state", "tries", "last answer", "at (UTC)"):
-        table.add_column(column, overflow="fold")
+    table.add_column("hook", no_wrap=True)
+    table.add_column("type", overflow="fold")
+    table.add_column("conv.", no_wrap=True)
+    table.add_column("state (tries)", overflow="fold")
+    table.add_column("at (UTC)", overflow="fold")
+    table.add_column("last answer", overflow="fold", ratio=1)
     for d in found:
         last = d.last_error or ("" if d.last_status is None else f"HTTP {d.last_status}")
         moment = d.delivered_at or (d.log[0].at if d.log else d.created_at)
         table.add_row(d.event_id, str(d.webhook_id), d.event_type,
                       "" if d.conversation_id is None else str(d.conversation_id),
-                      str(d.state), str(d.attempts), esc(last[:80]), short_time(moment))
+                      f"{d.state} ({d.attempts})", short_time(moment)[5:], esc(last[:120]))
     print_table(table, out)
 
 
