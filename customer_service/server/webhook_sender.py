@@ -42,6 +42,9 @@ PRUNE_EVERY = 3600.0
 PRUNE_BATCHES = 20
 IDLE_GAP = 0.02
 """Seconds at least between two looks at an idle queue, however often commits nudge."""
+LOOK_SHARE = 10.0
+"""An idle sender waits at least this many times as long as its last look at the queue
+took: its reads take at most about a tenth of the database's time."""
 RECORD_BATCH = 500
 """Outcomes written in one transaction, at most."""
 
@@ -134,6 +137,7 @@ class WebhookSender:
                 looked_at = trio.current_time()
                 free = self.config.max_in_flight - self._in_flight
                 claimed = await self._claim(free) if free > 0 else []
+                looked = trio.current_time() - looked_at
                 for delivery in claimed:
                     self._in_flight += 1
                     nursery.start_soon(self._deliver, client, delivery)
@@ -141,8 +145,9 @@ class WebhookSender:
                     with trio.move_on_after(self.config.poll_interval):
                         await self._wake.wait()
                     self._wake = trio.Event()
-                    if not claimed:  # idle: commits' nudges cost one read per IDLE_GAP
-                        await trio.sleep_until(looked_at + IDLE_GAP)
+                    if not claimed:  # idle: commits' nudges cost one read per gap, and a
+                        # slow look (a long queue behind a failing receiver) waits longer
+                        await trio.sleep_until(looked_at + max(IDLE_GAP, LOOK_SHARE * looked))
                 await self._maybe_prune()
 
     async def _claim(self, limit: int) -> list[hooks.WebhookDelivery]:

@@ -179,10 +179,19 @@ def record_attempts(tx: Tx, owner: str,
             " AND state = 'pending'",
             (result.state.value, to_ms(result.next_attempt_at), result.status, error,
              delivered, delivery_id, owner))
-        if changed == 0 and tx.one("SELECT 1 FROM webhook_deliveries WHERE id = ?",
-                                   (delivery_id,)) is None:
+        row = tx.one("SELECT webhook_id, conversation_id FROM webhook_deliveries WHERE id = ?",
+                     (delivery_id,))
+        if row is None:
             written[delivery_id] = False
             continue
+        if changed == 1 and result.state is DeliveryState.PENDING and row[1] is not None:
+            # The rows queued behind it wait as long: a look at the queue does not step
+            # over them one by one while a receiver is down.
+            tx.execute("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE webhook_id = ?"
+                       " AND conversation_id = ? AND state = 'pending' AND id > ?"
+                       " AND next_attempt_at < ?",
+                       (to_ms(result.next_attempt_at), row[0], row[1], delivery_id,
+                        to_ms(result.next_attempt_at)))
         tx.execute("INSERT INTO webhook_attempts (delivery_id, at, status, error, duration_ms)"
                    " VALUES (?, ?, ?, ?, ?)",
                    (delivery_id, to_ms(result.at), result.status, error, result.duration_ms))

@@ -281,3 +281,22 @@ async def test_two_pools_racing_claim_each_row_once(
         assert got["one"] and got["two"]
         rows = await one.list_webhook_deliveries(limit=1000)
         assert all(r.state is DeliveryState.DELIVERED and r.attempts == 1 for r in rows)
+
+
+async def test_rows_behind_a_rescheduled_head_wait_with_it(store: Store) -> None:
+    """A failure moves the rows queued behind it to the same time: a look at the queue
+    finds nothing due (rather than stepping over each blocked row) until then."""
+    await store.add_webhook("https://a.example/h", ("message.created",), "s")
+    cid = await conversation(store)
+    await store.append_messages([msg(cid, f"m{n}") for n in range(5)])
+    moment = now()
+    (head,) = await store.claim_webhook_deliveries("me", moment, LEASE, 10)
+    later = moment + timedelta(minutes=5)
+    retry = AttemptResult(DeliveryState.PENDING, later, moment, 503, "HTTP 503", 2)
+    assert await record(store, head.id, "me", retry)
+    assert not await store.webhook_work_due(moment)
+    rows = await outbox(store)
+    assert {r.next_attempt_at for r in rows} == {rows[0].next_attempt_at}
+    assert await store.webhook_work_due(later)
+    (again,) = await store.claim_webhook_deliveries("me", later, LEASE, 10)
+    assert again.id == head.id
