@@ -250,6 +250,30 @@ class CampaignsConfig:
         "With several instances one of them runs each campaign."))
 
 
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    sender: bool = field(default=True, metadata=_doc(
+        "Send queued webhook events from this server. Events are queued whatever this "
+        "says (webhooks add); with several instances each event is sent by one of them."))
+    timeout: float = field(default=10.0, metadata=_doc(
+        "Seconds a receiver has to answer. Past it the attempt counts as failed and is "
+        "tried again later.", gt=0, le=300))
+    max_in_flight: int = field(default=16, metadata=_doc(
+        "Deliveries this server sends at once, over all webhooks.", ge=1, le=1000))
+    retry_hours: float = field(default=24.0, metadata=_doc(
+        "Hours an event is retried. Timeouts, connection errors, 408, 429 and 5xx are "
+        "retried; after this long the event becomes a dead letter (webhooks deliveries "
+        "--failed; webhooks replay).",
+        gt=0, le=24 * 30))
+    retry_base: float = field(default=5.0, metadata=_doc(
+        "Seconds the first retry waits at most. Each later one waits up to twice the one "
+        "before (random, \"full jitter\"), never more than retry_cap.", gt=0))
+    retry_cap: float = field(default=3600.0, metadata=_doc(
+        "Seconds between two tries at most. Retry-After included.", gt=0))
+    poll_interval: float = field(default=0.5, metadata=_doc(
+        "Seconds between looks at the queue when there is nothing to send.", gt=0, le=60))
+
+
 LANGUAGES = ("en", "zh-CN")
 """The languages of the widget and the dashboard (one string table each in ``web/lang/``)."""
 
@@ -337,6 +361,7 @@ class Config:
     hours: HoursConfig = field(default_factory=HoursConfig)
     auto_replies: AutoRepliesConfig = field(default_factory=AutoRepliesConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     source: str | None = field(default=None, compare=False, metadata={"internal": True})
 
     def resolve_path(self, value: str) -> Path:

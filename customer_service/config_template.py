@@ -47,6 +47,8 @@ SECTION_DOCS: dict[str, str] = {
     "auto_replies": "Messages the server writes into a conversation itself (role system), once "
                     "per conversation, in the visitor's language.",
     "web": "What visitors and agents see: name, logo, colour, languages, the pre-chat form.",
+    "webhooks": "Signed HTTP POSTs to your systems when messages and conversations change "
+                "(customer-service webhooks add). See docs/webhooks.md.",
 }
 
 # Extra comment lines for prod.toml, keyed "section.key". The values stay the

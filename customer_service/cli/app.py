@@ -27,6 +27,7 @@ from customer_service.cli.db import db, stats
 from customer_service.cli.doctor import doctor
 from customer_service.cli.reports import reports
 from customer_service.cli.tokens import tokens
+from customer_service.cli.webhooks import webhooks
 from customer_service.errors import CustomerServiceError, the_error
 
 
@@ -141,6 +142,7 @@ cli.add_command(reports)
 cli.add_command(doctor)
 cli.add_command(canned)
 cli.add_command(tokens)
+cli.add_command(webhooks)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -29,6 +29,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from customer_service.ai.responder import open_ai_responder
 from customer_service.config import Config, worker_count
 from customer_service.core.login_failures import LoginLimits
+from customer_service.core.models import AppendResult
 from customer_service.errors import ListenError
 from customer_service.logs import tag_logs
 from customer_service.server.app import App
@@ -44,6 +45,7 @@ from customer_service.server.metrics import Metrics
 from customer_service.server.outside_writes import serve_outside_writes
 from customer_service.server.service import ChatService
 from customer_service.server.sync import serve_sync
+from customer_service.server.webhook_sender import WebhookSender
 from customer_service.storage import Store, open_store
 from customer_service.storage.committer import open_group_committer
 from customer_service.transport.interface import ListenOptions
@@ -189,8 +191,19 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
 
             app = App(service, ai_status=service.ai_status, bus_status=bus_status,
                       logins=logins, instance=instance)
+            # A campaign run here is leased as host:pid:instance: a restarted server (or
+            # `campaigns run`) on this host sees the pid is gone and takes over at once.
+            campaign_owner = f"{socket.gethostname()}:{os.getpid()}:{instance}"
+            webhooks = (WebhookSender(store, config.webhooks, campaign_owner)
+                        if config.webhooks.sender else None)  # docs/webhooks.md
+
+            def on_commit(results: Sequence[AppendResult]) -> None:
+                service.on_committed(results)
+                if webhooks is not None:
+                    webhooks.nudge()
+
             async with open_group_committer(store, config.storage.group_commit_max,
-                                            on_commit=service.on_committed,
+                                            on_commit=on_commit,
                                             drain_timeout=config.server.shutdown_timeout
                                             ) as committer, trio.open_nursery() as background:
                 service.committer = committer
@@ -201,13 +214,12 @@ async def open_server(config: Config, *, wrap_store: StoreWrapper | None = None,
                 await background.start(service.assigner.serve)
                 await background.start(service.availability.serve)
                 await background.start(service.context.serve)
-                # A campaign run here is leased as host:pid:instance: a restarted server (or
-                # `campaigns run`) on this host sees the pid is gone and takes over at once.
-                campaign_owner = f"{socket.gethostname()}:{os.getpid()}:{instance}"
                 await background.start(serve_outside_writes, hub, store, campaign_owner)
                 if config.campaigns.scheduler:
                     await background.start(serve_campaign_scheduler, service, config,
                                            campaign_owner)
+                if webhooks is not None:
+                    await background.start(webhooks.serve)
                 async with open_ai_responder(config, service) as responder:
                     service.ai = responder
                     yield Server(config, service, app, instance, reuse_port=reuse_port)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from customer_service.core import webhooks as hooks
 from customer_service.core.models import (
     Campaign,
     CampaignDelivery,
@@ -32,6 +33,7 @@ from customer_service.core.models import (
     Role,
 )
 from customer_service.errors import Conflict, NotFound
+from customer_service.storage import _sql_webhooks as webhooks_sql
 from customer_service.storage._sql import (
     Row,
     Tx,
@@ -159,7 +161,11 @@ def set_campaign_status(tx: Tx, campaign_id: int, status: CampaignStatus,
         params.append(stop_reason)
     tx.execute(f"UPDATE campaigns SET {', '.join(assignments)} WHERE id = ?",
                [*params, campaign_id])
-    return _existing(tx, campaign_id)
+    changed = _existing(tx, campaign_id)
+    if status is CampaignStatus.FINISHED and campaign.status is not CampaignStatus.FINISHED:
+        webhooks_sql.enqueue_events(tx, hooks.campaign_finished(
+            campaign, changed, recipient_counts(tx, campaign_id)))
+    return changed
 
 
 def claim_campaign(tx: Tx, campaign_id: int, owner: str, *, lease_seconds: float,

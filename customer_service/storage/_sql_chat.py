@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from customer_service.core import webhooks as hooks
 from customer_service.core.models import (
     AppendResult,
     Conversation,
@@ -26,6 +27,7 @@ from customer_service.core.models import (
 )
 from customer_service.errors import Conflict, NotFound
 from customer_service.storage import _sql_search as search_sql
+from customer_service.storage import _sql_webhooks as webhooks_sql
 from customer_service.storage._sql import (
     CONVERSATION_COLUMNS,
     CONVERSATION_WIDTH,
@@ -85,10 +87,12 @@ def current_conversation(tx: Tx, visitor_id: int) -> Conversation:
         "INSERT INTO conversations (visitor_id, status, assigned_to, last_seq, agent_read_seq,"
         " visitor_read_seq, created_at, updated_at) VALUES (?, ?, NULL, 0, 0, 0, ?, ?)",
         (visitor_id, ConversationStatus.OPEN.value, created, created))
-    return Conversation(id=conversation_id, visitor_id=visitor_id,
-                        status=ConversationStatus.OPEN, assigned_to=None, last_seq=0,
-                        agent_read_seq=0, visitor_read_seq=0, created_at=from_ms(created),
-                        updated_at=from_ms(created))
+    conversation = Conversation(id=conversation_id, visitor_id=visitor_id,
+                                status=ConversationStatus.OPEN, assigned_to=None, last_seq=0,
+                                agent_read_seq=0, visitor_read_seq=0,
+                                created_at=from_ms(created), updated_at=from_ms(created))
+    webhooks_sql.enqueue_events(tx, [hooks.conversation_created(conversation, found[0])])
+    return conversation
 
 
 def get_conversation(tx: Tx, conversation_id: int) -> Conversation | None:
@@ -156,8 +160,10 @@ def set_conversation_state(tx: Tx, conversation_id: int, status: ConversationSta
                f" needs_agent = ?, closed_at = {'closed_at' if keep else '?'} WHERE id = ?",
                (status.value, assigned_to, updated, int(needs_agent), *closed_at,
                 conversation_id))
-    return replace(conversation, status=status, assigned_to=assigned_to,
-                   updated_at=from_ms(updated), needs_agent=needs_agent)
+    changed = replace(conversation, status=status, assigned_to=assigned_to,
+                      updated_at=from_ms(updated), needs_agent=needs_agent)
+    webhooks_sql.enqueue_events(tx, hooks.state_events(conversation, changed))
+    return changed
 
 
 def set_needs_agent(tx: Tx, conversation_id: int, needs_agent: bool) -> Conversation:
@@ -261,6 +267,9 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                    [value for row in chunk for value in row])
     search_sql.index_messages(tx, [(row[0], row[1], created, row[5]) for row in inserts])
+    webhooks_sql.enqueue_events(tx, [hooks.message_created(result.message) for result in results
+                                     if not result.duplicate
+                                     and hooks.reported(result.message)])
     touched = sorted({row[0] for row in inserts})
     for ids in chunks(touched):
         tx.execute(f"UPDATE conversations{tx.dialect.by_id} SET last_seq = CASE id "

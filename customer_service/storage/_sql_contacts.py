@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from customer_service.core import webhooks as hooks
 from customer_service.core.models import (
     Contact,
     ContactInput,
@@ -27,6 +28,7 @@ from customer_service.core.models import (
 )
 from customer_service.errors import NotFound
 from customer_service.storage import _sql_search as search_sql
+from customer_service.storage import _sql_webhooks as webhooks_sql
 from customer_service.storage._sql import (
     CONVERSATION_COLUMNS,
     IN_CHUNK,
@@ -377,10 +379,12 @@ def new_conversation(tx: Tx, visitor_id: int, contact_id: int,
         " agent_read_seq, visitor_read_seq, created_at, updated_at)"
         " VALUES (?, ?, ?, NULL, 0, 0, 0, ?, ?)",
         (visitor_id, contact_id, status.value, created, created))
-    return Conversation(id=conversation_id, visitor_id=visitor_id,
-                        status=status, assigned_to=None, last_seq=0,
-                        agent_read_seq=0, visitor_read_seq=0, created_at=from_ms(created),
-                        updated_at=from_ms(created))
+    conversation = Conversation(id=conversation_id, visitor_id=visitor_id,
+                                status=status, assigned_to=None, last_seq=0,
+                                agent_read_seq=0, visitor_read_seq=0,
+                                created_at=from_ms(created), updated_at=from_ms(created))
+    webhooks_sql.enqueue_events(tx, [hooks.conversation_created(conversation, contact_id)])
+    return conversation
 
 
 def contact_visitor(tx: Tx, contact: Contact) -> int:

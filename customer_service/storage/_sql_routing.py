@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from customer_service.core import webhooks as hooks
 from customer_service.core.assignment import AgentLoad, AgentStatus, check_status
 from customer_service.core.models import Conversation, ConversationStatus, Role
 from customer_service.errors import NotFound
+from customer_service.storage import _sql_webhooks as webhooks_sql
 from customer_service.storage._sql import (
     CONVERSATION_COLUMNS,
     Row,
@@ -114,5 +116,7 @@ def assign_waiting(tx: Tx, conversation_id: int, agent_id: int,
     newest = tx.one("SELECT MAX(last_assigned_at) FROM agents")
     turn = max(updated, int(newest[0] or 0) + 1 if newest is not None else updated)
     tx.execute("UPDATE agents SET last_assigned_at = ? WHERE id = ?", (turn, agent_id))
-    return replace(conversation, status=ConversationStatus.ASSIGNED, assigned_to=agent_id,
-                   updated_at=from_ms(updated), needs_agent=False)
+    assigned = replace(conversation, status=ConversationStatus.ASSIGNED, assigned_to=agent_id,
+                       updated_at=from_ms(updated), needs_agent=False)
+    webhooks_sql.enqueue_events(tx, hooks.state_events(conversation, assigned))
+    return assigned

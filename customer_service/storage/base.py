@@ -44,6 +44,7 @@ from customer_service.core.notes import NOTES_LIMIT, AddedNote, Note
 from customer_service.core.reports import GroupBy, RawReport
 from customer_service.core.search import SearchCursor, SearchHit, SearchQuery
 from customer_service.core.visitor_context import ContextUpdate, ConversationContext
+from customer_service.core.webhooks import AttemptResult, Webhook, WebhookDelivery, WebhookEvent
 
 
 class Store(Protocol):
@@ -452,3 +453,55 @@ class Store(Protocol):
         """Up to ``limit`` messages of the conversations created in [since, until) with an
         id up to ``last_id``, after the (conversation id, seq) ``after``, in that order,
         each with its conversation's fields (keyset pagination: pass the last row's)."""
+    # --- webhooks (docs/webhooks.md; core/webhooks.py, storage/_sql_webhooks.py) ---
+    # The outbox rows of the chat's changes are written by the methods making them
+    # (append_messages, current_conversation, set_conversation_state, assign_waiting,
+    # set_campaign_status, campaign delivery), in their own transaction.
+    async def add_webhook(self, url: str, events: Sequence[str], secret: str) -> Webhook:
+        """Store a subscription (URL, events and secret checked by ``core.webhooks``)."""
+
+    async def list_webhooks(self) -> list[Webhook]:
+        """Every webhook, by id."""
+
+    async def get_webhook(self, webhook_id: int) -> Webhook | None: ...
+
+    async def remove_webhook(self, webhook_id: int) -> Webhook:
+        """Delete a webhook with its outbox rows and attempts; return it. Raise ``NotFound``
+        for an unknown id."""
+
+    async def enqueue_webhook_events(self, events: Sequence[WebhookEvent]) -> int:
+        """Queue events that belong to no other write (one transaction); return the outbox
+        rows written (one per event and subscribed, enabled webhook)."""
+
+    async def webhook_work_due(self, now: datetime) -> bool:
+        """Whether any outbox row may be sent at ``now`` (a read; the sender's idle poll)."""
+
+    async def claim_webhook_deliveries(self, owner: str, now: datetime, lease_seconds: float,
+                                       limit: int) -> list[WebhookDelivery]:
+        """Claim for ``owner``, until ``now + lease_seconds``, up to ``limit`` rows that may be
+        sent now (pending, due, not claimed or the claim lapsed, and per webhook the oldest
+        pending row of their conversation), with their webhook's URL and secret. Of several
+        stores claiming at once, each row goes to exactly one."""
+
+    async def record_webhook_attempts(self, owner: str,
+                                      results: Sequence[tuple[int, AttemptResult]]
+                                      ) -> list[bool]:
+        """Write a batch of attempts (delivery id, outcome) in one transaction: each is
+        logged (the last ``ATTEMPTS_KEPT`` per row are kept) and, while ``owner`` still holds
+        the row's claim, its outcome written and the claim released (True). False when the
+        claim was lost (only the log changes) or the row is gone."""
+
+    async def list_webhook_deliveries(self, *, failed: bool = False,
+                                      webhook_id: int | None = None,
+                                      limit: int = 50) -> list[WebhookDelivery]:
+        """Outbox rows newest first with their attempts; ``failed``: dead letters and pending
+        rows that failed at least once."""
+
+    async def replay_webhook_deliveries(self, event_id: str | None,
+                                        webhook_id: int | None = None) -> int:
+        """Put dead letters (of one event, or all; of one webhook when given) back in the
+        queue, due now, with a new retry period; return how many. Raise ``NotFound`` for an
+        event id or a webhook id that has no row at all."""
+
+    async def prune_webhook_deliveries(self, before: datetime, limit: int = 1000) -> int:
+        """Delete up to ``limit`` rows delivered before ``before``; return how many."""

@@ -7,7 +7,7 @@ is written once for both dialects, in ``_sql_schema``, ``_sql_people``, ``_sql_c
 campaign methods are inherited from ``sql_store_contacts``, the label methods from
 ``sql_store_labels``, the canned replies' from ``sql_store_canned``, auto-assignment's
 from ``sql_store_routing``, search from ``sql_store_search``, reports and exports from
-``sql_store_reports``.
+``sql_store_reports``, webhooks from ``sql_store_webhooks``.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from customer_service.storage.sql_store_notes import Notes
 from customer_service.storage.sql_store_reports import Reports
 from customer_service.storage.sql_store_routing import AgentRouting
 from customer_service.storage.sql_store_search import Search
+from customer_service.storage.sql_store_webhooks import Webhooks
 
 T = TypeVar("T")
 
@@ -104,7 +105,7 @@ async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimite
 
 class SqlStore(ContactsAndCampaigns, ConversationLabels, Notes, CannedReplies, Blocks,
                AgentRouting, LeaveMessage, Search, VisitorContexts, ApiTokens,
-               Reports, ABC):
+               Reports, Webhooks, ABC):
     write_health: WriteHealth
     """How recent writes went (``/healthz``); each backend makes one."""
 
