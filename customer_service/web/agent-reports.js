@@ -183,6 +183,7 @@ async function load() {
     const days = (by === "day" ? report : perDay).rows;
     els.cards.replaceChildren(...cards(report.total));
     els.bars.replaceChildren(h("h3", {}, t("agent.reports.per_day")), bars(days));
+    els.bars.scrollLeft = els.bars.scrollWidth; // a long range: the latest days in view
     els.groups.replaceChildren(table(report));
     els.campaigns.replaceChildren(...[campaigns(report.campaigns)].filter(Boolean));
     setCsv(report);

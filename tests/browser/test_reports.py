@@ -98,3 +98,20 @@ def test_the_reports_page_shows_the_fixture_s_figures(report_server: ServerProce
     page.locator(tid("reports-toggle")).click()
     expect(reports).to_be_hidden()
     expect(page.locator(".workspace")).to_be_visible()
+
+
+def test_a_year_of_days_keeps_readable_bars(report_server: ServerProcess, pages: Pages) -> None:
+    """366 days of bars scroll sideways at their own size; they were shrunk with the chart's
+    width to a strip about 15 px high."""
+    page = pages.new("alice", timezone_id="UTC")
+    login(page, report_server.url, AGENTS["alice"])
+    page.locator(tid("reports-toggle")).click()
+    page.locator(tid("reports-since")).fill("2025-12-01")
+    page.locator(tid("reports-until")).fill("2026-12-01")
+    bars = page.locator(tid("report-bar"))
+    expect(bars).to_have_count(366)
+    chart = page.locator(tid("report-bars")).bounding_box()
+    assert chart is not None and chart["height"] >= 120, chart
+    busiest = page.locator(f'{tid("report-bar")}[data-day="2026-11-02"]').bounding_box()
+    assert busiest is not None and busiest["height"] >= 100 and busiest["width"] >= 10, busiest
+    expect(page.locator(f'{tid("report-bar")}[data-day="2026-12-01"]')).to_be_in_viewport()
