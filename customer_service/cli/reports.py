@@ -69,8 +69,12 @@ def _print(report: Report) -> None:
         table = Table(title=f"By {report.by}", title_justify="left")
         for column in (report.by, "opened", "closed", "AI alone", "1st agent p50/p90",
                        "1st AI p50/p90", "resolution p50/p90", "msgs v/a/ai/s"):
-            table.add_column(column, no_wrap=column == report.by,
-                             min_width=12 if column == report.by else None)
+            group = column == report.by
+            # A long display name is cut ("…") rather than squeezing the figures; a
+            # figure too wide for a narrow terminal folds onto a second line, never cut.
+            table.add_column(column, no_wrap=group, min_width=12 if group else None,
+                             max_width=16 if group else None,
+                             overflow="ellipsis" if group else "fold")
         for row in report.rows:
             name = row.name or ("(unassigned)" if report.by == "agent" else "(no label)")
             table.add_row(esc(name), str(row.opened), str(row.closed), str(row.ai_resolved),

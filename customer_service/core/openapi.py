@@ -37,8 +37,8 @@ The REST API of customer-service (docs/api.md).
 **Authentication**: `Authorization: Bearer <token>`, never in the URL (a `?token=` on
 an /api/ path is refused with 401). Tokens are an agent's login token (POST /api/v1/login,
 `customer-service agents token`) or an API token (`customer-service tokens create NAME
---scope read|write`). A read token reads conversations, messages, contacts, search and
-canned replies; a write token also sends messages and closes conversations as its bot
+--scope read|write`). A read token reads conversations, messages, contacts, search, agents,
+canned replies and reports; a write token also sends messages and closes conversations as its bot
 agent (named like the token). Each operation's `x-token-kinds` lists who may call it.
 
 **Errors** are JSON `{"error": code, "message": text}` with the status; a method a path

@@ -90,9 +90,12 @@ def _role_index(tx: Tx) -> str:
 
 
 def _first_reply(tx: Tx, role: str) -> str:
+    # A human agent's: an API token's bot agent (a CRM's "your order shipped") is no reply.
+    human = (" AND NOT EXISTS (SELECT 1 FROM agents b WHERE b.id = r.sender_id AND b.bot = 1)"
+             if role == "agent" else "")
     return (f"(SELECT r.created_at FROM messages r{_role_index(tx)} WHERE r.conversation_id = f.id"
             f" AND r.sender_role = '{role}' AND r.seq > f.visitor_seq"
-            " AND r.campaign_id IS NULL ORDER BY r.seq LIMIT 1)")
+            f" AND r.campaign_id IS NULL{human} ORDER BY r.seq LIMIT 1)")
 
 
 def _first_response(tx: Tx, by: GroupBy | None, span: tuple[int, int]

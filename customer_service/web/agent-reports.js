@@ -108,7 +108,7 @@ function table(report) {
     "agent.reports.col.resolution", "agent.reports.col.messages"].map((key) => h("th", { scope: "col" }, t(key)));
   const roles = (m) => t("agent.reports.roles", { visitor: m.visitor, agent: m.agent, ai: m.ai, system: m.system });
   const line = (row, name, testid) => h("tr", { "data-testid": testid, "data-key": row.key },
-    h("th", { scope: "row" }, name),
+    h("th", { scope: "row", title: name }, h("span", { class: "report-group-name" }, name)),
     h("td", {}, formatNumber(row.opened)), h("td", {}, formatNumber(row.closed)),
     h("td", {}, formatNumber(row.ai_resolved)), h("td", {}, pair(row.first_response_agent)),
     h("td", {}, pair(row.first_response_ai)), h("td", {}, pair(row.resolution)),
@@ -183,6 +183,7 @@ async function load() {
     const days = (by === "day" ? report : perDay).rows;
     els.cards.replaceChildren(...cards(report.total));
     els.bars.replaceChildren(h("h3", {}, t("agent.reports.per_day")), bars(days));
+    els.bars.scrollLeft = els.bars.scrollWidth; // a long range: the latest days in view
     els.groups.replaceChildren(table(report));
     els.campaigns.replaceChildren(...[campaigns(report.campaigns)].filter(Boolean));
     setCsv(report);

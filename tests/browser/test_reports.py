@@ -5,6 +5,7 @@ same figures."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +99,39 @@ def test_the_reports_page_shows_the_fixture_s_figures(report_server: ServerProce
     page.locator(tid("reports-toggle")).click()
     expect(reports).to_be_hidden()
     expect(page.locator(".workspace")).to_be_visible()
+
+
+def test_a_year_of_days_keeps_readable_bars(report_server: ServerProcess, pages: Pages) -> None:
+    """365 days of bars scroll sideways at their own size; they were shrunk with the chart's
+    width to a strip about 15 px high."""
+    page = pages.new("alice", timezone_id="UTC")
+    login(page, report_server.url, AGENTS["alice"])
+    page.locator(tid("reports-toggle")).click()
+    page.locator(tid("reports-since")).fill("2025-11-30")
+    page.locator(tid("reports-until")).fill("2026-11-29")
+    bars = page.locator(tid("report-bar"))
+    expect(bars).to_have_count(365)  # (not the count of the since-only range before it)
+    chart = page.locator(tid("report-bars")).bounding_box()
+    assert chart is not None and chart["height"] >= 120, chart
+    busiest = page.locator(f'{tid("report-bar")}[data-day="2026-11-02"]').bounding_box()
+    assert busiest is not None and busiest["height"] >= 100 and busiest["width"] >= 10, busiest
+    expect(page.locator(f'{tid("report-bar")}[data-day="2026-11-29"]')).to_be_in_viewport()
+
+
+def test_a_long_agent_name_is_cut_and_the_table_fits(report_server: ServerProcess, pages: Pages,
+                                                     tmp_path: Path) -> None:
+    """A 60-character display name is cut with an ellipsis (whole in its tooltip) instead of
+    widening its column to 400 px and pushing the figures out of sight."""
+    long_name = "Bob Jones-Featherstonehaugh of the Night Shift Support Team"
+    with sqlite3.connect(tmp_path / "server" / "cs.db") as db:  # the running server's
+        db.execute("UPDATE agents SET name = ? WHERE username = 'bob'", (long_name,))
+    page = pages.new("alice", timezone_id="UTC")
+    login(page, report_server.url, AGENTS["alice"])
+    page.locator(tid("reports-toggle")).click()
+    page.locator(tid("reports-since")).fill("2026-11-02")
+    page.locator(tid("reports-until")).fill("2026-11-03")
+    page.locator(tid("reports-by")).select_option("agent")
+    bob = page.locator(f'{tid("report-row")}[data-key="bob"]')
+    expect(bob.locator("th")).to_have_attribute("title", long_name)
+    name = bob.locator("th").bounding_box()
+    assert name is not None and name["width"] <= 240, name

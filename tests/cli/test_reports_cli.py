@@ -41,6 +41,18 @@ def test_the_table_shows_the_figures_and_the_groups(run: CliRun, fixture: Fixtur
     assert "November promo" in out
 
 
+def test_a_long_agent_name_does_not_squeeze_the_figures(
+        run: CliRun, store_call: StoreCall, add_agent: Callable[..., Result]) -> None:
+    """A 45-character display name is cut with an ellipsis; the figures stay whole
+    (they were cut to "1m30s/1…" for the name)."""
+    add_agent("alice", "--name", "Alice Wonderland-Longname-Of-The-Support-Team")
+    store_call(fill)
+    out = run("reports", *RANGE, "--by", "agent").output
+    alice = next(line for line in out.splitlines() if line.startswith("│ Alice"))
+    assert "1m30s/1m54s" in alice and "2/2/2/3" in alice, out
+    assert "…" in alice, out
+
+
 def test_json_is_the_report_struct(run: CliRun, fixture: Fixture) -> None:
     result = run("reports", *RANGE, "--by", "label", "--json")
     assert result.exit_code == 0, result.output

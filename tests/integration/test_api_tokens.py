@@ -87,6 +87,33 @@ async def test_read_and_write_tokens_through_the_service_path(
         assert resend.status_code == 200 and resend.json()["seq"] == 2
 
 
+async def test_a_client_id_used_in_another_conversation_is_a_conflict(
+        server: Server, http: httpx.AsyncClient) -> None:
+    """A client_id names one message: reused in another conversation it is a 409 naming the
+    first one (it answered 200 with the other conversation's message and sent nothing)."""
+    writer = await api_token(server, "crm-bot", "write")
+    async with visitor(server, name="Vera") as (first, one), \
+            visitor(server, name="Walt") as (second, two):
+        for vis in (first, second):
+            await vis.send(type="text", id="v1", content="Where is my order?")
+            await vis.recv_type("message", seq=1)
+        body = {"text": "It ships today.", "client_id": "crm-shipped"}
+        sent = await http.post(http_url(server, f"/api/v1/conversations/{one['conversation_id']}"
+                                                "/messages"), headers=bearer(writer), json=body)
+        assert sent.status_code == 201, sent.text
+        reused = await http.post(
+            http_url(server, f"/api/v1/conversations/{two['conversation_id']}/messages"),
+            headers=bearer(writer), json=body)
+        assert reused.status_code == 409, reused.text
+        assert reused.json() == {"error": "conflict", "message": (
+            f"client_id 'crm-shipped' names a message of conversation {one['conversation_id']}"
+            ": give each message its own client_id")}
+        listed = await http.get(
+            http_url(server, f"/api/v1/conversations/{two['conversation_id']}/messages"),
+            headers=bearer(writer))
+        assert [m["content"] for m in listed.json()["messages"]] == ["Where is my order?"]
+
+
 async def test_revoked_is_refused_at_once_and_agent_endpoints_refuse_tokens(
         server: Server, http: httpx.AsyncClient) -> None:
     writer = await api_token(server, "crm-bot", "write")

@@ -224,3 +224,28 @@ async def test_conversations_closed_before_the_migration_get_their_close_line_s_
                 for cid in ids]
 
     assert await fresh_store._run(closed_at, write=False) == [4000, None, None]  # type: ignore[attr-defined]
+
+
+async def test_a_bot_agent_s_message_is_not_the_first_agent_reply(store: Store) -> None:
+    """The first agent reply is a human's: an API token's bot agent writing first (a CRM's
+    "your order shipped") is skipped, as docs/reports.md says ("by a human agent")."""
+    carol = await store.create_agent("carol", "Carol", "x")
+    bot = await store.create_api_token("crm-bot", "write", "0" * 64)
+    visitor = await store.create_visitor("reports-bot", "Vera", "", "/")
+    cid = (await store.current_conversation(visitor.id)).id
+    await store.append_messages([
+        NewMessage(cid, Role.VISITOR, None, "Vera", "where is my order?"),
+        NewMessage(cid, Role.AGENT, bot.agent_id, "crm-bot", "Your order shipped today."),
+        NewMessage(cid, Role.AGENT, carol.id, "Carol", "Hi Vera, it arrives tomorrow.")])
+
+    def stamp(tx: Tx) -> None:
+        tx.execute("UPDATE conversations SET created_at = ? WHERE id = ?",
+                   (ms(2, 9, 0), cid))
+        for seq, at in ((1, ms(2, 9, 0, 10)), (2, ms(2, 9, 0, 11)), (3, ms(2, 9, 1, 40))):
+            tx.execute("UPDATE messages SET created_at = ? WHERE conversation_id = ?"
+                       " AND seq = ?", (at, cid, seq))
+
+    await store._run(stamp, write=True)  # type: ignore[attr-defined]
+    got = await report(store)
+    assert got.total.first_response_agent == d(1, 90, 90)
+    assert got.total.messages == RoleCounts(1, 2, 0, 0)
