@@ -29,7 +29,7 @@ from customer_service.core.api_types import (
 )
 from customer_service.core.frames import MAX_INT, decode_json, explain, message_out
 from customer_service.core.models import Conversation, ConversationStatus, NewMessage, Role
-from customer_service.errors import BadRequest, NotFound, ProtocolError
+from customer_service.errors import BadRequest, Conflict, NotFound, ProtocolError
 from customer_service.server import rest_labels
 from customer_service.server.routes import Reply, Request
 from customer_service.server.service import contact_info
@@ -147,6 +147,11 @@ async def send_message(req: Request) -> Reply:
         await service.ai.stop(conversation_id, f"bot agent {agent.username} wrote")
     result = await service.post(NewMessage(conversation_id, Role.AGENT, agent.id, agent.name,
                                            data.text, client_id=data.client_id))
+    if result.duplicate and result.message.conversation_id != conversation_id:
+        # client_id is unique per sender: the message it names is in another conversation,
+        # and nothing was sent to this one.
+        raise Conflict(f"client_id {data.client_id!r} was used for a message in conversation "
+                       f"{result.message.conversation_id}: give each message its own")
     log.info("[conv %s] message %s by %s %s over REST%s", conversation_id, result.message.seq,
              "bot agent" if agent.bot else "agent", agent.username,
              " (a resend)" if result.duplicate else "")
