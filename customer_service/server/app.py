@@ -124,8 +124,14 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
 
 
 def _bearer_token(scope: Scope) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, if there is one."""
-    authorization = _headers(scope).get("authorization", "")
+    """The token of an ``Authorization: Bearer`` header, if there is one. Several
+    ``Authorization`` headers are refused (401): which one counts would depend on who reads
+    them (a proxy checking the first, this app the last)."""
+    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", [])
+              if bytes(k).lower() == b"authorization"]
+    if len(values) > 1:
+        raise Unauthorized(f"the request has {len(values)} Authorization headers: send one")
+    authorization = values[0] if values else ""
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return None
