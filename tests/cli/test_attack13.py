@@ -1,9 +1,11 @@
-"""``conversations export`` when the output cannot be written (issue 13's attack pass): a
-full disk, a file over the size limit, stdout on a full device. One clear line and exit 1,
-never a traceback; the half-written file removed, a device never."""
+"""Issue 13's attack pass on the CLI. ``conversations export`` when the output cannot be
+written (a full disk, a file over the size limit, stdout on a full device): one clear line
+and exit 1, never a traceback; the half-written file removed, a device never. A bot agent
+gets no password."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -99,3 +101,14 @@ def test_a_closed_pipe_ends_quietly(fixture: Fixture, config_path: Path,
             stderr=subprocess.PIPE, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
+
+
+def test_a_bot_agent_gets_no_password(run: CliRun) -> None:
+    """``agents passwd BOT`` used to set one and say "their tokens are revoked" while the
+    API token went on working (issue 13's attack pass)."""
+    assert run("tokens", "create", "crm-bot", "--scope", "write").exit_code == 0
+    refused = run("agents", "passwd", "crm-bot", "--password-stdin", input="pw pw pw pw\n")
+    assert refused.exit_code == 1
+    assert refused.output == ("Error: 'crm-bot' is an API token's bot agent, which has no "
+                              "password (see 'customer-service tokens')\n")
+    assert json.loads(run("tokens", "list", "--json").stdout)[0]["revoked"] is False
