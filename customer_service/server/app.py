@@ -259,9 +259,11 @@ class App:
             if asset is not None:
                 return self.static(scope, method, path, asset)
             raise NotFound(f"no route {path}")
-        route = routes.get(method)
+        # HEAD is GET without the body (RFC 9110 §9.3.2; ``http`` drops it): a balancer's
+        # HEAD /healthz included.
+        route = routes.get("GET" if method == "HEAD" else method)
         if route is None:
-            allowed = list(routes)
+            allowed = [*routes, "HEAD"] if "GET" in routes else list(routes)
             return Response(405, _json.encode(ErrorOut(
                 "method_not_allowed", f"{path} accepts {english_list(allowed)}")),
                 headers=((b"cache-control", b"no-store"), (b"allow", ", ".join(allowed).encode())))

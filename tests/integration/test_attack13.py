@@ -64,3 +64,22 @@ async def test_two_authorization_headers_are_refused(
         listed = await http.get(url, headers=bearer(reader))
         assert [m["content"] for m in listed.json()["messages"]
                 if m["sender"]["role"] == "agent"] == []
+
+
+async def test_head_is_get_without_the_body(server: Server, http: httpx.AsyncClient) -> None:
+    """HEAD on a GET endpoint (a balancer's HEAD /healthz) used to be a 405."""
+    reader = await api_token(server, "reader", "read")
+    health = await http.head(http_url(server, "/healthz"))
+    assert health.status_code == 200 and health.content == b""
+    assert int(health.headers["content-length"]) > 0
+    listed = await http.head(http_url(server, "/api/v1/conversations"), headers=bearer(reader))
+    assert listed.status_code == 200 and listed.content == b""
+    anonymous = await http.head(http_url(server, "/api/v1/conversations"))
+    assert anonymous.status_code == 401
+    refused = await http.head(http_url(server, "/api/v1/me"), headers=bearer(reader))
+    assert refused.status_code == 403  # a HEAD needs what its GET needs
+    post_only = await http.head(http_url(server, "/api/v1/login"))
+    assert post_only.status_code == 405 and post_only.headers["allow"] == "POST"
+    wrong = await http.put(http_url(server, "/healthz"))
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"
+    assert wrong.json()["message"] == "/healthz accepts GET and HEAD"
