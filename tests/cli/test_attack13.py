@@ -112,3 +112,17 @@ def test_a_bot_agent_gets_no_password(run: CliRun) -> None:
     assert refused.output == ("Error: 'crm-bot' is an API token's bot agent, which has no "
                               "password (see 'customer-service tokens')\n")
     assert json.loads(run("tokens", "list", "--json").stdout)[0]["revoked"] is False
+
+
+@pytest.mark.skipif(not FULL.exists(), reason="needs Linux's /dev/full")
+@pytest.mark.parametrize("args", [("reports", *RANGE), ("reports", *RANGE, "--json"),
+                                  ("agents", "list")])
+def test_any_command_on_a_full_stdout_is_one_line(fixture: Fixture, config_path: Path,
+                                                  tmp_path: Path, args: tuple[str, ...]) -> None:
+    """It was a traceback (the table's rich console, click.echo)."""
+    with FULL.open("wb") as full:
+        done = subprocess.run([*cli(), f"--config={config_path}", *args], cwd=tmp_path,
+                              env=environment(), stdout=full, stderr=subprocess.PIPE,
+                              text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr == "Error: cannot write the output: No space left on device\n"
