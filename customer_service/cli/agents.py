@@ -278,7 +278,11 @@ def passwd(username: str, password_stdin: bool) -> None:
     config = current_config()
 
     async def exists(store: Store) -> Agent:
-        return await _agent(store, username)
+        agent = await _agent(store, username)
+        if agent.bot:  # it never logs in, and its API token is not revoked by a password
+            raise Conflict(f"{username!r} is an API token's bot agent, which has no password "
+                           "(see 'customer-service tokens')")
+        return agent
 
     with_store(config, exists)  # fail before asking for a password nobody can use
     hashed = hash_password(_read_password(password_stdin), n=config.auth.scrypt_n)

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import errno
+from typing import Any, Final
 
 import click
 
@@ -29,6 +30,8 @@ from customer_service.cli.reports import reports
 from customer_service.cli.tokens import tokens
 from customer_service.cli.webhooks import webhooks
 from customer_service.errors import CustomerServiceError, the_error
+
+_WRITE_ERRNOS: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _single_error(exc: BaseException) -> CustomerServiceError | None:
@@ -71,6 +74,13 @@ class CliGroup(click.Group):
             if error is None:
                 raise
             raise click.ClickException(error.message) from exc
+        except OSError as exc:
+            # Output that cannot be written (stdout on a full disk): one line. A closed
+            # pipe (``| head``) is click's, which ends quietly.
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            where = f" {exc.filename}" if exc.filename else " the output"
+            raise click.ClickException(f"cannot write{where}: {exc.strerror}") from exc
 
 
 @click.group(cls=CliGroup, invoke_without_command=True,

@@ -16,8 +16,11 @@ refused unless ``--force``. Registered on the ``conversations`` group by ``cli/a
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -31,7 +34,8 @@ if TYPE_CHECKING:
 
 
 def _open(target: str, force: bool) -> tuple[IO[bytes], bool]:
-    """The binary stream to write to, and whether it is a file this command opened."""
+    """The binary stream to write to, and whether it is a regular file this command opened
+    (removed if the export fails: a device such as /dev/null never is)."""
     if target == "-":
         sys.stdout.flush()
         return sys.stdout.buffer, False
@@ -39,16 +43,30 @@ def _open(target: str, force: bool) -> tuple[IO[bytes], bool]:
     if path.is_dir():
         raise click.BadParameter(f"{target} is a directory", param_hint="'FILE'")
     try:
-        return path.open("wb" if force else "xb"), True
+        out = path.open("wb" if force else "xb")
     except FileExistsError:
         raise click.BadParameter(f"{target} exists (--force overwrites it)",
                                  param_hint="'FILE'") from None
     except OSError as exc:
         raise click.BadParameter(f"{target}: {exc.strerror}", param_hint="'FILE'") from None
+    return out, stat.S_ISREG(os.fstat(out.fileno()).st_mode)
+
+
+@contextmanager
+def _writing(target: str) -> Iterator[None]:
+    """A failed write (a full disk, an I/O error) as one line naming FILE, not a traceback.
+    A closed pipe (``| head``) stays a BrokenPipeError, which click ends quietly."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        name = "stdout" if target == "-" else target
+        raise click.ClickException(f"cannot write {name}: {exc.strerror or exc}") from None
 
 
 async def _export(store: Store, span: ReportRange, fmt: str, out: IO[bytes],
-                  show_progress: bool) -> int:
+                  show_progress: bool, *, target: str) -> int:
     import csv
     import io
 
@@ -60,7 +78,8 @@ async def _export(store: Store, span: ReportRange, fmt: str, out: IO[bytes],
         # RFC 4180: CRLF line ends, fields quoted when needed; UTF-8.
         text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
         writer = csv.writer(text)
-        writer.writerow(CSV_HEADER)
+        with _writing(target):
+            writer.writerow(CSV_HEADER)
     written = 0
     bounds = await store.export_bounds(span.since, span.until)
     with ExitStack() as stack:
@@ -79,20 +98,22 @@ async def _export(store: Store, span: ReportRange, fmt: str, out: IO[bytes],
                                            after=after, limit=PAGE)
             if not page:
                 break
-            if writer is not None:
-                writer.writerows(csv_row(row) for row in page)
-            else:
-                out.write(b"".join(jsonl_line(row) for row in page))
+            with _writing(target):
+                if writer is not None:
+                    writer.writerows(csv_row(row) for row in page)
+                else:
+                    out.write(b"".join(jsonl_line(row) for row in page))
             written += len(page)
             after = (page[-1].conversation_id, page[-1].seq)
             if progress is not None and task is not None:
                 progress.update(task, completed=after[0] - bounds[0] + 1)
         if progress is not None and task is not None:
             progress.update(task, completed=bounds[1] - bounds[0] + 1 if bounds else 0)
-    if text is not None:
-        text.flush()
-        text.detach()
-    out.flush()
+    with _writing(target):
+        if text is not None:
+            text.flush()
+            text.detach()
+        out.flush()
     return written
 
 
@@ -131,16 +152,19 @@ def export(  # noqa: PLR0917 (click passes each option)
     out, opened = _open(target, force)
 
     async def work(store: Store) -> int:
-        return await _export(store, span, fmt, out, show_progress)
+        return await _export(store, span, fmt, out, show_progress, target=target)
 
     try:
         written = with_store(config, work)
+        if target != "-":
+            with _writing(target):
+                out.close()
     except Exception:
+        if target != "-":
+            with suppress(OSError):  # what is still buffered cannot be written either
+                out.close()
         if opened:  # no half-written file left behind
-            out.close()
             Path(target).unlink(missing_ok=True)
         raise
-    if opened:
-        out.close()
     if target != "-" and not quiet:
         click.echo(f"Exported {written:,} messages to {target}", err=True)

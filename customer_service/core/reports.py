@@ -169,24 +169,30 @@ def parse_moment(text: str, option: str, zone: ZoneInfo, *, end: bool) -> dateti
     next day, so ``--until 2026-11-30`` includes that day) or an ISO 8601 datetime (local
     to ``zone`` when it carries no offset)."""
     text = text.strip()
+    out_of_range = BadRequest(f"{option}: {text[:40]!r} is out of range (1970 to 9000)")
     try:
         if _DATE.fullmatch(text):
-            day = date.fromisoformat(text)
-            if end:
-                day += timedelta(days=1)
-            moment = datetime.combine(day, time(), tzinfo=zone)
+            day: date | None = date.fromisoformat(text)
+            moment = None
         else:
             if len(text) > 40 or not _DATE.match(text):
                 raise ValueError(text)
-            moment = datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=zone)
-        result = moment.astimezone(UTC)
-    except (ValueError, OverflowError):
+            day, moment = None, datetime.fromisoformat(text)
+    except ValueError:
         raise BadRequest(f"{option}: {text[:40]!r} is not a date (YYYY-MM-DD) or an ISO"
                          " datetime (2026-11-01T09:30, 2026-11-01T09:30+08:00)") from None
+    try:  # a real date at the calendar's ends (9999-12-31's next day): out of range
+        if day is not None:
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(),
+                                      tzinfo=zone)
+        assert moment is not None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        result = moment.astimezone(UTC)
+    except OverflowError:
+        raise out_of_range from None
     if not 1970 <= result.year <= 9000:
-        raise BadRequest(f"{option}: {text[:40]!r} is out of range (1970 to 9000)")
+        raise out_of_range
     return result
 
 

@@ -124,8 +124,14 @@ def _etag_matches(if_none_match: str, etag: str) -> bool:
 
 
 def _bearer_token(scope: Scope) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, if there is one."""
-    authorization = _headers(scope).get("authorization", "")
+    """The token of an ``Authorization: Bearer`` header, if there is one. Several
+    ``Authorization`` headers are refused (401): which one counts would depend on who reads
+    them (a proxy checking the first, this app the last)."""
+    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", [])
+              if bytes(k).lower() == b"authorization"]
+    if len(values) > 1:
+        raise Unauthorized(f"the request has {len(values)} Authorization headers: send one")
+    authorization = values[0] if values else ""
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return None
@@ -253,9 +259,11 @@ class App:
             if asset is not None:
                 return self.static(scope, method, path, asset)
             raise NotFound(f"no route {path}")
-        route = routes.get(method)
+        # HEAD is GET without the body (RFC 9110 §9.3.2; ``http`` drops it): a balancer's
+        # HEAD /healthz included.
+        route = routes.get("GET" if method == "HEAD" else method)
         if route is None:
-            allowed = list(routes)
+            allowed = [*routes, "HEAD"] if "GET" in routes else list(routes)
             return Response(405, _json.encode(ErrorOut(
                 "method_not_allowed", f"{path} accepts {english_list(allowed)}")),
                 headers=((b"cache-control", b"no-store"), (b"allow", ", ".join(allowed).encode())))

@@ -151,4 +151,4 @@ async def test_the_openapi_document_is_public(server: Server, http: httpx.AsyncC
     document = response.json()
     assert "/api/v1/conversations/{conversation_id}/close" in document["paths"]
     wrong = await http.post(http_url(server, "/api/v1/openapi.json"))
-    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, HEAD"

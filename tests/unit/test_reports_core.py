@@ -128,6 +128,19 @@ def test_a_bad_date_names_the_option(text: str) -> None:
         parse_moment(text, "--since", UTC_ZONE, end=False)
 
 
+@pytest.mark.parametrize(("text", "zone", "end"), [
+    ("9999-12-31", "UTC", True), ("9999-12-31", "America/New_York", False),
+    ("9999-12-31T23:00-05:00", "UTC", False), ("0001-01-01T00:00+01:00", "UTC", False),
+    ("0001-01-01", "Pacific/Kiritimati", False), ("1969-12-31", "UTC", False)])
+def test_a_real_date_at_the_calendars_ends_is_out_of_range(text: str, zone: str,
+                                                            end: bool) -> None:
+    """Not "is not a date": the next day of 9999-12-31, or its UTC, overflowed into that
+    message (issue 13's attack pass)."""
+    with pytest.raises(BadRequest) as raised:
+        parse_moment(text, "--until", ZoneInfo(zone), end=end)
+    assert raised.value.message == f"--until: '{text}' is out of range (1970 to 9000)"
+
+
 def test_ranges_are_checked() -> None:
     span = parse_range("2026-11-01", None, zone=UTC_ZONE, by="day", now=NOW)
     assert (span.since, span.until, span.by) == (datetime(2026, 11, 1, tzinfo=UTC), NOW, "day")
