@@ -219,14 +219,7 @@ class App:
                 response = Response(response.status, response.body, response.content_type,
                                     (*response.headers, (b"connection", b"close")))
             else:
-                with trio.fail_after(timeout):
-                    response = await self.route(scope, receive)
-        except trio.TooSlowError:
-            log.warning("%s %s was not answered within its %ss deadline", scope["method"],
-                        scope["path"], timeout)
-            response = error_response(DeadlineExceeded(
-                f"not answered within {timeout:g} s (the database is slow or locked); "
-                "try again"))
+                response = await self.route(scope, receive)
         except CustomerServiceError as exc:
             if exc.http_status >= 500:
                 log.warning("%s %s failed: %s", scope["method"], scope["path"], exc)
@@ -268,10 +261,18 @@ class App:
                 "method_not_allowed", f"{path} accepts {english_list(allowed)}")),
                 headers=((b"cache-control", b"no-store"), (b"allow", ", ".join(allowed).encode())))
         request = Request(self, scope, receive, params)
-        if route.auth != "public":
-            request.agent, request.credential, request.token_hash = await self.authorize(
-                scope, route.auth)
-        reply = await route.handler(request)
+        timeout = route.deadline or self.service.config.server.message_timeout
+        try:
+            with trio.fail_after(timeout):
+                if route.auth != "public":
+                    request.agent, request.credential, request.token_hash = (
+                        await self.authorize(scope, route.auth))
+                reply = await route.handler(request)
+        except trio.TooSlowError:
+            log.warning("%s %s was not answered within its %ss deadline", method, path,
+                        timeout)
+            raise DeadlineExceeded(f"not answered within {timeout:g} s (the database is slow"
+                                   " or locked); try again") from None
         if isinstance(reply, Response):
             return reply
         status, payload = reply

@@ -36,6 +36,9 @@ from customer_service.transport.interface import Scope
 ID: Final = "-?[0-9]+"
 """A conversation id in the paths that took only digits before (other text: 404)."""
 SEGMENT: Final = "[^/]+"
+REPORT_DEADLINE: Final = 30.0
+"""Seconds a report may take (a year by label on a million messages: seconds, not the
+chat's deadline); past it the database statement is ended (``storage/mysql.py``)."""
 
 
 def _get(handler: Callable[[Store, Scope], Awaitable[Any]]) -> Handler:
@@ -207,6 +210,7 @@ ROUTES: Final = (
     Route("GET", "/api/v1/reports", _reports, "read",
           "Figures of a range: conversations, reply and resolution times, messages, campaigns",
           query=ReportQuery, response=Report, errors=(400, 401, 403), tag="reports",
+          deadline=REPORT_DEADLINE,
           description="Definitions of every figure: docs/reports.md."),
     Route("GET", "/api/v1/canned", _call(rest_canned.list_canned), "read",
           "Every canned reply", response=t.CannedListOut, errors=AUTH_ERRORS, tag="canned"),

@@ -97,6 +97,9 @@ class Route:
     raw_path: bool = False
     """Match the raw (still percent-encoded) path: a ``%2F`` stays inside its segment."""
     tag: str = "api"
+    deadline: float | None = None
+    """Seconds the request may take; None: ``[server] message_timeout``. A report over a
+    long range may need more than a chat request ever should."""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -141,3 +141,11 @@ def test_the_dict_builders_match_their_structs() -> None:
            "sender_name": "", "visitor_name": "", "created_at": "x", "snippet": "s",
            "highlights": [[0, 1]], "cursor": None}
     assert msgspec.json.encode(msgspec.convert(hit, SearchHitOut)) == msgspec.json.encode(hit)
+
+
+def test_only_the_report_takes_longer_than_the_chat_deadline() -> None:
+    """A report over a long range may take seconds on a million messages (docs/reports.md);
+    every other request keeps ``[server] message_timeout``."""
+    longer = {(r.method, r.path): r.deadline for r in ROUTES if r.deadline is not None}
+    assert longer == {("GET", "/api/v1/reports"): 30.0}
+    assert Config().server.message_timeout < 30.0
