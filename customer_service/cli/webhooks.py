@@ -85,8 +85,9 @@ def add(url: str, events: str, secret: str | None) -> None:
             --events message.created,conversation.closed
     """
     from customer_service.core.webhooks import check_secret, check_url, new_secret, parse_events
+    from customer_service.server.webhook_sender import check_sendable
 
-    checked_url = check_url(url)
+    checked_url = check_sendable(check_url(url))
     names = parse_events(events)
     key = new_secret() if secret is None else check_secret(secret)
 

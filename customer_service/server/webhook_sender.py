@@ -28,7 +28,7 @@ import trio
 from customer_service import __version__
 from customer_service.config import WebhooksConfig
 from customer_service.core import webhooks as hooks
-from customer_service.errors import StorageError
+from customer_service.errors import BadRequest, StorageError
 from customer_service.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,31 @@ class Answer:
     preview: bytes
 
 
+def unsendable(url: str) -> str | None:
+    """Why httpx or the resolver cannot send to ``url`` (which ``check_url`` passed): a host
+    that is no IDNA name (an empty or 64-character label, an emoji), a control character;
+    None when it can be sent to."""
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii")
+        if ":" not in host:  # an IPv6 literal has no labels
+            host.encode("idna")  # what the resolver does with the name
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def check_sendable(url: str, option: str = "URL") -> str:
+    """``url`` when it can be sent to; else ``BadRequest`` naming ``option``."""
+    problem = unsendable(url)
+    if problem is not None:
+        raise BadRequest(f"{option}: {url!r} cannot be sent to ({problem})")
+    return url
+
+
 async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id: str,
                      body: bytes, *, timeout: float) -> Answer:
-    """POST one signed event; never raises for the receiver's failures."""
+    """POST one signed event; never raises for the receiver's failures (nor for a URL that
+    cannot be sent to: a row added before the check, or by another version)."""
     headers = hooks.signed_headers(secret, event_id, int(time.time()), body, __version__)
     started = time.monotonic()
 
@@ -87,7 +109,7 @@ async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id:
                               took(), bytes(preview[:PREVIEW_BYTES]))
     except (trio.TooSlowError, httpx.TimeoutException):
         return Answer(None, f"no answer within {timeout:g} s", None, took(), b"")
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
         reason = str(exc) or type(exc).__name__
         return Answer(None, f"{type(exc).__name__}: {reason}"[:hooks.ERROR_TEXT_LIMIT], None,
                       took(), b"")

@@ -17,6 +17,10 @@ from tests.webhooks.receiver import Receiver, running
     (["add", "ftp://example.com/x", "--events", "message.created"],
      "Error: URL: 'ftp://example.com/x' is not an http:// or https:// URL"),
     (["add", "http:///x", "--events", "message.created"], "Error: URL: 'http:///x' has no host"),
+    (["add", "http://a..b/h", "--events", "message.created"],
+     "Error: URL: 'http://a..b/h' cannot be sent to"),
+    (["add", "http://\U0001f4a9.example/", "--events", "message.created"],
+     "Error: URL: 'http://\U0001f4a9.example/' cannot be sent to"),
     (["add", "https://a.example/h", "--events", "message.sent"],
      "Error: --events: unknown event 'message.sent'; the events are message.created, "
      "conversation.created, conversation.assigned, conversation.closed, campaign.finished"),
