@@ -347,8 +347,12 @@ def decide(*, status: int | None, error: str, retry_after_header: str | None, at
     asked = None if status is None else retry_after(status, retry_after_header, now)
     if asked is not None:
         delay = min(policy.cap, asked)
+    deadline = queued_at + timedelta(hours=policy.hours)
+    # Past the deadline is a dead letter whatever the wait: a day past it is as good as
+    # any, and keeps a huge wait (a cap of 1e12 s) from overflowing the datetime.
+    delay = min(delay, max(0.0, (deadline - now).total_seconds()) + 86400.0)
     when = now + timedelta(seconds=delay)
-    if when > queued_at + timedelta(hours=policy.hours):
+    if when > deadline:
         return AttemptResult(DeliveryState.DEAD, now, now, status,
                              f"gave up after {policy.hours:g} h: {reason}"[:ERROR_TEXT_LIMIT],
                              duration_ms)
