@@ -99,9 +99,12 @@ async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id:
 
     try:
         with trio.fail_after(timeout):
+            # identity, and the raw bytes: a compressed answer is not inflated (a 1 MB gzip
+            # "bomb" would be 1 GB; only the first raw chunk, at most 64 KB, is held)
+            headers["Accept-Encoding"] = "identity"
             async with client.stream("POST", url, content=body, headers=headers) as response:
                 preview = bytearray()
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     preview += chunk
                     if len(preview) >= PREVIEW_BYTES:
                         break

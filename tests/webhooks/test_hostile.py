@@ -6,10 +6,20 @@ checks the server goes on: the chat answers, the outbox keeps a readable reason.
 
 from __future__ import annotations
 
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
 import trio
 
+from customer_service.config import WebhooksConfig
 from customer_service.core.webhooks import WebhookDelivery
 from customer_service.server.run import Server
+from customer_service.server.webhook_sender import PREVIEW_BYTES, Answer, http_client, post_event
 from customer_service.storage.base import Store
 from tests.integration.helpers import visitor
 
@@ -41,3 +51,123 @@ async def test_a_url_httpx_cannot_send_is_a_failed_attempt_not_a_crash(server: S
             assert row.last_status is None and row.last_error, row
         await ann.send(type="text", id="m2", content="still here")
         await ann.recv_type("ack", id="m2")
+
+
+# --- raw receivers: a socket that answers however it likes ---------------------------
+
+Behaviour = Callable[[socket.socket, bytes], None]
+
+
+@contextmanager
+def raw_receiver(behaviour: Behaviour) -> Iterator[str]:
+    """A loopback listener that reads each request's head and hands the socket to
+    ``behaviour`` (in a thread, each bounded by ``RAW_LIMIT`` seconds); yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(RAW_LIMIT)
+            head = b""
+            try:
+                while b"\r\n\r\n" not in head:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    head += data
+                behaviour(conn, head)
+            except OSError:
+                return  # the sender hung up: what it does is the test
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+RAW_LIMIT = 10.0
+TIMEOUT = 0.5
+
+
+async def post(url: str) -> Answer:
+    async with http_client(WebhooksConfig(timeout=TIMEOUT)) as client:
+        return await post_event(client, url, SECRET, "evt_1", b"{}", timeout=TIMEOUT)
+
+
+# Breaking off an answer's body leaves httpcore's body generators to the garbage collector
+# (the connection itself is closed); trio warns about that. Harmless, and not ours to fix.
+CUT_OFF = pytest.mark.filterwarnings("ignore:Async generator:ResourceWarning")
+
+
+@CUT_OFF
+async def test_a_gzip_bomb_is_not_inflated() -> None:
+    """A 500 whose body is 64 MB of zeros gzipped (64 KB on the wire): the sender asks for
+    identity and keeps raw bytes, so nothing is inflated (16 of these at once were GBs)."""
+    bomb = gzip.compress(bytes(64 << 20), 1)
+    heads: list[bytes] = []
+
+    def answer(conn: socket.socket, head: bytes) -> None:
+        heads.append(head.lower())
+        conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Encoding: gzip\r\nContent-Length: "
+                     + str(len(bomb)).encode() + b"\r\n\r\n" + bomb)
+
+    with raw_receiver(answer) as url:
+        result = await post(url)
+    assert result.status == 500
+    assert result.preview == bomb[:PREVIEW_BYTES]  # the raw bytes, not 512 zeros
+    assert b"accept-encoding: identity" in heads[0]
+
+
+@CUT_OFF
+async def test_an_endless_body_is_cut_after_the_preview() -> None:
+    def answer(conn: socket.socket, _head: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        deadline = time.monotonic() + RAW_LIMIT
+        while time.monotonic() < deadline:  # bounded: the sender hangs up long before
+            conn.sendall(b"10000\r\n" + b"y" * 65536 + b"\r\n")
+
+    with raw_receiver(answer) as url:
+        result = await post(url)
+    assert result.status == 200 and result.preview == b"y" * PREVIEW_BYTES
+
+
+async def test_a_slow_drip_meets_one_deadline_for_the_whole_request() -> None:
+    """A byte every 0.05 s: each read is quick, the whole answer is not."""
+    def answer(conn: socket.socket, _head: bytes) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    with raw_receiver(answer) as url:
+        result = await post(url)
+    assert result.status is None and result.error == f"no answer within {TIMEOUT:g} s"
+
+
+@pytest.mark.parametrize(("reply", "status", "error"), [
+    (b"\x00\xffnot http\r\n\r\n", None, "RemoteProtocolError"),
+    (b"", None, "RemoteProtocolError: Server disconnected"),
+    (b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:9/\r\nContent-Length: 0\r\n\r\n",
+     302, ""),
+    (b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n", None,
+     "RemoteProtocolError"),
+])
+async def test_broken_answers_are_failed_attempts(reply: bytes, status: int | None,
+                                                  error: str) -> None:
+    with raw_receiver(lambda conn, _head: conn.sendall(reply)) as url:
+        result = await post(url)
+    assert result.status == status and result.error.startswith(error), result
