@@ -49,6 +49,13 @@ RECORD_BATCH = 500
 """Outcomes written in one transaction, at most."""
 
 
+def store_problem(exc: Exception) -> str:
+    """What a failed store call of the sender says in the log (a deadline has no text)."""
+    if isinstance(exc, trio.TooSlowError):
+        return f"the database did not answer within {STORE_DEADLINE:g} s"
+    return str(exc) or type(exc).__name__
+
+
 def lease_seconds(config: WebhooksConfig) -> float:
     """A claim outlives the request and the write of its outcome; a holder that died gives
     its rows up when it lapses."""
@@ -184,7 +191,8 @@ class WebhookSender:
                 return await self.store.claim_webhook_deliveries(
                     self.owner, now, lease_seconds(self.config), limit)
         except (StorageError, trio.TooSlowError) as exc:
-            log.warning("webhook sender %s: cannot claim deliveries: %s", self.owner, exc)
+            log.warning("webhook sender %s: cannot claim deliveries: %s", self.owner,
+                        store_problem(exc))
             return []
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: hooks.WebhookDelivery) -> None:
@@ -222,7 +230,7 @@ class WebhookSender:
                 for delivery, _ in batch:
                     log.warning("webhook %s event %s: outcome not stored (%s); sent again "
                                 "when the claim lapses", delivery.webhook_id,
-                                delivery.event_id, exc)
+                                delivery.event_id, store_problem(exc))
             self._wake.set()
 
     def _log(self, delivery: hooks.WebhookDelivery, result: hooks.AttemptResult) -> None:
@@ -251,6 +259,6 @@ class WebhookSender:
                         break
         except (StorageError, trio.TooSlowError) as exc:
             log.warning("webhook sender %s: pruning delivered events failed: %s",
-                        self.owner, exc)
+                        self.owner, store_problem(exc))
 
 

@@ -7,21 +7,27 @@ checks the server goes on: the chat answers, the outbox keeps a readable reason.
 from __future__ import annotations
 
 import gzip
+import logging
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import trio
 
-from customer_service.config import WebhooksConfig
+from customer_service.config import Config, WebhooksConfig
 from customer_service.core.webhooks import WebhookDelivery
+from customer_service.server import webhook_sender
 from customer_service.server.run import Server
 from customer_service.server.webhook_sender import PREVIEW_BYTES, Answer, http_client, post_event
 from customer_service.storage.base import Store
 from tests.integration.helpers import visitor
+from tests.webhooks.receiver import Receiver, Reply, wait_for
+from tests.webhooks.test_delivery import all_delivered
 
 SECRET = "whsec_test"
 
@@ -171,3 +177,43 @@ async def test_broken_answers_are_failed_attempts(reply: bytes, status: int | No
     with raw_receiver(lambda conn, _head: conn.sendall(reply)) as url:
         result = await post(url)
     assert result.status == status and result.error.startswith(error), result
+
+
+async def test_a_locked_database_while_sending_loses_nothing_and_says_which_event(
+        server: Server, receiver: Receiver, config: Config, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database is locked (another SQLite connection holds the write lock) while an
+    event is in flight: its outcome cannot be written; the log names the webhook, the event
+    and the deadline; when the lease lapses the event is sent again and delivered."""
+    monkeypatch.setattr(webhook_sender, "STORE_DEADLINE", 0.3)
+    caplog.set_level(logging.WARNING, logger="customer_service.server.webhook_sender")
+    entered = threading.Event()
+    unlocked = threading.Event()
+
+    def plan(number: int, _event: dict[str, Any]) -> Reply:
+        if number == 1:
+            entered.set()
+            unlocked.wait(RAW_LIMIT)  # answered once the lock is taken
+        return 200, {}, b"ok"
+
+    receiver.plan = plan
+    store = server.service.store
+    hook = await store.add_webhook(receiver.url, ("message.created",), SECRET)
+    async with visitor(server) as (vis, _):
+        await vis.send(type="text", id="m1", content="kept")
+        await vis.recv_type("ack", id="m1")
+    await wait_for(entered.is_set, "the first request")
+    lock = sqlite3.connect(config.storage.sqlite_path, isolation_level=None, timeout=5)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        unlocked.set()
+        await wait_for(lambda: [r for r in caplog.records if "outcome not stored" in
+                                r.getMessage()], "the outcome not stored")
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    (row,) = await all_delivered(store)
+    line = next(r.getMessage() for r in caplog.records if "outcome not stored" in r.getMessage())
+    assert f"webhook {hook.id} event {row.event_id}" in line, line
+    assert "(the database did not answer within 0.3 s)" in line, line
+    assert {r.event["id"] for r in receiver.answered()} == {row.event_id}  # at least once
