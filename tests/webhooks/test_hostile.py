@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from customer_service.config import Config, WebhooksConfig
-from customer_service.core.webhooks import WebhookDelivery
+from customer_service.core.webhooks import DeliveryState, WebhookDelivery
 from customer_service.server import webhook_sender
 from customer_service.server.run import Server
 from customer_service.server.webhook_sender import PREVIEW_BYTES, Answer, http_client, post_event
@@ -217,3 +217,46 @@ async def test_a_locked_database_while_sending_loses_nothing_and_says_which_even
     assert f"webhook {hook.id} event {row.event_id}" in line, line
     assert "(the database did not answer within 0.3 s)" in line, line
     assert {r.event["id"] for r in receiver.answered()} == {row.event_id}  # at least once
+
+
+async def test_one_conversation_failing_waits_alone_and_a_dead_head_does_not_block_it(
+        server: Server, receiver: Receiver) -> None:
+    """Conversation A's events get 503 five times and its second message a 410 (a dead
+    letter); B's go through meanwhile; then A's arrive, in order, without the dead one."""
+    failures = 0
+    a_conversation = 0
+
+    def plan(_number: int, event: dict[str, Any]) -> Reply:
+        nonlocal failures
+        data = event["data"]
+        if data["conversation_id"] != a_conversation:
+            return 200, {}, b"ok"
+        if event["type"] == "message.created" and data["text"] == "a1":
+            return 410, {}, b"gone"
+        if failures < 5:
+            failures += 1
+            return 503, {}, b"later"
+        return 200, {}, b"ok"
+
+    receiver.plan = plan
+    store = server.service.store
+    await store.add_webhook(receiver.url, ("message.created",), SECRET)
+    async with visitor(server, name="A") as (a, a_hello), visitor(server, name="B") as (b, _):
+        a_conversation = a_hello["conversation_id"]
+        for n in range(4):
+            await a.send(type="text", id=f"a{n}", content=f"a{n}")
+            await a.recv_type("ack", id=f"a{n}")
+            await b.send(type="text", id=f"b{n}", content=f"b{n}")
+            await b.recv_type("ack", id=f"b{n}")
+    with trio.fail_after(20):
+        while True:
+            rows = await store.list_webhook_deliveries(limit=100)
+            if len(rows) == 8 and all(r.state is not DeliveryState.PENDING for r in rows):
+                break
+            await trio.sleep(0.02)
+    delivered = [(e["data"]["conversation_id"], e["data"]["text"]) for e in receiver.events()]
+    assert [t for c, t in delivered if c == a_conversation] == ["a0", "a2", "a3"]
+    assert [t for c, t in delivered if c != a_conversation] == ["b0", "b1", "b2", "b3"]
+    assert failures == 5
+    (dead,) = [r for r in rows if r.state is DeliveryState.DEAD]
+    assert dead.last_status == 410
