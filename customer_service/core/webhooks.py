@@ -167,6 +167,13 @@ def check_url(url: str, option: str = "URL") -> str:
         raise BadRequest(f"{option}: {text!r} has port 0")
     if any(ch.isspace() for ch in text):
         raise BadRequest(f"{option}: {text!r} contains spaces")
+    if any(not ch.isprintable() for ch in text):
+        raise BadRequest(f"{option}: {text!r} contains control characters")
+    if "@" in parts.netloc:
+        raise BadRequest(f"{option}: {text!r} has a user name or password, which 'webhooks "
+                         "list' would show; the receiver checks X-Webhook-Signature instead")
+    if "#" in text:
+        raise BadRequest(f"{option}: {text!r} has a #fragment, which is never sent")
     return text
 
 

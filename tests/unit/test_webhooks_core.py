@@ -35,6 +35,10 @@ def test_good_urls(url: str) -> None:
     ("http://example.com:99999/", "not a valid URL"),
     ("http://exa mple.com/", "contains spaces"),
     ("", "needs a URL"),
+    ("http://user:pass@crm.example/h", "has a user name or password"),
+    ("http://token@crm.example/h", "has a user name or password"),
+    ("https://crm.example/h#part", "has a #fragment, which is never sent"),
+    ("https://crm.example/h\x00", "contains control characters"),
 ])
 def test_bad_urls_name_the_option(url: str, why: str) -> None:
     with pytest.raises(BadRequest, match=f"^URL: .*{why}"):
