@@ -26,7 +26,7 @@ from customer_service.server.run import Server
 from customer_service.server.webhook_sender import PREVIEW_BYTES, Answer, http_client, post_event
 from customer_service.storage.base import Store
 from tests.integration.helpers import visitor
-from tests.webhooks.receiver import Receiver, Reply, wait_for
+from tests.webhooks.receiver import HANG, Receiver, Reply, running, wait_for
 from tests.webhooks.test_delivery import all_delivered
 
 SECRET = "whsec_test"
@@ -260,3 +260,28 @@ async def test_one_conversation_failing_waits_alone_and_a_dead_head_does_not_blo
     assert failures == 5
     (dead,) = [r for r in rows if r.state is DeliveryState.DEAD]
     assert dead.last_status == 410
+
+
+async def test_removing_a_webhook_while_it_sends_and_with_a_queue(server: Server,
+                                                                  receiver: Receiver) -> None:
+    """Removed while one event is in flight and more are queued behind it: the answer that
+    comes later is dropped, nothing of it is left, the other webhook goes on."""
+    receiver.plan = lambda _number, _event: HANG
+    store = server.service.store
+    doomed = await store.add_webhook(receiver.url, ("message.created",), SECRET)
+    with running(Receiver()) as other:
+        kept = await store.add_webhook(other.url, ("message.created",), SECRET)
+        async with visitor(server) as (vis, _):
+            for n in range(5):
+                await vis.send(type="text", id=f"m{n}", content=f"text {n}")
+            await vis.recv_type("ack", id="m4")
+            await wait_for(lambda: receiver.hanging, "a request in flight")
+            await store.remove_webhook(doomed.id)
+            receiver.release()
+            await vis.send(type="text", id="m5", content="after")
+            await vis.recv_type("ack", id="m5")
+        rows = await all_delivered(store, 6)
+        assert {r.webhook_id for r in rows} == {kept.id}
+        assert [e["data"]["text"] for e in other.events()] == [
+            *(f"text {n}" for n in range(5)), "after"]
+    assert await store.list_webhook_deliveries(webhook_id=doomed.id) == []
