@@ -45,6 +45,9 @@ IDLE_GAP = 0.02
 LOOK_SHARE = 10.0
 """An idle sender waits at least this many times as long as its last look at the queue
 took: its reads take at most about a tenth of the database's time."""
+IDLE_SPACING_CAP = 5.0
+"""Seconds at most between two looks of an idle sender: a look slowed by a locked
+database (up to ``STORE_DEADLINE``) does not pause every webhook for ten times as long."""
 RECORD_BATCH = 500
 """Outcomes written in one transaction, at most."""
 
@@ -54,6 +57,13 @@ def store_problem(exc: Exception) -> str:
     if isinstance(exc, trio.TooSlowError):
         return f"the database did not answer within {STORE_DEADLINE:g} s"
     return str(exc) or type(exc).__name__
+
+
+def idle_spacing(looked: float) -> float:
+    """Seconds from the start of an idle look at the queue to the next one, given how long
+    it took: ``LOOK_SHARE`` times as long, at least ``IDLE_GAP``, at most
+    ``IDLE_SPACING_CAP``."""
+    return min(IDLE_SPACING_CAP, max(IDLE_GAP, LOOK_SHARE * looked))
 
 
 def lease_seconds(config: WebhooksConfig) -> float:
@@ -179,7 +189,7 @@ class WebhookSender:
                     self._wake = trio.Event()
                     if not claimed:  # idle: commits' nudges cost one read per gap, and a
                         # slow look (a long queue behind a failing receiver) waits longer
-                        await trio.sleep_until(looked_at + max(IDLE_GAP, LOOK_SHARE * looked))
+                        await trio.sleep_until(looked_at + idle_spacing(looked))
                 await self._maybe_prune()
 
     async def _claim(self, limit: int) -> list[hooks.WebhookDelivery]:

@@ -285,3 +285,12 @@ async def test_removing_a_webhook_while_it_sends_and_with_a_queue(server: Server
         assert [e["data"]["text"] for e in other.events()] == [
             *(f"text {n}" for n in range(5)), "after"]
     assert await store.list_webhook_deliveries(webhook_id=doomed.id) == []
+
+
+@pytest.mark.parametrize(("looked", "spacing"), [
+    (0.0, webhook_sender.IDLE_GAP), (0.01, 0.1), (0.2, 2.0),
+    (webhook_sender.STORE_DEADLINE, 5.0), (60.0, 5.0)])
+def test_a_slow_look_spaces_the_next_but_never_by_ten_times_a_lock(looked: float,
+                                                                   spacing: float) -> None:
+    """A look that waited out a locked database (5 s) used to pause the sender 50 s."""
+    assert webhook_sender.idle_spacing(looked) == pytest.approx(spacing)
