@@ -201,6 +201,14 @@ def check_secret(secret: str, option: str = "--secret") -> str:
     return secret
 
 
+def printable(text: str) -> str:
+    """A receiver's words made safe to keep and print: each control character (ESC of a
+    terminal sequence that would recolour, erase or move the operator's lines, a newline)
+    written as its escape, ``\\x1b``."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def new_secret() -> str:
     return "whsec_" + secrets.token_urlsafe(32)
 

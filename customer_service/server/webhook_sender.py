@@ -138,8 +138,8 @@ async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id:
 def answer_text(answer: Answer) -> str:
     """What the outbox keeps of an answer that was no success."""
     if answer.status is None:
-        return answer.error
-    text = answer.preview.decode("utf-8", "replace").strip()
+        return hooks.printable(answer.error)
+    text = hooks.printable(answer.preview.decode("utf-8", "replace").strip())
     return f"HTTP {answer.status}" + (f": {text}" if text else "")
 
 

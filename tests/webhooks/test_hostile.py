@@ -23,7 +23,13 @@ from customer_service.config import Config, WebhooksConfig
 from customer_service.core.webhooks import DeliveryState, WebhookDelivery
 from customer_service.server import webhook_sender
 from customer_service.server.run import Server
-from customer_service.server.webhook_sender import PREVIEW_BYTES, Answer, http_client, post_event
+from customer_service.server.webhook_sender import (
+    PREVIEW_BYTES,
+    Answer,
+    answer_text,
+    http_client,
+    post_event,
+)
 from customer_service.storage.base import Store
 from tests.integration.helpers import visitor
 from tests.webhooks.receiver import HANG, Receiver, Reply, running, wait_for
@@ -294,3 +300,10 @@ def test_a_slow_look_spaces_the_next_but_never_by_ten_times_a_lock(looked: float
                                                                    spacing: float) -> None:
     """A look that waited out a locked database (5 s) used to pause the sender 50 s."""
     assert webhook_sender.idle_spacing(looked) == pytest.approx(spacing)
+
+
+def test_a_receivers_answer_is_kept_without_control_characters() -> None:
+    """What the outbox keeps (and ``deliveries`` prints) of a hostile 400: ESC, BEL and CR
+    written as escapes, so it cannot move or recolour the operator's terminal."""
+    kept = answer_text(Answer(400, "", None, 3, b"\x1b[31mRED\x1b[2K\rfake\x07"))
+    assert kept == "HTTP 400: \\x1b[31mRED\\x1b[2K\\rfake\\x07"
