@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -124,7 +124,8 @@ def test_deliveries_print_a_kept_answer_escaped(
         await store.enqueue_webhook_events([message_created(StoredMessage(
             conversation_id=1, seq=1, sender_role=Role.VISITOR, sender_id=None,
             sender_name="V", content="hi", created_at=now))])
-        (row,) = await store.claim_webhook_deliveries("t", now, 30.0, 10)
+        later = now + timedelta(seconds=1)  # the row is due from its enqueue's millisecond
+        (row,) = await store.claim_webhook_deliveries("t", later, 30.0, 10)
         await store.record_webhook_attempts("t", [(row.id, AttemptResult(
             DeliveryState.DEAD, now, now, 400, "HTTP 400: " + HOSTILE.decode(), 3))])
 
