@@ -130,9 +130,23 @@ async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id:
     except (trio.TooSlowError, httpx.TimeoutException):
         return Answer(None, f"no answer within {timeout:g} s", None, took(), b"")
     except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
-        reason = str(exc) or type(exc).__name__
+        reason = failure_text(exc)
         return Answer(None, f"{type(exc).__name__}: {reason}"[:hooks.ERROR_TEXT_LIMIT], None,
                       took(), b"")
+
+
+def failure_text(exc: BaseException) -> str:
+    """Why a request failed: the exception's text or, when it has none (httpx's TLS errors),
+    the first text down its causes (``[SSL: WRONG_VERSION_NUMBER] ...`` for https:// to a
+    plain HTTP port)."""
+    cause: BaseException | None = exc
+    for _ in range(6):
+        if cause is None:
+            break
+        if str(cause):
+            return str(cause) if cause is exc else f"{type(cause).__name__}: {cause}"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 def answer_text(answer: Answer) -> str:

@@ -307,3 +307,11 @@ def test_a_receivers_answer_is_kept_without_control_characters() -> None:
     written as escapes, so it cannot move or recolour the operator's terminal."""
     kept = answer_text(Answer(400, "", None, 3, b"\x1b[31mRED\x1b[2K\rfake\x07"))
     assert kept == "HTTP 400: \\x1b[31mRED\\x1b[2K\\rfake\\x07"
+
+
+async def test_https_to_a_plain_http_port_says_it_is_tls() -> None:
+    """httpx's ConnectError has no text for a TLS failure: the reason is its cause's."""
+    with running(Receiver()) as plain:
+        result = await post(plain.url.replace("http://", "https://"))
+    assert result.status is None
+    assert result.error.startswith("ConnectError: SSLError: [SSL"), result.error
