@@ -267,9 +267,9 @@ class WebhooksConfig:
         gt=0, le=24 * 30))
     retry_base: float = field(default=5.0, metadata=_doc(
         "Seconds the first retry waits at most. Each later one waits up to twice the one "
-        "before (random, \"full jitter\"), never more than retry_cap.", gt=0))
+        "before (random, \"full jitter\"), never more than retry_cap.", gt=0, le=86400))
     retry_cap: float = field(default=3600.0, metadata=_doc(
-        "Seconds between two tries at most. Retry-After included.", gt=0))
+        "Seconds between two tries at most. Retry-After included.", gt=0, le=86400))
     poll_interval: float = field(default=0.5, metadata=_doc(
         "Seconds between looks at the queue when there is nothing to send.", gt=0, le=60))
 

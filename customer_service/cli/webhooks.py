@@ -85,8 +85,9 @@ def add(url: str, events: str, secret: str | None) -> None:
             --events message.created,conversation.closed
     """
     from customer_service.core.webhooks import check_secret, check_url, new_secret, parse_events
+    from customer_service.server.webhook_sender import check_sendable
 
-    checked_url = check_url(url)
+    checked_url = check_sendable(check_url(url))
     names = parse_events(events)
     key = new_secret() if secret is None else check_secret(secret)
 
@@ -173,15 +174,17 @@ def test(webhook_id: str) -> None:
             return hook.url, await post_event(client, hook.url, hook.secret, event_id, body,
                                               timeout=config.webhooks.timeout)
 
+    from customer_service.core.webhooks import printable
+
     url, answer = with_store(config, work)
     out = console()
     if answer.status is None:
         out.print(f"No answer from {esc(url)} after {answer.duration_ms} ms: "
-                  f"{esc(answer.error)}", highlight=False)
+                  f"{esc(printable(answer.error))}", highlight=False)
         raise SystemExit(1)
     out.print(f"{esc(url)} answered HTTP {answer.status} in {answer.duration_ms} ms.",
               highlight=False)
-    text = answer.preview[:200].decode("utf-8", "replace")
+    text = printable(answer.preview[:200].decode("utf-8", "replace"))
     if text:
         out.print(f"Body: {esc(text)}", highlight=False, soft_wrap=True)
     if not 200 <= answer.status <= 299:
@@ -229,8 +232,11 @@ def deliveries(failed: bool, webhook_id: str | None, limit: int, as_json: bool) 
     table.add_column("state (tries)", overflow="fold")
     table.add_column("at (UTC)", overflow="fold")
     table.add_column("last answer", overflow="fold", ratio=1)
-    for d in found:
-        last = d.last_error or ("" if d.last_status is None else f"HTTP {d.last_status}")
+    from customer_service.core.webhooks import printable
+
+    for d in found:  # printable: rows a receiver's words were kept in before it was used
+        last = printable(d.last_error) or ("" if d.last_status is None
+                                           else f"HTTP {d.last_status}")
         moment = d.delivered_at or (d.log[0].at if d.log else d.created_at)
         table.add_row(d.event_id, str(d.webhook_id), d.event_type,
                       "" if d.conversation_id is None else str(d.conversation_id),

@@ -167,6 +167,13 @@ def check_url(url: str, option: str = "URL") -> str:
         raise BadRequest(f"{option}: {text!r} has port 0")
     if any(ch.isspace() for ch in text):
         raise BadRequest(f"{option}: {text!r} contains spaces")
+    if any(not ch.isprintable() for ch in text):
+        raise BadRequest(f"{option}: {text!r} contains control characters")
+    if "@" in parts.netloc:
+        raise BadRequest(f"{option}: {text!r} has a user name or password, which 'webhooks "
+                         "list' would show; the receiver checks X-Webhook-Signature instead")
+    if "#" in text:
+        raise BadRequest(f"{option}: {text!r} has a #fragment, which is never sent")
     return text
 
 
@@ -192,6 +199,14 @@ def check_secret(secret: str, option: str = "--secret") -> str:
     if any(ch.isspace() or not ch.isprintable() for ch in secret):
         raise BadRequest(f"{option}: the secret must not contain spaces or control characters")
     return secret
+
+
+def printable(text: str) -> str:
+    """A receiver's words made safe to keep and print: each control character (ESC of a
+    terminal sequence that would recolour, erase or move the operator's lines, a newline)
+    written as its escape, ``\\x1b``."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
 
 
 def new_secret() -> str:
@@ -347,8 +362,12 @@ def decide(*, status: int | None, error: str, retry_after_header: str | None, at
     asked = None if status is None else retry_after(status, retry_after_header, now)
     if asked is not None:
         delay = min(policy.cap, asked)
+    deadline = queued_at + timedelta(hours=policy.hours)
+    # Past the deadline is a dead letter whatever the wait: a day past it is as good as
+    # any, and keeps a huge wait (a cap of 1e12 s) from overflowing the datetime.
+    delay = min(delay, max(0.0, (deadline - now).total_seconds()) + 86400.0)
     when = now + timedelta(seconds=delay)
-    if when > queued_at + timedelta(hours=policy.hours):
+    if when > deadline:
         return AttemptResult(DeliveryState.DEAD, now, now, status,
                              f"gave up after {policy.hours:g} h: {reason}"[:ERROR_TEXT_LIMIT],
                              duration_ms)

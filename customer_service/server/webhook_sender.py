@@ -28,7 +28,7 @@ import trio
 from customer_service import __version__
 from customer_service.config import WebhooksConfig
 from customer_service.core import webhooks as hooks
-from customer_service.errors import StorageError
+from customer_service.errors import BadRequest, StorageError
 from customer_service.storage.base import Store
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,25 @@ IDLE_GAP = 0.02
 LOOK_SHARE = 10.0
 """An idle sender waits at least this many times as long as its last look at the queue
 took: its reads take at most about a tenth of the database's time."""
+IDLE_SPACING_CAP = 5.0
+"""Seconds at most between two looks of an idle sender: a look slowed by a locked
+database (up to ``STORE_DEADLINE``) does not pause every webhook for ten times as long."""
 RECORD_BATCH = 500
 """Outcomes written in one transaction, at most."""
+
+
+def store_problem(exc: Exception) -> str:
+    """What a failed store call of the sender says in the log (a deadline has no text)."""
+    if isinstance(exc, trio.TooSlowError):
+        return f"the database did not answer within {STORE_DEADLINE:g} s"
+    return str(exc) or type(exc).__name__
+
+
+def idle_spacing(looked: float) -> float:
+    """Seconds from the start of an idle look at the queue to the next one, given how long
+    it took: ``LOOK_SHARE`` times as long, at least ``IDLE_GAP``, at most
+    ``IDLE_SPACING_CAP``."""
+    return min(IDLE_SPACING_CAP, max(IDLE_GAP, LOOK_SHARE * looked))
 
 
 def lease_seconds(config: WebhooksConfig) -> float:
@@ -66,9 +83,31 @@ class Answer:
     preview: bytes
 
 
+def unsendable(url: str) -> str | None:
+    """Why httpx or the resolver cannot send to ``url`` (which ``check_url`` passed): a host
+    that is no IDNA name (an empty or 64-character label, an emoji), a control character;
+    None when it can be sent to."""
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii")
+        if ":" not in host:  # an IPv6 literal has no labels
+            host.encode("idna")  # what the resolver does with the name
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def check_sendable(url: str, option: str = "URL") -> str:
+    """``url`` when it can be sent to; else ``BadRequest`` naming ``option``."""
+    problem = unsendable(url)
+    if problem is not None:
+        raise BadRequest(f"{option}: {url!r} cannot be sent to ({problem})")
+    return url
+
+
 async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id: str,
                      body: bytes, *, timeout: float) -> Answer:
-    """POST one signed event; never raises for the receiver's failures."""
+    """POST one signed event; never raises for the receiver's failures (nor for a URL that
+    cannot be sent to: a row added before the check, or by another version)."""
     headers = hooks.signed_headers(secret, event_id, int(time.time()), body, __version__)
     started = time.monotonic()
 
@@ -77,9 +116,12 @@ async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id:
 
     try:
         with trio.fail_after(timeout):
+            # identity, and the raw bytes: a compressed answer is not inflated (a 1 MB gzip
+            # "bomb" would be 1 GB; only the first raw chunk, at most 64 KB, is held)
+            headers["Accept-Encoding"] = "identity"
             async with client.stream("POST", url, content=body, headers=headers) as response:
                 preview = bytearray()
-                async for chunk in response.aiter_bytes():
+                async for chunk in response.aiter_raw():
                     preview += chunk
                     if len(preview) >= PREVIEW_BYTES:
                         break
@@ -87,17 +129,31 @@ async def post_event(client: httpx.AsyncClient, url: str, secret: str, event_id:
                               took(), bytes(preview[:PREVIEW_BYTES]))
     except (trio.TooSlowError, httpx.TimeoutException):
         return Answer(None, f"no answer within {timeout:g} s", None, took(), b"")
-    except httpx.HTTPError as exc:
-        reason = str(exc) or type(exc).__name__
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError) as exc:
+        reason = failure_text(exc)
         return Answer(None, f"{type(exc).__name__}: {reason}"[:hooks.ERROR_TEXT_LIMIT], None,
                       took(), b"")
+
+
+def failure_text(exc: BaseException) -> str:
+    """Why a request failed: the exception's text or, when it has none (httpx's TLS errors),
+    the first text down its causes (``[SSL: WRONG_VERSION_NUMBER] ...`` for https:// to a
+    plain HTTP port)."""
+    cause: BaseException | None = exc
+    for _ in range(6):
+        if cause is None:
+            break
+        if str(cause):
+            return str(cause) if cause is exc else f"{type(cause).__name__}: {cause}"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 def answer_text(answer: Answer) -> str:
     """What the outbox keeps of an answer that was no success."""
     if answer.status is None:
-        return answer.error
-    text = answer.preview.decode("utf-8", "replace").strip()
+        return hooks.printable(answer.error)
+    text = hooks.printable(answer.preview.decode("utf-8", "replace").strip())
     return f"HTTP {answer.status}" + (f": {text}" if text else "")
 
 
@@ -147,7 +203,7 @@ class WebhookSender:
                     self._wake = trio.Event()
                     if not claimed:  # idle: commits' nudges cost one read per gap, and a
                         # slow look (a long queue behind a failing receiver) waits longer
-                        await trio.sleep_until(looked_at + max(IDLE_GAP, LOOK_SHARE * looked))
+                        await trio.sleep_until(looked_at + idle_spacing(looked))
                 await self._maybe_prune()
 
     async def _claim(self, limit: int) -> list[hooks.WebhookDelivery]:
@@ -159,7 +215,8 @@ class WebhookSender:
                 return await self.store.claim_webhook_deliveries(
                     self.owner, now, lease_seconds(self.config), limit)
         except (StorageError, trio.TooSlowError) as exc:
-            log.warning("webhook sender %s: cannot claim deliveries: %s", self.owner, exc)
+            log.warning("webhook sender %s: cannot claim deliveries: %s", self.owner,
+                        store_problem(exc))
             return []
 
     async def _deliver(self, client: httpx.AsyncClient, delivery: hooks.WebhookDelivery) -> None:
@@ -197,7 +254,7 @@ class WebhookSender:
                 for delivery, _ in batch:
                     log.warning("webhook %s event %s: outcome not stored (%s); sent again "
                                 "when the claim lapses", delivery.webhook_id,
-                                delivery.event_id, exc)
+                                delivery.event_id, store_problem(exc))
             self._wake.set()
 
     def _log(self, delivery: hooks.WebhookDelivery, result: hooks.AttemptResult) -> None:
@@ -226,6 +283,6 @@ class WebhookSender:
                         break
         except (StorageError, trio.TooSlowError) as exc:
             log.warning("webhook sender %s: pruning delivered events failed: %s",
-                        self.owner, exc)
+                        self.owner, store_problem(exc))
 
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from customer_service.core.webhooks import verify
+from customer_service.core.models import Role, StoredMessage
+from customer_service.core.webhooks import (
+    AttemptResult,
+    DeliveryState,
+    message_created,
+    verify,
+)
+from customer_service.storage.base import Store
 from tests.cli.conftest import CliRun
 from tests.webhooks.receiver import Receiver, running
 
@@ -17,6 +27,10 @@ from tests.webhooks.receiver import Receiver, running
     (["add", "ftp://example.com/x", "--events", "message.created"],
      "Error: URL: 'ftp://example.com/x' is not an http:// or https:// URL"),
     (["add", "http:///x", "--events", "message.created"], "Error: URL: 'http:///x' has no host"),
+    (["add", "http://a..b/h", "--events", "message.created"],
+     "Error: URL: 'http://a..b/h' cannot be sent to"),
+    (["add", "http://\U0001f4a9.example/", "--events", "message.created"],
+     "Error: URL: 'http://\U0001f4a9.example/' cannot be sent to"),
     (["add", "https://a.example/h", "--events", "message.sent"],
      "Error: --events: unknown event 'message.sent'; the events are message.created, "
      "conversation.created, conversation.assigned, conversation.closed, campaign.finished"),
@@ -83,3 +97,39 @@ def test_test_without_a_receiver_says_why_and_fails(run: CliRun) -> None:
     result = run("webhooks", "test", "1")
     assert result.exit_code == 1
     assert f"No answer from {url} after" in result.output and "ConnectError" in result.output
+
+
+HOSTILE = b"\x1b]0;PWNED\x07\x1b[31mRED\x1b[0m \x1b[2K\rfake line\x1b[1A"
+"""A receiver's answer that would retitle, recolour and rewrite the operator's terminal."""
+
+
+def test_a_receivers_terminal_escapes_are_printed_escaped(run: CliRun) -> None:
+    receiver = Receiver()
+    receiver.plan = lambda _n, _e: (400, {}, HOSTILE)  # type: ignore[assignment]
+    with running(receiver):
+        run("webhooks", "add", receiver.url, "--events", "message.created")
+        result = run("webhooks", "test", "1")
+    assert result.exit_code == 1
+    assert "\x1b" not in result.output and "\r" not in result.output
+    assert "Body: \\x1b]0;PWNED" in result.output and "RED" in result.output
+
+
+def test_deliveries_print_a_kept_answer_escaped(
+        run: CliRun, store_call: Callable[[Callable[[Store], Awaitable[Any]]], Any]) -> None:
+    """A row whose answer was kept raw (before answers were made printable) is printed safe."""
+    run("webhooks", "add", "http://127.0.0.1:9/h", "--events", "message.created")
+
+    async def kept_raw(store: Store) -> None:
+        now = datetime.now(UTC)
+        await store.enqueue_webhook_events([message_created(StoredMessage(
+            conversation_id=1, seq=1, sender_role=Role.VISITOR, sender_id=None,
+            sender_name="V", content="hi", created_at=now))])
+        later = now + timedelta(seconds=1)  # the row is due from its enqueue's millisecond
+        (row,) = await store.claim_webhook_deliveries("t", later, 30.0, 10)
+        await store.record_webhook_attempts("t", [(row.id, AttemptResult(
+            DeliveryState.DEAD, now, now, 400, "HTTP 400: " + HOSTILE.decode(), 3))])
+
+    store_call(kept_raw)
+    result = run("webhooks", "deliveries")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\\x1b" in result.output

@@ -137,6 +137,11 @@ def test_literal_values(tmp_path: Path, section: str, key: str, good: list[str],
     ('[server]\nmessage_timeout = 0\n', "server.message_timeout"),
     ('[server]\nmax_frame_bytes = 0\n', "server.max_frame_bytes"),
     ('[auth]\ntoken_ttl_hours = -1\n', "auth.token_ttl_hours"),
+    ('[webhooks]\nretry_cap = 1e12\n', "webhooks.retry_cap"),
+    ('[webhooks]\nretry_base = 1e300\n', "webhooks.retry_base"),
+    ('[webhooks]\ntimeout = 0\n', "webhooks.timeout"),
+    ('[webhooks]\nmax_in_flight = -1\n', "webhooks.max_in_flight"),
+    ('[webhooks]\npoll_interval = nan\n', "webhooks.poll_interval"),
 ])
 def test_out_of_range_values(tmp_path: Path, text: str, key: str) -> None:
     error = load_error(write(tmp_path, text))

@@ -35,6 +35,10 @@ def test_good_urls(url: str) -> None:
     ("http://example.com:99999/", "not a valid URL"),
     ("http://exa mple.com/", "contains spaces"),
     ("", "needs a URL"),
+    ("http://user:pass@crm.example/h", "has a user name or password"),
+    ("http://token@crm.example/h", "has a user name or password"),
+    ("https://crm.example/h#part", "has a #fragment, which is never sent"),
+    ("https://crm.example/h\x00", "contains control characters"),
 ])
 def test_bad_urls_name_the_option(url: str, why: str) -> None:
     with pytest.raises(BadRequest, match=f"^URL: .*{why}"):
@@ -138,6 +142,17 @@ def test_retry_after_seconds_and_dates_are_honoured_and_capped() -> None:
     # unreadable: the usual backoff; on a 500 it is not asked for
     assert decide(429, retry_after="soon").next_attempt_at == NOW + timedelta(seconds=5)
     assert decide(500, retry_after="120").next_attempt_at == NOW + timedelta(seconds=5)
+
+
+@pytest.mark.parametrize(("base", "cap", "retry_after"), [
+    (5.0, 1e12, None), (1e300, 1e300, None), (5.0, 1e12, "99999999999999"),
+    (5.0, 1e12, "Fri, 31 Dec 9999 23:59:59 GMT")])
+def test_a_huge_wait_is_a_dead_letter_not_an_overflow(base: float, cap: float,
+                                                      retry_after: str | None) -> None:
+    result = hooks.decide(status=503, error="", retry_after_header=retry_after, attempts=60,
+                          queued_at=NOW, now=NOW, duration_ms=1,
+                          policy=RetryPolicy(base=base, cap=cap, hours=24), draw=1.0)
+    assert result.state is DeliveryState.DEAD and "gave up after 24 h" in result.error
 
 
 def test_retries_end_after_the_retry_period() -> None:

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from customer_service.server.run import Server
-from tests.integration.helpers import visitor
+from tests.integration.helpers import agent_socket, make_agent, visitor
 from tests.webhooks.receiver import Receiver, Request, wait_for
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
@@ -81,3 +81,49 @@ async def test_the_node_example(server: Server, receiver: Receiver, tmp_path: Pa
         check=False))
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == EXPECTED
+
+
+def documented_data() -> dict[str, set[str]]:
+    """Event type -> the ``data`` keys the docs list under "`data` by event"."""
+    text = DOC.read_text().split("`data` by event:", 1)[1].split("\nTimes are", 1)[0]
+    found: dict[str, set[str]] = {}
+    for item in re.split(r"\n- ", text):
+        head = re.match(r"\s*`([a-z.]+)`:", item)
+        if head is not None:
+            body = re.sub(r"\([^)]*\)", "", item[head.end():])  # "(or null)", "(counts...)"
+            found[head.group(1)] = set(re.findall(r"`([a-z_]+)`", body)) - {
+                "visitor", "agent", "ai", "open", "closed", "pending", "generating", "sent",
+                "failed", "skipped", "system"}
+    return found
+
+
+async def test_each_event_has_the_documented_headers_and_data(server: Server,
+                                                               receiver: Receiver) -> None:
+    """A CRM following the docs: every conversation event arrives with the documented
+    headers and exactly the documented ``data`` keys."""
+    await server.service.store.add_webhook(
+        receiver.url, ("message.created", "conversation.created", "conversation.assigned",
+                       "conversation.closed"), SECRET)
+    _, token = await make_agent(server, "alice")
+    async with visitor(server, name="Vera") as (vis, hello):
+        await vis.send(type="text", id="m1", content="Where is my order?")
+        await vis.recv_type("ack", id="m1")
+        async with agent_socket(server, token) as (agent, _):
+            for n, kind in enumerate(("accept", "close")):
+                await agent.send(type=kind, id=f"x{n}", conversation_id=hello["conversation_id"])
+                await agent.recv_type("ack", id=f"x{n}")
+    requests = await wait_for(lambda: len(receiver.answered()) >= 4 and receiver.answered(),
+                              "four events")
+    wanted = documented_data()
+    for request in requests:
+        event = request.event
+        assert set(event) == {"id", "type", "created_at", "data"}
+        assert set(event["data"]) == wanted[event["type"]], event
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["user-agent"].startswith("customer-service/")
+        assert request.headers["x-webhook-id"] == event["id"]
+        assert request.headers["x-webhook-timestamp"].isdigit()
+        assert request.headers["x-webhook-signature"].startswith("v1=")
+    assert sorted(e.event["type"] for e in requests) == [
+        "conversation.assigned", "conversation.closed", "conversation.created",
+        "message.created"]
