@@ -229,9 +229,13 @@ def reported(message: StoredMessage) -> bool:
     return message.sender_role is not Role.SYSTEM
 
 
-def message_created(message: StoredMessage) -> WebhookEvent:
+def message_created(message: StoredMessage, visitor_id: int | None = None,
+                    contact_id: int | None = None) -> WebhookEvent:
+    """The conversation's visitor and contact ride along (read with the conversation's row,
+    which the append locks anyway), so a receiver needs no mapping of its own."""
     return WebhookEvent(MESSAGE_CREATED, message.conversation_id, {
-        "conversation_id": message.conversation_id, "seq": message.seq,
+        "conversation_id": message.conversation_id, "visitor_id": visitor_id,
+        "contact_id": contact_id, "seq": message.seq,
         "role": message.sender_role.value, "sender_id": message.sender_id,
         "sender_name": message.sender_name, "text": message.content,
         "client_id": message.client_id, "campaign_id": message.campaign_id,
@@ -245,18 +249,23 @@ def conversation_created(conversation: Conversation, contact_id: int | None) -> 
         "created_at": iso(conversation.created_at)})
 
 
-def state_events(before: Conversation, after: Conversation) -> list[WebhookEvent]:
+def state_events(before: Conversation, after: Conversation, agent_name: str = ""
+                 ) -> list[WebhookEvent]:
     """``conversation.assigned`` when the assignee changes to an agent (an accept, a
-    transfer, auto-assignment), ``conversation.closed`` when the status becomes closed."""
+    transfer, auto-assignment), ``conversation.closed`` when the status becomes closed.
+    ``agent_name`` is the display name of ``after.assigned_to`` ("" for none)."""
     events: list[WebhookEvent] = []
     if after.assigned_to is not None and after.assigned_to != before.assigned_to:
         events.append(WebhookEvent(CONVERSATION_ASSIGNED, after.id, {
-            "conversation_id": after.id, "agent_id": after.assigned_to,
+            "conversation_id": after.id, "visitor_id": after.visitor_id,
+            "agent_id": after.assigned_to, "agent_name": agent_name,
             "previous_agent_id": before.assigned_to, "status": after.status.value}))
     if (after.status is ConversationStatus.CLOSED
             and before.status is not ConversationStatus.CLOSED):
         events.append(WebhookEvent(CONVERSATION_CLOSED, after.id, {
-            "conversation_id": after.id, "agent_id": after.assigned_to,
+            "conversation_id": after.id, "visitor_id": after.visitor_id,
+            "agent_id": after.assigned_to,
+            "agent_name": agent_name if after.assigned_to is not None else "",
             "last_seq": after.last_seq}))
     return events
 

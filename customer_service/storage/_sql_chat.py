@@ -149,7 +149,8 @@ def set_conversation_state(tx: Tx, conversation_id: int, status: ConversationSta
     conversation = _existing_conversation(tx, conversation_id)
     if expected is not None and (conversation.status, conversation.assigned_to) != expected:
         raise Conflict(f"conversation {conversation_id} changed meanwhile; look again")
-    if assigned_to is not None and get_agent(tx, assigned_to) is None:
+    agent = None if assigned_to is None else get_agent(tx, assigned_to)
+    if assigned_to is not None and agent is None:
         raise NotFound(f"no agent with id {assigned_to}")
     updated = now_ms()
     needs_agent = conversation.needs_agent and status is not ConversationStatus.ASSIGNED
@@ -162,7 +163,8 @@ def set_conversation_state(tx: Tx, conversation_id: int, status: ConversationSta
                 conversation_id))
     changed = replace(conversation, status=status, assigned_to=assigned_to,
                       updated_at=from_ms(updated), needs_agent=needs_agent)
-    webhooks_sql.enqueue_events(tx, hooks.state_events(conversation, changed))
+    webhooks_sql.enqueue_events(tx, hooks.state_events(conversation, changed,
+                                                       agent.name if agent else ""))
     return changed
 
 
@@ -214,12 +216,16 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
     conversation_ids = sorted({message.conversation_id for message in batch})
     last_seq: dict[int, int] = {}
     assignee: dict[int, int | None] = {}
+    owners: dict[int, tuple[int, int | None]] = {}
+    """The visitor and contact of each conversation (``message.created`` carries them)."""
     for chunk in chunks(conversation_ids):
-        for row in tx.all(f"SELECT id, last_seq, assigned_to FROM conversations{tx.dialect.by_id}"
+        for row in tx.all("SELECT id, last_seq, assigned_to, visitor_id, contact_id FROM"
+                          f" conversations{tx.dialect.by_id}"
                           f" WHERE id IN ({placeholders(len(chunk))})"
                           f" ORDER BY id{tx.dialect.for_update}", chunk):
             last_seq[int(row[0])] = int(row[1])
             assignee[int(row[0])] = None if row[2] is None else int(row[2])
+            owners[int(row[0])] = (int(row[3]), None if row[4] is None else int(row[4]))
     missing = [cid for cid in conversation_ids if cid not in last_seq]
     if missing:
         raise NotFound(f"no conversation with id {missing[0]}")
@@ -267,9 +273,9 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                    [value for row in chunk for value in row])
     search_sql.index_messages(tx, [(row[0], row[1], created, row[5]) for row in inserts])
-    webhooks_sql.enqueue_events(tx, [hooks.message_created(result.message) for result in results
-                                     if not result.duplicate
-                                     and hooks.reported(result.message)])
+    webhooks_sql.enqueue_events(tx, [
+        hooks.message_created(result.message, *owners[result.message.conversation_id])
+        for result in results if not result.duplicate and hooks.reported(result.message)])
     touched = sorted({row[0] for row in inserts})
     for ids in chunks(touched):
         tx.execute(f"UPDATE conversations{tx.dialect.by_id} SET last_seq = CASE id "

@@ -93,7 +93,7 @@ def waiting_conversations(tx: Tx, limit: int) -> list[Conversation]:
 
 def assign_waiting(tx: Tx, conversation_id: int, agent_id: int,
                    capacity: int) -> Conversation | None:
-    agent = tx.one("SELECT status, disabled, bot FROM agents"
+    agent = tx.one("SELECT status, disabled, bot, name FROM agents"
                    f" WHERE id = ?{tx.dialect.for_update}", (agent_id,))
     if agent is None or agent[0] != "online" or agent[1] or agent[2]:
         return None
@@ -118,5 +118,5 @@ def assign_waiting(tx: Tx, conversation_id: int, agent_id: int,
     tx.execute("UPDATE agents SET last_assigned_at = ? WHERE id = ?", (turn, agent_id))
     assigned = replace(conversation, status=ConversationStatus.ASSIGNED, assigned_to=agent_id,
                        updated_at=from_ms(updated), needs_agent=False)
-    webhooks_sql.enqueue_events(tx, hooks.state_events(conversation, assigned))
+    webhooks_sql.enqueue_events(tx, hooks.state_events(conversation, assigned, str(agent[3])))
     return assigned

@@ -102,12 +102,17 @@ async def test_events_are_queued_with_the_change(store: Store) -> None:
                                             "conversation.assigned", "conversation.closed"]
     assert all(r.conversation_id == cid and r.state is DeliveryState.PENDING for r in rows)
     assert data(rows[0])["conversation_id"] == cid
+    stored = await store.get_conversation(cid)
+    assert stored is not None
+    visitor_id = stored.visitor_id
     assert data(rows[1]) | {"created_at": None} == {
-        "conversation_id": cid, "seq": 1, "role": "visitor", "sender_id": None,
+        "conversation_id": cid, "visitor_id": visitor_id, "contact_id": None,
+        "seq": 1, "role": "visitor", "sender_id": None,
         "sender_name": "Vera", "text": "hi", "client_id": "c1", "campaign_id": None,
         "created_at": None}
     assert data(rows[2])["agent_id"] == agent.id and data(rows[2])["previous_agent_id"] is None
-    assert data(rows[3])["agent_id"] == agent.id
+    assert data(rows[2])["agent_name"] == "Ann" and data(rows[2])["visitor_id"] == visitor_id
+    assert data(rows[3])["agent_id"] == agent.id and data(rows[3])["agent_name"] == "Ann"
     (closed,) = await outbox(store, other.id)
     assert closed.event_type == "conversation.closed"
     assert len({r.event_id for r in rows}) == 4
@@ -137,6 +142,8 @@ async def test_auto_assignment_and_campaign_finish_are_reported(store: Store) ->
     cid = await conversation(store)
     await store.append_messages([msg(cid, "help")])
     assert await store.assign_waiting(cid, agent.id, 5) is not None
+    (assigned,) = await outbox(store, hook.id)
+    assert data(assigned)["agent_name"] == "Ann"
     campaign = await store.create_campaign(spec(), CampaignStatus.READY)
     await store.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
     await store.set_campaign_status(campaign.id, CampaignStatus.FINISHED)
