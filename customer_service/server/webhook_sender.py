@@ -172,6 +172,9 @@ class WebhookSender:
         self.policy = hooks.RetryPolicy(base=config.retry_base, cap=config.retry_cap,
                                         hours=config.retry_hours)
         self._in_flight = 0
+        self._busy: dict[int, int] = {}
+        """Rows being sent, by webhook id: one receiver that hangs holds at most ``share``."""
+        self.share = max(1, config.max_in_flight // 2)
         self._wake = trio.Event()
         self._next_prune = 0.0
         self._outcomes, self._outcomes_out = trio.open_memory_channel[
@@ -196,6 +199,7 @@ class WebhookSender:
                 looked = trio.current_time() - looked_at
                 for delivery in claimed:
                     self._in_flight += 1
+                    self._busy[delivery.webhook_id] = self._busy.get(delivery.webhook_id, 0) + 1
                     nursery.start_soon(self._deliver, client, delivery)
                 if free <= 0 or len(claimed) < free:
                     with trio.move_on_after(self.config.poll_interval):
@@ -213,7 +217,8 @@ class WebhookSender:
                 if not await self.store.webhook_work_due(now):
                     return []
                 return await self.store.claim_webhook_deliveries(
-                    self.owner, now, lease_seconds(self.config), limit)
+                    self.owner, now, lease_seconds(self.config), limit,
+                    share=self.share, busy=dict(self._busy))
         except (StorageError, trio.TooSlowError) as exc:
             log.warning("webhook sender %s: cannot claim deliveries: %s", self.owner,
                         store_problem(exc))
@@ -235,6 +240,11 @@ class WebhookSender:
             await self._outcomes.send((delivery, result))
         finally:
             self._in_flight -= 1
+            left = self._busy.get(delivery.webhook_id, 1) - 1
+            if left > 0:
+                self._busy[delivery.webhook_id] = left
+            else:
+                self._busy.pop(delivery.webhook_id, None)
 
     async def _record_outcomes(self) -> None:
         """Write outcomes in batches (one transaction for all that are waiting), then look

@@ -15,7 +15,7 @@ lapses and another takes the row over). Which rows may go is the ordering rule o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -133,14 +133,38 @@ def any_deliverable(tx: Tx, now: datetime) -> bool:
 
 
 def claim_deliveries(tx: Tx, owner: str, now: datetime, lease_seconds: float,
-                     limit: int) -> list[WebhookDelivery]:
+                     limit: int, *, share: int | None = None,
+                     busy: Mapping[int, int] | None = None) -> list[WebhookDelivery]:
     """Claim up to ``limit`` deliverable rows for ``owner`` until ``now + lease``; a row
-    another instance claimed meanwhile (its UPDATE changes no row here) is left out."""
+    another instance claimed meanwhile (its UPDATE changes no row here) is left out.
+
+    With ``share``, while more than one webhook is enabled, no webhook gets more than
+    ``share`` rows counting the ``busy`` ones (its rows ``owner`` still sends): a receiver
+    that hangs cannot hold every slot of the sender while other receivers wait."""
     moment = to_ms(now)
     until = to_ms(now + timedelta(seconds=lease_seconds))
-    candidates = [int(row[0]) for row in tx.all(
-        f"SELECT d.id FROM webhook_deliveries d WHERE {_DELIVERABLE}"
-        " ORDER BY d.next_attempt_at, d.id LIMIT ?", (moment, moment, max(0, limit)))]
+    held = dict(busy or {})
+    capped: list[int] = []
+    if share is not None:
+        enabled = tx.one("SELECT COUNT(*) FROM webhooks WHERE disabled = 0")
+        if enabled is None or int(enabled[0]) <= 1:
+            share = None
+        else:
+            capped = sorted(hook for hook, count in held.items() if count >= share)
+    skip = f" AND d.webhook_id NOT IN ({placeholders(len(capped))})" if capped else ""
+    rows = tx.all(
+        f"SELECT d.id, d.webhook_id FROM webhook_deliveries d WHERE {_DELIVERABLE}{skip}"
+        " ORDER BY d.next_attempt_at, d.id LIMIT ?",
+        (moment, moment, *capped, max(0, limit) * (1 if share is None else 4)))
+    candidates: list[int] = []
+    for row in rows:
+        hook = int(row[1])
+        if share is not None and held.get(hook, 0) >= share:
+            continue
+        held[hook] = held.get(hook, 0) + 1
+        candidates.append(int(row[0]))
+        if len(candidates) >= limit:
+            break
     claimed: list[int] = []
     for delivery_id in sorted(candidates):
         changed = tx.execute(

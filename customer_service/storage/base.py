@@ -8,7 +8,7 @@ driver exceptions never leave a backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -477,11 +477,15 @@ class Store(Protocol):
         """Whether any outbox row may be sent at ``now`` (a read; the sender's idle poll)."""
 
     async def claim_webhook_deliveries(self, owner: str, now: datetime, lease_seconds: float,
-                                       limit: int) -> list[WebhookDelivery]:
+                                       limit: int, *, share: int | None = None,
+                                       busy: Mapping[int, int] | None = None
+                                       ) -> list[WebhookDelivery]:
         """Claim for ``owner``, until ``now + lease_seconds``, up to ``limit`` rows that may be
         sent now (pending, due, not claimed or the claim lapsed, and per webhook the oldest
         pending row of their conversation), with their webhook's URL and secret. Of several
-        stores claiming at once, each row goes to exactly one."""
+        stores claiming at once, each row goes to exactly one. With ``share``, while more
+        than one webhook is enabled, one webhook gets no more than ``share`` rows counting
+        ``busy`` (its rows ``owner`` is still sending, by webhook id)."""
 
     async def record_webhook_attempts(self, owner: str,
                                       results: Sequence[tuple[int, AttemptResult]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -41,9 +41,12 @@ class Webhooks(ABC):
         return await self._run(lambda tx: webhooks.any_deliverable(tx, now), write=False)
 
     async def claim_webhook_deliveries(self, owner: str, now: datetime, lease_seconds: float,
-                                       limit: int) -> list[WebhookDelivery]:
+                                       limit: int, *, share: int | None = None,
+                                       busy: Mapping[int, int] | None = None
+                                       ) -> list[WebhookDelivery]:
         return await self._run(
-            lambda tx: webhooks.claim_deliveries(tx, owner, now, lease_seconds, limit),
+            lambda tx: webhooks.claim_deliveries(tx, owner, now, lease_seconds, limit,
+                                                 share=share, busy=busy),
             write=True)
 
     async def record_webhook_attempts(self, owner: str,

@@ -175,6 +175,26 @@ async def test_claims_follow_each_conversations_order(store: Store) -> None:
     assert second[1].attempts == 1 and second[1].last_status == 503
 
 
+async def test_one_webhook_gets_no_more_than_its_share_while_others_wait(store: Store) -> None:
+    """A receiver that hangs cannot hold every slot of the sender: with ``share`` and more
+    than one webhook, each gets at most ``share`` rows counting those still being sent."""
+    slow = await store.add_webhook("https://slow.example/h", ("message.created",), "s")
+    await store.append_messages([msg(await conversation(store, f"s{n}"), "x")
+                                 for n in range(6)])  # six conversations: six heads
+    alone = await store.claim_webhook_deliveries("me", now(), 1.0, 4, share=2)
+    assert len(alone) == 4  # the only webhook: no share applies
+    fast = await store.add_webhook("https://fast.example/h", ("message.created",), "s")
+    await store.append_messages([msg(await conversation(store, f"f{n}"), "y")
+                                 for n in range(6)])
+    later = now() + timedelta(seconds=5)  # the first claims lapsed
+    claimed = await store.claim_webhook_deliveries("me", later, LEASE, 10, share=2)
+    by_hook = [d.webhook_id for d in claimed]
+    assert by_hook.count(slow.id) == 2 and by_hook.count(fast.id) == 2
+    more = await store.claim_webhook_deliveries("me", later, LEASE, 10, share=3,
+                                                busy={slow.id: 3, fast.id: 2})
+    assert [d.webhook_id for d in more] == [fast.id]  # slow is at its share
+
+
 async def test_a_lapsed_lease_goes_to_another_and_the_old_holder_loses(store: Store) -> None:
     await store.add_webhook("https://a.example/h", ("message.created",), "s")
     cid = await conversation(store)
