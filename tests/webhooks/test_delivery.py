@@ -20,7 +20,7 @@ from customer_service.core.webhooks import EVENT_TYPES, DeliveryState, WebhookDe
 from customer_service.server.run import Server, open_server
 from customer_service.storage.base import Store
 from tests.integration.helpers import agent_socket, make_agent, visitor
-from tests.webhooks.receiver import HANG, Receiver, Reply, wait_for
+from tests.webhooks.receiver import HANG, Receiver, Reply, running, wait_for
 
 SECRET = "whsec_test"
 
@@ -196,6 +196,27 @@ async def test_a_hanging_receiver_does_not_delay_chat(server: Server,
     seqs = [e["data"]["seq"] for e in receiver.events()]
     assert sorted(set(seqs)) == list(range(1, 31))
     assert [s for s in seqs] == sorted(seqs)  # one conversation: in order
+
+
+async def test_a_hanging_receiver_leaves_the_other_webhooks_their_share(
+        config: Config, receiver: Receiver) -> None:
+    """Two slots, two webhooks: the hanging receiver holds one request (its timeout, 20 s,
+    is longer than the test) and the other receiver gets every event through the other."""
+    receiver.plan = lambda _n, _e: HANG
+    two = dataclasses.replace(config, webhooks=dataclasses.replace(
+        config.webhooks, max_in_flight=2, timeout=20.0))
+    with running(Receiver()) as healthy:
+        async with open_server(two) as srv, trio.open_nursery() as nursery:
+            await nursery.start(srv.serve)
+            await add_hook(srv, receiver, ("conversation.created",))
+            await add_hook(srv, healthy, ("conversation.created",))
+            for _ in range(4):  # four conversations: four events each, none waits for another
+                async with visitor(srv):
+                    pass
+            await wait_for(lambda: len(healthy.events()) == 4, "the healthy receiver's events")
+            assert receiver.hanging == 1  # one slot held, never both
+            receiver.release()
+            srv.shutdown()
 
 
 async def test_sender_off_queues_but_does_not_send(config: Config, receiver: Receiver) -> None:
