@@ -4,7 +4,8 @@ vLLM, Ollama, llama.cpp and LiteLLM are usually reached over plain HTTP inside t
 network; for them httpx/httpcore's request path (a pool walked and polled on every
 request and close, layers of async generators) was a quarter of the server's CPU.
 Here one request is: take the newest idle connection off a stack (``core.http1.IdleStack``,
-O(1); one ``poll`` of that socket to see the server has not closed it), write the
+O(1); one ``poll`` of that socket, when it sat idle a second or more, to see the
+server has not closed it), write the
 head and body in one ``send``, parse with h11, hand the body out one network read at a
 time.
 
@@ -47,6 +48,7 @@ from customer_service.core.http1 import (
     request_head,
     response_headers,
     reusable,
+    worth_checking,
 )
 from customer_service.errors import AiConnectionError, AiError, AiTimeout
 
@@ -169,6 +171,7 @@ class H11Transport:
         self._slots = trio.Semaphore(max(1, connections))
         self.idle: IdleStack[_Conn] = IdleStack(KEEPALIVE_EXPIRY, max(1, connections))
         self.opened = 0  # connections opened so far (tests, logs)
+        self.stale_retries = 0  # requests sent again after a kept-alive connection died
         self._closed = False
 
     # --- the pool -------------------------------------------------------------------
@@ -176,10 +179,10 @@ class H11Transport:
     def _take(self) -> _Conn | None:
         now = trio.current_time()
         while True:
-            conn, expired = self.idle.take(now)
+            conn, idle_for, expired = self.idle.take(now)
             for gone in expired:
                 gone.close()
-            if conn is None or conn.looks_alive():
+            if conn is None or not worth_checking(idle_for) or conn.looks_alive():
                 return conn
             conn.close()
 
@@ -261,6 +264,7 @@ class H11Transport:
                 if conn.received:
                     raise
                 # The stale keep-alive race: the server closed it as we reused it.
+                self.stale_retries += 1
                 log.debug("AI upstream: kept-alive connection was closed (%s); "
                           "request %s %s again on a new one", exc, method, path)
             finally:

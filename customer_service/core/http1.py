@@ -22,6 +22,9 @@ from customer_service.errors import AiError
 
 T = TypeVar("T")
 
+CHECK_IDLE_AFTER = 1.0
+"""Seconds idle after which a connection is polled before it is reused."""
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -89,6 +92,13 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return headers
 
 
+def worth_checking(idle_for: float) -> bool:
+    """Whether to look at an idle connection before reusing it (one ``poll``): only when it
+    sat idle a while, as servers close idle keep-alive connections after seconds (uvicorn:
+    5 s); a hot one goes straight out, and a close racing the request is retried."""
+    return idle_for >= CHECK_IDLE_AFTER
+
+
 def reusable(our_state: str, their_state: str, body_read_to_end: bool) -> bool:
     """A connection goes back to the pool only when its response was read to the end
     and both sides of h11 are DONE (not MUST_CLOSE: ``Connection: close``, HTTP/1.0, an
@@ -120,10 +130,14 @@ class IdleStack(Generic[T]):
             gone.append(idle.popleft()[1])
         return gone
 
-    def take(self, now: float) -> tuple[T | None, list[T]]:
-        """The newest idle connection (or None) and the expired ones to close."""
+    def take(self, now: float) -> tuple[T | None, float, list[T]]:
+        """The newest idle connection (or None), how long it was idle, and the expired
+        ones to close."""
         gone = self.expired(now)
-        return (self._idle.pop()[1] if self._idle else None), gone
+        if not self._idle:
+            return None, 0.0, gone
+        since, conn = self._idle.pop()
+        return conn, now - since, gone
 
     def put(self, conn: T, now: float) -> list[T]:
         """Keep ``conn`` idle; return what must be closed (expired ones, and the coldest

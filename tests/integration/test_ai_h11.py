@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from customer_service.ai import h11_upstream
 from customer_service.ai.client import AiClient, open_ai_client
 from customer_service.ai.h11_upstream import H11Transport
 from customer_service.config import AiConfig
@@ -170,6 +171,28 @@ async def test_a_kept_alive_connection_closed_as_it_is_reused_is_retried_once() 
         assert await reply(client) == "fresh"
         assert await reply(client) == "fresh"
         assert counts == {"connections": 2, "requests": 3}
+        assert lean(client).stale_retries == 1
+
+
+async def test_an_idle_connection_the_server_closed_is_not_reused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Polled before reuse (here whatever its idle time): the closed one is dropped unused.
+    monkeypatch.setattr(h11_upstream, "worth_checking", lambda idle_for: True)
+
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        await stream.send_all(content_length_answer(sse_body("once")))
+        return False  # then close, without saying Connection: close
+
+    async with tiny_upstream(answer) as (url, counts), client_for(url) as client:
+        assert await reply(client) == "once"
+        (conn,) = lean(client).idle.drain()
+        lean(client).idle.put(conn, trio.current_time())
+        with trio.fail_after(5):
+            while conn.looks_alive():
+                await trio.sleep(0.01)
+        assert await reply(client) == "once"
+        assert counts == {"connections": 2, "requests": 2}
+        assert lean(client).stale_retries == 0
 
 
 async def test_a_response_cut_mid_stream_fails_after_its_partial_text(fake: FakeOpenAI) -> None:

@@ -13,6 +13,7 @@ from customer_service.core.http1 import (
     response_headers,
     reusable,
     uses_lean_client,
+    worth_checking,
 )
 from customer_service.errors import AiError
 
@@ -67,13 +68,13 @@ def test_a_connection_is_reused_only_after_a_whole_response_both_sides_done() ->
 
 def test_idle_stack_gives_the_newest_and_expires_from_the_cold_end() -> None:
     stack: IdleStack[str] = IdleStack(expiry=10, limit=3)
-    assert stack.take(0) == (None, [])
+    assert stack.take(0) == (None, 0.0, [])
     assert stack.put("a", 0) == []
     assert stack.put("b", 5) == []
     assert stack.put("c", 8) == []
-    assert stack.take(12) == ("c", ["a"])  # a idle 12 s > 10: closed; c is the newest
+    assert stack.take(12) == ("c", 4.0, ["a"])  # a idle 12 s > 10: closed; c the newest
     assert len(stack) == 1
-    assert stack.take(100) == (None, ["b"])
+    assert stack.take(100) == (None, 0.0, ["b"])
 
 
 def test_idle_stack_closes_the_coldest_beyond_its_limit_and_drains() -> None:
@@ -83,3 +84,8 @@ def test_idle_stack_closes_the_coldest_beyond_its_limit_and_drains() -> None:
     assert stack.put(3, 2) == [1]
     assert stack.drain() == [2, 3]
     assert len(stack) == 0
+
+
+def test_only_a_connection_idle_a_while_is_polled_before_reuse() -> None:
+    assert not worth_checking(0.01)
+    assert worth_checking(5.0)
