@@ -220,8 +220,8 @@ class AiConfig:
     http2: bool = field(default=True, metadata=_doc(
         "Use HTTP/2 when the upstream offers it (TLS only); HTTP/1.1 keep-alive otherwise."))
     http_client: Literal["auto", "httpx"] = field(default="auto", metadata=_doc(
-        "auto: a lean h11 client for http:// upstreams (no proxy), httpx for https://; "
-        "httpx: httpx always (proxies from HTTP_PROXY/ALL_PROXY)."))
+        "HTTP client for the upstream. auto: a lean h11 client for http:// (no proxy), "
+        "httpx for https://; httpx: httpx always (HTTP_PROXY/ALL_PROXY are honoured)."))
     unavailable_message: str = field(default=(
         "The assistant is unavailable right now. An agent will reply as soon as possible."),
         metadata=_doc("What visitors are told when the AI fails; the conversation is flagged."))
