@@ -68,6 +68,9 @@ class _Timeout(Exception):
         self.stage = stage
 
 
+_FAILURES = (_Timeout, *_ERRORS)
+
+
 def _transport_error(exc: Exception) -> AiError:
     """A socket, h11 or stage-timeout failure as the ``AiError`` it means (as
     ``upstream.transport_error`` does for httpx)."""
@@ -136,6 +139,13 @@ class _Body:
         response = self._response
         if response.done:
             raise StopAsyncIteration
+        try:
+            return await self._next_piece(response)
+        except _FAILURES as exc:
+            raise _transport_error(exc) from None
+
+    @staticmethod
+    async def _next_piece(response: H11Response) -> bytes:
         conn = response._conn
         pool = response._pool
         pieces: list[bytes] = []
@@ -283,21 +293,24 @@ class H11Transport:
     @asynccontextmanager
     async def stream(self, method: str, path: str, body: bytes | None,
                      headers: Mapping[str, str]) -> AsyncIterator[H11Response]:
+        """One exchange on a pooled connection. Failures of this client (not of the
+        caller's code under ``async with``) become ``AiError``s: here for the request,
+        in ``_Body`` for the body."""
+        with trio.move_on_after(self._pool_timeout) as waiting:
+            await self._slots.acquire()
+        if waiting.cancelled_caught:
+            raise _transport_error(_Timeout("PoolTimeout"))
         try:
-            with trio.move_on_after(self._pool_timeout) as waiting:
-                await self._slots.acquire()
-            if waiting.cancelled_caught:
-                raise _Timeout("PoolTimeout")
             try:
                 response = await self._exchange(method, path, body, headers)
-                try:
-                    yield response
-                finally:
-                    self._release(response._conn, response.done)
+            except _FAILURES as exc:
+                raise _transport_error(exc) from None
+            try:
+                yield response
             finally:
-                self._slots.release()
-        except (_Timeout, *_ERRORS) as exc:
-            raise _transport_error(exc) from None
+                self._release(response._conn, response.done)
+        finally:
+            self._slots.release()
 
     def stream_post(self, path: str, body: bytes, headers: Mapping[str, str]
                     ) -> AbstractAsyncContextManager[H11Response]:
