@@ -219,6 +219,9 @@ class AiConfig:
         ge=0))
     http2: bool = field(default=True, metadata=_doc(
         "Use HTTP/2 when the upstream offers it (TLS only); HTTP/1.1 keep-alive otherwise."))
+    http_client: Literal["auto", "httpx"] = field(default="auto", metadata=_doc(
+        "HTTP client for the upstream. auto: a lean h11 client for http:// (no proxy), "
+        "httpx for https://; httpx: httpx always (HTTP_PROXY/ALL_PROXY are honoured)."))
     unavailable_message: str = field(default=(
         "The assistant is unavailable right now. An agent will reply as soon as possible."),
         metadata=_doc("What visitors are told when the AI fails; the conversation is flagged."))

@@ -1,11 +1,14 @@
-"""The OpenAI-compatible streaming client: one pooled httpx client, pre-warmed.
+"""The OpenAI-compatible streaming client over a pooled, pre-warmed transport.
 
 ``stream_reply`` posts ``/chat/completions`` with ``stream: true``, reads the
 server-sent events as they arrive and hands each text delta to a callback.
 Failures before the first token (429 with Retry-After, 5xx, network errors,
 timeouts) are retried with backoff and jitter; after the first token a failure
 ends the reply. A circuit breaker stops calling an upstream that keeps
-failing. httpx and SSE errors become ``AiError``s here, in one place.
+failing. SSE errors become ``AiError``s here; the transport (``ai.transport``: the
+lean h11 client for ``http://`` upstreams, httpx for TLS/HTTP/2 or when
+``[ai] http_client = "httpx"``) raises only ``AiError``s, converting its own failures in
+one place each.
 """
 
 from __future__ import annotations
@@ -16,17 +19,11 @@ from contextlib import asynccontextmanager
 from typing import Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import msgspec
 import trio
 
-from customer_service.ai.upstream import (
-    MAX_ERROR_BODY,
-    open_upstream_pools,
-    read_at_most,
-    status_error,
-    transport_error,
-)
+from customer_service.ai.transport import UpstreamResponse, UpstreamTransport, open_transport
+from customer_service.ai.upstream import MAX_ERROR_BODY, read_at_most, status_error
 from customer_service.config import AiConfig
 from customer_service.core.ai_context import ChatMessage
 from customer_service.core.breaker import BreakerState, CircuitBreaker, retry_delay
@@ -137,18 +134,11 @@ class _Delivery:
             self._metrics.ai_tokens_per_second.observe(self.tokens / elapsed)
 
 
-class _Shard:
-    """One httpx client (one connection pool) and how many requests it carries now."""
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-        self.busy = 0
-
-
 class AiClient:
-    def __init__(self, config: AiConfig, pools: list[httpx.AsyncClient], metrics: AiMetrics) -> None:
+    def __init__(self, config: AiConfig, transport: UpstreamTransport,
+                 metrics: AiMetrics) -> None:
         self.config = config
-        self._shards = [_Shard(http) for http in pools]
+        self.transport = transport
         self._metrics = metrics
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
         self._slots = trio.CapacityLimiter(config.max_concurrent_streams)
@@ -169,18 +159,13 @@ class AiClient:
             return
         results: list[bool] = []
 
-        async def one(shard: _Shard) -> None:
-            try:
-                response = await shard.http.get("models")
-                results.append(response.status_code < 500)
-            except httpx.HTTPError as exc:
-                log.warning("AI pre-warm: %s", exc or type(exc).__name__)
-                results.append(False)
+        async def one() -> None:
+            results.append(await self.transport.probe("models"))
 
         with trio.move_on_after(self.config.connect_timeout + self.config.idle_timeout):
             async with trio.open_nursery() as nursery:
-                for n in range(count):
-                    nursery.start_soon(one, self._shards[n % len(self._shards)])
+                for _ in range(count):
+                    nursery.start_soon(one)
         self.prewarmed = bool(results) and all(results)
         log.info("AI upstream %s: %d connection(s) pre-warmed%s", _redacted(self.config.base_url),
                  sum(results), "" if self.prewarmed else " (upstream not answering; degraded)")
@@ -255,30 +240,22 @@ class AiClient:
 
     async def _attempt(self, body: bytes, delivery: _Delivery,
                        deadline: trio.CancelScope) -> None:
-        """One HTTP request under ``deadline``; every httpx error becomes an ``AiError`` here."""
-        shard = min(self._shards, key=lambda s: s.busy)
-        shard.busy += 1
-        try:
-            async with shard.http.stream(
-                    "POST", "chat/completions", content=body,
-                    headers=STREAM_HEADERS) as response:
-                if response.status_code != 200:
-                    raise status_error(response.status_code, response.headers,
-                                       await read_at_most(response, MAX_ERROR_BODY))
-                kind = response.headers.get("content-type")
-                if not is_event_stream(kind):
-                    raise AiBadResponse(f"expected an event stream, got {kind or 'no type'!r}")
-                encoding = response.headers.get("content-encoding", "identity").strip().lower()
-                if encoding not in ("", "identity"):
-                    raise AiBadResponse(f"the event stream came {encoding}-encoded; "
-                                        "identity was asked for")
-                await self._read_stream(response, delivery, deadline)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from None
-        finally:
-            shard.busy -= 1
+        """One HTTP request under ``deadline``; the transport raises only ``AiError``s."""
+        async with self.transport.stream_post("chat/completions", body,
+                                              STREAM_HEADERS) as response:
+            if response.status_code != 200:
+                raise status_error(response.status_code, response.headers,
+                                   await read_at_most(response, MAX_ERROR_BODY))
+            kind = response.headers.get("content-type")
+            if not is_event_stream(kind):
+                raise AiBadResponse(f"expected an event stream, got {kind or 'no type'!r}")
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise AiBadResponse(f"the event stream came {encoding}-encoded; "
+                                    "identity was asked for")
+            await self._read_stream(response, delivery, deadline)
 
-    async def _read_stream(self, response: httpx.Response, delivery: _Delivery,
+    async def _read_stream(self, response: UpstreamResponse, delivery: _Delivery,
                            deadline: trio.CancelScope) -> None:
         """Read events until the body ends, moving ``deadline`` as the stream goes.
 
@@ -343,11 +320,9 @@ class AiClient:
 
 @asynccontextmanager
 async def open_ai_client(config: AiConfig, metrics: AiMetrics) -> AsyncIterator[AiClient]:
-    """The shared connection pools every reply uses (``ai.upstream``), closed at exit."""
-    timeout = httpx.Timeout(connect=config.connect_timeout,
-                            read=max(config.idle_timeout, config.first_token_timeout),
-                            write=config.connect_timeout, pool=config.first_token_timeout)
+    """The shared connection pool every reply uses (``ai.transport``), closed at exit."""
     wanted = config.max_concurrent_streams + config.prewarm_connections
     headers = {"User-Agent": "customer-service", "Accept-Encoding": "identity"}
-    async with open_upstream_pools(config, wanted, timeout, headers) as pools:
-        yield AiClient(config, pools, metrics)
+    async with open_transport(config, wanted, headers) as transport:
+        log.info("AI upstream %s over %s", _redacted(config.base_url), transport.name)
+        yield AiClient(config, transport, metrics)

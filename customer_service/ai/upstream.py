@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
+from typing import Protocol
 
 import certifi
 import httpx
@@ -59,7 +60,11 @@ async def open_upstream_pools(config: AiConfig, connections: int, timeout: httpx
 MAX_ERROR_BODY = 4096
 
 
-async def read_at_most(response: httpx.Response, limit: int) -> bytes:
+class _RawBody(Protocol):
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+
+async def read_at_most(response: _RawBody, limit: int) -> bytes:
     """Up to ``limit`` bytes of a body, without reading an endless one to the end."""
     body = bytearray()
     with trio.CancelScope() as enough:
@@ -87,7 +92,7 @@ def error_detail(body: bytes) -> str:
     return ""
 
 
-def status_error(status: int, headers: httpx.Headers, body: bytes) -> AiError:
+def status_error(status: int, headers: Mapping[str, str], body: bytes) -> AiError:
     """What an answer other than 200 means: 429 (with its Retry-After), or another status."""
     detail = error_detail(body)
     wait = retry_after(status, headers.get("retry-after"), datetime.now(UTC))

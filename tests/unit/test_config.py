@@ -486,3 +486,11 @@ def test_a_table_default_is_written_inline_and_reads_back() -> None:
     data = tomllib.loads(text)
     assert data["auto_replies"]["closed"]["zh-CN"].startswith("我们现在不在工作时间")
     assert "title" in data["web"] and "welcome" not in data["web"]
+
+
+def test_ai_http_client_takes_auto_or_httpx_and_names_the_key_otherwise(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, '[ai]\nhttp_client = "httpx"\n'),
+                       environ={}).ai.http_client == "httpx"
+    error = load_error(write(tmp_path, '[ai]\nhttp_client = "curl"\n'))
+    assert error.message.endswith(
+        ':2: [ai] http_client must be one of "auto", "httpx", not \'curl\'')
