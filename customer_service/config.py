@@ -220,8 +220,8 @@ class AiConfig:
     http2: bool = field(default=True, metadata=_doc(
         "Use HTTP/2 when the upstream offers it (TLS only); HTTP/1.1 keep-alive otherwise."))
     context_cache_mb: int = field(default=64, metadata=_doc(
-        "Megabytes (approximate) of live conversations' context windows kept in memory, so "
-        "that a reply in a long session reads no history from the database; 0: off.", ge=0))
+        "Megabytes of AI context windows kept in memory. A reply in a long session then "
+        "reads no history from the database (about, not exactly, this size); 0: off.", ge=0))
     context_cache_entries: int = field(default=10000, metadata=_doc(
         "Most conversations whose context window is kept (least recently used go first).",
         ge=1))
