@@ -13,7 +13,9 @@ import trio
 from customer_service import auth
 from customer_service.config import Config
 from customer_service.core.ai_context import CONTEXT_MESSAGES, build_context
+from customer_service.core.bus_events import MessageEvent
 from customer_service.core.models import NewMessage, Role
+from customer_service.server.hub import Hub
 from customer_service.server.run import Server, open_server
 from tests.fakes.openai_server import FakeOpenAI, Script, open_fake_openai
 from tests.integration.helpers import http_url, visitor
@@ -102,3 +104,21 @@ async def test_a_cache_of_zero_reads_the_store_every_time(config: Config,
             {"role": "user", "content": "question 2"}]
         assert await cache_counters(srv) == {}
         srv.shutdown()
+
+
+async def test_the_hub_tells_the_cache_what_it_hands_on_and_what_may_be_stale() -> None:
+    hub = Hub()
+    delivered: list[tuple[int, int]] = []
+    stale: list[tuple[int | None, int | None]] = []
+    hub.on_delivered = lambda event: delivered.append((event.conversation_id, event.seq))
+    hub.on_context_stale = lambda cid, upto: stale.append((cid, upto))
+    for seq in (1, 2, 4):  # 3 is lost: 4 is held behind the gap
+        hub.message(MessageEvent(5, seq, None, True, "{}"))
+    assert delivered == [(5, 1), (5, 2)] and stale == [(5, None)]
+    hub.fill(MessageEvent(5, 3, None, True, "{}"))  # the gap filler reads it
+    assert delivered[2:] == [(5, 3), (5, 4)]
+    hub.receive("other", 1, [])
+    hub.receive("other", 2, [MessageEvent(6, 1, None, True, "{}")])
+    assert stale == [(5, None)] and delivered[-1] == (6, 1)
+    hub.receive("other", 5, [])  # batches 3 and 4 were lost: anything may be stale
+    assert stale[-1] == (None, None)
