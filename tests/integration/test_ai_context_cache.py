@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -14,9 +15,17 @@ from customer_service import auth
 from customer_service.config import Config
 from customer_service.core.ai_context import CONTEXT_MESSAGES, build_context
 from customer_service.core.bus_events import MessageEvent
-from customer_service.core.models import NewMessage, Role
+from customer_service.core.identity import expected_hash
+from customer_service.core.models import (
+    CampaignKind,
+    CampaignSpec,
+    CampaignStatus,
+    NewMessage,
+    Role,
+)
 from customer_service.server.hub import Hub
 from customer_service.server.run import Server, open_server
+from customer_service.storage import open_store
 from tests.fakes.openai_server import FakeOpenAI, Script, open_fake_openai
 from tests.integration.helpers import http_url, visitor
 from tests.integration.test_ai import API_KEY, ai_config, collect_reply
@@ -122,3 +131,47 @@ async def test_the_hub_tells_the_cache_what_it_hands_on_and_what_may_be_stale() 
     assert stale == [(5, None)] and delivered[-1] == (6, 1)
     hub.receive("other", 5, [])  # batches 3 and 4 were lost: anything may be stale
     assert stale[-1] == (None, None)
+
+
+async def test_a_message_another_process_wrote_is_in_the_next_ai_context(
+        config: Config, fake: FakeOpenAI) -> None:
+    """``campaigns run`` without a bus commits straight to the database: the server's look
+    for outside writes drops the cached window, and the next reply reads it again."""
+    fake.script(Script(tokens=["Hi."]), Script(tokens=["Enjoy."]))
+    secret = "context-cache-test-secret"
+    who = {"user_id": "u-1", "user_hash": expected_hash(secret, "u-1")}
+    async with open_server(ai_config(config.with_changes(identity__secret=secret), fake)
+                           ) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        async with visitor(srv, name="Ann", **who) as (vis, _), \
+                open_store(srv.config) as other_process:
+            await vis.send(type="text", id="q1", content="hello")
+            await collect_reply(vis)
+            contact = await other_process.get_contact_by_external_id("u-1")
+            assert contact is not None
+            campaign = await other_process.create_campaign(_spec(), CampaignStatus.READY)
+            await other_process.add_recipients(campaign.id, [contact.id])
+            now = datetime.now(UTC)
+            assert await other_process.claim_campaign(campaign.id, "cli", 30, now) is not None
+            await other_process.set_campaign_status(campaign.id, CampaignStatus.RUNNING)
+            delivery = await other_process.deliver_campaign_message(
+                campaign.id, contact.id, "Spring sale: 20% off", 0, now)
+            assert delivery.result is not None
+            await vis.recv_type("message", timeout=5, campaign_id=campaign.id)
+            await vis.send(type="text", id="q2", content="nice, how long?")
+            await collect_reply(vis)
+        (_, second) = fake.requests
+        assert second.body["messages"][1:] == [
+            {"role": "user", "content": "hello"}, {"role": "assistant", "content": "Hi."},
+            {"role": "assistant", "content": "Spring sale: 20% off"},
+            {"role": "user", "content": "nice, how long?"}]
+        counters = await cache_counters(srv)
+        assert counters["invalidations"] == 1 and counters["misses"] == 2, counters
+        srv.shutdown()
+
+
+def _spec() -> CampaignSpec:
+    return CampaignSpec(name="spring", kind=CampaignKind.TEMPLATE, body="Hello {name}",
+                        sender_role=Role.AI, sender_id=None, sender_name="Assistant",
+                        audience={"tags": ["vip"]}, concurrency=4, rate=10.0,
+                        scheduled_at=None, fallback=None, max_tokens_total=None)
