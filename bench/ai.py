@@ -1,6 +1,8 @@
 """AI benchmark: N visitor conversations answered by the AI, closed loop, against the real server.
 
     .venv/bin/python bench/ai.py --conversations 100 --duration 10
+    .venv/bin/python bench/ai.py --conversations 100 --history 200     # long sessions
+    .venv/bin/python bench/ai.py --conversations 1000 --history 200 --duration 120  # soak
 
 Starts the fake OpenAI-compatible upstream (``tests/fakes/openai_server.py``) and the
 server as their own processes (SQLite on local disk, loopback only, ``[ai] mode =
@@ -17,7 +19,15 @@ measure the ADDED LATENCY: our first ``ai_delta`` at the visitor minus the momen
 upstream sent its first token. Also measured: visitor send → first ``ai_delta`` (time to
 first delta), send → stored AI message (full reply) and send → ``ack`` (the text stored).
 
-Prints replies/s completed, those latencies, the server's CPU % and RSS, each load
+``--history N`` starts every conversation with N earlier messages (visitor and AI, in
+turn), written straight into the database before the server starts; the visitors then
+resume those conversations with their tokens (no replay), so every AI reply has a long
+history behind it (the session-state cache's case).
+
+Prints replies/s completed, the server's CPU microseconds per reply (from
+``/proc/PID/stat``), those latencies, the server's CPU % and RSS sampled through the
+measured window (``flat`` when every sample after the first tenth is within ±5% of their
+median), the reference loop's speed (``bench.common.machine_speed``), each load
 generator's CPU % and event-loop lag, and the fake upstream's CPU %, so it is visible
 which process was the bottleneck; then any failures the visitors saw and the server's
 AI/error counters and warnings. Writes the same as JSON with ``--json PATH``. Every loop
@@ -54,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import (  # noqa: E402
     HOST,
     free_port,
+    machine_speed,
     percentile,
     proc_times,
     raise_fd_limit,
@@ -63,7 +74,9 @@ from bench.common import (  # noqa: E402
 
 HANDSHAKES_AT_ONCE = 50  # per load generator: a burst of 500 connects overflows a listen backlog
 GRACE = 15.0  # seconds after --duration the replies in flight may take to finish
-AI_METRICS = ("cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total",
+RSS_TOLERANCE = 0.05  # "flat": every sample after the first tenth within ±5% of their median
+SEED_BATCH = 2000  # history messages per append_messages call
+AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total",
               "cs_error_frames_total", "cs_slow_consumers_closed_total", "cs_db_errors_total",
               "cs_ai_breaker_open")
 
@@ -73,7 +86,7 @@ AI_METRICS = ("cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total"
 
 
 def write_config(folder: Path, port: int, base_url: str, streams: int, prewarm: int,
-                 group_commit_max: int) -> Path:
+                 group_commit_max: int, cache_mb: int | None) -> Path:
     return write_server_config(folder, port, group_commit_max=group_commit_max, extra=f"""[ai]
 enabled = true
 base_url = "{base_url}"
@@ -86,9 +99,55 @@ connect_timeout = 10.0
 first_token_timeout = 60.0
 idle_timeout = 60.0
 total_timeout = 120.0
-""")
+""" + ("" if cache_mb is None else f"context_cache_mb = {cache_mb}\n"))
 
 
+
+
+def seed_history(config_path: Path, conversations: int, history: int) -> list[str]:
+    """Visitors, each with a conversation of ``history`` messages, straight in the database
+    the server will open; returns their visitor tokens."""
+    from customer_service import auth  # noqa: PLC0415
+    from customer_service.config import load_config  # noqa: PLC0415
+    from customer_service.core.models import NewMessage, Role  # noqa: PLC0415
+    from customer_service.storage import open_store  # noqa: PLC0415
+
+    async def seed() -> list[str]:
+        config = load_config(config_path, environ={})
+        tokens: list[str] = []
+        async with open_store(config) as store:
+            await store.migrate()
+            batch: list[NewMessage] = []
+            for _ in range(conversations):
+                token = auth.new_token()
+                visitor = await store.create_visitor(auth.token_hash(token), "", "", "")
+                cid = (await store.current_conversation(visitor.id)).id
+                tokens.append(token)
+                for m in range(history):
+                    role = Role.VISITOR if m % 2 == 0 else Role.AI
+                    batch.append(NewMessage(cid, role, None, role.value,
+                                            f"earlier {role.value} message {m}: about the order, "
+                                            "the delivery date and the invoice address"))
+                    if len(batch) >= SEED_BATCH:
+                        await store.append_messages(batch)
+                        batch = []
+            if batch:
+                await store.append_messages(batch)
+        return tokens
+
+    return trio.run(seed)
+
+
+def rss_verdict(samples: list[float]) -> str:
+    """``flat`` when every sample after the first tenth is within ±5% of their median."""
+    steady = samples[len(samples) // 10:]
+    if len(steady) < 3:
+        return "too few samples"
+    middle = statistics.median(steady)
+    worst = max(abs(x - middle) / middle for x in steady)
+    return (f"flat (within ±{worst * 100:.1f}% of {middle / 2**20:.1f} MB)"
+            if worst <= RSS_TOLERANCE else
+            f"NOT flat ({worst * 100:.1f}% off the median {middle / 2**20:.1f} MB)")
 
 
 def start_upstream(args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -159,7 +218,7 @@ class Stats:
 
 
 async def run_visitor(port: int, n: int, times: tuple[float, float, float], patience: float,
-                      handshakes: trio.CapacityLimiter, stats: Stats) -> None:
+                      handshakes: trio.CapacityLimiter, stats: Stats, hello: str) -> None:
     """Connect and say hello now; start the closed loop in the first half of the warm-up.
 
     Every visitor is in before any loop starts (new sessions then do not compete with AI
@@ -174,7 +233,7 @@ async def run_visitor(port: int, n: int, times: tuple[float, float, float], pati
                 async with handshakes:
                     ws = await stack.enter_async_context(open_websocket_url(
                         f"ws://{HOST}:{port}/ws/visitor", connect_timeout=20, disconnect_timeout=5))
-                    await ws.send_message('{"type":"hello"}')
+                    await ws.send_message(hello)
                     welcome = json.loads(await ws.get_message())
                 if welcome.get("type") != "welcome":
                     stats.problem(f"hello answered {welcome.get('type')} {welcome.get('error')}",
@@ -312,7 +371,7 @@ def describe(round_: Round) -> str:
 
 
 def load_generator(port: int, visitors: range, times: tuple[float, float, float], patience: float,
-                   results: Any) -> None:
+                   results: Any, tokens: list[str], history: int) -> None:
     """``times``: (go_at, start_at, stop_at), all ``time.monotonic()`` (not trio's clock)."""
     _, start_at, stop_at = times
     stats = Stats()
@@ -339,7 +398,10 @@ def load_generator(port: int, visitors: range, times: tuple[float, float, float]
                 nursery.start_soon(measure_cpu)
                 nursery.start_soon(measure_lag)
                 for n in visitors:
-                    nursery.start_soon(run_visitor, port, n, times, patience, handshakes, stats)
+                    hello = (json.dumps({"type": "hello", "visitor_token": tokens[n],
+                                         "last_seq": history}) if tokens else '{"type":"hello"}')
+                    nursery.start_soon(run_visitor, port, n, times, patience, handshakes, stats,
+                                       hello)
 
     trio.run(main)
     results.put({
@@ -396,11 +458,17 @@ def main() -> None:
                         help="[ai] prewarm_connections (default: conversations, at most 64)")
     parser.add_argument("--reply-timeout", type=float, default=15.0,
                         help="seconds a visitor waits for an AI reply before sending the next text")
+    parser.add_argument("--history", type=int, default=0,
+                        help="earlier messages each conversation starts with (long sessions: 200)")
+    parser.add_argument("--cache-mb", type=int, default=None,
+                        help="[ai] context_cache_mb (default: the server's; 0 turns the cache off)")
     parser.add_argument("--group-commit-max", type=int, default=512)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    if not (1 <= args.conversations <= 5000 and 0 < args.duration <= 600 and 1 <= args.procs <= 64):
-        parser.error("--conversations must be 1..5000, --duration 0..600 s, --procs 1..64")
+    if not (1 <= args.conversations <= 10000 and 0 < args.duration <= 600 and 1 <= args.procs <= 64):
+        parser.error("--conversations must be 1..10000, --duration 0..600 s, --procs 1..64")
+    if not (0 <= args.history <= 10000) or (args.cache_mb is not None and args.cache_mb < 0):
+        parser.error("--history must be 0..10000 and --cache-mb >= 0")
     if not (1 <= args.tokens <= 1000 and args.chunk_delay >= 0 and args.first_token_delay >= 0
             and args.reply_timeout > 0):
         parser.error("--tokens must be 1..1000, the delays >= 0 and --reply-timeout > 0")
@@ -409,6 +477,7 @@ def main() -> None:
         args.warmup = max(3.0, args.conversations / 100)
     # The server holds a socket per visitor plus one upstream connection per stream.
     raise_fd_limit(2 * args.conversations + prewarm + 200)
+    reference = machine_speed()
 
     procs: list[Any] = []
     collected: list[dict[str, Any]] = []
@@ -421,7 +490,10 @@ def main() -> None:
                                  + (folder / "upstream.log").read_text(errors="replace")[-2000:])
             port = free_port()
             config_path = write_config(folder, port, base_url, args.conversations, prewarm,
-                                       args.group_commit_max)
+                                       args.group_commit_max, args.cache_mb)
+            seeded = time.monotonic()
+            tokens = seed_history(config_path, args.conversations, args.history) if args.history else []
+            seed_seconds = time.monotonic() - seeded
             server = subprocess.Popen(
                 [sys.executable, "-m", "customer_service", f"--config={config_path}", "serve"],
                 cwd=folder, stdout=subprocess.DEVNULL, stderr=(folder / "server.log").open("wb"))
@@ -435,15 +507,22 @@ def main() -> None:
                 results = ctx.Queue()
                 procs = [ctx.Process(target=load_generator,
                                      args=(port, range(i, args.conversations, args.procs),
-                                           (go_at, start_at, stop_at), args.reply_timeout, results))
+                                           (go_at, start_at, stop_at), args.reply_timeout, results,
+                                           tokens, args.history))
                          for i in range(min(args.procs, args.conversations))]
                 for p in procs:
                     p.start()
                 time.sleep(max(0.0, start_at - time.monotonic()))
                 cpu0, _ = proc_times(server.pid)
                 up0, _ = proc_times(upstream.pid)
+                every = max(1.0, args.duration / 30)  # RSS samples through the window
+                rss_samples: list[float] = []
+                while time.monotonic() < stop_at - every / 2:
+                    rss_samples.append(float(proc_times(server.pid)[1]))
+                    time.sleep(max(0.0, min(every, stop_at - time.monotonic())))
                 time.sleep(max(0.0, stop_at - time.monotonic()))
                 cpu1, rss = proc_times(server.pid)
+                rss_samples.append(float(rss))
                 up1, up_rss = proc_times(upstream.pid)
                 for _ in procs:
                     collected.append(results.get(timeout=max(1.0, stop_at + GRACE + 30 - time.monotonic())))
@@ -469,15 +548,22 @@ def main() -> None:
     for r in collected:
         problems.update(r["problems"])
     report = {
-        "scenario": (f"AI closed loop, {args.conversations} conversations, upstream {args.tokens} tokens "
-                     f"(first after {args.first_token_delay:g} s, then every {args.chunk_delay:g} s)"),
+        "scenario": (f"AI closed loop, {args.conversations} conversations with {args.history} "
+                     f"earlier messages each, upstream {args.tokens} tokens "
+                     f"(first after {args.first_token_delay:g} s, then every {args.chunk_delay:g} s)"
+                     + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")),
         "replies": replies,
         "replies_per_s": replies / args.duration,
+        "server_cpu_us_per_reply": (cpu1 - cpu0) / replies * 1e6 if replies else float("nan"),
+        "history_seeded_s": seed_seconds,
+        "reference_loop_s": reference,
         "added_latency_ms": summary_ms(merged("added")),
         "time_to_first_delta_ms": summary_ms(merged("first_delta")),
         "full_reply_ms": summary_ms(merged("full")),
         "text_ack_ms": summary_ms(merged("ack")),
-        "server": {"cpu_percent": (cpu1 - cpu0) / args.duration * 100, "rss_mb": rss / 2**20},
+        "server": {"cpu_percent": (cpu1 - cpu0) / args.duration * 100, "rss_mb": rss / 2**20,
+                   "rss_samples_mb": [round(x / 2**20, 1) for x in rss_samples],
+                   "rss_verdict": rss_verdict(rss_samples)},
         "upstream": {"cpu_percent": (up1 - up0) / args.duration * 100, "rss_mb": up_rss / 2**20},
         "load_generators": [
             {"cpu_percent": r["cpu_percent"], "replies": r["replies"], "visitors": r["visitors"],
@@ -496,6 +582,9 @@ def main() -> None:
 def print_report(report: dict[str, Any], duration: float) -> None:
     print(f"{report['scenario']}: {report['replies_per_s']:.0f} replies/s completed "
           f"({report['replies']} in {duration:g} s)")
+    print(f"  server CPU per reply: {report['server_cpu_us_per_reply']:.0f} µs   "
+          f"(reference loop {report['reference_loop_s']:.3f} s; history seeded in "
+          f"{report['history_seeded_s']:.1f} s)")
     for key, label in (("added_latency_ms", "added latency (first ai_delta - upstream first token)"),
                        ("time_to_first_delta_ms", "time to first delta (send → first ai_delta)"),
                        ("full_reply_ms", "full reply (send → stored AI message)"),
@@ -504,6 +593,9 @@ def print_report(report: dict[str, Any], duration: float) -> None:
         print(f"  {label}: p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  max {lat['max']:.2f} ms  "
               f"mean {lat['mean']:.2f} ms  ({lat['samples']} replies)")
     print(f"  server: CPU {report['server']['cpu_percent']:.0f}%  RSS {report['server']['rss_mb']:.1f} MB")
+    samples = report["server"]["rss_samples_mb"]
+    print(f"  server RSS: {report['server']['rss_verdict']}; {len(samples)} samples (MB): "
+          + " ".join(f"{x:g}" for x in samples))
     print(f"  fake upstream: CPU {report['upstream']['cpu_percent']:.0f}%  "
           f"RSS {report['upstream']['rss_mb']:.1f} MB")
     for n, gen in enumerate(report["load_generators"]):

@@ -222,6 +222,12 @@ class AiConfig:
     http_client: Literal["auto", "httpx"] = field(default="auto", metadata=_doc(
         "HTTP client for the upstream. auto: a lean h11 client for http:// (no proxy), "
         "httpx for https://; httpx: httpx always (HTTP_PROXY/ALL_PROXY are honoured)."))
+    context_cache_mb: int = field(default=64, metadata=_doc(
+        "Megabytes of AI context windows kept in memory. A reply in a long session then "
+        "reads no history from the database (about, not exactly, this size); 0: off.", ge=0))
+    context_cache_entries: int = field(default=10000, metadata=_doc(
+        "Most conversations whose context window is kept (least recently used go first).",
+        ge=1))
     unavailable_message: str = field(default=(
         "The assistant is unavailable right now. An agent will reply as soon as possible."),
         metadata=_doc("What visitors are told when the AI fails; the conversation is flagged."))

@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from customer_service.ai.client import AiClient, open_ai_client
+from customer_service.ai.context_windows import ContextWindows
 from customer_service.config import Config
 from customer_service.core import frames
-from customer_service.core.ai_context import CONTEXT_MESSAGES, build_context
+from customer_service.core.ai_context import build_context
 from customer_service.core.ai_outcome import (
     CUT_AT_LENGTH,
     EMPTY_REPLY,
@@ -100,6 +101,8 @@ class AiResponder:
         self._finished: OrderedDict[str, int] = OrderedDict()
         """Stream ids of the replies this instance ran lately (a ``more`` may come late)."""
         self._max_chars = config.ai.max_reply_tokens * 16
+        self.windows = ContextWindows(config.ai, service.store, service.hub, service.metrics)
+        """Each conversation's history, cached (the session-state cache)."""
         service.hub.on_ai_event = self.on_remote_event
         service.hub.on_origin_gone = self.on_origin_gone
 
@@ -232,7 +235,7 @@ class AiResponder:
         metrics.ai_streams.inc()
         try:
             with reply.scope:
-                history = await self.service.store.messages_before(cid, None, CONTEXT_MESSAGES)
+                history = await self.windows.history(cid)
                 context = build_context(self.config.system_prompt, history,
                                         self.config.max_context_tokens)
                 reply.finish_reason = await self.client.stream_reply(

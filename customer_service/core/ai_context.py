@@ -8,8 +8,9 @@ estimate errs on the generous side so the real count stays under the budget.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from customer_service.core.models import Role, StoredMessage
+from customer_service.core.models import Role
 
 TOKENS_PER_MESSAGE = 4
 CONTEXT_MESSAGES = 200
@@ -23,16 +24,32 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def upstream_role(message: StoredMessage) -> str | None:
-    """How a stored message appears to the model; None for messages it should not see."""
-    if message.sender_role is Role.VISITOR:
+class ContextMessage(Protocol):
+    """What the context is built from: a ``StoredMessage``, or a cached
+    ``core.context_cache.WindowMessage``."""
+
+    @property
+    def sender_role(self) -> Role: ...
+
+    @property
+    def content(self) -> str: ...
+
+
+def role_for(sender_role: Role) -> str | None:
+    """How a sender appears to the model; None for messages it should not see."""
+    if sender_role is Role.VISITOR:
         return "user"
-    if message.sender_role in (Role.AI, Role.AGENT):
+    if sender_role in (Role.AI, Role.AGENT):
         return "assistant"
     return None
 
 
-def build_context(system_prompt: str, history: Sequence[StoredMessage],
+def upstream_role(message: ContextMessage) -> str | None:
+    """How a stored message appears to the model; None for messages it should not see."""
+    return role_for(message.sender_role)
+
+
+def build_context(system_prompt: str, history: Sequence[ContextMessage],
                   max_tokens: int) -> list[ChatMessage]:
     """System prompt first, then the newest messages (oldest first) within ``max_tokens``.
 

@@ -139,6 +139,11 @@ class Hub:
         """The AI responder's handler for other instances' AI events (origin, event)."""
         self.on_origin_gone: Callable[[str], None] | None = None
         """Told when another instance is gone (the AI responder takes over its replies)."""
+        self.on_delivered: Callable[[MessageEvent], None] | None = None
+        """Told of every message handed on, in ``seq`` order (the AI context cache)."""
+        self.on_context_stale: Callable[[int | None, int | None], None] | None = None
+        """Told that a conversation's messages (all, for None) up to a seq (any, for None)
+        may not all have been handed on: cached AI context may be stale."""
         self.on_block: Callable[[BlockEvent], None] | None = None
         """The block guard's handler for blocks added or removed on other instances."""
         self.statuses = StatusBoard()
@@ -366,6 +371,7 @@ class Hub:
                 # It published before we heard of it: what concerns our sockets can only
                 # date from our own start.
                 self.sync.resync(self._started)
+                self.context_stale(None)
         elif arrival is Arrival.LOST:
             if now - self._lost_logged.get(origin, -LOG_EVERY) >= LOG_EVERY:
                 self._lost_logged[origin] = now
@@ -373,6 +379,7 @@ class Hub:
                             "database (logged once every %d s)", origin, LOG_EVERY)
             self.sync.snapshot(origin)
             self.sync.resync(previous)
+            self.context_stale(None)
         for event in events:
             self._apply_remote(origin, event)
         if final:
@@ -418,8 +425,15 @@ class Hub:
         self.sync.announce({cid for cid in self.presence.drop(origin)
                             if cid not in self.visitors})
         self.sync.resync(last_seen)
+        self.context_stale(None)
         if self.on_origin_gone is not None:
             self.on_origin_gone(origin)
+
+    def context_stale(self, conversation_id: int | None, upto: int | None = None) -> None:
+        """Messages of a conversation (of any, for None), up to ``upto`` (any, for None),
+        may have been committed without reaching this instance yet."""
+        if self.on_context_stale is not None:
+            self.on_context_stale(conversation_id, upto)
 
     # ---- delivery to this instance's sockets -----------------------------
     def fill(self, event: MessageEvent) -> None:
@@ -440,9 +454,12 @@ class Hub:
             # messages may be among the lost ones. The resynchronisation reads where it
             # starts; until then its messages wait, in order.
             self._deferred.append(event)
+            self.context_stale(event.conversation_id)
             return
         ready = self.sequencer.offer(event.conversation_id, event.seq, event, trio.current_time())
         if not ready:
+            if (self.sequencer.delivered(event.conversation_id) or 0) < event.seq:
+                self.context_stale(event.conversation_id)  # held behind a gap
             if self.sequencer.gapped:
                 self.sync.gaps()
             return
@@ -451,6 +468,8 @@ class Hub:
 
     def _deliver_message(self, event: MessageEvent) -> None:
         cid = event.conversation_id
+        if self.on_delivered is not None:
+            self.on_delivered(event)
         item = (cid, event.seq, event.text)
         self.to_visitor(cid, item)
         if event.routed:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from customer_service.core.context_cache import CacheStats
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0)
@@ -82,5 +88,32 @@ class Metrics:
         self.out_role = {role: self.frames_out.labels(role) for role in ("visitor", "agent")}
         self.open_role = {role: self.connections.labels(role) for role in ("visitor", "agent")}
 
+    def watch_context_cache(self, stats: Callable[[], CacheStats]) -> None:
+        """Expose the AI context cache's counters (read at each scrape)."""
+        self.registry.register(_ContextCacheCollector(stats))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ContextCacheCollector(Collector):
+    def __init__(self, stats: Callable[[], CacheStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._stats()
+        for name, text, value in (
+                ("hits", "AI replies whose context window came from the cache.", now.hits),
+                ("misses", "AI replies whose context window was read from the database.",
+                 now.misses),
+                ("evictions", "Context windows dropped to stay within the cache's bounds.",
+                 now.evictions),
+                ("invalidations", "Context windows dropped because they might be stale.",
+                 now.invalidations)):
+            yield CounterMetricFamily(f"cs_ai_context_cache_{name}", text, value=value)
+        yield GaugeMetricFamily("cs_ai_context_cache_entries",
+                                "Conversations whose context window is cached.",
+                                value=now.entries)
+        yield GaugeMetricFamily("cs_ai_context_cache_bytes",
+                                "Approximate bytes held by cached context windows.",
+                                value=now.bytes)

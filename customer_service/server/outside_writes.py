@@ -69,6 +69,7 @@ async def serve_outside_writes(hub: Hub, store: Store, owner: str, *,
         clock = trio.current_time()
         for conversation in changed:
             cid = conversation.id
+            hub.context_stale(cid, conversation.last_seq)  # cached AI context behind it
             if hub.sequencer.delivered(cid) is None:
                 continue  # nobody here follows it: its sockets replay from the store
             hub.sequencer.note_horizon(cid, conversation.last_seq, clock)

@@ -217,6 +217,7 @@ async def _resync(hub: Hub, service: ChatService, since: float) -> bool:
                     # older one unknown here has nobody here who saw any of it.)
                     hub.sequencer.seed(conversation.id, 0)
                 hub.sequencer.note_horizon(conversation.id, conversation.last_seq, now)
+                hub.context_stale(conversation.id, conversation.last_seq)
             hub.sync.gaps()
             for conversation in changed[:RESYNC_ANNOUNCE]:
                 await service.announce(conversation, local_only=True)

@@ -214,6 +214,44 @@ async def test_one_ai_reply_streams_to_both_instances_and_an_accept_elsewhere_st
     assert len(await fake.wait_for_requests(1)) == 1  # one reply, started by one instance
 
 
+async def test_a_message_committed_on_another_instance_is_in_the_next_ai_context(
+        cluster: Cluster) -> None:
+    """The session-state cache on ``a`` hears of the agent's message committed on ``b``
+    over the bus: the second reply's context has it, and no second store read happened."""
+    async with open_fake_openai(script=Script(tokens=["Let", " me", " check."])) as fake:
+        ai = {"enabled": True, "base_url": fake.base_url, "api_key": "test", "mode": "always",
+              "prewarm_connections": 0}
+        a = await cluster.start("a", ai=ai)
+        b = await cluster.start("b", ai=ai)
+        _, token = await cluster.make_agent("alice")
+        async with agent_at(b, token) as (alice, _), visitor_at(a) as (vera, welcome):
+            cid = welcome["conversation_id"]
+            await vera.send(type="text", id="q1", content="Where is my order?")
+            await vera.recv_type("message", timeout=10,
+                                 where=lambda f: f["sender"]["role"] == "ai")
+            await alice.send(type="accept", id="take", conversation_id=cid)
+            await alice.recv_type("ack", id="take")
+            await alice.send(type="text", id="a1", conversation_id=cid,
+                             content="It left the warehouse today.")
+            await alice.recv_type("ack", id="a1")
+            await vera.recv_type("message", timeout=10,
+                                 where=lambda f: f["sender"]["role"] == "agent")
+            await vera.send(type="text", id="q2", content="Thanks! When will it arrive?")
+            await vera.recv_type("message", timeout=10,
+                                 where=lambda f: f["sender"]["role"] == "ai"
+                                 and f["seq"] > 4)
+        _, second = await fake.wait_for_requests(2)
+        assert second.body["messages"][1:] == [
+            {"role": "user", "content": "Where is my order?"},
+            {"role": "assistant", "content": "Let me check."},
+            {"role": "assistant", "content": "It left the warehouse today."},
+            {"role": "user", "content": "Thanks! When will it arrive?"}]
+        async with httpx.AsyncClient() as http:
+            metrics = (await http.get(f"{a.url}/metrics")).text
+        assert "cs_ai_context_cache_misses_total 1.0" in metrics
+        assert "cs_ai_context_cache_hits_total 1.0" in metrics
+
+
 def _messages(database: str) -> list[tuple[int, int, str]]:
     from tests.cluster.chat import stored_messages  # noqa: PLC0415
 
