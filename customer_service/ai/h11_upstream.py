@@ -200,7 +200,7 @@ class H11Transport:
         """Back on the stack when h11 allows it, else closed; never awaits."""
         state = conn.h11
         if (not self._closed and reusable(state.our_state.__name__, state.their_state.__name__,
-                                          read_to_end)):
+                                          read_to_end, len(state.trailing_data[0]))):
             try:
                 state.start_next_cycle()
             except h11.LocalProtocolError:

@@ -99,11 +99,16 @@ def worth_checking(idle_for: float) -> bool:
     return idle_for >= CHECK_IDLE_AFTER
 
 
-def reusable(our_state: str, their_state: str, body_read_to_end: bool) -> bool:
+def reusable(our_state: str, their_state: str, body_read_to_end: bool,
+             unread: int = 0) -> bool:
     """A connection goes back to the pool only when its response was read to the end
     and both sides of h11 are DONE (not MUST_CLOSE: ``Connection: close``, HTTP/1.0, an
-    error); anything else (cancelled mid-body, a failure) closes it."""
-    return body_read_to_end and our_state == "DONE" and their_state == "DONE"
+    error); anything else (cancelled mid-body, a failure) closes it. ``unread`` bytes
+    received past the end of the response (a body on a 204, more than Content-Length,
+    a second response) answer nothing we asked: kept, they would be read as the next
+    request's response, so such a connection is closed too."""
+    return (body_read_to_end and our_state == "DONE" and their_state == "DONE"
+            and not unread)
 
 
 class IdleStack(Generic[T]):

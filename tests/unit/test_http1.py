@@ -64,6 +64,7 @@ def test_a_connection_is_reused_only_after_a_whole_response_both_sides_done() ->
     assert not reusable("DONE", "MUST_CLOSE", True)  # Connection: close / HTTP/1.0
     assert not reusable("MUST_CLOSE", "DONE", True)
     assert not reusable("DONE", "SEND_BODY", False)
+    assert not reusable("DONE", "DONE", True, unread=5)  # bytes past the response's end
 
 
 def test_idle_stack_gives_the_newest_and_expires_from_the_cold_end() -> None:
