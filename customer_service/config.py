@@ -818,6 +818,16 @@ def _check_sections(config: Config, path: str | None, text: str,
             raise ConfigError(f"[ai] api_key_env names {ai.api_key_env}, which is not set",
                               path=path, key="ai.api_key_env",
                               line=_line_of(text, "ai", "api_key_env"))
+        key = ai.resolved_api_key(environ)
+        if key and not re.fullmatch(r"[\x21-\x7e]+", key):
+            # It goes in the Authorization header of every request: a character no header
+            # can carry would fail each reply at request time.
+            name = "api_key" if ai.api_key or not ai.api_key_env else "api_key_env"
+            where = (f"[ai] api_key_env ({ai.api_key_env})" if name == "api_key_env"
+                     else "[ai] api_key")
+            raise ConfigError(f"{where} must be printable ASCII with no spaces or line breaks "
+                              "(an API key as the upstream issued it)", path=path,
+                              key=f"ai.{name}", line=_line_of(text, "ai", name))
 
 
 def logo_problem(url: str) -> str | None:

@@ -494,3 +494,21 @@ def test_ai_http_client_takes_auto_or_httpx_and_names_the_key_otherwise(tmp_path
     error = load_error(write(tmp_path, '[ai]\nhttp_client = "curl"\n'))
     assert error.message.endswith(
         ':2: [ai] http_client must be one of "auto", "httpx", not \'curl\'')
+
+
+def test_an_ai_api_key_that_cannot_be_a_header_is_a_config_error(tmp_path: Path) -> None:
+    # Unchecked, it failed every reply at request time (UnicodeEncodeError out of the
+    # client, or a header-injection attempt with a line break in it).
+    error = load_error(write(tmp_path, '[ai]\nenabled = true\napi_key = "sk-键"\n'))
+    assert error.key == "ai.api_key"
+    assert error.line == 3
+    assert "[ai] api_key" in str(error) and "ASCII" in str(error)
+    error = load_error(write(tmp_path, '[ai]\nenabled = true\n'),
+                       {"CUSTOMER_SERVICE_AI_API_KEY": "sk-1\r\nX-Evil: 1"})
+    assert error.key == "ai.api_key"
+    error = load_error(write(tmp_path, '[ai]\nenabled = true\napi_key_env = "K"\n'),
+                       {"K": "clé"})
+    assert error.key == "ai.api_key_env" and "K" in str(error)
+    assert load_config(write(tmp_path, '[ai]\nenabled = true\napi_key = "sk-A1_b.c~d+/="\n'),
+                       environ={}).ai.api_key == "sk-A1_b.c~d+/="
+
