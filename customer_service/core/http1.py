@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from customer_service.errors import AiError
 
@@ -55,8 +55,14 @@ def origin(base_url: str) -> Origin:
         port = parts.port or 80
     except ValueError as exc:
         raise AiError(f"bad port in {base_url!r}: {exc}") from None
-    prefix = "/" + parts.path.strip("/")
-    return Origin(parts.hostname, port, prefix.rstrip("/") + "/")
+    try:  # an internationalised name as its ASCII (IDNA) form, for the Host header
+        host = parts.hostname.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise AiError(f"bad host in {base_url!r}: {exc}") from None
+    # Percent-encode what a request line cannot carry (non-ASCII, spaces), as httpx does;
+    # "%" stays, so an already encoded path is sent as written.
+    prefix = "/" + quote(parts.path.strip("/"), safe="/%:@!$&'()*+,;=~")
+    return Origin(host, port, prefix.rstrip("/") + "/")
 
 
 def uses_lean_client(base_url: str, choice: str) -> bool:

@@ -27,6 +27,15 @@ def test_origin_of_a_plain_http_base_url() -> None:
     assert origin("http://x:1/v1").target("chat/completions") == b"/v1/chat/completions"
 
 
+def test_origin_encodes_what_a_request_line_and_host_header_cannot_carry() -> None:
+    # As httpx does: a non-ASCII or spaced path is percent-encoded (not a
+    # UnicodeEncodeError out of every reply), an internationalised host IDNA-encoded.
+    assert origin("http://x/v1/模 x").target("chat/completions") == (
+        b"/v1/%E6%A8%A1%20x/chat/completions")
+    assert origin("http://x/a%20b/").target("models") == b"/a%20b/models"
+    assert origin("http://例え.jp:8000/v1").host_header == b"xn--r8jz45g.jp:8000"
+
+
 @pytest.mark.parametrize("url", ["https://api.openai.com/v1", "http://u:p@host/v1",
                                  "http://host:99999/v1", "ftp://host/"])
 def test_origin_refuses_what_the_lean_client_does_not_take(url: str) -> None:
