@@ -814,6 +814,10 @@ def _check_sections(config: Config, path: str | None, text: str,
         if not re.match(r"^https?://[^/\s]+", ai.base_url):
             raise ConfigError(f"[ai] base_url must be an http:// or https:// URL, not {ai.base_url!r}",
                               path=path, key="ai.base_url", line=_line_of(text, "ai", "base_url"))
+        if "?" in ai.base_url or "#" in ai.base_url:
+            # Neither client keeps one: the lean client dropped it, httpx put the path after it.
+            raise ConfigError(f"[ai] base_url takes no ?query or #fragment, not {ai.base_url!r}",
+                              path=path, key="ai.base_url", line=_line_of(text, "ai", "base_url"))
         if ai.api_key_env and not ai.api_key and ai.api_key_env not in environ:
             raise ConfigError(f"[ai] api_key_env names {ai.api_key_env}, which is not set",
                               path=path, key="ai.api_key_env",

@@ -512,3 +512,10 @@ def test_an_ai_api_key_that_cannot_be_a_header_is_a_config_error(tmp_path: Path)
     assert load_config(write(tmp_path, '[ai]\nenabled = true\napi_key = "sk-A1_b.c~d+/="\n'),
                        environ={}).ai.api_key == "sk-A1_b.c~d+/="
 
+
+
+def test_an_ai_base_url_with_a_query_is_a_config_error(tmp_path: Path) -> None:
+    # Neither client keeps it: h11 dropped it, httpx put the path after it.
+    error = load_error(write(tmp_path,
+                             '[ai]\nenabled = true\nbase_url = "http://h/v1?api-version=1"\n'))
+    assert error.key == "ai.base_url" and "query" in str(error)
