@@ -4,8 +4,8 @@ vLLM, Ollama, llama.cpp and LiteLLM are usually reached over plain HTTP inside t
 network; for them httpx/httpcore's request path (a pool walked and polled on every
 request and close, layers of async generators) was a quarter of the server's CPU.
 Here one request is: take the newest idle connection off a stack (``core.http1.IdleStack``,
-O(1); one ``poll`` of that socket, when it sat idle a second or more, to see the
-server has not closed it), write the
+O(1); one ``poll`` of that socket to see the server has not closed it nor sent
+anything unasked, which would be read as the answer to the next request), write the
 head and body in one ``send``, parse with h11, hand the body out one network read at a
 time.
 
@@ -48,7 +48,6 @@ from customer_service.core.http1 import (
     request_head,
     response_headers,
     reusable,
-    worth_checking,
 )
 from customer_service.errors import AiConnectionError, AiError, AiTimeout
 
@@ -189,10 +188,10 @@ class H11Transport:
     def _take(self) -> _Conn | None:
         now = trio.current_time()
         while True:
-            conn, idle_for, expired = self.idle.take(now)
+            conn, _idle_for, expired = self.idle.take(now)
             for gone in expired:
                 gone.close()
-            if conn is None or not worth_checking(idle_for) or conn.looks_alive():
+            if conn is None or conn.looks_alive():
                 return conn
             conn.close()
 

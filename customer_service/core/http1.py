@@ -22,10 +22,6 @@ from customer_service.errors import AiError
 
 T = TypeVar("T")
 
-CHECK_IDLE_AFTER = 1.0
-"""Seconds idle after which a connection is polled before it is reused."""
-
-
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Host and port of a plain-HTTP upstream, and the path prefix of its API."""
@@ -96,13 +92,6 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return headers
-
-
-def worth_checking(idle_for: float) -> bool:
-    """Whether to look at an idle connection before reusing it (one ``poll``): only when it
-    sat idle a while, as servers close idle keep-alive connections after seconds (uvicorn:
-    5 s); a hot one goes straight out, and a close racing the request is retried."""
-    return idle_for >= CHECK_IDLE_AFTER
 
 
 def reusable(our_state: str, their_state: str, body_read_to_end: bool,

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import trio
 
-from customer_service.ai import h11_upstream
 from customer_service.ai.client import AiClient, open_ai_client
 from customer_service.ai.h11_upstream import H11Transport
 from customer_service.config import AiConfig
@@ -174,10 +173,8 @@ async def test_a_kept_alive_connection_closed_as_it_is_reused_is_retried_once() 
         assert lean(client).stale_retries == 1
 
 
-async def test_an_idle_connection_the_server_closed_is_not_reused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    # Polled before reuse (here whatever its idle time): the closed one is dropped unused.
-    monkeypatch.setattr(h11_upstream, "worth_checking", lambda idle_for: True)
+async def test_an_idle_connection_the_server_closed_is_not_reused() -> None:
+    # Polled before reuse: the closed one is dropped unused.
 
     async def answer(stream: trio.SocketStream, n: int) -> bool:
         await stream.send_all(content_length_answer(sse_body("once")))

@@ -39,3 +39,29 @@ async def test_bytes_past_the_end_of_a_response_never_answer_the_next_request() 
             assert len(lean(client).idle) == 0
             assert await reply(client) == "fresh"
             assert counts["connections"] == 2
+
+
+async def test_a_response_nobody_asked_for_on_an_idle_connection_is_never_read_as_an_answer(
+        ) -> None:
+    # The upstream answers, then sends another response unasked while the connection sits
+    # idle in the pool (however briefly): it must not become the next request's answer.
+    unasked = trio.Event()
+
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        await stream.send_all(content_length_answer(sse_body(f"answer {n}")))
+        if n == 0:
+            await unasked.wait()
+            await stream.send_all(content_length_answer(sse_body("unasked")))
+            await trio.sleep_forever()  # and keeps the connection open
+        return True
+
+    async with tiny_upstream(answer) as (url, counts), client_for(url) as client:
+        assert await reply(client) == "answer 0"
+        unasked.set()
+        (conn,) = lean(client).idle.drain()  # a hot connection: idle for no time at all
+        lean(client).idle.put(conn, trio.current_time())
+        with trio.fail_after(5):
+            while conn.looks_alive():  # the unasked bytes are here
+                await trio.sleep(0.01)
+        assert await reply(client) == "answer 0"  # on a new connection
+        assert counts["connections"] == 2

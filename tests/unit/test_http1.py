@@ -13,7 +13,6 @@ from customer_service.core.http1 import (
     response_headers,
     reusable,
     uses_lean_client,
-    worth_checking,
 )
 from customer_service.errors import AiError
 
@@ -95,7 +94,3 @@ def test_idle_stack_closes_the_coldest_beyond_its_limit_and_drains() -> None:
     assert stack.drain() == [2, 3]
     assert len(stack) == 0
 
-
-def test_only_a_connection_idle_a_while_is_polled_before_reuse() -> None:
-    assert not worth_checking(0.01)
-    assert worth_checking(5.0)
