@@ -6,10 +6,20 @@ one exchange into the next."""
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
+import struct
 
+import pytest
 import trio
 
-from customer_service.errors import AiUpstreamError
+from customer_service.errors import (
+    AiBadResponse,
+    AiConnectionError,
+    AiError,
+    AiTimeout,
+    AiUpstreamError,
+)
 from tests.integration.test_ai_h11 import (
     client_for,
     content_length_answer,
@@ -65,3 +75,70 @@ async def test_a_response_nobody_asked_for_on_an_idle_connection_is_never_read_a
                 await trio.sleep(0.01)
         assert await reply(client) == "answer 0"  # on a new connection
         assert counts["connections"] == 2
+
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+CHUNKED = OK + b"transfer-encoding: chunked\r\n\r\n"
+
+
+async def _send(data: bytes, stream: trio.SocketStream) -> None:
+    await stream.send_all(data)
+    await trio.sleep_forever()  # and say nothing more
+
+
+async def _reset(stream: trio.SocketStream) -> None:
+    await stream.send_all(OK + b"content-length: 1000\r\n\r\ndata: {")
+    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stream.socket.close()  # RST, mid-body
+
+
+async def _long_line(stream: trio.SocketStream) -> None:
+    await stream.send_all(CHUNKED)
+    piece = b"data: " + b"a" * (1 << 20)
+    for _ in range(10):  # a 10 MB event line, no newline
+        await stream.send_all(b"%x\r\n" % len(piece) + piece + b"\r\n")
+    await trio.sleep_forever()
+
+
+HOSTILE = {
+    "a 1 MB status line": (lambda s: _send(b"HTTP/1.1 200 " + b"x" * 1_000_000, s),
+                           AiConnectionError),
+    "1 MB of headers": (lambda s: _send(b"HTTP/1.1 200 OK\r\n" + b"x-a: b\r\n" * 150_000, s),
+                        AiConnectionError),
+    "bad chunk hex": (lambda s: _send(CHUNKED + b"zz\r\nabc\r\n", s), AiConnectionError),
+    "a chunk without its CRLF": (lambda s: _send(CHUNKED + b"5\r\nabcdeXX0\r\n\r\n", s),
+                                 AiConnectionError),
+    "a huge chunk size": (lambda s: _send(CHUNKED + b"f" * 40 + b"\r\nabc", s),
+                          AiConnectionError),
+    "two Content-Lengths": (lambda s: _send(OK + b"content-length: 9\r\n"
+                                            b"content-length: 3\r\n\r\nabc", s),
+                            AiConnectionError),
+    "gzip, chunked": (lambda s: _send(OK + b"transfer-encoding: gzip, chunked\r\n\r\n", s),
+                      AiConnectionError),
+    "a 101 nobody asked for": (lambda s: _send(b"HTTP/1.1 101 Switching Protocols\r\n"
+                                               b"upgrade: h2c\r\nconnection: upgrade\r\n\r\n",
+                                               s), AiConnectionError),
+    "a 10 MB SSE line": (_long_line, AiBadResponse),
+    "an RST mid-body": (_reset, AiConnectionError),
+    "100 Continue, then nothing": (lambda s: _send(b"HTTP/1.1 100 Continue\r\n\r\n", s),
+                                   AiTimeout),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+async def test_a_hostile_upstream_is_the_documented_error_and_leaks_nothing(case: str) -> None:
+    behave, expected = HOSTILE[case]
+
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await behave(stream)
+        return False
+
+    descriptors = len(os.listdir("/proc/self/fd"))
+    async with tiny_upstream(answer) as (url, _), \
+            client_for(url, first_token_timeout=0.5, idle_timeout=0.3) as client:
+        with pytest.raises(AiError) as failure, trio.fail_after(10):
+            await reply(client)
+        assert isinstance(failure.value, expected), failure.value
+        assert len(lean(client).idle) == 0
+    assert len(os.listdir("/proc/self/fd")) == descriptors
