@@ -814,6 +814,10 @@ def _check_sections(config: Config, path: str | None, text: str,
         if not re.match(r"^https?://[^/\s]+", ai.base_url):
             raise ConfigError(f"[ai] base_url must be an http:// or https:// URL, not {ai.base_url!r}",
                               path=path, key="ai.base_url", line=_line_of(text, "ai", "base_url"))
+        problem = ai_base_url_problem(ai.base_url)
+        if problem:
+            raise ConfigError(f"[ai] base_url {problem}, not {ai.base_url!r}", path=path,
+                              key="ai.base_url", line=_line_of(text, "ai", "base_url"))
         if "?" in ai.base_url or "#" in ai.base_url:
             # Neither client keeps one: the lean client dropped it, httpx put the path after it.
             raise ConfigError(f"[ai] base_url takes no ?query or #fragment, not {ai.base_url!r}",
@@ -832,6 +836,21 @@ def _check_sections(config: Config, path: str | None, text: str,
             raise ConfigError(f"{where} must be printable ASCII with no spaces or line breaks "
                               "(an API key as the upstream issued it)", path=path,
                               key=f"ai.{name}", line=_line_of(text, "ai", name))
+
+
+def ai_base_url_problem(url: str) -> str | None:
+    """Why ``url`` (already http(s)://) cannot be the ``[ai] base_url``, or None: checked
+    at load, so a typo is a config error rather than a failed start or failed replies."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if not parts.hostname:
+        return "needs a host: http://127.0.0.1:11434/v1"
+    if port == 0:
+        return "has port 0: give the upstream's port (or none for 80/443)"
+    return None
 
 
 def logo_problem(url: str) -> str | None:

@@ -519,3 +519,14 @@ def test_an_ai_base_url_with_a_query_is_a_config_error(tmp_path: Path) -> None:
     error = load_error(write(tmp_path,
                              '[ai]\nenabled = true\nbase_url = "http://h/v1?api-version=1"\n'))
     assert error.key == "ai.base_url" and "query" in str(error)
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://h:99999/v1", "port"), ("http://h:abc/v1", "port"), ("http://h:0/v1", "port"),
+    ("http://:8000/v1", "host")])
+def test_an_ai_base_url_without_a_usable_host_or_port_is_a_config_error(
+        tmp_path: Path, url: str, problem: str) -> None:
+    # Unchecked: a port of 0 went to port 80, a bad port failed the server's start, an
+    # empty host failed every reply.
+    error = load_error(write(tmp_path, f'[ai]\nenabled = true\nbase_url = "{url}"\n'))
+    assert error.key == "ai.base_url" and problem in str(error), str(error)
