@@ -24,6 +24,7 @@ from tests.integration.test_ai_h11 import (
     client_for,
     content_length_answer,
     lean,
+    read_request,
     reply,
     sse_body,
     tiny_upstream,
@@ -142,3 +143,42 @@ async def test_a_hostile_upstream_is_the_documented_error_and_leaks_nothing(case
         assert isinstance(failure.value, expected), failure.value
         assert len(lean(client).idle) == 0
     assert len(os.listdir("/proc/self/fd")) == descriptors
+
+
+async def test_a_reused_connection_that_fails_after_a_byte_of_answer_is_not_sent_again() -> None:
+    # Bytes came back: the upstream saw the request, so sending it again could answer twice.
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        await stream.send_all(content_length_answer(sse_body("x")) if n == 0 else b"HTTP/1.1 2")
+        return n == 0
+
+    async with tiny_upstream(answer) as (url, counts), client_for(url) as client:
+        assert await reply(client) == "x"
+        with pytest.raises(AiConnectionError):
+            await reply(client)
+        assert counts == {"connections": 1, "requests": 2}
+        assert lean(client).stale_retries == 0
+
+
+async def test_an_ipv6_literal_with_a_path_prefix_and_trailing_slash() -> None:
+    heads: list[bytes] = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        async with stream:
+            while (head := await read_request(stream)) is not None:
+                heads.append(head)
+                await stream.send_all(content_length_answer(sse_body("six")))
+
+    try:
+        listeners = await trio.open_tcp_listeners(0, host="::1")
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    port = listeners[0].socket.getsockname()[1]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, handle, listeners)
+        async with client_for(f"http://[::1]:{port}/api/v1/") as client:
+            assert await reply(client) == "six"
+        nursery.cancel_scope.cancel()
+    (head,) = heads
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /api/v1/chat/completions HTTP/1.1"
+    assert f"host: [::1]:{port}".encode() in lines
