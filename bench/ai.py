@@ -218,7 +218,8 @@ class Stats:
 
 
 async def run_visitor(port: int, n: int, times: tuple[float, float, float], patience: float,
-                      handshakes: trio.CapacityLimiter, stats: Stats, hello: str) -> None:
+                      handshakes: trio.CapacityLimiter, stats: Stats, hello: str,
+                      think: float) -> None:
     """Connect and say hello now; start the closed loop in the first half of the warm-up.
 
     Every visitor is in before any loop starts (new sessions then do not compete with AI
@@ -243,7 +244,7 @@ async def run_visitor(port: int, n: int, times: tuple[float, float, float], pati
                     stats.problem("welcome came after the loop had started", time.monotonic() >= start_at)
                 await trio.sleep(max(0.0, loop_at - time.monotonic()))
                 phase = "loop"
-                await visitor_loop(ws, n, start_at, stop_at, patience, stats)
+                await visitor_loop(ws, n, start_at, stop_at, patience, stats, think)
     except ConnectionClosed as exc:
         reason = exc.reason
         stats.problem(f"socket closed in {phase}: {reason.code if reason else '?'} "
@@ -322,11 +323,18 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
 
 
 async def visitor_loop(ws: Any, n: int, start_at: float, stop_at: float, patience: float,
-                       stats: Stats) -> None:
-    """Closed loop: send a text, wait for its stored AI reply (at most ``patience`` s), repeat."""
+                       stats: Stats, think: float) -> None:
+    """Closed loop: send a text, wait for its stored AI reply (at most ``patience`` s), pause
+    ``think`` s on average (0: none), repeat."""
     rounds = 0
     stale: set[str] = set()
+    pauses = random.Random(-n - 1)
     while time.monotonic() < stop_at:
+        if rounds and think > 0:
+            await trio.sleep(min(think * (0.5 + pauses.random()),
+                                 max(0.0, stop_at - time.monotonic())))
+            if time.monotonic() >= stop_at:
+                break
         rounds += 1
         frame_id = f"v{n}-{rounds}"
         text = f'{{"type":"text","id":"{frame_id}","content":"benchmark question {rounds}"}}'
@@ -371,7 +379,7 @@ def describe(round_: Round) -> str:
 
 
 def load_generator(port: int, visitors: range, times: tuple[float, float, float], patience: float,
-                   results: Any, tokens: list[str], history: int) -> None:
+                   results: Any, tokens: list[str], history: int, think: float) -> None:
     """``times``: (go_at, start_at, stop_at), all ``time.monotonic()`` (not trio's clock)."""
     _, start_at, stop_at = times
     stats = Stats()
@@ -401,7 +409,7 @@ def load_generator(port: int, visitors: range, times: tuple[float, float, float]
                     hello = (json.dumps({"type": "hello", "visitor_token": tokens[n],
                                          "last_seq": history}) if tokens else '{"type":"hello"}')
                     nursery.start_soon(run_visitor, port, n, times, patience, handshakes, stats,
-                                       hello)
+                                       hello, think)
 
     trio.run(main)
     results.put({
@@ -462,6 +470,8 @@ def main() -> None:
                         help="earlier messages each conversation starts with (long sessions: 200)")
     parser.add_argument("--cache-mb", type=int, default=None,
                         help="[ai] context_cache_mb (default: the server's; 0 turns the cache off)")
+    parser.add_argument("--think-time", type=float, default=0.0,
+                        help="mean seconds a visitor pauses after a reply (0..60; 0: closed loop)")
     parser.add_argument("--group-commit-max", type=int, default=512)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -469,6 +479,8 @@ def main() -> None:
         parser.error("--conversations must be 1..10000, --duration 0..600 s, --procs 1..64")
     if not (0 <= args.history <= 10000) or (args.cache_mb is not None and args.cache_mb < 0):
         parser.error("--history must be 0..10000 and --cache-mb >= 0")
+    if not 0 <= args.think_time <= 60:
+        parser.error("--think-time must be 0..60 s")
     if not (1 <= args.tokens <= 1000 and args.chunk_delay >= 0 and args.first_token_delay >= 0
             and args.reply_timeout > 0):
         parser.error("--tokens must be 1..1000, the delays >= 0 and --reply-timeout > 0")
@@ -508,7 +520,7 @@ def main() -> None:
                 procs = [ctx.Process(target=load_generator,
                                      args=(port, range(i, args.conversations, args.procs),
                                            (go_at, start_at, stop_at), args.reply_timeout, results,
-                                           tokens, args.history))
+                                           tokens, args.history, args.think_time))
                          for i in range(min(args.procs, args.conversations))]
                 for p in procs:
                     p.start()
@@ -548,7 +560,8 @@ def main() -> None:
     for r in collected:
         problems.update(r["problems"])
     report = {
-        "scenario": (f"AI closed loop, {args.conversations} conversations with {args.history} "
+        "scenario": (f"AI closed loop{f' (think {args.think_time:g} s)' if args.think_time else ''}, "
+                     f"{args.conversations} conversations with {args.history} "
                      f"earlier messages each, upstream {args.tokens} tokens "
                      f"(first after {args.first_token_delay:g} s, then every {args.chunk_delay:g} s)"
                      + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")),
