@@ -76,6 +76,9 @@ HANDSHAKES_AT_ONCE = 50  # per load generator: a burst of 500 connects overflows
 GRACE = 15.0  # seconds after --duration the replies in flight may take to finish
 RSS_TOLERANCE = 0.05  # "flat": every sample after the first tenth within ±5% of their median
 SEED_BATCH = 2000  # history messages per append_messages call
+UNAVAILABLE = "bench: the AI reply failed"
+"""``[ai] unavailable_message``: the one system message that means a reply failed (the
+greeting a new conversation gets is a system message too, and must not end a round)."""
 AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total",
               "cs_error_frames_total", "cs_slow_consumers_closed_total", "cs_db_errors_total",
               "cs_ai_breaker_open")
@@ -99,6 +102,7 @@ connect_timeout = 10.0
 first_token_timeout = 60.0
 idle_timeout = 60.0
 total_timeout = 120.0
+unavailable_message = "{UNAVAILABLE}"
 """ + ("" if cache_mb is None else f"context_cache_mb = {cache_mb}\n"))
 
 
@@ -296,10 +300,10 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
                     continue
                 round_.replied = True
                 return
-            if role == "system":  # the unavailable message: the reply failed
+            if role == "system" and frame["content"] == UNAVAILABLE:  # the reply failed
                 round_.failed = "system message: " + frame["content"][:60]
                 return
-            continue  # our own message
+            continue  # our own message, the greeting
         if raw.startswith('{"type":"ack"'):
             if not round_.acked_at:
                 round_.acked_at = now
@@ -307,6 +311,8 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
                     stats.problem("resent text acked", measured)
             continue
         frame = json.loads(raw)
+        if frame.get("type") == "availability":  # whether agents are online: not for us
+            continue
         if frame.get("type") != "error":
             stats.problem(f"unexpected {frame.get('type')} frame", measured)
             continue
