@@ -81,7 +81,8 @@ UNAVAILABLE = "bench: the AI reply failed"
 greeting a new conversation gets is a system message too, and must not end a round)."""
 AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total",
               "cs_error_frames_total", "cs_slow_consumers_closed_total", "cs_db_errors_total",
-              "cs_ai_breaker_open")
+              "cs_ai_breaker_open", "cs_commit_batch_size_sum", "cs_commit_batch_size_count",
+              "cs_ai_first_token_seconds_sum", "cs_ai_first_token_seconds_count")
 
 
 
@@ -626,6 +627,16 @@ def print_report(report: dict[str, Any], duration: float) -> None:
         print("  PROBLEMS seen by visitors:")
         for what, count in sorted(report["problems"].items(), key=lambda item: -item[1]):
             print(f"    {count:6d}  {what}")
+    counters = report["server_counters"]
+    commits = counters.get("cs_commit_batch_size_count")
+    requests = counters.get("cs_ai_first_token_seconds_count")
+    if commits and requests:
+        # Since the server started (warm-up included): how bursty the commits were, and the
+        # server's own view of request -> first token (the upstream's time included).
+        batch = counters["cs_commit_batch_size_sum"] / commits
+        first = counters["cs_ai_first_token_seconds_sum"] / requests * 1000
+        print(f"  server since start: {batch:.1f} messages per group commit on average; "
+              f"AI request -> first token mean {first:.2f} ms")
     if report["server_counters"]:
         print("  server counters since start: " + ", ".join(
             f"{name} {value:g}" for name, value in report["server_counters"].items()))
