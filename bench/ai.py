@@ -90,8 +90,9 @@ AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total
 
 
 def write_config(folder: Path, port: int, base_url: str, streams: int, prewarm: int,
-                 group_commit_max: int, cache_mb: int | None) -> Path:
-    return write_server_config(folder, port, group_commit_max=group_commit_max, extra=f"""[ai]
+                 group_commit_max: int, cache_mb: int | None, sqlite_cache_mb: int | None) -> Path:
+    return write_server_config(folder, port, group_commit_max=group_commit_max,
+                               sqlite_cache_mb=sqlite_cache_mb, extra=f"""[ai]
 enabled = true
 base_url = "{base_url}"
 api_key = "bench"
@@ -479,6 +480,8 @@ def main() -> None:
                         help="[ai] context_cache_mb (default: the server's; 0 turns the cache off)")
     parser.add_argument("--think-time", type=float, default=0.0,
                         help="mean seconds a visitor pauses after a reply (0..60; 0: closed loop)")
+    parser.add_argument("--sqlite-cache-mb", type=int, default=None,
+                        help="[storage] sqlite_cache_mb (default: the server's, 64 MiB per connection)")
     parser.add_argument("--group-commit-max", type=int, default=512)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -486,6 +489,8 @@ def main() -> None:
         parser.error("--conversations must be 1..10000, --duration 0..600 s, --procs 1..64")
     if not (0 <= args.history <= 10000) or (args.cache_mb is not None and args.cache_mb < 0):
         parser.error("--history must be 0..10000 and --cache-mb >= 0")
+    if args.sqlite_cache_mb is not None and not 1 <= args.sqlite_cache_mb <= 65536:
+        parser.error("--sqlite-cache-mb must be 1..65536")
     if not 0 <= args.think_time <= 60:
         parser.error("--think-time must be 0..60 s")
     if not (1 <= args.tokens <= 1000 and args.chunk_delay >= 0 and args.first_token_delay >= 0
@@ -509,7 +514,7 @@ def main() -> None:
                                  + (folder / "upstream.log").read_text(errors="replace")[-2000:])
             port = free_port()
             config_path = write_config(folder, port, base_url, args.conversations, prewarm,
-                                       args.group_commit_max, args.cache_mb)
+                                       args.group_commit_max, args.cache_mb, args.sqlite_cache_mb)
             seeded = time.monotonic()
             tokens = seed_history(config_path, args.conversations, args.history) if args.history else []
             seed_seconds = time.monotonic() - seeded
@@ -571,7 +576,9 @@ def main() -> None:
                      f"{args.conversations} conversations with {args.history} "
                      f"earlier messages each, upstream {args.tokens} tokens "
                      f"(first after {args.first_token_delay:g} s, then every {args.chunk_delay:g} s)"
-                     + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")),
+                     + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")
+                     + ("" if args.sqlite_cache_mb is None
+                        else f", sqlite_cache_mb {args.sqlite_cache_mb}")),
         "replies": replies,
         "replies_per_s": replies / args.duration,
         "server_cpu_us_per_reply": (cpu1 - cpu0) / replies * 1e6 if replies else float("nan"),
