@@ -274,6 +274,19 @@ class Round:
         self.stream_id = ""
 
 
+def reply_failed(message: dict[str, Any]) -> bool:
+    """Whether a stored ``message`` frame says the AI reply failed: the system message
+    ``[ai] unavailable_message`` (``UNAVAILABLE`` here). Other system messages, such as the
+    greeting a new conversation gets, are not about the reply."""
+    return message["sender"]["role"] == "system" and message["content"] == UNAVAILABLE
+
+
+def think_pause(think: float, rng: random.Random) -> float:
+    """A visitor's pause after a reply: uniform in 0.5 to 1.5 times ``think`` (mean ``think``),
+    so the visitors do not fall into step."""
+    return think * (0.5 + rng.random())
+
+
 async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: set[str],
                       stats: Stats, measured: bool) -> None:
     """Read frames until the stored AI reply, a failure, or a cancellation.
@@ -300,9 +313,13 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
             if role == "ai":
                 if frame.get("stream_id") in stale:
                     continue
+                if round_.stream_id and frame.get("stream_id") != round_.stream_id:
+                    # Rounds out of step: this round's first delta was another reply's.
+                    stats.problem("stored AI reply of another stream than the round's first delta",
+                                  measured)
                 round_.replied = True
                 return
-            if role == "system" and frame["content"] == UNAVAILABLE:  # the reply failed
+            if reply_failed(frame):
                 round_.failed = "system message: " + frame["content"][:60]
                 return
             continue  # our own message, the greeting
@@ -339,8 +356,7 @@ async def visitor_loop(ws: Any, n: int, start_at: float, stop_at: float, patienc
     pauses = random.Random(-n - 1)
     while time.monotonic() < stop_at:
         if rounds and think > 0:
-            await trio.sleep(min(think * (0.5 + pauses.random()),
-                                 max(0.0, stop_at - time.monotonic())))
+            await trio.sleep(min(think_pause(think, pauses), max(0.0, stop_at - time.monotonic())))
             if time.monotonic() >= stop_at:
                 break
         rounds += 1
