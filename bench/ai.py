@@ -76,9 +76,13 @@ HANDSHAKES_AT_ONCE = 50  # per load generator: a burst of 500 connects overflows
 GRACE = 15.0  # seconds after --duration the replies in flight may take to finish
 RSS_TOLERANCE = 0.05  # "flat": every sample after the first tenth within ±5% of their median
 SEED_BATCH = 2000  # history messages per append_messages call
+UNAVAILABLE = "bench: the AI reply failed"
+"""``[ai] unavailable_message``: the one system message that means a reply failed (the
+greeting a new conversation gets is a system message too, and must not end a round)."""
 AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total",
               "cs_error_frames_total", "cs_slow_consumers_closed_total", "cs_db_errors_total",
-              "cs_ai_breaker_open")
+              "cs_ai_breaker_open", "cs_commit_batch_size_sum", "cs_commit_batch_size_count",
+              "cs_ai_first_token_seconds_sum", "cs_ai_first_token_seconds_count")
 
 
 
@@ -86,8 +90,9 @@ AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total
 
 
 def write_config(folder: Path, port: int, base_url: str, streams: int, prewarm: int,
-                 group_commit_max: int, cache_mb: int | None) -> Path:
-    return write_server_config(folder, port, group_commit_max=group_commit_max, extra=f"""[ai]
+                 group_commit_max: int, cache_mb: int | None, sqlite_cache_mb: int | None) -> Path:
+    return write_server_config(folder, port, group_commit_max=group_commit_max,
+                               sqlite_cache_mb=sqlite_cache_mb, extra=f"""[ai]
 enabled = true
 base_url = "{base_url}"
 api_key = "bench"
@@ -99,6 +104,7 @@ connect_timeout = 10.0
 first_token_timeout = 60.0
 idle_timeout = 60.0
 total_timeout = 120.0
+unavailable_message = "{UNAVAILABLE}"
 """ + ("" if cache_mb is None else f"context_cache_mb = {cache_mb}\n"))
 
 
@@ -218,7 +224,8 @@ class Stats:
 
 
 async def run_visitor(port: int, n: int, times: tuple[float, float, float], patience: float,
-                      handshakes: trio.CapacityLimiter, stats: Stats, hello: str) -> None:
+                      handshakes: trio.CapacityLimiter, stats: Stats, hello: str,
+                      think: float) -> None:
     """Connect and say hello now; start the closed loop in the first half of the warm-up.
 
     Every visitor is in before any loop starts (new sessions then do not compete with AI
@@ -243,7 +250,7 @@ async def run_visitor(port: int, n: int, times: tuple[float, float, float], pati
                     stats.problem("welcome came after the loop had started", time.monotonic() >= start_at)
                 await trio.sleep(max(0.0, loop_at - time.monotonic()))
                 phase = "loop"
-                await visitor_loop(ws, n, start_at, stop_at, patience, stats)
+                await visitor_loop(ws, n, start_at, stop_at, patience, stats, think)
     except ConnectionClosed as exc:
         reason = exc.reason
         stats.problem(f"socket closed in {phase}: {reason.code if reason else '?'} "
@@ -265,6 +272,19 @@ class Round:
         self.failed: str | None = None
         self.resent = 0
         self.stream_id = ""
+
+
+def reply_failed(message: dict[str, Any]) -> bool:
+    """Whether a stored ``message`` frame says the AI reply failed: the system message
+    ``[ai] unavailable_message`` (``UNAVAILABLE`` here). Other system messages, such as the
+    greeting a new conversation gets, are not about the reply."""
+    return message["sender"]["role"] == "system" and message["content"] == UNAVAILABLE
+
+
+def think_pause(think: float, rng: random.Random) -> float:
+    """A visitor's pause after a reply: uniform in 0.5 to 1.5 times ``think`` (mean ``think``),
+    so the visitors do not fall into step."""
+    return think * (0.5 + rng.random())
 
 
 async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: set[str],
@@ -293,12 +313,16 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
             if role == "ai":
                 if frame.get("stream_id") in stale:
                     continue
+                if round_.stream_id and frame.get("stream_id") != round_.stream_id:
+                    # Rounds out of step: this round's first delta was another reply's.
+                    stats.problem("stored AI reply of another stream than the round's first delta",
+                                  measured)
                 round_.replied = True
                 return
-            if role == "system":  # the unavailable message: the reply failed
+            if reply_failed(frame):
                 round_.failed = "system message: " + frame["content"][:60]
                 return
-            continue  # our own message
+            continue  # our own message, the greeting
         if raw.startswith('{"type":"ack"'):
             if not round_.acked_at:
                 round_.acked_at = now
@@ -306,6 +330,8 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
                     stats.problem("resent text acked", measured)
             continue
         frame = json.loads(raw)
+        if frame.get("type") == "availability":  # whether agents are online: not for us
+            continue
         if frame.get("type") != "error":
             stats.problem(f"unexpected {frame.get('type')} frame", measured)
             continue
@@ -322,11 +348,17 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
 
 
 async def visitor_loop(ws: Any, n: int, start_at: float, stop_at: float, patience: float,
-                       stats: Stats) -> None:
-    """Closed loop: send a text, wait for its stored AI reply (at most ``patience`` s), repeat."""
+                       stats: Stats, think: float) -> None:
+    """Closed loop: send a text, wait for its stored AI reply (at most ``patience`` s), pause
+    ``think`` s on average (0: none), repeat."""
     rounds = 0
     stale: set[str] = set()
+    pauses = random.Random(-n - 1)
     while time.monotonic() < stop_at:
+        if rounds and think > 0:
+            await trio.sleep(min(think_pause(think, pauses), max(0.0, stop_at - time.monotonic())))
+            if time.monotonic() >= stop_at:
+                break
         rounds += 1
         frame_id = f"v{n}-{rounds}"
         text = f'{{"type":"text","id":"{frame_id}","content":"benchmark question {rounds}"}}'
@@ -371,7 +403,7 @@ def describe(round_: Round) -> str:
 
 
 def load_generator(port: int, visitors: range, times: tuple[float, float, float], patience: float,
-                   results: Any, tokens: list[str], history: int) -> None:
+                   results: Any, tokens: list[str], history: int, think: float) -> None:
     """``times``: (go_at, start_at, stop_at), all ``time.monotonic()`` (not trio's clock)."""
     _, start_at, stop_at = times
     stats = Stats()
@@ -401,7 +433,7 @@ def load_generator(port: int, visitors: range, times: tuple[float, float, float]
                     hello = (json.dumps({"type": "hello", "visitor_token": tokens[n],
                                          "last_seq": history}) if tokens else '{"type":"hello"}')
                     nursery.start_soon(run_visitor, port, n, times, patience, handshakes, stats,
-                                       hello)
+                                       hello, think)
 
     trio.run(main)
     results.put({
@@ -462,6 +494,10 @@ def main() -> None:
                         help="earlier messages each conversation starts with (long sessions: 200)")
     parser.add_argument("--cache-mb", type=int, default=None,
                         help="[ai] context_cache_mb (default: the server's; 0 turns the cache off)")
+    parser.add_argument("--think-time", type=float, default=0.0,
+                        help="mean seconds a visitor pauses after a reply (0..60; 0: closed loop)")
+    parser.add_argument("--sqlite-cache-mb", type=int, default=None,
+                        help="[storage] sqlite_cache_mb (default: the server's, 64 MiB per connection)")
     parser.add_argument("--group-commit-max", type=int, default=512)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -469,6 +505,10 @@ def main() -> None:
         parser.error("--conversations must be 1..10000, --duration 0..600 s, --procs 1..64")
     if not (0 <= args.history <= 10000) or (args.cache_mb is not None and args.cache_mb < 0):
         parser.error("--history must be 0..10000 and --cache-mb >= 0")
+    if args.sqlite_cache_mb is not None and not 1 <= args.sqlite_cache_mb <= 65536:
+        parser.error("--sqlite-cache-mb must be 1..65536")
+    if not 0 <= args.think_time <= 60:
+        parser.error("--think-time must be 0..60 s")
     if not (1 <= args.tokens <= 1000 and args.chunk_delay >= 0 and args.first_token_delay >= 0
             and args.reply_timeout > 0):
         parser.error("--tokens must be 1..1000, the delays >= 0 and --reply-timeout > 0")
@@ -490,7 +530,7 @@ def main() -> None:
                                  + (folder / "upstream.log").read_text(errors="replace")[-2000:])
             port = free_port()
             config_path = write_config(folder, port, base_url, args.conversations, prewarm,
-                                       args.group_commit_max, args.cache_mb)
+                                       args.group_commit_max, args.cache_mb, args.sqlite_cache_mb)
             seeded = time.monotonic()
             tokens = seed_history(config_path, args.conversations, args.history) if args.history else []
             seed_seconds = time.monotonic() - seeded
@@ -508,7 +548,7 @@ def main() -> None:
                 procs = [ctx.Process(target=load_generator,
                                      args=(port, range(i, args.conversations, args.procs),
                                            (go_at, start_at, stop_at), args.reply_timeout, results,
-                                           tokens, args.history))
+                                           tokens, args.history, args.think_time))
                          for i in range(min(args.procs, args.conversations))]
                 for p in procs:
                     p.start()
@@ -548,10 +588,13 @@ def main() -> None:
     for r in collected:
         problems.update(r["problems"])
     report = {
-        "scenario": (f"AI closed loop, {args.conversations} conversations with {args.history} "
+        "scenario": (f"AI closed loop{f' (think {args.think_time:g} s)' if args.think_time else ''}, "
+                     f"{args.conversations} conversations with {args.history} "
                      f"earlier messages each, upstream {args.tokens} tokens "
                      f"(first after {args.first_token_delay:g} s, then every {args.chunk_delay:g} s)"
-                     + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")),
+                     + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")
+                     + ("" if args.sqlite_cache_mb is None
+                        else f", sqlite_cache_mb {args.sqlite_cache_mb}")),
         "replies": replies,
         "replies_per_s": replies / args.duration,
         "server_cpu_us_per_reply": (cpu1 - cpu0) / replies * 1e6 if replies else float("nan"),
@@ -607,6 +650,16 @@ def print_report(report: dict[str, Any], duration: float) -> None:
         print("  PROBLEMS seen by visitors:")
         for what, count in sorted(report["problems"].items(), key=lambda item: -item[1]):
             print(f"    {count:6d}  {what}")
+    counters = report["server_counters"]
+    commits = counters.get("cs_commit_batch_size_count")
+    requests = counters.get("cs_ai_first_token_seconds_count")
+    if commits and requests:
+        # Since the server started (warm-up included): how bursty the commits were, and the
+        # server's own view of request -> first token (the upstream's time included).
+        batch = counters["cs_commit_batch_size_sum"] / commits
+        first = counters["cs_ai_first_token_seconds_sum"] / requests * 1000
+        print(f"  server since start: {batch:.1f} messages per group commit on average; "
+              f"AI request -> first token mean {first:.2f} ms")
     if report["server_counters"]:
         print("  server counters since start: " + ", ".join(
             f"{name} {value:g}" for name, value in report["server_counters"].items()))

@@ -11,7 +11,8 @@ real networks do: stall mid-stream, reset the TCP connection, send garbage.
         assert request.body["messages"][-1]["content"] == "hello"
 
 Each ``POST /v1/chat/completions`` consumes the next queued :class:`Script` (``fake.default``
-once the queue is empty) and is recorded in ``fake.requests``. ``"stream": true`` gets an
+once the queue is empty) and is recorded in ``fake.requests`` (not by the CLI, which
+serves benchmarks for minutes: it only counts them). ``"stream": true`` gets an
 SSE stream; otherwise a plain ``chat.completion`` JSON body.
 
 What third-party servers were seen to send, as scripts::
@@ -202,9 +203,14 @@ async def _next_event(stream: trio.SocketStream, conn: h11.Connection) -> h11.Ev
 class FakeOpenAI:
     """The server's state: scripts to play and what the clients sent. See the module docstring."""
 
-    def __init__(self, default: Script | None = None, *, api_key: str | None = None) -> None:
+    def __init__(self, default: Script | None = None, *, api_key: str | None = None,
+                 keep_requests: bool = True) -> None:
         self.default = default if default is not None else Script()
         self.api_key = api_key
+        self.keep_requests = keep_requests
+        """False (the CLI): requests are counted in ``chat_requests`` but not kept, so a long
+        benchmark does not hold every request body (a 1,000-session soak kept 2 GB)."""
+        self.chat_requests = 0
         self.base_url = ""  # "http://127.0.0.1:<port>/v1" once serving
         self.requests: list[RecordedRequest] = []
         self.models_requests = 0
@@ -303,7 +309,9 @@ class FakeOpenAI:
         except ValueError:
             body = None
         record = RecordedRequest(method, path, headers, body, trio.current_time())
-        self.requests.append(record)
+        self.chat_requests += 1
+        if self.keep_requests:
+            self.requests.append(record)
         self._arrived.set()
         self._arrived = trio.Event()
         try:
@@ -538,7 +546,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                     content_type=args.content_type, bom=args.bom, status=args.status,
                     retry_after=args.retry_after)
     _raise_fd_limit()
-    trio.run(_serve_until_signal, FakeOpenAI(script, api_key=args.api_key), args.host, args.port)
+    trio.run(_serve_until_signal, FakeOpenAI(script, api_key=args.api_key, keep_requests=False),
+             args.host, args.port)
 
 
 if __name__ == "__main__":

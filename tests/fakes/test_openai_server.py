@@ -437,3 +437,15 @@ async def test_cli_serves_until_sigterm() -> None:
             await process.wait()
         if process.stdout is not None:
             await process.stdout.aclose()
+
+
+async def test_the_cli_setting_counts_requests_without_keeping_them() -> None:
+    """The CLI serves benchmarks for minutes: keeping every request body grew it to 2 GB."""
+    fake = FakeOpenAI(keep_requests=False)
+    async with trio.open_nursery() as nursery, httpx.AsyncClient() as client:
+        await nursery.start(fake.serve)
+        for _ in range(2):
+            assert contents(await sse_data(client, fake))
+        nursery.cancel_scope.cancel()
+    assert fake.chat_requests == 2
+    assert fake.requests == []

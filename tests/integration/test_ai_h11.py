@@ -15,8 +15,9 @@ import trio
 
 from customer_service.ai.client import AiClient, open_ai_client
 from customer_service.ai.h11_upstream import H11Transport
+from customer_service.ai.upstream import MAX_ERROR_BODY
 from customer_service.config import AiConfig
-from customer_service.errors import AiConnectionError, AiTimeout
+from customer_service.errors import AiConnectionError, AiError, AiTimeout
 from customer_service.server.metrics import Metrics
 from tests.fakes.openai_server import FakeOpenAI, Script, open_fake_openai
 
@@ -258,3 +259,68 @@ async def test_http_client_httpx_still_works(fake: FakeOpenAI) -> None:
         assert await reply(client) == "Hello from the fake!"
         assert await reply(client) == "Hello from the fake!"
     assert fake.connections_opened == 1
+
+
+def error_answer(status: int, body: bytes) -> bytes:
+    return (f"HTTP/1.1 {status} Oops\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def test_an_error_body_read_to_its_end_keeps_the_connection_a_long_one_closes_it() -> None:
+    # The client reads at most MAX_ERROR_BODY bytes of an error: a short body is read to
+    # its end (the connection goes back), one longer than a network read
+    # (h11_upstream.RECEIVE_SIZE) is not, and its connection is closed.
+    short = b'{"error": {"message": "slow down"}}'
+    long = b'{"error": "' + b"x" * (4 * h11_upstream.RECEIVE_SIZE) + b'"}'
+    assert len(long) > MAX_ERROR_BODY
+
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        try:
+            await stream.send_all(error_answer(429, short) if n == 0 else error_answer(500, long))
+        except trio.BrokenResourceError:  # the client closed it without reading it all
+            return False
+        return True
+
+    async with tiny_upstream(answer) as (url, counts), client_for(url) as client:
+        with pytest.raises(AiError, match="slow down"):
+            await reply(client)
+        assert len(lean(client).idle) == 1
+        with pytest.raises(AiError):
+            await reply(client)
+        assert len(lean(client).idle) == 0
+        assert counts == {"connections": 1, "requests": 2}
+
+
+async def test_waiting_for_a_free_connection_has_its_own_deadline() -> None:
+    release = trio.Event()
+
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        await release.wait()  # holds the only connection
+        await stream.send_all(content_length_answer(sse_body("late")))
+        return True
+
+    async with tiny_upstream(answer) as (url, _counts):
+        transport = H11Transport(ai_config(url, first_token_timeout=0.2), 1, {})
+        try:
+            async with trio.open_nursery() as nursery:
+                held = trio.Event()
+
+                async def hold() -> None:
+                    async with transport.stream_post("chat/completions", b"{}", {}) as response:
+                        held.set()
+                        assert response.status_code == 200
+
+                nursery.start_soon(hold)
+                with trio.fail_after(5):
+                    while transport.opened == 0:
+                        await trio.sleep(0.01)
+                with pytest.raises(AiTimeout, match="PoolTimeout"):
+                    async with transport.stream_post("chat/completions", b"{}", {}):
+                        pass
+                release.set()
+                with trio.fail_after(5):
+                    await held.wait()
+            async with transport.stream_post("chat/completions", b"{}", {}) as response:
+                assert response.status_code == 200  # the slot came back
+        finally:
+            transport.close()
