@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from customer_service.ai import h11_upstream
 from customer_service.ai.client import AiClient, open_ai_client
 from customer_service.ai.h11_upstream import H11Transport
 from customer_service.ai.upstream import MAX_ERROR_BODY
