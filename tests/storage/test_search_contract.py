@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+import trio
 
 from customer_service.config import StorageConfig
 from customer_service.core.models import NewMessage, Role
@@ -150,6 +151,9 @@ async def test_pages_follow_each_other_newest_first(store: Store) -> None:
     for n in range(3):
         await store.append_messages([says(first, f"invoice {n}"),
                                      says(second, f"invoice {n} too")])
+        # MySQL orders by (created_at in ms, conversation, seq): batches one millisecond
+        # apart at least, or two of them may share a stamp and interleave by conversation.
+        await trio.sleep(0.002)
     expected = [(second, 3), (first, 3), (second, 2), (first, 2), (second, 1), (first, 1)]
     assert messages(await find(store, "invoice", limit=10)) == expected
     seen: list[tuple[int, int]] = []
