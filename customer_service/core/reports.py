@@ -249,10 +249,40 @@ def slot_day(slot: int, zone: ZoneInfo) -> str:
     return local_day(slot * SLOT_MS, zone)
 
 
+_NEAR_END = timedelta(hours=4)
+"""Clocks go back by at most a few hours: only that close to an end of a range can a
+local day lie outside the days of its two ends."""
+_INSTANT = timedelta(microseconds=1)
+
+
+def _local_dates_near(start: datetime, end: datetime, zone: ZoneInfo) -> list[date]:
+    """The local dates at ``start`` and ``end`` and on both sides of each change of UTC
+    offset between them (found by bisection: zoneinfo lists no transitions)."""
+    found = [start.astimezone(zone).date(), end.astimezone(zone).date()]
+    low, high = start, end
+    while low < high and low.astimezone(zone).utcoffset() != high.astimezone(zone).utcoffset():
+        a, b = low, high  # the offset changes in (a, b]: find the last change
+        after = b.astimezone(zone).utcoffset()
+        while b - a > _INSTANT:
+            middle = a + (b - a) / 2
+            if middle.astimezone(zone).utcoffset() == after:
+                b = middle
+            else:
+                a = middle
+        found += [a.astimezone(zone).date(), b.astimezone(zone).date()]
+        high = a
+    return found
+
+
 def days_between(since: datetime, until: datetime, zone: ZoneInfo) -> list[str]:
-    """Every local day the range [since, until) touches, in order."""
-    first = since.astimezone(zone).date()
-    last = (until - timedelta(microseconds=1)).astimezone(zone).date()
+    """Every local day from the first to the last the range [since, until) touches, in
+    order. Not simply the days of its ends: where clocks go back, a range ending just after
+    midnight may be back on the day before, having touched the next one for a while (St.
+    John's changed at 00:01 until 2011)."""
+    last_instant = until - _INSTANT
+    dates = (_local_dates_near(since, min(since + _NEAR_END, last_instant), zone)
+             + _local_dates_near(max(last_instant - _NEAR_END, since), last_instant, zone))
+    first, last = min(dates), max(dates)
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
@@ -341,7 +371,10 @@ def build_report(span: ReportRange, total: RawReport, grouped: RawReport | None)
         names = grouped.agent_names
         if span.by == "day":
             accs = _fold(grouped, lambda key: slot_day(int(key or 0), span.zone))
-            for day in days_between(span.since, span.until, span.zone):
+            # A 15-minute slot is counted on the local day it starts (slot_day); a slot
+            # that starts on a day the range itself does not touch still gets its row.
+            for day in sorted(set(days_between(span.since, span.until, span.zone)) | {
+                    day for day in accs if day}):
                 rows.append(_figures(day, day, accs.get(day, _Acc())))
         elif span.by == "agent":
             accs = _fold(grouped, lambda key: "" if key is None

@@ -80,17 +80,26 @@ def test_days_between_lists_every_touched_local_day(start: datetime, hours: int,
     zone = ZoneInfo(zone_name)
     since = start.replace(tzinfo=UTC)
     until = since + timedelta(hours=hours)
-    walked = []
+    touched = set()
     moment = since
-    while moment < until:  # a naive walk, a quarter hour at a time
-        day = moment.astimezone(zone).date().isoformat()
-        if not walked or walked[-1] != day:
-            walked.append(day)
-        moment += timedelta(minutes=15)
-    last = (until - timedelta(microseconds=1)).astimezone(zone).date().isoformat()
-    if walked[-1] != last:
-        walked.append(last)
-    assert days_between(since, until, zone) == walked
+    while moment < until:  # a naive walk: a minute at a time near the ends (clocks go back
+        # at minutes such as 00:01), a quarter hour in between
+        touched.add(moment.astimezone(zone).date())
+        near_end = moment - since < timedelta(hours=5) or until - moment < timedelta(hours=5)
+        moment += timedelta(minutes=1 if near_end else 15)
+    touched.add((until - timedelta(microseconds=1)).astimezone(zone).date())
+    first, last = min(touched), max(touched)
+    expected = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    assert days_between(since, until, zone) == expected
+
+
+def test_a_range_back_on_the_day_before_after_clocks_go_back_lists_the_next_day() -> None:
+    """St. John's went back at 00:01 NDT on 2000-10-29 (02:31 UTC): a range ending at 03:00
+    UTC ends on the 28th locally, yet touched the 29th for a minute (hypothesis found it)."""
+    zone = ZoneInfo("America/St_Johns")
+    since = datetime(2000, 10, 23, 14, 0, tzinfo=UTC)
+    days = days_between(since, since + timedelta(hours=133), zone)
+    assert days[0] == "2000-10-23" and days[-1] == "2000-10-29" and len(days) == 7
 
 
 @pytest.mark.parametrize(("ms", "text"), [
