@@ -47,8 +47,9 @@ Key = int | str | None
 
 # --- what the store hands back ----------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class CampaignRow:
+class CampaignFigures(msgspec.Struct, frozen=True):
+    """A campaign's results, as the store reads them and as the report shows them."""
+
     id: int
     name: str
     status: str
@@ -73,7 +74,7 @@ class RawReport:
     first_response_ms: list[tuple[Key, int | None, int | None]] = field(default_factory=list)
     """(key, first agent reply - first visitor message, the same for the AI) per
     conversation opened in the range with a visitor message; None: no such reply."""
-    campaigns: list[CampaignRow] = field(default_factory=list)
+    campaigns: list[CampaignFigures] = field(default_factory=list)
     agent_names: dict[int, tuple[str, str]] = field(default_factory=dict)
     """agent id → (username, display name)."""
 
@@ -108,17 +109,6 @@ class Figures(msgspec.Struct, frozen=True):
     resolution: Durations
     messages: RoleCounts
     ai_replies: int
-
-
-class CampaignFigures(msgspec.Struct, frozen=True):
-    id: int
-    name: str
-    status: str
-    sent: int
-    failed: int
-    skipped: int
-    pending: int
-    replied: int
 
 
 class Report(msgspec.Struct, frozen=True):
@@ -390,12 +380,9 @@ def build_report(span: ReportRange, total: RawReport, grouped: RawReport | None)
             rows = [_figures(key, key, accs[key]) for key in sorted(k for k in accs if k)]
             if "" in accs:
                 rows.append(_figures("", "", accs[""]))
-    campaigns = [CampaignFigures(id=c.id, name=c.name, status=c.status, sent=c.sent,
-                                 failed=c.failed, skipped=c.skipped, pending=c.pending,
-                                 replied=c.replied) for c in total.campaigns]
     return Report(since=span.since.isoformat(), until=span.until.isoformat(),
                   timezone=span.zone.key, by=span.by, total=_figures("", "", whole), rows=rows,
-                  campaigns=campaigns)
+                  campaigns=total.campaigns)
 
 
 # --- the report as rows (CSV, the CLI's table) -----------------------------------------

@@ -25,7 +25,7 @@ from customer_service.core.reports import (
     parse_zone,
 )
 from customer_service.errors import BadRequest
-from customer_service.server.rest_search import _params
+from customer_service.server.rest_search import query_params
 from customer_service.storage.base import Store
 from customer_service.transport.interface import Scope
 
@@ -59,7 +59,7 @@ def parse_query(params: dict[str, str], default_zone: str, now: datetime) -> Rep
 
 
 async def reports(store: Store, scope: Scope, *, default_zone: str, now: datetime) -> Report:
-    span = parse_query(_params(scope), default_zone, now)
+    span = parse_query(query_params(scope), default_zone, now)
     report = await run_report(store, span)
     log.info("report %s .. %s by %s: %s conversations opened", span.since.isoformat(),
              span.until.isoformat(), span.by, report.total.opened)

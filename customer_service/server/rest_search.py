@@ -27,7 +27,7 @@ from customer_service.transport.interface import Scope
 log = logging.getLogger(__name__)
 
 
-def _params(scope: Scope) -> dict[str, str]:
+def query_params(scope: Scope) -> dict[str, str]:
     """The query string's parameters, UTF-8 (``q=退款``), each once."""
     try:
         values = parse_qs(bytes(scope.get("query_string", b"")).decode(), errors="strict",
@@ -41,7 +41,7 @@ def _params(scope: Scope) -> dict[str, str]:
 
 
 async def search(store: Store, scope: Scope) -> dict[str, Any]:
-    params = _params(scope)
+    params = query_params(scope)
     if "q" not in params:
         raise BadRequest("query parameter 'q' is missing: the text to search for")
     try:

@@ -273,9 +273,9 @@ def append_messages(tx: Tx, batch: Sequence[NewMessage]) -> list[AppendResult]:
                    + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
                    [value for row in chunk for value in row])
     search_sql.index_messages(tx, [(row[0], row[1], created, row[5]) for row in inserts])
-    webhooks_sql.enqueue_events(tx, [
+    webhooks_sql.enqueue_events(tx, (
         hooks.message_created(result.message, *owners[result.message.conversation_id])
-        for result in results if not result.duplicate and hooks.reported(result.message)])
+        for result in results if not result.duplicate and hooks.reported(result.message)))
     touched = sorted({row[0] for row in inserts})
     for ids in chunks(touched):
         tx.execute(f"UPDATE conversations{tx.dialect.by_id} SET last_seq = CASE id "

@@ -23,7 +23,7 @@ offset, no open cursor between pages, so memory stays flat however many messages
 from __future__ import annotations
 
 from customer_service.core.export import ExportRow
-from customer_service.core.reports import SLOT_MS, CampaignRow, GroupBy, Key, RawReport
+from customer_service.core.reports import SLOT_MS, CampaignFigures, GroupBy, Key, RawReport
 from customer_service.storage._sql import Row, Tx, chunks, placeholders
 
 _LABEL_JOIN = " LEFT JOIN conversation_labels l ON l.conversation_id = c.id"
@@ -145,7 +145,7 @@ def _messages(tx: Tx, by: GroupBy | None, span: tuple[int, int]
     return [(_key(row[0]), str(row[1]), _int(row[2]), _int(row[3])) for row in rows]
 
 
-def _campaigns(tx: Tx, span: tuple[int, int]) -> list[CampaignRow]:
+def _campaigns(tx: Tx, span: tuple[int, int]) -> list[CampaignFigures]:
     """Campaigns running at some time in the range: started before it ends, not finished
     before it begins. ``replied``: sent recipients who wrote after the campaign's message."""
     rows = tx.all(
@@ -161,7 +161,7 @@ def _campaigns(tx: Tx, span: tuple[int, int]) -> list[CampaignRow]:
         " WHERE k.started_at IS NOT NULL AND k.started_at < ?"
         " AND (k.finished_at IS NULL OR k.finished_at >= ?)"
         " GROUP BY k.id, k.name, k.status ORDER BY k.id", (span[1], span[0]))
-    return [CampaignRow(id=int(row[0]), name=str(row[1]), status=str(row[2]),
+    return [CampaignFigures(id=int(row[0]), name=str(row[1]), status=str(row[2]),
                         sent=_int(row[3]), failed=_int(row[4]), skipped=_int(row[5]),
                         pending=_int(row[6]), replied=_int(row[7])) for row in rows]
 

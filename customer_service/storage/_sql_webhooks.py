@@ -15,7 +15,7 @@ lapses and another takes the row over). Which rows may go is the ordering rule o
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -90,11 +90,12 @@ def remove_webhook(tx: Tx, webhook_id: int) -> Webhook:
 
 # --- the outbox -------------------------------------------------------------
 
-def enqueue_events(tx: Tx, events: Sequence[WebhookEvent]) -> int:
+def enqueue_events(tx: Tx, events: Iterable[WebhookEvent]) -> int:
     """Queue each event for every enabled webhook subscribed to its type, in this
-    transaction; return the rows written. One ``SELECT`` when there is any event; no
-    write when nobody subscribes."""
-    if not events:
+    transaction; return the rows written. One ``SELECT`` (none for an empty sequence);
+    no write when nobody subscribes. ``events`` may be a generator: with no webhook it is
+    never run, so the message path builds no event body for nobody."""
+    if isinstance(events, Sequence) and not events:
         return 0
     hooks = [(int(row[0]), frozenset(str(row[1]).split(",")))
              for row in tx.all("SELECT id, events FROM webhooks WHERE disabled = 0")]
