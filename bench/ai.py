@@ -338,6 +338,11 @@ async def await_reply(ws: Any, frame_id: str, text: str, round_: Round, stale: s
         code = frame.get("error")
         if frame.get("id") != frame_id:
             stats.problem(f"error {code} for another frame", measured)
+        elif code == "busy":  # admission control: resend it, same id, after retry_after
+            stats.problem("text answered busy; resent after its retry_after", measured)
+            round_.resent += 1
+            await trio.sleep(float(frame.get("retry_after") or 1.0))
+            await ws.send_message(text)
         elif code in ("timeout", "unavailable"):  # the protocol says: resend it, same id
             stats.problem(f"text answered {code}; resent with the same id", measured)
             round_.resent += 1

@@ -55,6 +55,10 @@ class ServerConfig:
     message_timeout: float = field(default=3.0, metadata=_doc(
         "Seconds to answer a frame or REST request. Counted from its arrival; past it the "
         "client gets a timeout error and what it waited for in the database is ended.", gt=0))
+    admission_latency: float = field(default=0.5, metadata=_doc(
+        "Seconds from a visitor's text to its ack past which the server is overloaded: it "
+        "then takes fewer texts at once and answers the others busy, with a retry_after for "
+        "the client to resend after (see docs/performance.md). 0 takes every text.", ge=0))
     outbound_queue: int = field(default=256, metadata=_doc(
         "Frames queued per connection; a client that lets this fill up is closed (1008).", ge=1))
     rate_limit_per_second: float = field(default=20.0, metadata=_doc(

@@ -80,6 +80,19 @@ class Conflict(ProtocolError):
     http_status = 409
 
 
+class Busy(ProtocolError):
+    """The server takes no more texts for now (admission control): resend the same frame,
+    with the same id, after ``retry_after`` seconds. Nothing of the frame was stored."""
+
+    code = "busy"
+    http_status = 503
+
+    def __init__(self, message: str, *, client_id: str | None = None,
+                 retry_after: float) -> None:
+        super().__init__(message, client_id=client_id)
+        self.retry_after = retry_after
+
+
 class DeadlineExceeded(ProtocolError):
     code = "timeout"
     http_status = 504

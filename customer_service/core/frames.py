@@ -17,7 +17,7 @@ from customer_service.core.models import StoredMessage, format_ts
 from customer_service.core.notes import Note
 from customer_service.core.text import visible
 from customer_service.core.visitor_context import MAX_TIMEZONE, MAX_TITLE, MAX_URL
-from customer_service.errors import BadRequest, Forbidden, ProtocolError, TooLarge
+from customer_service.errors import BadRequest, Busy, Forbidden, ProtocolError, TooLarge
 
 T = TypeVar("T")
 
@@ -312,6 +312,8 @@ class ErrorOut(_Out, tag="error"):
     error: str
     message: str
     id: str | None = None
+    retry_after: float | None = None
+    """Seconds to wait before resending (``busy``)."""
 
 
 class VisitorWelcomeOut(_Out, tag="welcome"):
@@ -467,7 +469,8 @@ def encode(frame: _Out) -> str:
 def error_frame(error: ProtocolError | Exception, client_id: str | None = None) -> str:
     code = getattr(error, "code", "internal")
     message = getattr(error, "message", None) or "internal error"
-    return encode(ErrorOut(error=code, message=message, id=client_id))
+    retry_after = error.retry_after if isinstance(error, Busy) else None
+    return encode(ErrorOut(error=code, message=message, id=client_id, retry_after=retry_after))
 
 
 def note_out(note: Note) -> NoteOut:

@@ -40,6 +40,11 @@ class Metrics:
                                       registry=r)
         self.db_errors = Counter("cs_db_errors", "Database operations that failed.",
                                  registry=r)
+        self.admission_limit = Gauge(
+            "cs_admission_limit",
+            "Visitor texts taken on at once before the others are answered busy.", registry=r)
+        self.texts_in_flight = Gauge(
+            "cs_texts_in_flight", "Visitor texts read and not yet answered.", registry=r)
         self.slow_consumers = Counter(
             "cs_slow_consumers_closed",
             "Connections closed because they did not read their outbound queue.", registry=r)

@@ -20,6 +20,7 @@ import trio
 from customer_service.config import Config
 from customer_service.core import assignment, frames
 from customer_service.core import conversation as machine
+from customer_service.core.admission import TextAdmission
 from customer_service.core.bus_events import ConversationEvent, FrameEvent, MessageEvent
 from customer_service.core.models import (
     Agent,
@@ -94,6 +95,10 @@ class ChatService:
         self.store = store
         self.hub = hub
         self.metrics = metrics
+        self.admission = TextAdmission(config.server.admission_latency)
+        """How many visitor texts are taken on at once (``core.admission``)."""
+        metrics.admission_limit.set_function(lambda: self.admission.limit)
+        metrics.texts_in_flight.set_function(lambda: self.admission.in_flight)
         self.committer: GroupCommitter | None = None
         self.ai: AiResponder | None = None
         self.assigner: Assigner | None = None

@@ -11,6 +11,7 @@ while there is something to flush. An idle socket has no writer task at all.
 from __future__ import annotations
 
 import logging
+import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
@@ -22,6 +23,7 @@ from customer_service.core import frames
 from customer_service.core.models import Role, format_ts
 from customer_service.core.ratelimit import TokenBucket
 from customer_service.errors import (
+    Busy,
     ConnectionClosed,
     CustomerServiceError,
     DeadlineExceeded,
@@ -49,6 +51,8 @@ class Session:
     """What both socket kinds share: the peer, its writer, the read loop and error handling."""
 
     role = "?"
+    admitted: tuple[type, ...] = ()
+    """Frame types that pass admission control (``core.admission``) before they queue."""
 
     __slots__ = (
         "_backlog",
@@ -220,11 +224,34 @@ class Session:
                         continue
                     if isinstance(frame, frames.Ping):
                         self.reply(frames.PongOut(id=frame.id))
+                    elif isinstance(frame, self.admitted) and not self._admit(frame, arrived):
+                        continue
                     elif isinstance(frame, frames.History) and self._side_tasks < HISTORY_ASIDE:
                         self._side_tasks += 1
                         nursery.start_soon(self._handle_aside, arrived, frame)
                     else:
                         self._queue(send, arrived, frame, len(raw))
+
+    def _admit(self, frame: Any, arrived: float) -> bool:
+        """Take the frame on, or answer it ``busy`` now: nothing is read or stored for it,
+        and the client resends it (same id) after ``retry_after``."""
+        admission = self.service.admission
+        if admission.try_enter(arrived):
+            return True
+        retry_after = admission.retry_after(random.random())
+        self.reply_error(Busy(f"the server is busy; resend this frame in {retry_after:g} s",
+                              retry_after=retry_after), getattr(frame, "id", None))
+        return False
+
+    def _done(self, frame: Any, arrived: float | None) -> None:
+        """An admitted frame is answered (``arrived`` given) or dropped unhandled (None)."""
+        if isinstance(frame, self.admitted):
+            admission = self.service.admission
+            if arrived is None:
+                admission.cancel()
+            else:
+                now = trio.current_time()
+                admission.leave(now - arrived, now)
 
     def _queue(self, send: trio.MemorySendChannel[tuple[float, Any, int]], arrived: float,
                frame: Any, size: int) -> None:
@@ -239,6 +266,7 @@ class Session:
             else:
                 self._waiting_bytes += size
                 return
+        self._done(frame, None)
         self.reply_error(RateLimited(
             "too many frames wait for the database on this socket; resend this one after "
             "their answers"), getattr(frame, "id", None))
@@ -250,9 +278,17 @@ class Session:
         effect, each within its deadline. A kick from elsewhere (a revoked token, shutdown,
         a slow reader) cancels this with the session."""
         async with receive:
-            async for arrived, frame, size in receive:
-                self._waiting_bytes -= size
-                await self._handle_one(arrived, frame)
+            try:
+                async for arrived, frame, size in receive:
+                    self._waiting_bytes -= size
+                    await self._handle_one(arrived, frame)
+            finally:  # cancelled (a kick): what is still in line is never handled
+                while True:
+                    try:
+                        _, frame, _ = receive.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    self._done(frame, None)
 
     async def _handle_aside(self, arrived: float, frame: Any) -> None:
         try:
@@ -276,6 +312,8 @@ class Session:
             except CustomerServiceError as exc:
                 log.exception("[%s] failed handling a frame", self.peer.conn_id)
                 self.reply_error(exc, client_id)
+            finally:
+                self._done(frame, arrived)
         if deadline.cancelled_caught and not self.peer.kicked:
             log.warning("[%s] %s frame missed its %ss deadline", self.peer.conn_id,
                         type(frame).__name__, timeout)

@@ -32,6 +32,7 @@ REPLAY_PAGE = 500
 
 class VisitorSession(Session):
     role = "visitor"
+    admitted = (frames.VisitorText,)
 
     __slots__ = ("conversation_id", "lang", "user_agent", "visitor")
 

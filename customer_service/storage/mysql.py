@@ -34,6 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, TypeAlias, TypeVar
 
 import pymysql
@@ -238,7 +239,9 @@ class MysqlStore(SqlStore):
                 pooled.unit = None
 
         try:
-            return await run_interruptible(job, limiter=pooled.limiter,
+            return await run_interruptible(job, run=partial(trio.to_thread.run_sync,
+                                                            abandon_on_cancel=True,
+                                                            limiter=pooled.limiter),
                                            interrupt=lambda: self._give_up(pooled, unit),
                                            health=self.write_health if mode != READ else None)
         finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -74,21 +74,22 @@ def given_up_error() -> StorageError:
     return StorageError("given up: its caller's deadline passed")
 
 
-async def run_interruptible(fn: Callable[[], T], *, limiter: trio.CapacityLimiter,
+async def run_interruptible(fn: Callable[[], T], *, run: Callable[[Callable[[], T]], Awaitable[T]],
                             interrupt: Callable[[], None], health: WriteHealth | None) -> T:
-    """Run ``fn`` in a worker thread; a caller whose deadline passes gets control back now.
+    """Run ``fn`` in a worker thread (``run`` hands it over and waits, abandoning it when
+    cancelled); a caller whose deadline passes gets control back now.
 
     A database call cannot be cancelled from outside its thread, so a request whose
     deadline passed used to wait for the statement anyway (behind a table lock, for as
     long as the lock was held). Here the caller is released at once and ``interrupt``
     asks the database to end the statement, so the thread (and its connection) is free
-    again soon; the transaction rolls back. ``limiter`` stays held until the thread
-    really ends, so nothing else uses its connection meanwhile.
+    again soon; the transaction rolls back. ``run`` keeps the connection to that thread
+    until it really ends, so nothing else uses it meanwhile.
 
     A write's outcome (done, failed, or given up at its deadline) goes to ``health``.
     """
     try:
-        result = await trio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=limiter)
+        result = await run(fn)
     except trio.Cancelled:
         interrupt()
         if health is not None:

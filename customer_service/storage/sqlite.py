@@ -1,9 +1,9 @@
 """The embedded backend: stdlib ``sqlite3`` on one connection, in one thread at a time.
 
-Every method is exactly one hop ``trio.to_thread.run_sync(..., limiter=CapacityLimiter(1))``
-carrying a whole transaction, never one hop per statement. The connection is
-created with ``check_same_thread=False`` because trio's worker threads are
-pooled: the limiter, not the thread identity, guarantees one user at a time.
+Every method is exactly one unit of work carrying a whole transaction, never one
+hop per statement, run by the connection's own thread (``worker_thread``), which
+takes the next unit as soon as one ends. The connection is created with
+``check_same_thread=False``: it is opened and closed from trio's thread pool.
 
 Durability: the database runs in WAL mode with ``synchronous=NORMAL``. A
 committed transaction survives a crash of the process (the WAL is written
@@ -37,6 +37,7 @@ from customer_service.storage.sql_store import (
     given_up_error,
     run_interruptible,
 )
+from customer_service.storage.worker_thread import WorkerThread
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class SqliteStore(SqlStore):
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._path = path
-        self._limiter = trio.CapacityLimiter(1)
+        self._worker = WorkerThread(f"sqlite {path.name}")
+        """The connection's own thread: units of work run there back to back."""
         self._unit: Unit | None = None
         """The unit of work running in the thread now (see ``_run``)."""
         self.write_health = WriteHealth()
@@ -109,7 +111,7 @@ class SqliteStore(SqlStore):
             if conn is not None and self._unit is unit:
                 conn.interrupt()
 
-        return await run_interruptible(job, limiter=self._limiter, interrupt=interrupt,
+        return await run_interruptible(job, run=self._worker.run, interrupt=interrupt,
                                        health=self.write_health if write else None)
 
     def _transact(self, work: Callable[[Tx], T], write: bool, unit: Unit) -> T:
@@ -206,7 +208,11 @@ class SqliteStore(SqlStore):
     async def aclose(self) -> None:
         if self._conn is None:
             return
-        await trio.to_thread.run_sync(self._close, limiter=self._limiter)
+        try:
+            await self._worker.run(self._close)
+        finally:
+            if not await self._worker.aclose(CLOSE_TIMEOUT):
+                logger.warning("the SQLite thread for %s did not end", self._path)
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None

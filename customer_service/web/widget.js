@@ -418,7 +418,7 @@
     let errorTimer = null;
     // the error codes the visitor gets a text of their own for (widget.error.<code>)
     const ERROR_CODES = ["too_large", "rate_limited", "bad_request", "unavailable", "timeout",
-      "identity_invalid", "identity_required", "blocked"];
+      "identity_invalid", "identity_required", "blocked", "busy"];
     const errorText = (code) => t("widget.error." + code);
     function showError(text, sticky) {
       errorBox.textContent = text;
@@ -439,7 +439,11 @@
         return;
       }
       const item = frame.id ? outbox.get(frame.id) : null;
-      if (item && ["timeout", "unavailable", "rate_limited", "internal"].includes(frame.error)) {
+      if (item && frame.error === "busy") {
+        // The server is overloaded and stored nothing: resend (same id) when it says.
+        const wait = Math.min(Math.max(Number(frame.retry_after) || 2, 0.5), 60) * 1000;
+        setTimeout(() => { if (outbox.has(frame.id)) sendText(frame.id); }, wait);
+      } else if (item && ["timeout", "unavailable", "rate_limited", "internal"].includes(frame.error)) {
         // Safe to resend with the same id: the server stores it at most once.
         setTimeout(() => { if (outbox.has(frame.id)) sendText(frame.id); }, 1500 + Math.random() * 1000);
       } else if (item) {
