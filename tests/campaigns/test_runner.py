@@ -133,7 +133,12 @@ async def test_429_slows_the_whole_campaign_and_the_rate_is_never_exceeded(
 async def test_5xx_and_resets_are_retried_then_fallback(tmp_path: Path) -> None:
     async with open_fake_openai(script=Script(tokens=["Generated"])) as fake:
         fake.script(Script(status=500), Script(status=502), Script(status=503),  # u0: fallback
-                    Script(reset_after=0), Script(tokens=["Second try"]),        # u1
+                    # u1: the first reset comes on a kept-alive connection before any
+                    # byte of the answer, which the transport takes for the stale
+                    # keep-alive race and sends once more on a new connection (not an
+                    # attempt); the reset of that new connection is the failed attempt.
+                    Script(reset_after=0), Script(reset_after=0),
+                    Script(tokens=["Second try"]),                               # u1
                     Script(status=400))                                          # u2: final
         config = config_at(write_config(tmp_path, fake.base_url))
         async with open_store(config) as store:
