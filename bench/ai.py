@@ -3,6 +3,8 @@
     .venv/bin/python bench/ai.py --conversations 100 --duration 10
     .venv/bin/python bench/ai.py --conversations 100 --history 200     # long sessions
     .venv/bin/python bench/ai.py --conversations 1000 --history 200 --duration 120  # soak
+    .venv/bin/python bench/ai.py --conversations 100 --workers 2              # [server] workers
+    .venv/bin/python bench/ai.py --conversations 10000 --history 200 --duration 30 --warmup 30
 
 Starts the fake OpenAI-compatible upstream (``tests/fakes/openai_server.py``) and the
 server as their own processes (SQLite on local disk, loopback only, ``[ai] mode =
@@ -24,8 +26,31 @@ turn), written straight into the database before the server starts; the visitors
 resume those conversations with their tokens (no replay), so every AI reply has a long
 history behind it (the session-state cache's case).
 
-Prints replies/s completed, the server's CPU microseconds per reply (from
-``/proc/PID/stat``), those latencies, the server's CPU % and RSS sampled through the
+Several server processes (``bench.scenarios.Servers``, as ``bench/scenarios.py`` runs
+them: MariaDB on 127.0.0.1:3306, root without a password, in a scratch database
+``cs_bench_<random>`` dropped at the end; a private ``redis-server`` on a free loopback
+port; every process stopped by PID, workers included):
+
+* ``--mysql``: MariaDB instead of SQLite (``--history`` is seeded into it through the
+  store, as for SQLite); ``--mysql-pool-size`` sets ``[storage] mysql_pool_size``.
+* ``--bus``: the Redis bus on, even for one process.
+* ``--workers N``: one server command with ``[server] workers = N`` on one port (implies
+  ``--mysql`` and ``--bus``); the kernel spreads the visitors' sockets over the workers.
+* ``--instances N``: N server processes on their own ports, one database and one Redis
+  (implies ``--mysql`` and ``--bus``); visitor n connects to instance n % N.
+
+``--streams`` is ``[ai] max_concurrent_streams`` of each server process (default: the
+conversations, at most 512; more replies wait for a slot). Each stream holds an upstream
+connection beside the visitors' sockets: a stream per conversation made 10,000
+conversations need ~20,300 open files in one process, over the container's hard limit
+of 20,000. The bench raises its soft limit to the hard one (its children inherit it) and
+exits early when the busiest process (a server that may hold every visitor, or a load
+generator with its share) would not fit.
+
+Prints replies/s completed, the server's CPU microseconds per reply (the CPU of every
+server process over the window, from ``/proc/PID/stat``: a supervisor and its workers,
+or every instance; MariaDB, Redis and the fake upstream beside it, not included), each
+server process's CPU and RSS, those latencies, the server's CPU % and RSS sampled through the
 measured window (``flat`` when every sample after the first tenth is within ±5% of their
 median), the reference loop's speed (``bench.common.machine_speed``), each load
 generator's CPU % and event-loop lag, and the fake upstream's CPU %, so it is visible
