@@ -135,7 +135,8 @@ unavailable_message = "{UNAVAILABLE}"
 
 def seed_history(config_path: Path, conversations: int, history: int) -> list[str]:
     """Visitors, each with a conversation of ``history`` messages, straight in the database
-    the server will open; returns their visitor tokens."""
+    the servers will open (SQLite or MariaDB: through the store, before any server starts);
+    returns their visitor tokens."""
     from customer_service import auth  # noqa: PLC0415
     from customer_service.config import load_config  # noqa: PLC0415
     from customer_service.core.models import NewMessage, Role  # noqa: PLC0415
@@ -685,7 +686,9 @@ def main() -> None:
                      + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")
                      + ("" if args.sqlite_cache_mb is None
                         else f", sqlite_cache_mb {args.sqlite_cache_mb}")),
-        "deployment": servers.note,
+        "deployment": (servers.note if args.instances == 1 else  # no agents here: say so
+                       f"{args.instances} instances, visitor n on instance n % {args.instances}; "
+                       + servers.note[servers.note.index("MariaDB"):]),
         "replies": replies,
         "replies_per_s": per_rate,
         # The CPU rate over [t0, t1] (all server processes: a supervisor and its workers)
