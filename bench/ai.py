@@ -3,6 +3,8 @@
     .venv/bin/python bench/ai.py --conversations 100 --duration 10
     .venv/bin/python bench/ai.py --conversations 100 --history 200     # long sessions
     .venv/bin/python bench/ai.py --conversations 1000 --history 200 --duration 120  # soak
+    .venv/bin/python bench/ai.py --conversations 100 --workers 2              # [server] workers
+    .venv/bin/python bench/ai.py --conversations 10000 --history 200 --duration 30 --warmup 30
 
 Starts the fake OpenAI-compatible upstream (``tests/fakes/openai_server.py``) and the
 server as their own processes (SQLite on local disk, loopback only, ``[ai] mode =
@@ -24,8 +26,31 @@ turn), written straight into the database before the server starts; the visitors
 resume those conversations with their tokens (no replay), so every AI reply has a long
 history behind it (the session-state cache's case).
 
-Prints replies/s completed, the server's CPU microseconds per reply (from
-``/proc/PID/stat``), those latencies, the server's CPU % and RSS sampled through the
+Several server processes (``bench.scenarios.Servers``, as ``bench/scenarios.py`` runs
+them: MariaDB on 127.0.0.1:3306, root without a password, in a scratch database
+``cs_bench_<random>`` dropped at the end; a private ``redis-server`` on a free loopback
+port; every process stopped by PID, workers included):
+
+* ``--mysql``: MariaDB instead of SQLite (``--history`` is seeded into it through the
+  store, as for SQLite); ``--mysql-pool-size`` sets ``[storage] mysql_pool_size``.
+* ``--bus``: the Redis bus on, even for one process.
+* ``--workers N``: one server command with ``[server] workers = N`` on one port (implies
+  ``--mysql`` and ``--bus``); the kernel spreads the visitors' sockets over the workers.
+* ``--instances N``: N server processes on their own ports, one database and one Redis
+  (implies ``--mysql`` and ``--bus``); visitor n connects to instance n % N.
+
+``--streams`` is ``[ai] max_concurrent_streams`` of each server process (default: the
+conversations, at most 512; more replies wait for a slot). Each stream holds an upstream
+connection beside the visitors' sockets: a stream per conversation made 10,000
+conversations need ~20,300 open files in one process, over the container's hard limit
+of 20,000. The bench raises its soft limit to the hard one (its children inherit it) and
+exits early when the busiest process (a server that may hold every visitor, or a load
+generator with its share) would not fit.
+
+Prints replies/s completed, the server's CPU microseconds per reply (the CPU of every
+server process over the window, from ``/proc/PID/stat``: a supervisor and its workers,
+or every instance; MariaDB, Redis and the fake upstream beside it, not included), each
+server process's CPU and RSS, those latencies, the server's CPU % and RSS sampled through the
 measured window (``flat`` when every sample after the first tenth is within ±5% of their
 median), the reference loop's speed (``bench.common.machine_speed``), each load
 generator's CPU % and event-loop lag, and the fake upstream's CPU %, so it is visible
@@ -54,7 +79,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import httpx
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
@@ -63,18 +87,20 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
     HOST,
-    free_port,
+    machine_cpu_seconds,
     machine_speed,
     percentile,
-    proc_times,
     raise_fd_limit,
-    wait_healthy,
-    write_server_config,
 )
 
 HANDSHAKES_AT_ONCE = 50  # per load generator: a burst of 500 connects overflows a listen backlog
 GRACE = 15.0  # seconds after --duration the replies in flight may take to finish
 RSS_TOLERANCE = 0.05  # "flat": every sample after the first tenth within ±5% of their median
+DEFAULT_STREAMS_CAP = 512
+"""``--streams`` default: at most this many replies streaming at once per server process.
+Each stream holds an upstream connection beside the visitors' sockets: with one per
+conversation, 10,000 conversations needed ~20,300 open files in one process (the
+container's hard limit is 20,000)."""
 SEED_BATCH = 2000  # history messages per append_messages call
 UNAVAILABLE = "bench: the AI reply failed"
 """``[ai] unavailable_message``: the one system message that means a reply failed (the
@@ -89,10 +115,9 @@ AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total
 
 
 
-def write_config(folder: Path, port: int, base_url: str, streams: int, prewarm: int,
-                 group_commit_max: int, cache_mb: int | None, sqlite_cache_mb: int | None) -> Path:
-    return write_server_config(folder, port, group_commit_max=group_commit_max,
-                               sqlite_cache_mb=sqlite_cache_mb, extra=f"""[ai]
+def ai_section(base_url: str, streams: int, prewarm: int, cache_mb: int | None) -> str:
+    """The servers' ``[ai]`` section (the rest is ``bench.common.write_server_config``'s)."""
+    return f"""[ai]
 enabled = true
 base_url = "{base_url}"
 api_key = "bench"
@@ -105,14 +130,13 @@ first_token_timeout = 60.0
 idle_timeout = 60.0
 total_timeout = 120.0
 unavailable_message = "{UNAVAILABLE}"
-""" + ("" if cache_mb is None else f"context_cache_mb = {cache_mb}\n"))
-
-
+""" + ("" if cache_mb is None else f"context_cache_mb = {cache_mb}\n")
 
 
 def seed_history(config_path: Path, conversations: int, history: int) -> list[str]:
     """Visitors, each with a conversation of ``history`` messages, straight in the database
-    the server will open; returns their visitor tokens."""
+    the servers will open (SQLite or MariaDB: through the store, before any server starts);
+    returns their visitor tokens."""
     from customer_service import auth  # noqa: PLC0415
     from customer_service.config import load_config  # noqa: PLC0415
     from customer_service.core.models import NewMessage, Role  # noqa: PLC0415
@@ -189,21 +213,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-
-
-def server_counters(port: int) -> dict[str, float]:
-    """The server's AI and error counters from /metrics (since it started), non-zero only."""
-    try:
-        text = httpx.get(f"http://{HOST}:{port}/metrics", timeout=5).text
-    except httpx.HTTPError as exc:
-        return {f"unavailable: {exc or type(exc).__name__}": 0.0}
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(AI_METRICS):
-            name, _, value = line.rpartition(" ")
-            if float(value):
-                out[name] = float(value)
-    return out
 
 
 # ---- load generator (runs in child processes) --------------------------------
@@ -407,9 +416,11 @@ def describe(round_: Round) -> str:
             + (", after its first delta" if round_.first_at else ""))
 
 
-def load_generator(port: int, visitors: range, times: tuple[float, float, float], patience: float,
-                   results: Any, tokens: list[str], history: int, think: float) -> None:
-    """``times``: (go_at, start_at, stop_at), all ``time.monotonic()`` (not trio's clock)."""
+def load_generator(ports: list[int], visitors: range, times: tuple[float, float, float],
+                   patience: float, results: Any, tokens: list[str], history: int,
+                   think: float) -> None:
+    """``times``: (go_at, start_at, stop_at), all ``time.monotonic()`` (not trio's clock).
+    Visitor ``n`` connects to ``ports[n % len(ports)]`` (one port per server instance)."""
     _, start_at, stop_at = times
     stats = Stats()
     cpu: list[float] = []
@@ -437,8 +448,8 @@ def load_generator(port: int, visitors: range, times: tuple[float, float, float]
                 for n in visitors:
                     hello = (json.dumps({"type": "hello", "visitor_token": tokens[n],
                                          "last_seq": history}) if tokens else '{"type":"hello"}')
-                    nursery.start_soon(run_visitor, port, n, times, patience, handshakes, stats,
-                                       hello, think)
+                    nursery.start_soon(run_visitor, ports[n % len(ports)], n, times, patience,
+                                       handshakes, stats, hello, think)
 
     trio.run(main)
     results.put({
@@ -480,7 +491,17 @@ def log_digest(path: Path, limit: int = 8) -> dict[str, Any]:
     return {"lines": len(lines), "first": list(distinct.values())[:limit]}
 
 
-def main() -> None:
+def ai_metrics(text: str) -> dict[str, float]:
+    """The server's AI and error counters in one /metrics text (since it started)."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(AI_METRICS):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=100)
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
@@ -491,8 +512,11 @@ def main() -> None:
     parser.add_argument("--chunk-delay", type=float, default=0.0, help="upstream seconds between tokens")
     parser.add_argument("--first-token-delay", type=float, default=0.0,
                         help="upstream seconds before the first token")
+    parser.add_argument("--streams", type=int, default=None,
+                        help="[ai] max_concurrent_streams of each server process (default: "
+                             f"conversations, at most {DEFAULT_STREAMS_CAP})")
     parser.add_argument("--prewarm", type=int, default=None,
-                        help="[ai] prewarm_connections (default: conversations, at most 64)")
+                        help="[ai] prewarm_connections (default: the streams, at most 64)")
     parser.add_argument("--reply-timeout", type=float, default=15.0,
                         help="seconds a visitor waits for an AI reply before sending the next text")
     parser.add_argument("--history", type=int, default=0,
@@ -504,8 +528,21 @@ def main() -> None:
     parser.add_argument("--sqlite-cache-mb", type=int, default=None,
                         help="[storage] sqlite_cache_mb (default: the server's, 64 MiB per connection)")
     parser.add_argument("--group-commit-max", type=int, default=512)
+    parser.add_argument("--mysql", action="store_true",
+                        help="MariaDB on 127.0.0.1:3306 (root) in a scratch database dropped after")
+    parser.add_argument("--bus", action="store_true",
+                        help="the Redis bus on (a private redis-server), even for one process")
+    parser.add_argument("--mysql-pool-size", type=int, default=None,
+                        help="[storage] mysql_pool_size of each server process (default: the server's)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="one server command with [server] workers = N on one port (implies "
+                             "--mysql --bus); the kernel spreads the visitors over the workers")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="N server processes on separate ports, one database and one Redis "
+                             "(implies --mysql --bus); visitor n on instance n %% N")
+    parser.add_argument("--keep", action="store_true", help="keep the servers' logs and folder")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not (1 <= args.conversations <= 10000 and 0 < args.duration <= 600 and 1 <= args.procs <= 64):
         parser.error("--conversations must be 1..10000, --duration 0..600 s, --procs 1..64")
     if not (0 <= args.history <= 10000) or (args.cache_mb is not None and args.cache_mb < 0):
@@ -517,11 +554,52 @@ def main() -> None:
     if not (1 <= args.tokens <= 1000 and args.chunk_delay >= 0 and args.first_token_delay >= 0
             and args.reply_timeout > 0):
         parser.error("--tokens must be 1..1000, the delays >= 0 and --reply-timeout > 0")
-    prewarm = min(args.conversations, 64) if args.prewarm is None else args.prewarm
+    if not (1 <= args.instances <= 8 and 1 <= args.workers <= 8):
+        parser.error("--instances and --workers must be 1..8")
+    if args.instances > 1 and args.workers > 1:
+        parser.error("--instances and --workers do not combine: choose one")
+    if args.instances > 1 or args.workers > 1:
+        args.mysql = args.bus = True
+    if args.mysql_pool_size is not None and not (args.mysql and 1 <= args.mysql_pool_size <= 64):
+        parser.error("--mysql-pool-size must be 1..64, with --mysql (or --instances, --workers)")
+    if args.mysql and args.sqlite_cache_mb:
+        parser.error("--sqlite-cache-mb is for SQLite; not with --mysql, --instances or --workers")
+    if args.streams is None:
+        args.streams = min(args.conversations, DEFAULT_STREAMS_CAP)
+    if not 1 <= args.streams <= 10000:
+        parser.error("--streams must be 1..10000")
+    if args.prewarm is None:
+        args.prewarm = min(args.streams, 64)
+    if not 0 <= args.prewarm <= args.streams:
+        parser.error("--prewarm must be 0..--streams")
     if args.warmup is None:  # long enough for several replies per conversation
         args.warmup = max(3.0, args.conversations / 100)
-    # The server holds a socket per visitor plus one upstream connection per stream.
-    raise_fd_limit(2 * args.conversations + prewarm + 200)
+    args.transport = None  # the server's default ([server] transport), for bench.scenarios.Servers
+    return args
+
+
+def fds_needed(args: argparse.Namespace) -> int:
+    """Open files the busiest process may need: a server process holds a socket per visitor
+    (all of them may land on one worker) plus one upstream connection per stream and its
+    log, database and listening files; a load generator one socket per visitor of its share."""
+    server = args.conversations + args.streams + args.prewarm + 200
+    generator = -(-args.conversations // min(args.procs, args.conversations)) + 100
+    return int(max(server, generator))
+
+
+def main() -> None:
+    # Imported here: bench.scenarios imports this module (log_digest).
+    from bench.scenarios import (  # noqa: PLC0415
+        Servers,
+        add_up,
+        cpu_report,
+        cpu_seconds,
+        rss_bytes,
+        terminate_all,
+    )
+
+    args = parse_args()
+    raise_fd_limit(fds_needed(args))  # the servers and load generators inherit it
     reference = machine_speed()
 
     procs: list[Any] = []
@@ -533,17 +611,19 @@ def main() -> None:
             if not base_url:
                 raise SystemExit("the fake upstream did not start: "
                                  + (folder / "upstream.log").read_text(errors="replace")[-2000:])
-            port = free_port()
-            config_path = write_config(folder, port, base_url, args.conversations, prewarm,
-                                       args.group_commit_max, args.cache_mb, args.sqlite_cache_mb)
             seeded = time.monotonic()
-            tokens = seed_history(config_path, args.conversations, args.history) if args.history else []
+            servers = Servers(
+                args, 0, extra=ai_section(base_url, args.streams, args.prewarm, args.cache_mb),
+                seed=((lambda config: seed_history(config, args.conversations, args.history))
+                      if args.history else None))
             seed_seconds = time.monotonic() - seeded
-            server = subprocess.Popen(
-                [sys.executable, "-m", "customer_service", f"--config={config_path}", "serve"],
-                cwd=folder, stdout=subprocess.DEVNULL, stderr=(folder / "server.log").open("wb"))
+            tokens = servers.tokens
+            failed = True
             try:
-                wait_healthy(server, port)
+                servers.wait_ready(timeout=60 + args.conversations / 100)
+                measured = servers.measured()
+                services = servers.services()
+                server_pids = [pid for _, pid in measured]
                 # Every visitor connects and says hello before go_at; the loops start after it.
                 go_at = time.monotonic() + max(3.0, args.conversations / 200)
                 start_at = go_at + args.warmup
@@ -551,36 +631,38 @@ def main() -> None:
                 ctx = mp.get_context("spawn")
                 results = ctx.Queue()
                 procs = [ctx.Process(target=load_generator,
-                                     args=(port, range(i, args.conversations, args.procs),
+                                     args=(servers.ports, range(i, args.conversations, args.procs),
                                            (go_at, start_at, stop_at), args.reply_timeout, results,
                                            tokens, args.history, args.think_time))
                          for i in range(min(args.procs, args.conversations))]
                 for p in procs:
                     p.start()
                 time.sleep(max(0.0, start_at - time.monotonic()))
-                cpu0, _ = proc_times(server.pid)
-                up0, _ = proc_times(upstream.pid)
+                watched = server_pids + [pid for _, pid in services] + [upstream.pid]
+                t0 = time.monotonic()
+                busy0 = machine_cpu_seconds()
+                cpu0 = [cpu_seconds(pid) for pid in watched]
                 every = max(1.0, args.duration / 30)  # RSS samples through the window
                 rss_samples: list[float] = []
                 while time.monotonic() < stop_at - every / 2:
-                    rss_samples.append(float(proc_times(server.pid)[1]))
+                    rss_samples.append(float(rss_bytes(server_pids)))
                     time.sleep(max(0.0, min(every, stop_at - time.monotonic())))
                 time.sleep(max(0.0, stop_at - time.monotonic()))
-                cpu1, rss = proc_times(server.pid)
-                rss_samples.append(float(rss))
-                up1, up_rss = proc_times(upstream.pid)
+                cpu1 = [cpu_seconds(pid) for pid in watched]
+                busy1 = machine_cpu_seconds()
+                t1 = time.monotonic()
+                rss_each = [rss_bytes([pid]) for pid in watched]
+                rss_samples.append(float(sum(rss_each[:len(server_pids)])))
                 for _ in procs:
                     collected.append(results.get(timeout=max(1.0, stop_at + GRACE + 30 - time.monotonic())))
                 for p in procs:
                     p.join(timeout=30)
-                counters = server_counters(port)
+                scrapes = servers.scrape(ai_metrics)
+                servers.check_alive(measured)
+                failed = False
             finally:
-                for p in procs:
-                    if p.is_alive():
-                        p.terminate()
-                        p.join(timeout=10)
-                stop(server)
-                server_log = log_digest(folder / "server.log")
+                terminate_all(procs)
+                servers.close(failed)
         finally:
             stop(upstream)
             upstream_log = log_digest(folder / "upstream.log")
@@ -588,37 +670,55 @@ def main() -> None:
     def merged(key: str) -> list[float]:
         return [x for r in collected for x in r[key]]
 
+    window = t1 - t0
+    n = len(server_pids)
+    processes = cpu_report(measured, cpu0[:n], cpu1[:n], rss_each[:n], window)
+    beside = cpu_report([*services, ("fake upstream", upstream.pid)], cpu0[n:], cpu1[n:],
+                        rss_each[n:], window)
+    server_cpu_s = sum(p["cpu_s"] for p in processes)
     replies = sum(r["replies"] for r in collected)
+    per_rate = replies / args.duration
     problems: Counter[str] = Counter()
     for r in collected:
         problems.update(r["problems"])
+    counters = {name: value for name, value in add_up(list(scrapes.values())).items() if value}
     report = {
         "scenario": (f"AI closed loop{f' (think {args.think_time:g} s)' if args.think_time else ''}, "
                      f"{args.conversations} conversations with {args.history} "
                      f"earlier messages each, upstream {args.tokens} tokens "
-                     f"(first after {args.first_token_delay:g} s, then every {args.chunk_delay:g} s)"
+                     f"(first after {args.first_token_delay:g} s, then every {args.chunk_delay:g} s), "
+                     f"max_concurrent_streams {args.streams}"
                      + ("" if args.cache_mb is None else f", context_cache_mb {args.cache_mb}")
                      + ("" if args.sqlite_cache_mb is None
                         else f", sqlite_cache_mb {args.sqlite_cache_mb}")),
+        "deployment": (servers.note if args.instances == 1 else  # no agents here: say so
+                       f"{args.instances} instances, visitor n on instance n % {args.instances}; "
+                       + servers.note[servers.note.index("MariaDB"):]),
         "replies": replies,
-        "replies_per_s": replies / args.duration,
-        "server_cpu_us_per_reply": (cpu1 - cpu0) / replies * 1e6 if replies else float("nan"),
+        "replies_per_s": per_rate,
+        # The CPU rate over [t0, t1] (all server processes: a supervisor and its workers)
+        # over the reply rate in the measured window (they differ by the ms /proc takes).
+        "server_cpu_us_per_reply": (server_cpu_s / window / per_rate * 1e6 if replies
+                                    else float("nan")),
         "history_seeded_s": seed_seconds,
         "reference_loop_s": reference,
         "added_latency_ms": summary_ms(merged("added")),
         "time_to_first_delta_ms": summary_ms(merged("first_delta")),
         "full_reply_ms": summary_ms(merged("full")),
         "text_ack_ms": summary_ms(merged("ack")),
-        "server": {"cpu_percent": (cpu1 - cpu0) / args.duration * 100, "rss_mb": rss / 2**20,
+        "server": {"cpu_percent": server_cpu_s / window * 100,
+                   "rss_mb": sum(p["rss_mb"] for p in processes), "processes": processes,
                    "rss_samples_mb": [round(x / 2**20, 1) for x in rss_samples],
                    "rss_verdict": rss_verdict(rss_samples)},
-        "upstream": {"cpu_percent": (up1 - up0) / args.duration * 100, "rss_mb": up_rss / 2**20},
+        "beside_servers": beside,
+        "machine_busy_percent": (busy1 - busy0) / window * 100,
         "load_generators": [
             {"cpu_percent": r["cpu_percent"], "replies": r["replies"], "visitors": r["visitors"],
              "loop_lag_p99_ms": r["lag_p99_ms"]} for r in collected],
         "problems": dict(problems),
         "server_counters": counters,
-        "server_log": server_log,
+        "metrics_processes": f"{len(scrapes)} of {len(servers.ports) * servers.workers}",
+        "server_log": servers.log_digest,
         "upstream_log": upstream_log,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
     }
@@ -640,12 +740,22 @@ def print_report(report: dict[str, Any], duration: float) -> None:
         lat = report[key]
         print(f"  {label}: p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms  max {lat['max']:.2f} ms  "
               f"mean {lat['mean']:.2f} ms  ({lat['samples']} replies)")
-    print(f"  server: CPU {report['server']['cpu_percent']:.0f}%  RSS {report['server']['rss_mb']:.1f} MB")
-    samples = report["server"]["rss_samples_mb"]
-    print(f"  server RSS: {report['server']['rss_verdict']}; {len(samples)} samples (MB): "
+    print(f"  deployment: {report['deployment']}")
+    server = report["server"]
+    print(f"  server: CPU {server['cpu_percent']:.0f}%  RSS {server['rss_mb']:.1f} MB"
+          + (" (all processes)" if len(server["processes"]) > 1 else ""))
+    if len(server["processes"]) > 1:
+        for proc in server["processes"]:
+            print(f"    {proc['name']} (pid {proc['pid']}): CPU {proc['cpu_percent']:.0f}%  "
+                  f"RSS {proc['rss_mb']:.1f} MB")
+    samples = server["rss_samples_mb"]
+    print(f"  server RSS: {server['rss_verdict']}; {len(samples)} samples (MB): "
           + " ".join(f"{x:g}" for x in samples))
-    print(f"  fake upstream: CPU {report['upstream']['cpu_percent']:.0f}%  "
-          f"RSS {report['upstream']['rss_mb']:.1f} MB")
+    for proc in report["beside_servers"]:
+        print(f"  {proc['name']} (not in the server's figure): CPU {proc['cpu_percent']:.0f}%  "
+              f"RSS {proc['rss_mb']:.1f} MB")
+    print(f"  the machine's cores were busy {report['machine_busy_percent']:.0f}% "
+          f"(of {100 * (report['machine']['cpus'] or 1)}%) while measured")
     for n, gen in enumerate(report["load_generators"]):
         print(f"  load generator {n}: CPU {gen['cpu_percent']:.0f}% while measured, "
               f"{gen['visitors']} visitors, {gen['replies']} replies, "
@@ -666,7 +776,7 @@ def print_report(report: dict[str, Any], duration: float) -> None:
         print(f"  server since start: {batch:.1f} messages per group commit on average; "
               f"AI request -> first token mean {first:.2f} ms")
     if report["server_counters"]:
-        print("  server counters since start: " + ", ".join(
+        print(f"  server counters since start ({report['metrics_processes']} processes): " + ", ".join(
             f"{name} {value:g}" for name, value in report["server_counters"].items()))
     for name in ("server_log", "upstream_log"):
         digest = report[name]

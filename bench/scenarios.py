@@ -599,7 +599,11 @@ class Servers:
     Redis and drops the scratch database; after a failure it prints the tail of each log
     and keeps the folder."""
 
-    def __init__(self, args: argparse.Namespace, agents: int) -> None:
+    def __init__(self, args: argparse.Namespace, agents: int, *, extra: str = "",
+                 seed: Callable[[Path], list[str]] | None = None) -> None:
+        """``extra``: more TOML sections for every server's config (``bench/ai.py``'s
+        ``[ai]``); ``seed``: called with the first config before any server starts, its
+        result kept as ``tokens`` (instead of making ``agents`` agents)."""
         self.folder = Path(tempfile.mkdtemp(prefix="cs-bench-scn-"))
         self.workers: int = args.workers
         self.database = new_database_name() if args.mysql else None
@@ -622,8 +626,11 @@ class Servers:
                     folder, port, group_commit_max=args.group_commit_max, transport=args.transport,
                     sqlite_cache_mb=args.sqlite_cache_mb, mysql_database=self.database,
                     redis_url=self.redis.url if self.redis else None, workers=args.workers,
-                    mysql_pool_size=args.mysql_pool_size))
-            self.tokens = trio.run(make_agents, configs[0], agents) if agents else []
+                    mysql_pool_size=args.mysql_pool_size, extra=extra))
+            if seed is not None:
+                self.tokens = seed(configs[0])
+            else:
+                self.tokens = trio.run(make_agents, configs[0], agents) if agents else []
             for n, config in enumerate(configs, 1):
                 self.names.append(f"instance {n}" if args.instances > 1 else "server")
                 self.log_paths.append(config.parent / "server.log")
@@ -712,7 +719,8 @@ class Servers:
                 pid for name, pid in measured if name.startswith("worker")}:
             raise SystemExit("a worker process exited during the run (the supervisor restarted it)")
 
-    def scrape(self) -> dict[str, dict[str, float]]:
+    def scrape(self, parse: Callable[[str], dict[str, float]] = parse_metrics
+               ) -> dict[str, dict[str, float]]:
         """The counters of every instance (every worker), by instance name. For workers, each
         new connection reaches a worker the kernel picks: /healthz names it, and /metrics is
         read on the same keep-alive connection."""
@@ -732,7 +740,7 @@ class Servers:
                             continue  # not the same connection after all
                 except (httpx.HTTPError, ValueError, KeyError):
                     continue
-                out[instance] = parse_metrics(text)
+                out[instance] = parse(text)
                 found += 1
         return out
 

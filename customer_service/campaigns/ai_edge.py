@@ -4,27 +4,29 @@ Non-streaming (nobody watches a campaign message being written): one ``POST
 /chat/completions`` with the system prompt and the contact's rendered prompt, one
 JSON answer with the text and, usually, ``usage``. Each call is one attempt: retries,
 backoff and the campaign-wide pace are the runner's (``core.campaign_pacing``), so
-that a 429 slows the whole campaign. httpx errors become ``AiError``s here, in one
-place, as the chat's client does (``ai.client``).
+that a 429 slows the whole campaign.
+
+The request goes over the chat's transport (``ai.transport``): the lean h11 client for
+a plain ``http://`` upstream, the sharded httpx pools for ``https://`` or ``[ai]
+http_client = "httpx"``. The transport raises ``AiError``s only (each converts its own
+failures in one place); an answer other than 200 becomes one here (``status_error``).
+Its per-read and pool-wait timeouts are the campaign's ``total_timeout`` (nothing
+arrives before the whole completion is written), connect and write ``connect_timeout``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import httpx
 import msgspec
 import trio
 
-from customer_service.ai.upstream import (
-    open_upstream_pools,
-    read_at_most,
-    status_error,
-    transport_error,
-)
+from customer_service.ai.transport import UpstreamTransport, open_transport
+from customer_service.ai.upstream import read_at_most, status_error
 from customer_service.config import AiConfig
 from customer_service.core.text import visible
 from customer_service.errors import (
@@ -99,23 +101,19 @@ def parse_completion(body: bytes, prompt_chars: int) -> Generated:
     return Generated(text, tokens)
 
 
-class _Shard:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self.http = http
-        self.busy = 0
+HEADERS = {"User-Agent": "customer-service-campaigns", "Content-Type": "application/json",
+           "Accept-Encoding": "identity"}
+"""Sent with every request (given to the transport once). The body is read raw, without
+content-decoding, so it must come uncompressed."""
 
 
 class CampaignAi:
-    """Generates campaign messages; one instance per run, shared by its workers.
+    """Generates campaign messages; one instance per run, shared by its workers, over one
+    transport holding at most the campaign's ``concurrency`` connections."""
 
-    Its connections are split into pools of at most ``POOL_SHARD_SIZE`` (each request
-    goes to the least busy): httpcore walks every connection of a pool on each request,
-    which with 64 connections in one pool cost a tenth of the runner's CPU (measured),
-    as the chat's client found (``ai.client``)."""
-
-    def __init__(self, config: AiConfig, pools: list[httpx.AsyncClient]) -> None:
+    def __init__(self, config: AiConfig, transport: UpstreamTransport) -> None:
         self.config = config
-        self._shards = [_Shard(http) for http in pools]
+        self.transport = transport
 
     async def generate(self, prompt: str) -> Generated:
         """One attempt; raise an ``AiError`` (``AiRateLimited`` with its Retry-After,
@@ -127,21 +125,16 @@ class CampaignAi:
             "temperature": cfg.temperature,
             "messages": [{"role": "system", "content": cfg.system_prompt},
                          {"role": "user", "content": prompt}]})
-        shard = min(self._shards, key=lambda s: s.busy)
-        shard.busy += 1
         try:
             with trio.fail_after(cfg.total_timeout):
-                async with shard.http.stream("POST", "chat/completions",
-                                             content=body) as response:
+                async with self.transport.stream_post("chat/completions", body,
+                                                      {}) as response:
+                    status, headers = response.status_code, response.headers
                     content = await read_at_most(response, MAX_BODY)
         except trio.TooSlowError:
             raise AiTimeout(f"no answer within {cfg.total_timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise transport_error(exc) from None
-        finally:
-            shard.busy -= 1
-        if response.status_code != 200:
-            raise status_error(response.status_code, response.headers, content)
+        if status != 200:
+            raise status_error(status, headers, content)
         return parse_completion(content, len(cfg.system_prompt) + len(prompt))
 
 
@@ -151,9 +144,12 @@ def describe_error(error: AiError) -> str:
 
 @asynccontextmanager
 async def open_campaign_ai(config: AiConfig, concurrency: int) -> AsyncIterator[CampaignAi]:
-    """A ``CampaignAi`` with ``concurrency`` connections (``ai.upstream``), closed at exit."""
-    timeout = httpx.Timeout(connect=config.connect_timeout, read=config.total_timeout,
-                            write=config.connect_timeout, pool=config.total_timeout)
-    headers = {"User-Agent": "customer-service-campaigns", "Content-Type": "application/json"}
-    async with open_upstream_pools(config, concurrency, timeout, headers) as pools:
-        yield CampaignAi(config, pools)
+    """A ``CampaignAi`` with at most ``concurrency`` connections (``ai.transport``), closed
+    at exit. The transport waits up to ``first_token_timeout`` for a free connection and
+    ``max(idle_timeout, first_token_timeout)`` per read; a non-streaming answer comes
+    whole at the end, so both are the campaign's ``total_timeout`` here."""
+    wait = config.total_timeout
+    transport_config = dataclasses.replace(config, first_token_timeout=wait, idle_timeout=wait)
+    async with open_transport(transport_config, max(1, concurrency),
+                              dict(HEADERS)) as transport:
+        yield CampaignAi(config, transport)

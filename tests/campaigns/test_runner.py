@@ -133,7 +133,12 @@ async def test_429_slows_the_whole_campaign_and_the_rate_is_never_exceeded(
 async def test_5xx_and_resets_are_retried_then_fallback(tmp_path: Path) -> None:
     async with open_fake_openai(script=Script(tokens=["Generated"])) as fake:
         fake.script(Script(status=500), Script(status=502), Script(status=503),  # u0: fallback
-                    Script(reset_after=0), Script(tokens=["Second try"]),        # u1
+                    # u1: the first reset comes on a kept-alive connection before any
+                    # byte of the answer, which the transport takes for the stale
+                    # keep-alive race and sends once more on a new connection (not an
+                    # attempt); the reset of that new connection is the failed attempt.
+                    Script(reset_after=0), Script(reset_after=0),
+                    Script(tokens=["Second try"]),                               # u1
                     Script(status=400))                                          # u2: final
         config = config_at(write_config(tmp_path, fake.base_url))
         async with open_store(config) as store:
@@ -274,3 +279,40 @@ async def test_two_runs_started_together_name_the_winner(tmp_path: Path) -> None
         racing: Any = _RivalClaimsBetween(store)
         with pytest.raises(Conflict, match=r"is being run by elsewhere:1:rival \(lease until"):
             await claim(racing, campaign.id, owner_id(), 15)
+
+
+@pytest.mark.parametrize("http_client", ["auto", "httpx"])
+async def test_campaign_requests_go_over_the_chat_transport(tmp_path: Path,
+                                                            http_client: str) -> None:
+    """``auto`` on an ``http://`` upstream is the lean h11 client; ``httpx`` the pools:
+    the same requests, headers, error handling and texts either way."""
+    async with open_fake_openai(script=Script(tokens=["Fine", " day"])) as fake:
+        fake.script(Script(status=503, retry_after="0"), Script(tokens=["After 503"]))  # u0
+        path = write_config(tmp_path, fake.base_url)
+        path.write_text(path.read_text() + f'http_client = "{http_client}"\n')
+        config = config_at(path)
+        async with open_store(config) as store:
+            await store.migrate()
+            await add_contacts(store, 3)
+            campaign, _ = await new_campaign(store, "Hi {name}", concurrency=1)
+            async with open_campaign_ai(config.ai, 1) as ai:
+                outcome = await run_campaign(store, campaign.id, ai=ai, deliver=None,
+                                             owner=owner_id(), settings=SETTINGS)
+            assert outcome.status is CampaignStatus.FINISHED
+            recipients = await store.recipients_page(campaign.id, 0, 10)
+            assert [r.state for r in recipients] == [RecipientState.SENT] * 3
+            assert [r.attempts for r in recipients] == [2, 1, 1]
+        assert len(fake.requests) == 4
+        for request in fake.requests:
+            assert request.path == "/v1/chat/completions"
+            assert request.headers["authorization"] == "Bearer k"
+            assert request.headers["user-agent"] == "customer-service-campaigns"
+            assert request.headers["accept-encoding"] == "identity"
+            assert request.body["stream"] is False
+        by_contact = {}
+        with sqlite3.connect(tmp_path / "test.db") as connection:
+            for client_id, content in connection.execute(
+                    "SELECT client_id, content FROM messages WHERE campaign_id = ?",
+                    (campaign.id,)):
+                by_contact[client_id.rsplit(":", 1)[1]] = content
+        assert sorted(by_contact.values()) == ["After 503", "Fine day", "Fine day"]
