@@ -35,6 +35,7 @@ Every failure becomes an ``AiError`` in ``_transport_error``, the one place.
 from __future__ import annotations
 
 import logging
+import os
 import select
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -269,11 +270,18 @@ class H11Transport:
         return _Conn(stream)
 
     async def recv(self, conn: _Conn) -> bytes:
-        """One network read (b"" at EOF), under the read timeout."""
-        with trio.move_on_after(self._read_timeout) as waiting:
-            data = await conn.sock.recv(RECEIVE_SIZE)
-        if waiting.cancelled_caught:
-            raise _Timeout("ReadTimeout")
+        """One network read (b"" at EOF); only a wait for the socket is under the read
+        timeout (no cancel scope when the bytes are already there, as they usually are
+        while a reply streams). The checkpoint comes first, as trio's ``recv`` has one."""
+        await trio.lowlevel.checkpoint()
+        sock = conn.sock
+        try:
+            data = os.read(sock.fileno(), RECEIVE_SIZE)  # the socket does not block
+        except BlockingIOError:
+            with trio.move_on_after(self._read_timeout) as waiting:
+                data = await sock.recv(RECEIVE_SIZE)
+            if waiting.cancelled_caught:
+                raise _Timeout("ReadTimeout") from None
         conn.received += len(data)
         return data
 
