@@ -105,7 +105,8 @@ SEED_BATCH = 2000  # history messages per append_messages call
 UNAVAILABLE = "bench: the AI reply failed"
 """``[ai] unavailable_message``: the one system message that means a reply failed (the
 greeting a new conversation gets is a system message too, and must not end a round)."""
-AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_ai_errors_total", "cs_ai_retries_total",
+AI_METRICS = ("cs_ai_context_cache_", "cs_ai_replies_total", "cs_frames_out_total",
+              "cs_ai_tokens_total", "cs_ai_errors_total", "cs_ai_retries_total",
               "cs_error_frames_total", "cs_slow_consumers_closed_total", "cs_db_errors_total",
               "cs_ai_breaker_open", "cs_commit_batch_size_sum", "cs_commit_batch_size_count",
               "cs_ai_first_token_seconds_sum", "cs_ai_first_token_seconds_count")

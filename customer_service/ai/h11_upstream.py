@@ -6,8 +6,11 @@ request and close, layers of async generators) was a quarter of the server's CPU
 Here one request is: take the newest idle connection off a stack (``core.http1.IdleStack``,
 O(1); one ``poll`` of that socket to see the server has not closed it nor sent
 anything unasked, which would be read as the answer to the next request), write the
-head and body in one ``send``, parse with h11, hand the body out one network read at a
-time.
+head and body in one ``send``, parse the response head with h11, hand the body out one
+network read at a time. A chunked body (what streaming upstreams send) is decoded by
+``core.http1.ChunkedBody`` instead of h11: h11's per-chunk work (a regex, an event, a
+state-machine step per SSE event) was a fifth of the server's event loop; the
+connection then goes back to the pool with a fresh h11 state.
 
 Guarantees (the same as the httpx path gives ``ai.client``):
 
@@ -21,7 +24,8 @@ Guarantees (the same as the httpx path gives ``ai.client``):
   cannot skip it); idle connections expire after ``KEEPALIVE_EXPIRY`` seconds;
 - the stale keep-alive race: when a reused connection fails before the server sent
   anything back, the request goes once more on a fresh connection;
-- chunked and Content-Length bodies and bodies ended by close (h11);
+- chunked bodies (``ChunkedBody``, as strict as h11), Content-Length bodies and bodies
+  ended by close (h11);
 - no proxies: ``HTTP_PROXY``/``ALL_PROXY`` are not read (an in-network upstream is
   reached directly; use ``http_client = "httpx"`` to go through a proxy).
 
@@ -31,6 +35,7 @@ Every failure becomes an ``AiError`` in ``_transport_error``, the one place.
 from __future__ import annotations
 
 import logging
+import os
 import select
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -42,8 +47,10 @@ import trio
 from customer_service.ai.upstream import MAX_ERROR_BODY
 from customer_service.config import AiConfig
 from customer_service.core.http1 import (
+    ChunkedBody,
     IdleStack,
     Origin,
+    keeps_alive,
     origin,
     request_head,
     response_headers,
@@ -108,15 +115,24 @@ class _Conn:
 class H11Response:
     """Status, lower-case headers and the body, one network read per piece."""
 
-    __slots__ = ("_conn", "_pool", "done", "headers", "status_code")
+    __slots__ = ("_chunked", "_conn", "_first", "_keep_alive", "_pool", "done", "headers",
+                 "status_code")
 
     def __init__(self, pool: H11Transport, conn: _Conn, status: int,
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], *, chunked: ChunkedBody | None = None,
+                 keep_alive: bool = False, first: bytes = b"") -> None:
         self._pool = pool
         self._conn = conn
         self.status_code = status
         self.headers = headers
         self.done = False  # the body was read to its end
+        self._chunked = chunked
+        """A chunked body, decoded here rather than by h11 (whose state then stays at the
+        start of the body: the connection gets a fresh one if it is kept)."""
+        self._keep_alive = keep_alive
+        """The response allows keeping the connection (for a chunked body; else h11 knows)."""
+        self._first = first
+        """Body bytes ``ChunkedBody`` decoded from what came in with the head."""
 
     def aiter_raw(self) -> AsyncIterator[bytes]:
         return _Body(self)
@@ -147,6 +163,20 @@ class _Body:
     async def _next_piece(response: H11Response) -> bytes:
         conn = response._conn
         pool = response._pool
+        chunked = response._chunked
+        if chunked is not None:
+            piece, response._first = response._first, b""
+            while not piece and not chunked.done:
+                data = await pool.recv(conn)
+                if not data:
+                    raise h11.RemoteProtocolError("the upstream closed the connection "
+                                                  "before the end of the chunked body")
+                piece = chunked.feed(data)
+            if chunked.done:
+                response.done = True
+            if piece:
+                return piece
+            raise StopAsyncIteration
         pieces: list[bytes] = []
         while True:
             event = conn.h11.next_event()
@@ -195,11 +225,24 @@ class H11Transport:
                 return conn
             conn.close()
 
-    def _release(self, conn: _Conn, read_to_end: bool) -> None:
-        """Back on the stack when h11 allows it, else closed; never awaits."""
+    def _release(self, response: H11Response) -> None:
+        """Back on the stack when h11 (or, for a chunked body, ``ChunkedBody`` and the
+        response's ``Connection``) allows it, else closed; never awaits."""
+        conn = response._conn
+        chunked = response._chunked
+        if chunked is not None:
+            if (not self._closed and response.done and response._keep_alive
+                    and not chunked.extra):
+                conn.h11 = h11.Connection(h11.CLIENT)
+                conn.received = 0
+                for gone in self.idle.put(conn, trio.current_time()):
+                    gone.close()
+            else:
+                conn.close()
+            return
         state = conn.h11
         if (not self._closed and reusable(state.our_state.__name__, state.their_state.__name__,
-                                          read_to_end, len(state.trailing_data[0]))):
+                                          response.done, len(state.trailing_data[0]))):
             try:
                 state.start_next_cycle()
             except h11.LocalProtocolError:
@@ -226,13 +269,24 @@ class H11Transport:
         self.opened += 1
         return _Conn(stream)
 
-    async def receive(self, conn: _Conn) -> None:
-        with trio.move_on_after(self._read_timeout) as waiting:
-            data = await conn.sock.recv(RECEIVE_SIZE)
-        if waiting.cancelled_caught:
-            raise _Timeout("ReadTimeout")
+    async def recv(self, conn: _Conn) -> bytes:
+        """One network read (b"" at EOF); only a wait for the socket is under the read
+        timeout (no cancel scope when the bytes are already there, as they usually are
+        while a reply streams). The checkpoint comes first, as trio's ``recv`` has one."""
+        await trio.lowlevel.checkpoint()
+        sock = conn.sock
+        try:
+            data = os.read(sock.fileno(), RECEIVE_SIZE)  # the socket does not block
+        except BlockingIOError:
+            with trio.move_on_after(self._read_timeout) as waiting:
+                data = await sock.recv(RECEIVE_SIZE)
+            if waiting.cancelled_caught:
+                raise _Timeout("ReadTimeout") from None
         conn.received += len(data)
-        conn.h11.receive_data(data)
+        return data
+
+    async def receive(self, conn: _Conn) -> None:
+        conn.h11.receive_data(await self.recv(conn))
 
     async def _request(self, conn: _Conn, method: str, path: str,
                        body: bytes | None, headers: Mapping[str, str]) -> H11Response:
@@ -253,8 +307,18 @@ class H11Transport:
             if event is h11.NEED_DATA:
                 await self.receive(conn)
             elif isinstance(event, h11.Response):
-                return H11Response(self, conn, event.status_code,
-                                   response_headers(event.headers))
+                headers = response_headers(event.headers)
+                if state.their_state is h11.SEND_BODY and "transfer-encoding" in headers:
+                    # h11 accepted the framing, so it is chunked: decoded by ChunkedBody
+                    # from here, starting with what came in with the head.
+                    chunked = ChunkedBody()
+                    first = chunked.feed(bytes(state.trailing_data[0]))
+                    return H11Response(
+                        self, conn, event.status_code, headers, chunked=chunked, first=first,
+                        keep_alive=keeps_alive(event.http_version,
+                                               [value for name, value in event.headers
+                                                if name == b"connection"]))
+                return H11Response(self, conn, event.status_code, headers)
             elif isinstance(event, h11.InformationalResponse):
                 continue
             else:
@@ -307,7 +371,7 @@ class H11Transport:
             try:
                 yield response
             finally:
-                self._release(response._conn, response.done)
+                self._release(response)
         finally:
             self._slots.release()
 

@@ -3,9 +3,10 @@
 Where a plain-``http://`` upstream lives (``origin``), the request head we send
 (``request_head``), the response headers as one lower-case mapping
 (``response_headers``), whether a connection may go back to the pool
-(``reusable``), and the idle-connection stack (``IdleStack``): a LIFO of idle
-connections per origin, so taking one is O(1) and never walks the pool (the cost
-httpcore pays on every request), with idle expiry from the cold end.
+(``reusable``, ``keeps_alive``), the idle-connection stack (``IdleStack``): a LIFO of
+idle connections per origin, so taking one is O(1) and never walks the pool (the cost
+httpcore pays on every request), with idle expiry from the cold end; and the decoder of
+a chunked response body (``ChunkedBody``), which takes over from h11 after the head.
 
 No sockets and no event loop here: the edge module does the I/O and asks these.
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
-from customer_service.errors import AiError
+from customer_service.errors import AiConnectionError, AiError
 
 T = TypeVar("T")
 
@@ -104,6 +105,111 @@ def reusable(our_state: str, their_state: str, body_read_to_end: bool,
     request's response, so such a connection is closed too."""
     return (body_read_to_end and our_state == "DONE" and their_state == "DONE"
             and not unread)
+
+
+def keeps_alive(http_version: bytes, connection: Iterable[bytes]) -> bool:
+    """Whether a response lets its connection be kept (as h11 decides): HTTP/1.1 or
+    later, and no ``close`` token in its ``Connection`` header(s)."""
+    if http_version < b"1.1":
+        return False
+    return not any(token.strip().lower() == b"close"
+                   for value in connection for token in value.split(b","))
+
+
+MAX_CHUNK_LINE = 16 * 1024
+"""Longest chunk-size line (with its extensions) or trailer line taken (h11's head limit)."""
+_HEX = b"0123456789abcdefABCDEF"
+_SIZE, _DATA, _DATA_END, _TRAILER, _END = range(5)
+
+
+class ChunkedBody:
+    """Decodes a chunked response body (RFC 9112 §7.1) fed in pieces of any size:
+    ``feed`` returns the payload bytes the piece completes, joined (a fast upstream's
+    burst of twenty chunks is one ``bytes``). What h11 does per chunk (a regex, an event
+    object, a state machine step) is a ``find`` and a slice here.
+
+    As strict as h11: a size is 1-16 hex digits (h11 takes 20; no upstream sends a chunk
+    of 2**64 bytes), extensions after ``;`` are ignored, each
+    chunk's data ends with CRLF, lines end with CRLF and are at most ``MAX_CHUNK_LINE``
+    bytes; anything else raises ``AiConnectionError``. Trailer fields are read and
+    ignored. ``done`` once the last chunk and the trailer section ended; ``extra`` counts
+    bytes received past that end (a connection with any must not be reused).
+    """
+
+    __slots__ = ("_buf", "_left", "_state", "done", "extra")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._left = 0
+        self._state = _SIZE
+        self.done = False
+        self.extra = 0
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            self.extra += len(data)
+            return b""
+        if self._buf:
+            data = self._buf + data
+            self._buf = b""
+        out: list[bytes] = []
+        pos = 0
+        end = len(data)
+        while pos < end:
+            state = self._state
+            if state == _DATA:
+                take = min(self._left, end - pos)
+                out.append(data[pos:pos + take])
+                pos += take
+                self._left -= take
+                if not self._left:
+                    self._state = _DATA_END
+            elif state == _DATA_END:
+                if end - pos < 2:
+                    if data[pos] != 0x0D:
+                        raise AiConnectionError("upstream body: a chunk's data does not end "
+                                                "with CRLF")
+                    self._buf = data[pos:]
+                    break
+                if data[pos] != 0x0D or data[pos + 1] != 0x0A:
+                    raise AiConnectionError("upstream body: a chunk's data does not end with CRLF")
+                pos += 2
+                self._state = _SIZE
+            else:
+                eol = data.find(b"\r\n", pos)
+                if eol < 0:
+                    if end - pos > MAX_CHUNK_LINE:
+                        raise AiConnectionError("upstream body: a chunk line is too long")
+                    self._buf = data[pos:]
+                    break
+                if eol - pos > MAX_CHUNK_LINE:
+                    raise AiConnectionError("upstream body: a chunk line is too long")
+                line = data[pos:eol]
+                pos = eol + 2
+                if state == _SIZE:
+                    size = _chunk_size(line)
+                    if size:
+                        self._left = size
+                        self._state = _DATA
+                    else:
+                        self._state = _TRAILER
+                elif not line:  # the empty line after the trailer fields: the end
+                    self._state = _END
+                    self.done = True
+                    self.extra = end - pos
+                    break
+        if not out:
+            return b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _chunk_size(line: bytes) -> int:
+    size, extension, _ = line.partition(b";")
+    if not extension:  # spaces may end the line (h11 takes them), not come before a ";"
+        size = size.rstrip(b" \t")
+    if not 1 <= len(size) <= 16 or size.translate(None, _HEX):
+        raise AiConnectionError(f"upstream body: bad chunk size {bytes(line[:40])!r}")
+    return int(size, 16)
 
 
 class IdleStack(Generic[T]):

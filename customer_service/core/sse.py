@@ -54,6 +54,20 @@ class SseDecoder:
         if self._after_cr and piece.startswith(b"\n"):
             start = 1
         self._after_cr = False
+        if b"\r" not in piece:  # the usual stream: LF line ends only, split in one call
+            lines = (piece[start:] if start else piece).split(b"\n")
+            rest = lines.pop()
+            for part in lines:
+                if self._line:  # the start of this line came in an earlier piece
+                    self._line += part
+                    self._end_line(events)
+                else:
+                    self._take_line(part, events)
+            if rest:
+                self._line += rest
+                if len(self._line) > self.max_event_bytes:
+                    raise AiBadResponse(f"an event line is over {self.max_event_bytes} bytes")
+            return events
         end = len(piece)
         while start < end:
             cut = _next_break(piece, start, end)
@@ -75,6 +89,9 @@ class SseDecoder:
     def _end_line(self, events: list[str]) -> None:
         raw = bytes(self._line)
         self._line.clear()
+        self._take_line(raw, events)
+
+    def _take_line(self, raw: bytes, events: list[str]) -> None:
         if not raw:
             if self._data:
                 events.append("\n".join(self._data))

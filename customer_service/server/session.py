@@ -101,6 +101,7 @@ class Session:
         self._reading = trio.CancelScope()
         """Around the read loop: cancelled when the socket cannot be written to any more."""
         self._waiting_bytes = 0
+        conn.on_unsent(self._start_flush)
 
     # ---- output -------------------------------------------------------------
     def reply(self, frame: Any) -> None:
@@ -160,6 +161,8 @@ class Session:
                     continue
                 await self.conn.send(text)
                 self._sent.inc()
+            if self.conn.unsent:  # left by frames written at the end of a pass meanwhile
+                await self.conn.flush()
         except ConnectionClosed:
             self._gone()
         finally:
@@ -347,6 +350,7 @@ class Session:
                                 assert self._flushed is not None  # set by _start_flush
                                 await self._flushed.wait()
                         nursery.cancel_scope.cancel()
+                    self._nursery = None  # closed: no flush starts any more
             except ConnectionClosed as exc:
                 log.debug("[%s] peer closed (%s)", self.peer.conn_id, exc.close_code)
                 self._closing(exc.close_code, "")

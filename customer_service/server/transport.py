@@ -3,6 +3,8 @@ sessions get when hypercorn serves the app (``[server] transport = "hypercorn"``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 from hypercorn.utils import UnexpectedMessageError
 from wsproto.utilities import LocalProtocolError
@@ -53,6 +55,9 @@ class AsgiWebSocket:
     @property
     def unsent(self) -> bool:
         return False
+
+    def on_unsent(self, callback: Callable[[], None]) -> None:
+        """``send_nowait`` takes nothing, so nothing is ever left unsent."""
 
     async def flush(self) -> None:
         return

@@ -40,12 +40,18 @@ class Connection(Protocol):
 
     def send_nowait(self, text: str) -> bool:
         """Take one text frame without waiting, when the transport can: True when taken
-        (written, or partly written with the rest left to ``flush``), False when the
-        caller must ``send`` it. Raise ``ConnectionClosed`` when the peer is gone."""
+        (written, held to be written at the end of the event loop's pass, or partly
+        written with the rest left to ``flush``), False when the caller must ``send`` it.
+        Raise ``ConnectionClosed`` when the peer is gone."""
 
     @property
     def unsent(self) -> bool:
         """Part of a frame taken by ``send_nowait`` is still waiting for ``flush``."""
+
+    def on_unsent(self, callback: Callable[[], None]) -> None:
+        """Have ``callback`` called (without waiting; it must not raise) when frames taken
+        by ``send_nowait`` turn out later to wait for ``flush``, which then writes them or
+        raises ``ConnectionClosed``."""
 
     async def flush(self) -> None:
         """Finish writing what ``send_nowait`` took but could not write at once."""

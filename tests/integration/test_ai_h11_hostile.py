@@ -52,6 +52,52 @@ async def test_bytes_past_the_end_of_a_response_never_answer_the_next_request() 
             assert counts["connections"] == 2
 
 
+def chunked_answer(body: bytes, *, version: bytes = b"1.1", extra_header: bytes = b"",
+                   trailer: bytes = b"") -> bytes:
+    """A chunked response, one chunk per SSE event (as streaming upstreams send it)."""
+    events = [e + b"\n\n" for e in body.split(b"\n\n") if e]
+    return (b"HTTP/" + version + b" 200 OK\r\ncontent-type: text/event-stream\r\n"
+            + extra_header + b"transfer-encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n" % len(e) + e + b"\r\n" for e in events)
+            + b"0\r\n" + trailer + b"\r\n")
+
+
+@pytest.mark.parametrize(("first", "kept"), [
+    (chunked_answer(sse_body("one")), True),
+    (chunked_answer(sse_body("one"), trailer=b"x-checksum: 1\r\n"), True),
+    (chunked_answer(sse_body("one")) + content_length_answer(sse_body("stale")), False),
+    (chunked_answer(sse_body("one"), extra_header=b"connection: close\r\n"), False),
+    (chunked_answer(sse_body("one"), version=b"1.0"), False),
+], ids=["plain", "trailers", "bytes past the end", "connection close", "HTTP/1.0"])
+async def test_a_chunked_body_keeps_its_connection_only_when_h11_would(first: bytes,
+                                                                       kept: bool) -> None:
+    """Chunked bodies are decoded past h11 (``ChunkedBody``): the connection is kept only
+    after the whole body, with nothing after it, when the response allows keep-alive."""
+    sent = [first]
+
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        data = sent.pop() if sent else chunked_answer(sse_body("fresh"))
+        await stream.send_all(data)
+        return True  # kept open: only the client decides not to reuse it
+
+    async with tiny_upstream(answer) as (url, counts), client_for(url) as client:
+        assert await reply(client) == "one"
+        assert len(lean(client).idle) == (1 if kept else 0)
+        assert await reply(client) == "fresh"
+        assert counts["connections"] == (1 if kept else 2)
+
+
+async def test_a_chunked_body_cut_short_is_a_connection_error() -> None:
+    async def answer(stream: trio.SocketStream, n: int) -> bool:
+        await stream.send_all(chunked_answer(sse_body("one", "two"))[:-30])
+        return False  # and close
+
+    async with tiny_upstream(answer) as (url, _counts), client_for(url) as client:
+        with pytest.raises(AiConnectionError):
+            await reply(client)
+        assert len(lean(client).idle) == 0
+
+
 async def test_a_response_nobody_asked_for_on_an_idle_connection_is_never_read_as_an_answer(
         ) -> None:
     # The upstream answers, then sends another response unasked while the connection sits

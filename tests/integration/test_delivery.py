@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import trio
 
 from customer_service.server.run import Server
@@ -37,6 +39,9 @@ class ScriptedConnection:
         return True
 
     async def flush(self) -> None:
+        return
+
+    def on_unsent(self, callback: Callable[[], None]) -> None:
         return
 
     async def close(self, code: int, reason: str = "") -> None:
