@@ -91,3 +91,29 @@ async def test_draining_with_texts_in_line_gives_every_place_back(server: Server
         finally:
             lock.release()
         await _settles_to_zero(server)
+
+
+async def test_texts_refused_at_once_for_their_own_fault_do_not_raise_the_limit(
+        server: Server, tmp_path: Path) -> None:
+    """Under overload (texts wait for the database, the limit in use) a client sending
+    texts the server refuses at once (too long) must not make the server take on more:
+    such an answer says nothing of how fast texts are acked. Each used to count as a
+    timely ack and grow the limit by one, so a flood of them undid admission control."""
+    admission = server.service.admission
+    admission.limit = 20
+    async with visitor(server) as (waiting, _), visitor(server) as (bad, _):
+        lock = WriteLock(tmp_path / "cs.db")
+        try:
+            for n in range(19):
+                await waiting.send(type="text", id=f"w{n}", content=f"waiting {n}")
+            with trio.fail_after(5):
+                while admission.in_flight < 19:
+                    await trio.sleep(0.02)
+            for n in range(30):
+                await bad.send(type="text", id=f"b{n}", content="x" * 5_000)
+            answers = [await bad.recv_type("error", id=f"b{n}") for n in range(30)]
+            assert {a["error"] for a in answers} <= {"too_large", "bad_request", "busy"}
+            assert admission.limit == 20
+        finally:
+            lock.release()
+        await _settles_to_zero(server)
