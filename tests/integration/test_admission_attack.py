@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
 
 from customer_service.server.run import Server, open_server
 from tests.integration.helpers import http_url, visitor
@@ -117,3 +118,31 @@ async def test_texts_refused_at_once_for_their_own_fault_do_not_raise_the_limit(
         finally:
             lock.release()
         await _settles_to_zero(server)
+
+
+async def test_a_client_hammering_through_busy_is_still_rate_limited_then_closed(
+        tmp_path: Path) -> None:
+    """Ignoring ``retry_after`` buys nothing: each busy answer costs the socket a token of
+    its rate limit, and past its strikes it is closed (1008) like any flooder."""
+    config = _config(tmp_path, 0.5).with_changes(
+        server__rate_limit_burst=10, server__rate_limit_per_second=5.0,
+        server__rate_limit_strikes=5)
+    async with open_server(config) as srv, trio.open_nursery() as nursery:
+        await nursery.start(srv.serve)
+        srv.service.admission.limit = 0  # every visitor text is answered busy
+        async with visitor(srv) as (client, _):
+            errors: list[str] = []
+            with trio.fail_after(10):
+                try:
+                    for n in range(100):
+                        await client.send(type="text", id=f"h{n}", content="again")
+                    while True:
+                        frame = await client.recv()
+                        if frame["type"] == "error":
+                            errors.append(frame["error"])
+                except ConnectionClosed as exc:
+                    assert exc.reason.code == 1008, exc.reason
+            assert errors.count("busy") <= 10 + 5  # its burst, and what refilled meanwhile
+            assert "rate_limited" in errors
+        assert srv.service.admission.in_flight == 0
+        srv.shutdown()
