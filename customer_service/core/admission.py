@@ -61,8 +61,10 @@ class RetryPacer:
         self._completed += 1
 
     def retry_after(self, draw: float) -> float:
-        """Seconds a refused client should wait before resending; ``draw`` in [0, 1)."""
-        return round(self.interval * (0.75 + 0.5 * draw), 2)
+        """Seconds a refused client should wait before resending; ``draw`` in [0, 1).
+        Within ``RETRY_MIN`` and ``RETRY_MAX`` like the interval (docs/protocol.md)."""
+        jittered = self.interval * (0.75 + 0.5 * draw)
+        return round(min(RETRY_MAX, max(RETRY_MIN, jittered)), 2)
 
     def _roll(self, now: float) -> None:
         if now - self._window_start < WINDOW:

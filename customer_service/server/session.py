@@ -247,7 +247,8 @@ class Session:
         return False
 
     def _done(self, frame: Any, arrived: float | None) -> None:
-        """An admitted frame is answered (``arrived`` given) or dropped unhandled (None)."""
+        """An admitted frame is answered (``arrived`` given: a sample of how fast texts are
+        acked), or dropped unhandled or refused for its own fault (None: no sample)."""
         if isinstance(frame, self.admitted):
             admission = self.service.admission
             if arrived is None:
@@ -303,10 +304,13 @@ class Session:
         """Handle one frame under its deadline; every failure becomes an error frame here."""
         timeout = self.config.message_timeout
         client_id: str | None = getattr(frame, "id", None)
+        sampled: float | None = arrived  # admission control's sample; None: says nothing
         with trio.CancelScope(deadline=arrived + timeout) as deadline:
             try:
                 await self.handle(frame)
             except ProtocolError as exc:
+                if not isinstance(exc, DeadlineExceeded):
+                    sampled = None  # the frame's own fault (too long, closed...), not speed
                 self.reply_error(exc, exc.client_id or client_id)
             except Unavailable as exc:
                 self.metrics.db_errors.inc()
@@ -316,7 +320,7 @@ class Session:
                 log.exception("[%s] failed handling a frame", self.peer.conn_id)
                 self.reply_error(exc, client_id)
             finally:
-                self._done(frame, arrived)
+                self._done(frame, sampled)
         if deadline.cancelled_caught and not self.peer.kicked:
             log.warning("[%s] %s frame missed its %ss deadline", self.peer.conn_id,
                         type(frame).__name__, timeout)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -87,6 +88,9 @@ class SqliteStore(SqlStore):
         """The connection's own thread: units of work run there back to back."""
         self._unit: Unit | None = None
         """The unit of work running in the thread now (see ``_run``)."""
+        self._unit_lock = threading.Lock()
+        """Held to change ``_unit`` and to interrupt it: the thread moves on to the next unit
+        by itself, so "is it still running?" and ``interrupt()`` must be one step."""
         self.write_health = WriteHealth()
 
     def __repr__(self) -> str:
@@ -96,20 +100,23 @@ class SqliteStore(SqlStore):
         unit = Unit()
 
         def job() -> T:
-            self._unit = unit
+            with self._unit_lock:
+                self._unit = unit
             try:
                 return self._transact(work, write, unit)
             finally:
-                self._unit = None
+                with self._unit_lock:
+                    self._unit = None
 
         def interrupt() -> None:
             """Give up ``unit`` (its caller's deadline passed): it will not start, stops
             waiting for the write lock, and a statement it runs now is interrupted. Only
             this unit: a late interrupt must not hit the next one."""
             unit.given_up = True
-            conn = self._conn
-            if conn is not None and self._unit is unit:
-                conn.interrupt()
+            with self._unit_lock:
+                conn = self._conn
+                if conn is not None and self._unit is unit:
+                    conn.interrupt()
 
         return await run_interruptible(job, run=self._worker.run, interrupt=interrupt,
                                        health=self.write_health if write else None)

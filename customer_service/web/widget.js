@@ -440,9 +440,13 @@
       }
       const item = frame.id ? outbox.get(frame.id) : null;
       if (item && frame.error === "busy") {
-        // The server is overloaded and stored nothing: resend (same id) when it says.
+        // The server is overloaded and stored nothing: resend (same id) when it says, and
+        // hold the texts typed meanwhile, so that all go out in the order they were typed
+        // (one timer per text, each with its own jitter, would reorder them).
         const wait = Math.min(Math.max(Number(frame.retry_after) || 2, 0.5), 60) * 1000;
-        setTimeout(() => { if (outbox.has(frame.id)) sendText(frame.id); }, wait);
+        heldForBusy.add(frame.id);
+        busyUntil = Math.max(busyUntil, Date.now() + wait);
+        if (busyTimer === null) busyTimer = setTimeout(resendAfterBusy, wait);
       } else if (item && ["timeout", "unavailable", "rate_limited", "internal"].includes(frame.error)) {
         // Safe to resend with the same id: the server stores it at most once.
         setTimeout(() => { if (outbox.has(frame.id)) sendText(frame.id); }, 1500 + Math.random() * 1000);
@@ -464,9 +468,23 @@
       try { ws.send(JSON.stringify(frame)); return true; } catch (_) { return false; }
     }
 
+    let busyUntil = 0;             // after a busy answer, texts wait until then (ms)
+    let busyTimer = null;
+    const heldForBusy = new Set(); // client ids to send, in outbox order, once it passes
     function sendText(id) {
       const item = outbox.get(id);
-      if (item) frameOut({ type: "text", id, content: item.content });
+      if (!item) return;
+      if (Date.now() < busyUntil) { heldForBusy.add(id); return; } // sent in order after
+      frameOut({ type: "text", id, content: item.content });
+    }
+
+    function resendAfterBusy() {
+      busyTimer = null;
+      const left = busyUntil - Date.now();
+      if (left > 0) { busyTimer = setTimeout(resendAfterBusy, left); return; }
+      const ids = [...outbox.keys()].filter((id) => heldForBusy.has(id));
+      heldForBusy.clear();
+      for (const id of ids) sendText(id);
     }
 
     function submit() {

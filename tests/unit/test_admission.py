@@ -111,6 +111,13 @@ def test_retry_after_is_jittered_around_the_interval() -> None:
     assert pacer.retry_after(0.99) == 4.98
 
 
+@given(st.floats(RETRY_MIN, RETRY_MAX), st.floats(0, 1, exclude_max=True))
+def test_retry_after_stays_within_what_the_protocol_promises(interval: float, draw: float
+                                                             ) -> None:
+    """docs/protocol.md: ``retry_after`` is 1 to 60 s, jitter included."""
+    assert RETRY_MIN <= RetryPacer(interval=interval).retry_after(draw) <= RETRY_MAX
+
+
 @given(st.lists(st.tuples(st.sampled_from(["enter", "leave", "cancel"]),
                           st.floats(0, 10), st.floats(0, 3)), max_size=400))
 def test_bounds_hold_whatever_happens(steps: list[tuple[str, float, float]]) -> None:
