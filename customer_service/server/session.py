@@ -42,6 +42,8 @@ IN_FLIGHT = 64
 refused at once (``rate_limited``), so a client that pipelines within its burst never is."""
 IN_FLIGHT_BYTES = 256 * 1024
 """Bytes the frames in line may take on one socket (a text may be 64 KiB)."""
+REFUSED_HEAD_HOLD = 120.0
+"""Seconds a socket's texts wait behind one of its texts refused ``busy`` and not resent."""
 HISTORY_ASIDE = 1
 """``history`` frames that may run beside the ordered ones; more wait in line. One socket
 holds at most this many database calls plus one, however it floods."""
@@ -62,6 +64,7 @@ class Session:
         "_nursery",
         "_open",
         "_reading",
+        "_refused_head",
         "_sent",
         "_side_tasks",
         "_strikes",
@@ -101,6 +104,9 @@ class Session:
         self._reading = trio.CancelScope()
         """Around the read loop: cancelled when the socket cannot be written to any more."""
         self._waiting_bytes = 0
+        self._refused_head: tuple[str | None, float] | None = None
+        """The id of this socket's first text refused ``busy`` and not yet resent, and when
+        to stop waiting for it (see ``_admit``)."""
         conn.on_unsent(self._start_flush)
 
     # ---- output -------------------------------------------------------------
@@ -237,13 +243,25 @@ class Session:
 
     def _admit(self, frame: Any, arrived: float) -> bool:
         """Take the frame on, or answer it ``busy`` now: nothing is read or stored for it,
-        and the client resends it (same id) after ``retry_after``."""
+        and the client resends it (same id) after ``retry_after``.
+
+        Once a text of this socket is refused, the texts behind it are refused too until
+        that one comes back (or ``REFUSED_HEAD_HOLD`` passes): a place freed in between must
+        not let a later text be stored before an earlier one."""
         admission = self.service.admission
-        if admission.try_enter(arrived):
-            return True
+        frame_id: str | None = getattr(frame, "id", None)
+        head = self._refused_head
+        if head is not None and arrived >= head[1]:
+            head = self._refused_head = None  # never resent: the client gave it up
+        if head is None or head[0] == frame_id:
+            if admission.try_enter(arrived):
+                self._refused_head = None
+                return True
+            if head is None:
+                self._refused_head = (frame_id, arrived + REFUSED_HEAD_HOLD)
         retry_after = admission.retry_after(random.random())
         self.reply_error(Busy(f"the server is busy; resend this frame in {retry_after:g} s",
-                              retry_after=retry_after), getattr(frame, "id", None))
+                              retry_after=retry_after), frame_id)
         return False
 
     def _done(self, frame: Any, arrived: float | None) -> None:
