@@ -56,9 +56,9 @@ class ServerConfig:
         "Seconds to answer a frame or REST request. Counted from its arrival; past it the "
         "client gets a timeout error and what it waited for in the database is ended.", gt=0))
     admission_latency: float = field(default=0.5, metadata=_doc(
-        "Seconds from a visitor's text to its ack past which the server is overloaded: it "
-        "then takes fewer texts at once and answers the others busy, with a retry_after for "
-        "the client to resend after (see docs/performance.md). 0 takes every text.", ge=0))
+        "Seconds to ack a visitor's text past which the server counts as overloaded. It "
+        "then takes fewer texts at once and answers the others busy, with a retry_after "
+        "to resend after (docs/protocol.md, Overload). 0 takes every text.", ge=0))
     outbound_queue: int = field(default=256, metadata=_doc(
         "Frames queued per connection; a client that lets this fill up is closed (1008).", ge=1))
     rate_limit_per_second: float = field(default=20.0, metadata=_doc(
