@@ -42,8 +42,6 @@ IN_FLIGHT = 64
 refused at once (``rate_limited``), so a client that pipelines within its burst never is."""
 IN_FLIGHT_BYTES = 256 * 1024
 """Bytes the frames in line may take on one socket (a text may be 64 KiB)."""
-REFUSED_HEAD_HOLD = 120.0
-"""Seconds a socket's texts wait behind one of its texts refused ``busy`` and not resent."""
 HISTORY_ASIDE = 1
 """``history`` frames that may run beside the ordered ones; more wait in line. One socket
 holds at most this many database calls plus one, however it floods."""
@@ -246,20 +244,20 @@ class Session:
         and the client resends it (same id) after ``retry_after``.
 
         Once a text of this socket is refused, the texts behind it are refused too until
-        that one comes back (or ``REFUSED_HEAD_HOLD`` passes): a place freed in between must
-        not let a later text be stored before an earlier one."""
+        that one comes back, or until twice its ``retry_after`` (plus a second) has passed
+        without it (the client gave it up): a place freed in between must not let a later
+        text be stored before an earlier one."""
         admission = self.service.admission
         frame_id: str | None = getattr(frame, "id", None)
         head = self._refused_head
         if head is not None and arrived >= head[1]:
             head = self._refused_head = None  # never resent: the client gave it up
-        if head is None or head[0] == frame_id:
-            if admission.try_enter(arrived):
-                self._refused_head = None
-                return True
-            if head is None:
-                self._refused_head = (frame_id, arrived + REFUSED_HEAD_HOLD)
+        if (head is None or head[0] == frame_id) and admission.try_enter(arrived):
+            self._refused_head = None
+            return True
         retry_after = admission.retry_after(random.random())
+        if head is None:
+            self._refused_head = (frame_id, arrived + 2 * retry_after + 1)
         self.reply_error(Busy(f"the server is busy; resend this frame in {retry_after:g} s",
                               retry_after=retry_after), frame_id)
         return False

@@ -203,3 +203,22 @@ async def test_texts_behind_a_refused_one_wait_for_it_so_order_holds(
         cid = int(welcome["conversation_id"])
         stored = await server.service.store.messages_after(cid, 0, 10)
         assert [m.client_id for m in stored] == ["c1", "c2"]
+
+
+async def test_a_refused_text_never_resent_holds_the_socket_only_briefly(
+        server: Server) -> None:
+    """A client that gives up a refused text can write again once twice its retry_after
+    (and a second) has passed."""
+    admission = server.service.admission
+    async with visitor(server) as (client, welcome):
+        admission.limit = 0  # nothing is taken on
+        await client.send(type="text", id="given-up", content="never resent")
+        refused = await client.recv_type("error", id="given-up")
+        admission.limit = 256
+        await client.send(type="text", id="next", content="next")
+        assert (await client.recv_type("error", id="next"))["error"] == "busy"
+        await trio.sleep(2 * refused["retry_after"] + 1.1)
+        await client.send(type="text", id="next", content="next")
+        await client.recv_type("ack", id="next")
+        stored = await server.service.store.messages_after(int(welcome["conversation_id"]), 0, 10)
+        assert [m.client_id for m in stored] == ["next"]
