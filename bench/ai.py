@@ -492,16 +492,6 @@ def log_digest(path: Path, limit: int = 8) -> dict[str, Any]:
     return {"lines": len(lines), "first": list(distinct.values())[:limit]}
 
 
-def ai_metrics(text: str) -> dict[str, float]:
-    """The server's AI and error counters in one /metrics text (since it started)."""
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(AI_METRICS):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=100)
@@ -658,7 +648,7 @@ def main() -> None:
                     collected.append(results.get(timeout=max(1.0, stop_at + GRACE + 30 - time.monotonic())))
                 for p in procs:
                     p.join(timeout=30)
-                scrapes = servers.scrape(ai_metrics)
+                scrapes = servers.scrape(AI_METRICS)
                 servers.check_alive(measured)
                 failed = False
             finally:

@@ -136,11 +136,12 @@ BUS_COUNTS = {"events_published": "cs_bus_events_published_total",
               "resyncs": "cs_bus_resyncs_total"}
 
 
-def parse_metrics(text: str) -> dict[str, float]:
-    """A few of the server's /metrics counters (cumulative since it started)."""
+def parse_metrics(text: str, prefixes: tuple[str, ...] = METRICS) -> dict[str, float]:
+    """The server's /metrics counters whose names start with one of ``prefixes``
+    (cumulative since it started)."""
     out = {}
     for line in text.splitlines():
-        if line.startswith(METRICS):
+        if line.startswith(prefixes):
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
@@ -719,8 +720,7 @@ class Servers:
                 pid for name, pid in measured if name.startswith("worker")}:
             raise SystemExit("a worker process exited during the run (the supervisor restarted it)")
 
-    def scrape(self, parse: Callable[[str], dict[str, float]] = parse_metrics
-               ) -> dict[str, dict[str, float]]:
+    def scrape(self, prefixes: tuple[str, ...] = METRICS) -> dict[str, dict[str, float]]:
         """The counters of every instance (every worker), by instance name. For workers, each
         new connection reaches a worker the kernel picks: /healthz names it, and /metrics is
         read on the same keep-alive connection."""
@@ -740,7 +740,7 @@ class Servers:
                             continue  # not the same connection after all
                 except (httpx.HTTPError, ValueError, KeyError):
                     continue
-                out[instance] = parse(text)
+                out[instance] = parse_metrics(text, prefixes)
                 found += 1
         return out
 

@@ -87,7 +87,6 @@ class TextAdmission:
     0 turns admission off (every text is taken)."""
     limit: float = INITIAL_LIMIT
     in_flight: int = 0
-    refused_total: int = 0
     pacer: RetryPacer = field(default_factory=RetryPacer)
     _last_decrease: float = -math.inf
 
@@ -100,7 +99,6 @@ class TextAdmission:
         if not self.enabled or self.in_flight < int(self.limit):
             self.in_flight += 1
             return True
-        self.refused_total += 1
         self.pacer.refused(now)
         return False
 

@@ -103,6 +103,15 @@ def server(tmp_path: Path, agents_db: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
+def busy_server(tmp_path: Path, agents_db: Path) -> Iterator[ServerProcess]:
+    """A server whose texts may wait for a lock several seconds (``overload.py``)."""
+    with running_server(tmp_path / "server", agents_db=agents_db, extra={"server": {
+            "message_timeout": 8.0, "rate_limit_burst": 1000,
+            "rate_limit_per_second": 1000.0}}) as process:
+        yield process
+
+
+@pytest.fixture
 def fake_upstream(tmp_path: Path) -> Iterator[FakeUpstream]:
     with running_fake_upstream(tmp_path / "fake-openai", tokens=AI_TOKENS,
                                chunk_delay=AI_CHUNK_DELAY) as process:

@@ -4,7 +4,6 @@ ones typed while it waits and sends them all, in order, when ``retry_after`` has
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,8 @@ import pytest
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 
 from tests.browser.harness import AGENTS, ServerProcess, api_messages, login_token
+from tests.browser.overload import overloaded
 from tests.browser.pages import Pages
-from tests.browser.test_busy import FLOOD, FLOOD_JS, busy_server  # noqa: F401 - a fixture
 from tests.browser.ui import (
     FrameLog,
     open_widget_page,
@@ -29,33 +28,18 @@ TEXTS = [f"in order {n}" for n in range(1, 6)]
 
 
 def test_texts_refused_busy_are_stored_in_the_order_they_were_typed(
-        busy_server: ServerProcess, pages: Pages, tmp_path: Path) -> None:  # noqa: F811
+        busy_server: ServerProcess, pages: Pages, tmp_path: Path) -> None:
     server = busy_server
     visitor = pages.new("visitor")
     frames = FrameLog(visitor)
     open_widget_page(visitor, f"{server.url}/")
     widget_send_acked(visitor, "Hello")
 
-    flood = pages.new("flood")
-    flood.goto(f"{server.url}/")
-    ws_url = server.url.replace("http://", "ws://") + "/ws/visitor"
-    assert flood.evaluate(FLOOD_JS, [ws_url, FLOOD])
-
-    lock = sqlite3.connect(tmp_path / "server" / "cs.db", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")  # another process's write lock: nothing commits
-    try:
-        flood.evaluate("""(count) => { for (let n = 0; n < count; n++)
-            window.floodSocket.send(JSON.stringify({type: "text", id: "f" + n,
-                                                     content: "flood " + n})); }""", FLOOD)
-        wait_until(flood, lambda: flood.evaluate("window.floodAnswers.busy") or None,
-                   message="busy answers to the flood")
+    with overloaded(server, pages, tmp_path / "server" / "cs.db"):
         for text in TEXTS:
             widget_send(visitor, text)
         wait_until(visitor, lambda: [f for f in frames.received if f.get("error") == "busy"],
                    message="a busy answer to the visitor")
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
 
     for text in TEXTS:
         widget_wait_acked(visitor, text)

@@ -37,6 +37,14 @@ SETTINGS = RunSettings(min_gap_seconds=24 * 3600, reply_tokens=64,
                        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05))
 
 
+def messages_by_contact(database: Path, campaign_id: int) -> dict[str, str]:
+    """A campaign's stored messages, by the contact in their ``client_id``, read with
+    sqlite3 straight from the file."""
+    with sqlite3.connect(database) as connection:
+        return {client_id.rsplit(":", 1)[1]: content for client_id, content in connection.execute(
+            "SELECT client_id, content FROM messages WHERE campaign_id = ?", (campaign_id,))}
+
+
 def max_in_window(times: list[float], window: float = 1.0) -> int:
     times = sorted(times)
     best = start = 0
@@ -155,12 +163,7 @@ async def test_5xx_and_resets_are_retried_then_fallback(tmp_path: Path) -> None:
             assert [r.state for r in recipients] == [RecipientState.SENT] * 4
             assert [r.attempts for r in recipients] == [3, 2, 1, 1]
             assert texts[1:] == ["Second try", None, "Generated"]
-        by_contact = {}
-        with sqlite3.connect(tmp_path / "test.db") as connection:
-            for client_id, content in connection.execute(
-                    "SELECT client_id, content FROM messages WHERE campaign_id = ?",
-                    (campaign.id,)):
-                by_contact[client_id.rsplit(":", 1)[1]] = content
+        by_contact = messages_by_contact(tmp_path / "test.db", campaign.id)
         assert sorted(by_contact.values()) == sorted([
             "Dear Person 0, spring is here.", "Second try", "Dear Person 2, spring is here.",
             "Generated"])
@@ -309,10 +312,5 @@ async def test_campaign_requests_go_over_the_chat_transport(tmp_path: Path,
             assert request.headers["user-agent"] == "customer-service-campaigns"
             assert request.headers["accept-encoding"] == "identity"
             assert request.body["stream"] is False
-        by_contact = {}
-        with sqlite3.connect(tmp_path / "test.db") as connection:
-            for client_id, content in connection.execute(
-                    "SELECT client_id, content FROM messages WHERE campaign_id = ?",
-                    (campaign.id,)):
-                by_contact[client_id.rsplit(":", 1)[1]] = content
+        by_contact = messages_by_contact(tmp_path / "test.db", campaign.id)
         assert sorted(by_contact.values()) == ["After 503", "Fine day", "Fine day"]
